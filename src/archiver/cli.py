@@ -1,0 +1,232 @@
+"""The ``archiver`` command line: parse options, call one core function, print a summary.
+
+This module owns click, logging and the terminal. Errors are handled in exactly one place,
+:meth:`_Group.invoke`: an :class:`ArchiverError` becomes ``Error: ...`` lines (and a ``Hint:``)
+on stderr with its exit code; a traceback is shown only with ``--verbose``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+import click
+
+from . import __version__
+from .collection import default_collection
+from .config import load_config
+from .errors import ArchiverError, ConfigError
+from .manifest import build_manifest, dumps, write_manifest
+
+__all__ = ["EXIT_INTERNAL", "cli", "main"]
+
+# sysexits' EX_SOFTWARE: a bug in archiver itself, not in the user's input or the network.
+EXIT_INTERNAL = 70
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass
+class _State:
+    """What the global options decided, shared by the group and its commands."""
+
+    verbosity: int = 0  # -1 quiet, 0 normal, 1+ verbose
+
+    @property
+    def quiet(self) -> bool:
+        return self.verbosity < 0
+
+    @property
+    def verbose(self) -> bool:
+        return self.verbosity > 0
+
+
+class _EchoHandler(logging.Handler):
+    """Log records as one line each on the current stderr (which click's test runner swaps)."""
+
+    PREFIXES: ClassVar[dict[int, str]] = {logging.WARNING: "Warning: ", logging.ERROR: "Error: "}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        prefix = self.PREFIXES.get(record.levelno, "")
+        click.echo(f"{prefix}{record.getMessage()}", err=True)
+
+
+def _configure_logging(state: _State) -> None:
+    logger = logging.getLogger("archiver")
+    logger.handlers[:] = [_EchoHandler()]
+    logger.propagate = False
+    if state.quiet:
+        logger.setLevel(logging.ERROR)
+    elif state.verbose:
+        logger.setLevel(logging.DEBUG)
+    else:
+        logger.setLevel(logging.INFO)
+
+
+def _state(ctx: click.Context) -> _State:
+    return ctx.ensure_object(_State)
+
+
+def _set_verbosity(level: int) -> Callable[[click.Context, click.Parameter, Any], None]:
+    def callback(ctx: click.Context, _param: click.Parameter, value: Any) -> None:
+        if value:
+            state = _state(ctx)
+            state.verbosity = level * value if level > 0 else -1
+            _configure_logging(state)
+
+    return callback
+
+
+def _load_config(ctx: click.Context, _param: click.Parameter, value: Path | None) -> None:
+    if value is None:
+        return
+    root = ctx.find_root()
+    commands = {
+        name: frozenset(p.name for p in command.params if p.name)
+        for name, command in getattr(root.command, "commands", {}).items()
+    }
+    try:
+        default_map = load_config(value, commands)
+    except ConfigError as exc:
+        raise click.BadParameter(exc.message, ctx=ctx, param=_param) from exc
+    if ctx is root:
+        ctx.default_map = default_map
+    else:
+        ctx.default_map = default_map.get(ctx.info_name or "", {})
+
+
+def common_options(function: F) -> F:
+    """-q, -v and --config, accepted before the command's name and after it alike."""
+    decorators = [
+        click.option(
+            "-v",
+            "--verbose",
+            count=True,
+            expose_value=False,
+            callback=_set_verbosity(1),
+            help="Say more; with an error, show its traceback.",
+        ),
+        click.option(
+            "-q",
+            "--quiet",
+            is_flag=True,
+            expose_value=False,
+            callback=_set_verbosity(-1),
+            help="Print nothing but errors.",
+        ),
+        click.option(
+            "--config",
+            type=click.Path(dir_okay=False, path_type=Path),
+            is_eager=True,
+            expose_value=False,
+            callback=_load_config,
+            help="TOML file of option defaults (see docs/cli.md).",
+        ),
+    ]
+    for decorator in reversed(decorators):
+        function = decorator(function)
+    return function
+
+
+class _Group(click.Group):
+    """The one place where errors become a line on stderr and an exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except ArchiverError as exc:
+            _report(exc, _state(ctx))
+            raise click.exceptions.Exit(exc.exit_code) from exc
+        except KeyboardInterrupt:
+            click.echo("Interrupted.", err=True)
+            raise click.exceptions.Exit(130) from None
+        except Exception as exc:
+            if _state(ctx).verbose:
+                traceback.print_exc()
+            click.echo(f"Error: internal error: {type(exc).__name__}: {exc}", err=True)
+            hint = "this is a bug in archiver; rerun with --verbose to report it"
+            click.echo(f"Hint: {hint}", err=True)
+            raise click.exceptions.Exit(EXIT_INTERNAL) from exc
+
+
+def _report(exc: ArchiverError, state: _State) -> None:
+    if state.verbose:
+        traceback.print_exception(exc)
+    for line in exc.lines():
+        click.echo(f"Error: {line}", err=True)
+    if exc.hint:
+        click.echo(f"Hint: {exc.hint}", err=True)
+
+
+@click.group(cls=_Group, context_settings=CONTEXT_SETTINGS)
+@click.version_option(__version__, "-V", "--version", prog_name="archiver")
+@common_options
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """Turn video fiches into a manifest, an archive and an offline kit.
+
+    A fiche is a Markdown file with a YAML front matter describing one video (title, area,
+    description, PeerTube URLs), its transcript (## Script) and credits (## Crédits).
+
+    \b
+    Exit codes:
+      0  everything done
+      1  the run finished but some items failed (each named on stderr)
+      2  bad usage or bad input (file, field and reason on stderr)
+      3  another run holds the archive lock
+    """
+    _configure_logging(_state(ctx))
+
+
+@cli.command()
+@click.argument(
+    "paths", nargs=-1, type=click.Path(exists=True, path_type=Path), metavar="[PATH]..."
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
+    default=Path("-"),
+    show_default=True,
+    help="Manifest file to write; '-' writes to standard output.",
+)
+@common_options
+@click.pass_context
+def manifest(ctx: click.Context, paths: tuple[Path, ...], output: Path) -> None:
+    """Build a manifest from fiche files and folders.
+
+    Every *.md file named, or found below a folder named, is read and validated. Every invalid
+    fiche is reported (file, field, reason) and the command exits 2 without writing anything.
+    With no PATH, the bundled default collection is used. The manifest is deterministic: the
+    same fiches always give the same bytes, ready to commit.
+
+    \b
+    Examples:
+      archiver manifest fiches/ -o manifests/canope.json
+      archiver manifest a.md b.md -o - | less
+      archiver manifest -o manifests/default.json     # the bundled collection
+    """
+    state = _state(ctx)
+    result = build_manifest(paths or (default_collection(),))
+    count = len(result.entries)
+    noun = "entry" if count == 1 else "entries"
+    if str(output) == "-":
+        sys.stdout.write(dumps(result))
+        return
+    changed = write_manifest(result, output)
+    if not state.quiet:
+        status = "written to" if changed else "unchanged in"
+        click.echo(f"Manifest: {count} {noun} {status} {output}", err=True)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli.main(prog_name="archiver")

@@ -1,0 +1,125 @@
+"""The one exception tree of archiver.
+
+Every error a user can cause or meet is an ``ArchiverError``. The CLI catches them in exactly
+one place, prints ``Error: <message>`` (and ``Hint: <hint>``) as one line each, and exits with
+the class's ``exit_code``. Foreign exceptions (``OSError``, ``yaml.YAMLError``, ``httpx``'s,
+``sqlite3``'s) are translated where they enter, with ``raise ... from exc``.
+
+    ArchiverError                 exit 1 unless a subclass says otherwise
+    ├── UsageError                exit 2: options that do not make sense together
+    ├── InputError                exit 2: input that does not validate
+    │   ├── FicheError(path, field)
+    │   ├── ManifestError(path, field)
+    │   └── ConfigError(path, field)
+    ├── InvalidInputs             exit 2: several InputErrors, each printed on its own line
+    └── LockHeld(path, pid)       exit 3: another run holds the archive
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+__all__ = [
+    "EXIT_FAILED",
+    "EXIT_LOCKED",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "ArchiverError",
+    "ConfigError",
+    "FicheError",
+    "InputError",
+    "InvalidInputs",
+    "LockHeld",
+    "ManifestError",
+    "UsageError",
+]
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_LOCKED = 3
+
+
+class ArchiverError(Exception):
+    """Base of every error archiver reports to its user."""
+
+    exit_code: int = EXIT_FAILED
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def lines(self) -> list[str]:
+        """The message lines, one per problem, without the ``Error:`` prefix."""
+        return [self.message]
+
+
+class UsageError(ArchiverError):
+    """Options or arguments that do not make sense."""
+
+    exit_code = EXIT_USAGE
+
+
+class InputError(ArchiverError):
+    """An input file (fiche, manifest, config) that does not validate.
+
+    The message always names the file, then the field when there is one, then the reason:
+    ``fiches/a.md: title: missing required field``.
+    """
+
+    exit_code = EXIT_USAGE
+
+    def __init__(
+        self, path: Path | str, field: str | None, reason: str, *, hint: str | None = None
+    ) -> None:
+        self.path = str(path)
+        self.field = field
+        self.reason = reason
+        where = f"{self.path}: {field}" if field else self.path
+        super().__init__(f"{where}: {reason}", hint=hint)
+
+
+class FicheError(InputError):
+    """A fiche that cannot become a manifest entry."""
+
+
+class ManifestError(InputError):
+    """A manifest that does not validate."""
+
+
+class ConfigError(InputError):
+    """A ``--config`` file that does not validate."""
+
+
+class InvalidInputs(ArchiverError):
+    """Several input errors found in one pass, so the user can fix them all at once."""
+
+    exit_code = EXIT_USAGE
+
+    def __init__(self, errors: Sequence[InputError]) -> None:
+        self.errors = list(errors)
+        count = len(self.errors)
+        super().__init__(
+            f"{count} invalid input{'s' if count != 1 else ''}",
+            hint=self.errors[0].hint if count == 1 else None,
+        )
+
+    def lines(self) -> list[str]:
+        return [error.message for error in self.errors]
+
+
+class LockHeld(ArchiverError):
+    """Another archiver run holds the archive's lock."""
+
+    exit_code = EXIT_LOCKED
+
+    def __init__(self, path: Path | str, pid: int | None) -> None:
+        self.path = str(path)
+        self.pid = pid
+        holder = f"process {pid}" if pid else "another process"
+        super().__init__(
+            f"{self.path} is locked by {holder}",
+            hint="another archiver run is using this archive; wait for it to finish",
+        )

@@ -1,0 +1,298 @@
+"""The manifest: a deterministic JSON description of a collection, made to be committed.
+
+Two builds of the same fiches give the same bytes: keys sorted, entries ordered by source path,
+UTF-8, two-space indent, a trailing newline, and no timestamp. Loading a manifest validates
+every field, because a manifest may be edited by hand or come from elsewhere, and its ids become
+folder names: a bad one must not reach the filesystem.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from .entry import Asset, Credit, Entry, JSONValue, Licence, PeerTubeRef, Source, Video
+from .errors import FicheError, InputError, InvalidInputs, ManifestError
+from .fiches import find_fiches, parse_fiche
+from .files import atomic_write_bytes
+from .names import is_safe_id
+from .urls import url_problem
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "Manifest",
+    "build_manifest",
+    "dumps",
+    "load_manifest",
+    "loads",
+    "write_manifest",
+]
+
+SCHEMA_VERSION = 1
+ASSET_KINDS = frozenset({"fiche_pdf", "transcript_pdf"})
+MAX_MANIFEST_BYTES = 256 * 1024 * 1024
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A collection's entries, in manifest order."""
+
+    entries: tuple[Entry, ...]
+    schema_version: int = SCHEMA_VERSION
+
+    def to_json(self) -> dict[str, JSONValue]:
+        return {
+            "schema_version": self.schema_version,
+            "entries": [entry.to_json() for entry in self.entries],
+        }
+
+
+def build_manifest(paths: Iterable[Path]) -> Manifest:
+    """Parse every fiche found under ``paths`` into a manifest.
+
+    Every invalid fiche is reported, not only the first: the raised :class:`InvalidInputs`
+    holds one :class:`FicheError` per problem.
+    """
+    errors: list[InputError] = []
+    entries: list[Entry] = []
+    files = find_fiches(paths)
+    if not files:
+        shown = ", ".join(str(p) for p in paths) or "."
+        raise FicheError(shown, None, "no fiche (*.md) found")
+    seen: dict[str, Path] = {}
+    for fiche in files:
+        try:
+            entry = parse_fiche(fiche)
+        except FicheError as exc:
+            errors.append(exc)
+            continue
+        if entry.id in seen:
+            errors.append(
+                FicheError(
+                    fiche.path,
+                    "id",
+                    f"duplicate id {entry.id!r}, also given by {seen[entry.id]}",
+                )
+            )
+            continue
+        seen[entry.id] = fiche.path
+        entries.append(entry)
+    if errors:
+        raise InvalidInputs(errors)
+    entries.sort(key=lambda e: (e.source.path, e.id))
+    return Manifest(entries=tuple(entries))
+
+
+def dumps(manifest: Manifest) -> str:
+    """The manifest's canonical text: same manifest, same bytes."""
+    return json.dumps(manifest.to_json(), ensure_ascii=False, indent=2, sort_keys=True) + "\n"
+
+
+def write_manifest(manifest: Manifest, path: Path) -> bool:
+    """Write the manifest atomically; return whether the file changed."""
+    data = dumps(manifest).encode("utf-8")
+    try:
+        if path.read_bytes() == data:
+            return False
+    except OSError:
+        pass
+    try:
+        atomic_write_bytes(path, data)
+    except OSError as exc:
+        raise ManifestError(path, None, f"cannot write: {exc.strerror or exc}") from exc
+    return True
+
+
+def load_manifest(path: Path) -> Manifest:
+    """Read and validate a manifest file; raise :class:`ManifestError` on any problem."""
+    try:
+        with path.open("rb") as stream:
+            data = stream.read(MAX_MANIFEST_BYTES + 1)
+    except OSError as exc:
+        raise ManifestError(path, None, f"cannot read: {exc.strerror or exc}") from exc
+    if len(data) > MAX_MANIFEST_BYTES:
+        raise ManifestError(path, None, "larger than 256 MiB; not a manifest")
+    return loads(data, path=path)
+
+
+def loads(data: bytes | str, *, path: Path | str = "<manifest>") -> Manifest:
+    """Parse and validate a manifest's text."""
+    try:
+        text = data.decode("utf-8") if isinstance(data, bytes) else data
+        document = json.loads(text)
+    except UnicodeDecodeError as exc:
+        raise ManifestError(path, None, f"not UTF-8 (invalid byte at offset {exc.start})") from exc
+    except json.JSONDecodeError as exc:
+        raise ManifestError(
+            path, None, f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
+        ) from exc
+    except RecursionError as exc:
+        raise ManifestError(path, None, "invalid JSON: nested too deeply") from exc
+    return _Reader(path).manifest(document)
+
+
+class _Reader:
+    """Turns a parsed JSON document into a :class:`Manifest`, naming the field at fault."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = path
+
+    def fail(self, where: str, reason: str) -> ManifestError:
+        return ManifestError(self.path, where, reason)
+
+    def manifest(self, doc: JSONValue) -> Manifest:
+        doc = self.mapping(doc, "manifest")
+        version = doc.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise self.fail(
+                "schema_version",
+                f"unsupported version {version!r}; this archiver reads version {SCHEMA_VERSION}",
+            )
+        raw_entries = self.sequence(doc.get("entries"), "entries")
+        entries = tuple(self.entry(item, f"entries[{i}]") for i, item in enumerate(raw_entries))
+        seen: set[str] = set()
+        for i, entry in enumerate(entries):
+            if entry.id in seen:
+                raise self.fail(f"entries[{i}].id", f"duplicate id {entry.id!r}")
+            seen.add(entry.id)
+        return Manifest(entries=entries, schema_version=version)
+
+    def entry(self, raw: JSONValue, at: str) -> Entry:
+        raw = self.mapping(raw, at)
+        entry_id = self.string(raw.get("id"), f"{at}.id")
+        if not is_safe_id(entry_id):
+            raise self.fail(
+                f"{at}.id",
+                f"{entry_id!r} is not a safe id (lowercase ASCII letters, digits and dashes, "
+                "at most 100 characters)",
+            )
+        title = self.string(raw.get("title"), f"{at}.title")
+        if not title.strip():
+            raise self.fail(f"{at}.title", "must not be empty")
+        source = self.mapping(raw.get("source"), f"{at}.source")
+        video = self.mapping(raw.get("video"), f"{at}.video")
+        peertube = self.optional(raw.get("peertube"), f"{at}.peertube", self.mapping)
+        licence = self.optional(raw.get("licence"), f"{at}.licence", self.mapping)
+        entry = Entry(
+            id=entry_id,
+            title=title,
+            area=self.optional(raw.get("area"), f"{at}.area", self.string),
+            description=self.optional(raw.get("description"), f"{at}.description", self.string),
+            source=Source(
+                path=self.string(source.get("path"), f"{at}.source.path"),
+                sha256=self.string(source.get("sha256"), f"{at}.source.sha256"),
+            ),
+            video=Video(
+                url=self.optional(video.get("url"), f"{at}.video.url", self.url),
+                embed_url=self.optional(video.get("embed_url"), f"{at}.video.embed_url", self.url),
+                sha256=self.optional(video.get("sha256"), f"{at}.video.sha256", self.sha256),
+                size=self.optional(video.get("size"), f"{at}.video.size", self.size),
+            ),
+            peertube=(
+                PeerTubeRef(
+                    instance=self.url(peertube.get("instance"), f"{at}.peertube.instance"),
+                    uuid=self.string(peertube.get("uuid"), f"{at}.peertube.uuid"),
+                )
+                if peertube is not None
+                else None
+            ),
+            assets=tuple(
+                self.asset(a, f"{at}.assets[{i}]")
+                for i, a in enumerate(self.sequence(raw.get("assets", []), f"{at}.assets"))
+            ),
+            transcript=self.string(raw.get("transcript", ""), f"{at}.transcript"),
+            credits=tuple(
+                self.credit(c, f"{at}.credits[{i}]")
+                for i, c in enumerate(self.sequence(raw.get("credits", []), f"{at}.credits"))
+            ),
+            credit_notes=tuple(
+                self.string(n, f"{at}.credit_notes[{i}]")
+                for i, n in enumerate(
+                    self.sequence(raw.get("credit_notes", []), f"{at}.credit_notes")
+                )
+            ),
+            licence=(
+                Licence(
+                    name=self.string(licence.get("name"), f"{at}.licence.name"),
+                    url=self.optional(licence.get("url"), f"{at}.licence.url", self.url),
+                )
+                if licence is not None
+                else None
+            ),
+            extra=self.mapping(raw.get("extra", {}), f"{at}.extra"),
+        )
+        if entry.video.url is None and entry.video.embed_url is None:
+            raise self.fail(f"{at}.video", "needs url or embed_url")
+        return entry
+
+    def asset(self, raw: JSONValue, at: str) -> Asset:
+        raw = self.mapping(raw, at)
+        kind = self.string(raw.get("kind"), f"{at}.kind")
+        if kind not in ASSET_KINDS:
+            raise self.fail(f"{at}.kind", f"unknown kind {kind!r}")
+        return Asset(kind=kind, url=self.url(raw.get("url"), f"{at}.url"))
+
+    def credit(self, raw: JSONValue, at: str) -> Credit:
+        raw = self.mapping(raw, at)
+        names = self.sequence(raw.get("names", []), f"{at}.names")
+        return Credit(
+            role=self.string(raw.get("role"), f"{at}.role"),
+            names=tuple(self.string(n, f"{at}.names[{i}]") for i, n in enumerate(names)),
+        )
+
+    # -- scalar and container checks ---------------------------------------------------------
+
+    def optional(self, value: JSONValue, at: str, check: Callable[[Any, str], T]) -> T | None:
+        return None if value is None else check(value, at)
+
+    def mapping(self, value: JSONValue, at: str) -> Mapping[str, JSONValue]:
+        if not isinstance(value, dict):
+            raise self.fail(at, f"expected an object, got {_json_kind(value)}")
+        return value
+
+    def sequence(self, value: JSONValue, at: str) -> Sequence[JSONValue]:
+        if not isinstance(value, list):
+            raise self.fail(at, f"expected a list, got {_json_kind(value)}")
+        return value
+
+    def string(self, value: JSONValue, at: str) -> str:
+        if not isinstance(value, str):
+            raise self.fail(at, f"expected a string, got {_json_kind(value)}")
+        return value
+
+    def url(self, value: JSONValue, at: str) -> str:
+        text = self.string(value, at)
+        problem = url_problem(text)
+        if problem:
+            raise self.fail(at, problem)
+        return text
+
+    def sha256(self, value: JSONValue, at: str) -> str:
+        text = self.string(value, at)
+        if len(text) != 64 or any(c not in "0123456789abcdef" for c in text):
+            raise self.fail(at, "expected 64 lowercase hexadecimal digits")
+        return text
+
+    def size(self, value: JSONValue, at: str) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise self.fail(at, f"expected a size in bytes, got {_json_kind(value)}")
+        return value
+
+
+def _json_kind(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    return "an object"

@@ -1,0 +1,41 @@
+"""Names that are safe as file and folder names on every filesystem a USB key may carry.
+
+Ids become folder names in the archive and in kits, which end up on FAT32, exFAT or NTFS keys
+opened by Windows, macOS and Linux. So an id is plain lowercase ASCII, has no separator or
+leading dot, is at most ``MAX_NAME_LENGTH`` characters and is never a name Windows reserves.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+__all__ = ["MAX_NAME_LENGTH", "is_safe_id", "slugify"]
+
+MAX_NAME_LENGTH = 100
+FALLBACK_SLUG = "fiche"
+
+# Windows refuses these as a file's base name, whatever the extension and case.
+_WINDOWS_RESERVED = frozenset(
+    ["con", "prn", "aux", "nul"] + [f"com{i}" for i in range(10)] + [f"lpt{i}" for i in range(10)]
+)
+_NOT_SLUG = re.compile(r"[^a-z0-9]+")
+_SAFE_ID = re.compile(rf"^[a-z0-9][a-z0-9-]{{0,{MAX_NAME_LENGTH - 1}}}$")
+
+
+def slugify(text: str) -> str:
+    """Turn any text into a safe id: ``"Différencier l'école"`` → ``"differencier-l-ecole"``.
+
+    Accents are folded to ASCII (NFKD, then marks dropped); anything else becomes a dash.
+    """
+    folded = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
+    slug = _NOT_SLUG.sub("-", folded.lower()).strip("-")
+    slug = slug[:MAX_NAME_LENGTH].rstrip("-") or FALLBACK_SLUG
+    if slug in _WINDOWS_RESERVED:
+        slug = f"{slug}-{FALLBACK_SLUG}"
+    return slug
+
+
+def is_safe_id(text: str) -> bool:
+    """Whether ``text`` may name a folder in the archive and in a kit as it is."""
+    return bool(_SAFE_ID.match(text)) and text not in _WINDOWS_RESERVED

@@ -1,0 +1,27 @@
+"""URL checks shared by every input that names a URL (fiches, manifests)."""
+
+from __future__ import annotations
+
+import unicodedata
+from urllib.parse import urlsplit
+
+__all__ = ["url_problem"]
+
+ALLOWED_SCHEMES = ("http", "https")
+
+
+def url_problem(value: str) -> str | None:
+    """Why ``value`` is not an http(s) URL archiver may fetch, or ``None`` when it is one."""
+    if any(c.isspace() or unicodedata.category(c) == "Cc" for c in value):
+        return "URL contains spaces or control characters"
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - parsing the port is what validates it
+    except ValueError as exc:
+        return f"not a valid URL: {exc}"
+    if parts.scheme.lower() not in ALLOWED_SCHEMES:
+        shown = f"'{parts.scheme}'" if parts.scheme else "none"
+        return f"URL scheme must be http or https, got {shown}"
+    if not parts.hostname:
+        return "URL has no host"
+    return None
