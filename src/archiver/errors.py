@@ -80,6 +80,10 @@ class InputError(ArchiverError):
         where = f"{self.path}: {field}" if field else self.path
         super().__init__(f"{where}: {reason}", hint=hint)
 
+    def __reduce__(self) -> tuple[object, ...]:
+        # Fiches are parsed in worker processes; their errors travel back pickled.
+        return (type(self), (self.path, self.field, self.reason), {"hint": self.hint})
+
 
 class FicheError(InputError):
     """A fiche that cannot become a manifest entry."""

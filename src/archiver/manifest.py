@@ -8,15 +8,19 @@ folder names: a bad one must not reach the filesystem.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import os
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 from .entry import Asset, Credit, Entry, JSONValue, Licence, PeerTubeRef, Source, Video
 from .errors import FicheError, InputError, InvalidInputs, ManifestError
-from .fiches import find_fiches, parse_fiche
+from .fiches import FicheFile, find_fiches, parse_fiche
 from .files import atomic_write_bytes
 from .names import is_safe_id
 from .urls import url_problem
@@ -32,6 +36,9 @@ __all__ = [
 ]
 
 SCHEMA_VERSION = 1
+# Below this many fiches, starting worker processes costs more than it saves.
+PARALLEL_THRESHOLD = 500
+PARALLEL_CHUNK = 250
 ASSET_KINDS = frozenset({"fiche_pdf", "transcript_pdf"})
 MAX_MANIFEST_BYTES = 256 * 1024 * 1024
 
@@ -52,12 +59,35 @@ class Manifest:
         }
 
 
+@contextlib.contextmanager
+def _cyclic_gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector around work that allocates many acyclic objects.
+
+    Parsing a large collection allocates hundreds of thousands of dicts and strings that form
+    no cycles; the collector rescans all of them again and again as the heap grows, which
+    measured as two thirds of the time of a 10,000-fiche build. Reference counting still frees
+    everything as usual.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def build_manifest(paths: Iterable[Path]) -> Manifest:
     """Parse every fiche found under ``paths`` into a manifest.
 
     Every invalid fiche is reported, not only the first: the raised :class:`InvalidInputs`
     holds one :class:`FicheError` per problem.
     """
+    with _cyclic_gc_paused():
+        return _build(list(paths))
+
+
+def _build(paths: list[Path]) -> Manifest:
     errors: list[InputError] = []
     entries: list[Entry] = []
     files = find_fiches(paths)
@@ -65,32 +95,90 @@ def build_manifest(paths: Iterable[Path]) -> Manifest:
         shown = ", ".join(str(p) for p in paths) or "."
         raise FicheError(shown, None, "no fiche (*.md) found")
     seen: dict[str, Path] = {}
-    for fiche in files:
-        try:
-            entry = parse_fiche(fiche)
-        except FicheError as exc:
-            errors.append(exc)
+    for fiche, parsed in zip(files, _parse_all(files), strict=True):
+        if isinstance(parsed, FicheError):
+            errors.append(parsed)
             continue
-        if entry.id in seen:
+        if parsed.id in seen:
             errors.append(
                 FicheError(
                     fiche.path,
                     "id",
-                    f"duplicate id {entry.id!r}, also given by {seen[entry.id]}",
+                    f"duplicate id {parsed.id!r}, also given by {seen[parsed.id]}",
                 )
             )
             continue
-        seen[entry.id] = fiche.path
-        entries.append(entry)
+        seen[parsed.id] = fiche.path
+        entries.append(parsed)
     if errors:
         raise InvalidInputs(errors)
     entries.sort(key=lambda e: (e.source.path, e.id))
     return Manifest(entries=tuple(entries))
 
 
+# Values are encoded by json's C encoder, which only runs without ``indent``; the layout around
+# them (one line per entry field) is ours. That keeps diffs to the field that changed and is
+# several times faster than ``json.dumps(indent=2)`` on large collections.
+_encode_value = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(", ", ": ")).encode
+
+
+def _parse_or_error(fiche: FicheFile) -> Entry | FicheError:
+    try:
+        return parse_fiche(fiche)
+    except FicheError as exc:
+        return exc
+
+
+def _parse_all(files: list[FicheFile]) -> list[Entry | FicheError]:
+    """Parse every fiche, on every core for a large collection, results in input order."""
+    workers = min(os.cpu_count() or 1, 4)
+    if len(files) < PARALLEL_THRESHOLD or workers < 2:
+        return [_parse_or_error(fiche) for fiche in files]
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(_parse_or_error, files, chunksize=PARALLEL_CHUNK))
+
+
 def dumps(manifest: Manifest) -> str:
-    """The manifest's canonical text: same manifest, same bytes."""
-    return json.dumps(manifest.to_json(), ensure_ascii=False, indent=2, sort_keys=True) + "\n"
+    """The manifest's canonical text: same manifest, same bytes.
+
+    An object per line for each entry, one line per entry field, keys sorted everywhere::
+
+        {
+          "entries": [
+            {
+              "area": "Domaine 4",
+              ...
+            }
+          ],
+          "schema_version": 1
+        }
+    """
+    with _cyclic_gc_paused():
+        return _layout(manifest.to_json())
+
+
+def _layout(document: dict[str, JSONValue]) -> str:
+    lines = ["{"]
+    keys = sorted(document)
+    for index, key in enumerate(keys):
+        comma = "," if index < len(keys) - 1 else ""
+        value = document[key]
+        if key != "entries" or not value:
+            lines.append(f"  {_encode_value(key)}: {_encode_value(value)}{comma}")
+            continue
+        lines.append(f"  {_encode_value(key)}: [")
+        for number, entry in enumerate(value):
+            lines.append("    {")
+            fields = sorted(entry)
+            lines.extend(
+                f"      {_encode_value(name)}: {_encode_value(entry[name])}"
+                + ("," if position < len(fields) - 1 else "")
+                for position, name in enumerate(fields)
+            )
+            lines.append("    }," if number < len(value) - 1 else "    }")
+        lines.append(f"  ]{comma}")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
 
 
 def write_manifest(manifest: Manifest, path: Path) -> bool:

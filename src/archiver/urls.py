@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-import unicodedata
+import re
 from urllib.parse import urlsplit
 
 __all__ = ["url_problem"]
 
 ALLOWED_SCHEMES = ("http", "https")
+# White space (str.isspace) and control characters (Unicode category Cc).
+_SPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f\x7f-\x9f]")
 
 
 def url_problem(value: str) -> str | None:
     """Why ``value`` is not an http(s) URL archiver may fetch, or ``None`` when it is one."""
-    if any(c.isspace() or unicodedata.category(c) == "Cc" for c in value):
+    if _SPACE_OR_CONTROL.search(value):
         return "URL contains spaces or control characters"
     try:
         parts = urlsplit(value)

@@ -1,0 +1,66 @@
+"""Fixtures shared by the whole suite."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from archiver.collection import default_collection
+
+SEED = next(default_collection().glob("*.md"))
+SEED_UUID = "9520b54d-0a3c-43dc-8821-d559fa418cc6"
+
+WriteFiche = Callable[..., Path]
+
+
+def fiche_text(
+    *,
+    title: str | None = "Une vidéo",
+    embed: str
+    | None = "https://tube.example.org/videos/embed/11111111-2222-4333-8444-555555555555",
+    download: str | None = None,
+    extra_yaml: str = "",
+    body: str = "## Script\n\nBonjour.\n\n## Crédits\n\n- **Licence** : [CC BY 4.0](https://creativecommons.org/licenses/by/4.0/)\n",
+) -> str:
+    lines = ["---"]
+    if title is not None:
+        lines.append(f"title: {title}")
+    if embed is not None:
+        lines.append(f"videoEmbedSrc: {embed}")
+    if download is not None:
+        lines.append(f"videoDLHref: {download}")
+    if extra_yaml:
+        lines.append(extra_yaml.rstrip("\n"))
+    lines.append("---")
+    return "\n".join(lines) + "\n\n" + body
+
+
+@pytest.fixture
+def write_fiche(tmp_path: Path) -> WriteFiche:
+    """Write a fiche under ``tmp_path/fiches`` and return its path."""
+    folder = tmp_path / "fiches"
+    folder.mkdir(exist_ok=True)
+
+    def write(name: str = "video.md", text: str | bytes | None = None, **fields: object) -> Path:
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        content = fiche_text(**fields) if text is None else text  # type: ignore[arg-type]
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content, encoding="utf-8")
+        return path
+
+    return write
+
+
+@pytest.fixture(autouse=True)
+def _reset_archiver_logging() -> None:
+    """The CLI installs its own handler; let caplog see records in every test."""
+    logger = logging.getLogger("archiver")
+    logger.handlers.clear()
+    logger.propagate = True
+    logger.setLevel(logging.NOTSET)

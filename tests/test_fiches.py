@@ -1,0 +1,296 @@
+"""Reading and validating fiches."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from archiver.errors import FicheError
+from archiver.fiches import MAX_FICHE_BYTES, find_fiches, parse_fiche
+
+from .conftest import SEED, SEED_UUID, WriteFiche
+
+
+def test_seed_fiche_gives_its_title_urls_transcript_credits_and_licence() -> None:
+    entry = parse_fiche(SEED)
+
+    assert entry.id == SEED_UUID
+    assert entry.title == "Différencier ses pratiques pédagogiques grâce au numérique"
+    assert entry.area == "Domaine 4"
+    assert entry.description and entry.description.startswith("Décliner et adapter")
+    assert entry.video.url == (
+        "https://tube.reseau-canope.fr/download/streaming-playlists/hls/videos/"
+        f"{SEED_UUID}-1080-fragmented.mp4"
+    )
+    assert entry.video.embed_url == f"https://tube.reseau-canope.fr/videos/embed/{SEED_UUID}"
+    assert entry.peertube is not None
+    assert entry.peertube.instance == "https://tube.reseau-canope.fr"
+    assert entry.peertube.uuid == SEED_UUID
+    assert "Camille" in entry.transcript
+    assert entry.transcript.startswith("Pour Camille, professeur(e) des écoles")
+    assert entry.transcript.endswith("et faciliter leur apprentissage.")
+    assert "## Crédits" not in entry.transcript
+    scenario = next(c for c in entry.credits if c.role == "Scénario")
+    assert scenario.names == (
+        "Mélinée Chanard",
+        "Kimi Do",
+        "Cécile Taillandier",
+        "Béatrice Pérelade",
+        "Virginie Esparel-Rousseau",
+    )
+    assert [c.role for c in entry.credits] == [
+        "Scénario",
+        "Direction de publication",
+        "Production",
+        "Partenariat",
+    ]
+    assert entry.licence is not None
+    assert entry.licence.name == "CC BY-NC-ND 4.0"
+    assert entry.licence.url == "https://creativecommons.org/licenses/by-nc-nd/4.0/deed.fr"
+    assert entry.credit_notes == (
+        "Ressource produite avec le soutien du ministère de l’Éducation nationale et de la Jeunesse",
+    )
+    assert entry.source.path == SEED.name
+    assert len(entry.source.sha256) == 64
+
+
+def test_companion_pdfs_become_assets(write_fiche: WriteFiche) -> None:
+    path = write_fiche(
+        extra_yaml=(
+            "fichePdfHref: https://example.org/fiche.pdf\n"
+            "transcriptPdfHref: https://example.org/script.pdf"
+        )
+    )
+    entry = parse_fiche(path)
+    assert [(a.kind, a.url) for a in entry.assets] == [
+        ("fiche_pdf", "https://example.org/fiche.pdf"),
+        ("transcript_pdf", "https://example.org/script.pdf"),
+    ]
+
+
+def test_unknown_fields_are_kept_and_reported(
+    write_fiche: WriteFiche, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = write_fiche(extra_yaml="duration: 312\npublished: 2024-03-01\nrating: .nan")
+    with caplog.at_level(logging.WARNING, logger="archiver"):
+        entry = parse_fiche(path)
+    assert entry.extra == {"duration": 312, "published": "2024-03-01", "rating": "nan"}
+    assert f"{path}: unknown front-matter field(s) kept as extra: duration, published, rating" in (
+        caplog.messages
+    )
+
+
+def test_fiche_without_uuid_gets_an_ascii_slug_of_its_file_name(write_fiche: WriteFiche) -> None:
+    path = write_fiche(
+        "Élève & numérique.md", embed=None, download="https://example.org/videos/eleve.mp4"
+    )
+    entry = parse_fiche(path)
+    assert entry.id == "eleve-numerique"
+    assert entry.peertube is None
+
+
+def test_short_uuid_watch_url_is_not_mistaken_for_a_uuid(write_fiche: WriteFiche) -> None:
+    path = write_fiche("court.md", embed="https://tube.example.org/w/kkGMgK9ZtnKfYAgnEtQxbv")
+    assert parse_fiche(path).id == "court"
+
+
+def test_pinned_checksum_and_size_are_read(write_fiche: WriteFiche) -> None:
+    digest = "AB" * 32
+    path = write_fiche(extra_yaml=f"videoSha256: {digest}\nvideoSize: 1234")
+    video = parse_fiche(path).video
+    assert video.sha256 == digest.lower()
+    assert video.size == 1234
+
+
+def test_crlf_and_bom_are_accepted(write_fiche: WriteFiche) -> None:
+    text = "\ufeff" + SEED.read_text(encoding="utf-8").replace("\n", "\r\n")
+    entry = parse_fiche(write_fiche("crlf.md", text=text))
+    assert entry.id == SEED_UUID
+    assert "\r" not in entry.transcript
+
+
+def test_credit_typographies_and_licence_without_link(write_fiche: WriteFiche) -> None:
+    body = (
+        "## Credits\n\n"
+        "* **Réalisation :** Ana Diaz et Léo Martin\n"
+        "- **Voix** : Zoé ; Paul\n"
+        "- **Licence** : Tous droits réservés\n"
+    )
+    entry = parse_fiche(write_fiche(body=body))
+    assert [(c.role, c.names) for c in entry.credits] == [
+        ("Réalisation", ("Ana Diaz", "Léo Martin")),
+        ("Voix", ("Zoé", "Paul")),
+    ]
+    assert entry.licence is not None
+    assert (entry.licence.name, entry.licence.url) == ("Tous droits réservés", None)
+    assert entry.transcript == ""
+
+
+def test_find_fiches_walks_folders_in_order_and_skips_hidden(tmp_path: Path) -> None:
+    (tmp_path / "b").mkdir()
+    (tmp_path / ".git").mkdir()
+    for name in ("b/2.md", "a.md", ".hidden.md", ".git/x.md", "notes.txt"):
+        (tmp_path / name).write_text("x", encoding="utf-8")
+    found = find_fiches([tmp_path])
+    assert [f.relpath for f in found] == ["a.md", "b/2.md"]
+
+
+# -- every kind of bad fiche -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "field", "reason"),
+    [
+        pytest.param(
+            "---\ntitle: [unclosed\nvideoEmbedSrc: https://x.org/v\n---\n",
+            "front matter",
+            "malformed YAML at line 3: ",
+            id="malformed-yaml",
+        ),
+        pytest.param(
+            "---\nvideoEmbedSrc: https://x.org/v\n---\n",
+            "title",
+            "missing required field",
+            id="missing-title",
+        ),
+        pytest.param(
+            "---\ntitle: '  '\nvideoEmbedSrc: https://x.org/v\n---\n",
+            "title",
+            "missing required field",
+            id="blank-title",
+        ),
+        pytest.param(
+            "---\ntitle: T\narea: Domaine\n---\n",
+            "videoDLHref",
+            "no video URL: the fiche needs videoDLHref or videoEmbedSrc",
+            id="no-video-url",
+        ),
+        pytest.param(
+            "---\ntitle: [a, b]\nvideoEmbedSrc: https://x.org/v\n---\n",
+            "title",
+            "expected text, got a list",
+            id="title-list",
+        ),
+        pytest.param(
+            "---\ntitle: T\narea: 4\nvideoEmbedSrc: https://x.org/v\n---\n",
+            "area",
+            "expected text, got a number",
+            id="area-number",
+        ),
+        pytest.param(
+            "---\ntitle: T\nvideoDLHref: file:///etc/passwd\n---\n",
+            "videoDLHref",
+            "URL scheme must be http or https, got 'file'",
+            id="file-scheme",
+        ),
+        pytest.param(
+            "---\ntitle: T\nvideoEmbedSrc: javascript:alert(1)\n---\n",
+            "videoEmbedSrc",
+            "URL scheme must be http or https, got 'javascript'",
+            id="javascript-scheme",
+        ),
+        pytest.param(
+            "---\ntitle: T\nvideoDLHref: https://x.org/v\nfichePdfHref: ftp://x.org/f.pdf\n---\n",
+            "fichePdfHref",
+            "URL scheme must be http or https, got 'ftp'",
+            id="asset-scheme",
+        ),
+        pytest.param(
+            "---\ntitle: T\nvideoDLHref: https:///nohost\n---\n",
+            "videoDLHref",
+            "URL has no host",
+            id="no-host",
+        ),
+        pytest.param(
+            "---\ntitle: !!python/object/apply:os.system ['touch pwned']\n"
+            "videoEmbedSrc: https://x.org/v\n---\n",
+            "front matter",
+            "malformed YAML at line 2: could not determine a constructor for the tag "
+            "'tag:yaml.org,2002:python/object/apply:os.system'",
+            id="python-tag",
+        ),
+        pytest.param(
+            "---\n- just\n- a list\n---\n",
+            "front matter",
+            "must be a mapping of fields, got a list",
+            id="not-a-mapping",
+        ),
+        pytest.param("# Titre\n\nPas de front matter.\n", "front matter", "missing", id="no-fm"),
+        pytest.param("---\ntitle: T\n", "front matter", "not closed", id="unclosed-fm"),
+        pytest.param(
+            "---\ntitle: T\nvideoDLHref: https://x.org/v\nvideoSize: -3\n---\n",
+            "videoSize",
+            "expected a size in bytes",
+            id="negative-size",
+        ),
+        pytest.param(
+            "---\ntitle: T\nvideoDLHref: https://x.org/v\nvideoSha256: abc\n---\n",
+            "videoSha256",
+            "expected 64 hexadecimal digits",
+            id="short-sha256",
+        ),
+        pytest.param(
+            "---\ntitle: T\nvideoEmbedSrc: https://x.org/videos/embed/"
+            "11111111-2222-4333-8444-555555555555\nvideoDLHref: https://x.org/videos/"
+            "99999999-2222-4333-8444-555555555555-720.mp4\n---\n",
+            "videoDLHref",
+            "names video 99999999-2222-4333-8444-555555555555 but videoEmbedSrc names "
+            "11111111-2222-4333-8444-555555555555",
+            id="mismatched-uuids",
+        ),
+        pytest.param(
+            "---\ntitle: T\nvideoDLHref: https://x.org/v\n---\n## Crédits\n"
+            "- **Licence** : [CC](javascript:alert(1))\n",
+            "Crédits: Licence",
+            "URL scheme must be http or https",
+            id="licence-url",
+        ),
+    ],
+)
+def test_bad_fiche_is_named_with_field_and_reason(
+    write_fiche: WriteFiche, text: str, field: str, reason: str
+) -> None:
+    path = write_fiche("bad.md", text=text)
+    with pytest.raises(FicheError) as caught:
+        parse_fiche(path)
+    assert caught.value.path == str(path)
+    assert caught.value.field == field
+    assert caught.value.reason.startswith(reason)
+    assert caught.value.message.startswith(f"{path}: {field}: {reason}")
+
+
+def test_yaml_tag_never_runs_anything(write_fiche: WriteFiche, tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    path = write_fiche(
+        "evil.md",
+        text=(
+            f"---\ntitle: !!python/object/apply:os.system ['touch {marker}']\n"
+            "videoEmbedSrc: https://x.org/v\n---\n"
+        ),
+    )
+    with pytest.raises(FicheError):
+        parse_fiche(path)
+    assert not marker.exists()
+
+
+def test_not_utf8_is_named_with_offset(write_fiche: WriteFiche) -> None:
+    path = write_fiche("latin1.md", text="---\ntitle: Élève\n---\n".encode("latin-1"))
+    with pytest.raises(FicheError) as caught:
+        parse_fiche(path)
+    assert caught.value.message == f"{path}: not UTF-8 text (invalid byte at offset 11)"
+
+
+def test_oversized_file_is_refused_without_reading_it_all(write_fiche: WriteFiche) -> None:
+    path = write_fiche("big.md", text=b"---\ntitle: T\n---\n" + b"x" * MAX_FICHE_BYTES)
+    with pytest.raises(FicheError) as caught:
+        parse_fiche(path)
+    assert caught.value.message == f"{path}: larger than 1024 KiB; not a fiche"
+
+
+def test_malformed_yaml_line_counts_leading_blank_lines(write_fiche: WriteFiche) -> None:
+    path = write_fiche("blank.md", text="\n\n---\ntitle: ok\nbad: : :\n---\n")
+    with pytest.raises(FicheError) as caught:
+        parse_fiche(path)
+    assert "at line 5:" in caught.value.reason
