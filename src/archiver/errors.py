@@ -12,6 +12,9 @@ the class's ``exit_code``. Foreign exceptions (``OSError``, ``yaml.YAMLError``, 
     │   ├── ManifestError(path, field)
     │   └── ConfigError(path, field)
     ├── InvalidInputs             exit 2: several InputErrors, each printed on its own line
+    ├── ArchiveError(path)        exit 2: an archive folder or catalog that cannot be used
+    ├── DownloadError(url)        one item could not be fetched (reported, the run goes on)
+    │   └── ChecksumMismatch(path, expected, actual)
     └── LockHeld(path, pid)       exit 3: another run holds the archive
 """
 
@@ -25,8 +28,11 @@ __all__ = [
     "EXIT_LOCKED",
     "EXIT_OK",
     "EXIT_USAGE",
+    "ArchiveError",
     "ArchiverError",
+    "ChecksumMismatch",
     "ConfigError",
+    "DownloadError",
     "FicheError",
     "InputError",
     "InvalidInputs",
@@ -112,6 +118,36 @@ class InvalidInputs(ArchiverError):
 
     def lines(self) -> list[str]:
         return [error.message for error in self.errors]
+
+
+class ArchiveError(ArchiverError):
+    """An archive that cannot be used: a folder that cannot be created, a broken catalog."""
+
+    exit_code = EXIT_USAGE
+
+    def __init__(self, path: Path | str, reason: str, *, hint: str | None = None) -> None:
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}", hint=hint)
+
+
+class DownloadError(ArchiverError):
+    """One file could not be fetched; the run reports it and goes on with the others."""
+
+    def __init__(self, url: str, reason: str, *, retryable: bool = False) -> None:
+        self.url = url
+        self.reason = reason
+        self.retryable = retryable
+        super().__init__(f"{url}: {reason}")
+
+
+class ChecksumMismatch(DownloadError):
+    """Downloaded bytes whose sha256 or size is not the one pinned in the manifest."""
+
+    def __init__(self, url: str, what: str, expected: str, actual: str) -> None:
+        self.expected = expected
+        self.actual = actual
+        super().__init__(url, f"{what} mismatch: expected {expected}, got {actual}")
 
 
 class LockHeld(ArchiverError):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-__all__ = ["MAX_NAME_LENGTH", "is_safe_id", "slugify"]
+__all__ = ["MAX_NAME_LENGTH", "is_safe_id", "safe_filename", "slugify"]
 
 MAX_NAME_LENGTH = 100
 FALLBACK_SLUG = "fiche"
@@ -39,3 +39,24 @@ def slugify(text: str) -> str:
 def is_safe_id(text: str) -> bool:
     """Whether ``text`` may name a folder in the archive and in a kit as it is."""
     return bool(_SAFE_ID.match(text)) and text not in _WINDOWS_RESERVED
+
+
+_EXTENSION = re.compile(r"^\.[a-z0-9]{1,8}$")
+
+
+def safe_filename(name: str, *, default_stem: str, default_suffix: str = "") -> str:
+    """A file name from untrusted text (a URL's last segment), safe on any USB key.
+
+    The stem is slugified; the extension kept only when it is short and alphanumeric:
+    ``"Vidéo 1080p.MP4"`` → ``"video-1080p.mp4"``, ``"../..%2f"`` → ``default_stem``.
+    """
+    stem, dot, suffix = name.rpartition(".")
+    if not dot:
+        stem, suffix = name, ""
+    extension = f".{suffix.lower()}"
+    if not _EXTENSION.match(extension):
+        extension = default_suffix
+    base = slugify(stem) if stem.strip() else default_stem
+    if base == FALLBACK_SLUG and not any(c.isalnum() for c in stem):
+        base = default_stem
+    return base[: MAX_NAME_LENGTH - len(extension)].rstrip("-") + extension

@@ -1,0 +1,432 @@
+"""The archive: media in a folder tree a person can browse, state in an embedded SQLite catalog.
+
+Layout of an archive folder::
+
+    catalog.sqlite               what is held: every version of every file, with provenance
+    archiver.lock                held (flock) by the run using the archive; names its PID
+    media/<id>/entry.json        the manifest entry: title, transcript, credits, licence
+    media/<id>/<name>            the current version of each file (video, PDFs)
+    media/<id>/versions/<n>/<name>   earlier versions, kept when upstream changed
+    partial/<id>/<role>.part     bytes of a download in progress (same filesystem: atomic rename)
+    partial/<id>/<role>.json     its sidecar: URL, validators, expected length
+    quarantine/<id>/<stamp>-<name>   bytes that failed a pinned checksum, kept for inspection
+
+A file reaches ``media/`` only by an atomic rename of a complete, checked, fsync'ed file; the
+catalog row that records it is written right after, in one transaction.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import json
+import os
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from .entry import Entry
+from .errors import ArchiveError, LockHeld
+from .files import atomic_write_bytes, fsync_dir
+
+__all__ = ["Archive", "FetchedFile", "FileRecord", "PartialState", "utc_now"]
+
+CATALOG_NAME = "catalog.sqlite"
+LOCK_NAME = "archiver.lock"
+CATALOG_SCHEMA = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS items (
+    id TEXT PRIMARY KEY,
+    title TEXT NOT NULL,
+    first_seen TEXT NOT NULL,
+    last_seen TEXT NOT NULL,
+    retired_at TEXT
+);
+CREATE TABLE IF NOT EXISTS files (
+    item_id TEXT NOT NULL REFERENCES items(id),
+    role TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    current INTEGER NOT NULL,
+    path TEXT NOT NULL,
+    url TEXT NOT NULL,
+    final_url TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    etag TEXT,
+    last_modified TEXT,
+    content_type TEXT,
+    fetched_at TEXT NOT NULL,
+    checked_at TEXT NOT NULL,
+    audited_at TEXT,
+    PRIMARY KEY (item_id, role, version)
+);
+CREATE INDEX IF NOT EXISTS files_current ON files (item_id, role) WHERE current = 1;
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    command TEXT NOT NULL,
+    started_at TEXT NOT NULL,
+    finished_at TEXT,
+    outcome TEXT,
+    summary TEXT
+);
+CREATE TABLE IF NOT EXISTS failures (
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    item_id TEXT NOT NULL,
+    role TEXT NOT NULL,
+    url TEXT,
+    reason TEXT NOT NULL,
+    at TEXT NOT NULL
+);
+"""
+
+
+def utc_now() -> str:
+    """The current time as ISO 8601 UTC with seconds, as the catalog stores it."""
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    """One version of one file of an item, as the catalog records it."""
+
+    item_id: str
+    role: str
+    version: int
+    path: str
+    url: str
+    final_url: str
+    sha256: str
+    size: int
+    etag: str | None
+    last_modified: str | None
+    fetched_at: str
+    current: bool
+
+
+@dataclass(frozen=True)
+class FetchedFile:
+    """What a finished download knows of the bytes it wrote, for the catalog."""
+
+    url: str
+    final_url: str
+    sha256: str
+    size: int
+    etag: str | None
+    last_modified: str | None
+    content_type: str | None
+
+
+@dataclass(frozen=True)
+class PartialState:
+    """The sidecar of a partial download: which bytes the partial file holds.
+
+    A partial is resumed only if the URL is the same and a validator (ETag or Last-Modified)
+    was recorded, so that ``If-Range`` can refuse to splice two versions.
+    """
+
+    url: str
+    etag: str | None
+    last_modified: str | None
+    length: int | None
+
+    def to_json(self) -> bytes:
+        return json.dumps(self.__dict__, sort_keys=True).encode("utf-8")
+
+    @classmethod
+    def from_json(cls, data: bytes) -> PartialState | None:
+        try:
+            raw = json.loads(data)
+            state = cls(
+                url=raw["url"],
+                etag=raw.get("etag"),
+                last_modified=raw.get("last_modified"),
+                length=raw.get("length"),
+            )
+        except (ValueError, KeyError, TypeError):
+            return None
+        valid = (
+            isinstance(state.url, str)
+            and isinstance(state.etag, str | None)
+            and isinstance(state.last_modified, str | None)
+            and (state.length is None or (isinstance(state.length, int) and state.length >= 0))
+        )
+        return state if valid else None
+
+
+class Archive:
+    """An archive folder: its catalog, its lock, and where each file goes."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.media = root / "media"
+        self.partials = root / "partial"
+        self.quarantine_dir = root / "quarantine"
+        try:
+            for folder in (self.media, self.partials, self.quarantine_dir):
+                folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ArchiveError(root, f"cannot create the archive: {exc.strerror or exc}") from exc
+        self._db = self._open_catalog(root / CATALOG_NAME)
+        self._lock_fd: int | None = None
+
+    # -- catalog -------------------------------------------------------------------------------
+
+    @staticmethod
+    def _open_catalog(path: Path) -> sqlite3.Connection:
+        try:
+            db = sqlite3.connect(path, timeout=30)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute("PRAGMA foreign_keys=ON")
+            with db:
+                db.executescript(_SCHEMA)
+                row = db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+                if row is None:
+                    db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(CATALOG_SCHEMA),))
+                elif row[0] != str(CATALOG_SCHEMA):
+                    raise ArchiveError(
+                        path, f"catalog schema {row[0]} is not {CATALOG_SCHEMA}; upgrade archiver"
+                    )
+        except sqlite3.Error as exc:
+            raise ArchiveError(path, f"cannot open the catalog: {exc}") from exc
+        return db
+
+    def close(self) -> None:
+        self.unlock()
+        self._db.close()
+
+    def __enter__(self) -> Archive:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    # -- lock ----------------------------------------------------------------------------------
+
+    def lock(self) -> None:
+        """Take the archive's lock for this process, or raise :class:`LockHeld` at once.
+
+        ``flock`` is released by the kernel when the process dies, SIGKILL included, so a
+        crashed run never leaves a stale lock behind.
+        """
+        path = self.root / LOCK_NAME
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode("ascii", "replace").strip()
+            os.close(fd)
+            raise LockHeld(self.root, int(holder) if holder.isdigit() else None) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode("ascii"))
+        self._lock_fd = fd
+
+    def unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing the descriptor releases the flock
+            self._lock_fd = None
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[Archive]:
+        self.lock()
+        try:
+            yield self
+        finally:
+            self.unlock()
+
+    # -- items and files -----------------------------------------------------------------------
+
+    def item_dir(self, item_id: str) -> Path:
+        return self.media / item_id
+
+    def record_item(self, entry: Entry) -> None:
+        """Note that ``entry`` is in the collection; keep its manifest entry beside its media."""
+        now = utc_now()
+        data = json.dumps(entry.to_json(), ensure_ascii=False, indent=2, sort_keys=True) + "\n"
+        entry_path = self.item_dir(entry.id) / "entry.json"
+        try:
+            if not entry_path.exists() or entry_path.read_bytes() != data.encode("utf-8"):
+                atomic_write_bytes(entry_path, data.encode("utf-8"))
+        except OSError as exc:
+            raise ArchiveError(entry_path, f"cannot write: {exc.strerror or exc}") from exc
+        with self._db:
+            self._db.execute(
+                "INSERT INTO items (id, title, first_seen, last_seen) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT(id) DO UPDATE SET title=excluded.title, last_seen=excluded.last_seen,"
+                " retired_at=NULL",
+                (entry.id, entry.title, now, now),
+            )
+
+    def current(self, item_id: str, role: str) -> FileRecord | None:
+        """The current version of a file, as recorded (whether or not it is still on disk)."""
+        row = self._db.execute(
+            f"{_SELECT_FILES} WHERE item_id=? AND role=? AND current=1",
+            (item_id, role),
+        ).fetchone()
+        return _record(row) if row else None
+
+    def versions(self, item_id: str, role: str) -> list[FileRecord]:
+        rows = self._db.execute(
+            f"{_SELECT_FILES} WHERE item_id=? AND role=? ORDER BY version",
+            (item_id, role),
+        ).fetchall()
+        return [_record(row) for row in rows]
+
+    def held(self, item_id: str, role: str, url: str) -> FileRecord | None:
+        """The current version if it came from ``url`` and is on disk at its recorded size.
+
+        This is the catalog-trusting check that makes a second run fetch nothing: the full
+        sha256 is the job of ``archiver verify``, not of every run.
+        """
+        record = self.current(item_id, role)
+        if record is None or record.url != url:
+            return None
+        try:
+            size = (self.root / record.path).stat().st_size
+        except OSError:
+            return None
+        return record if size == record.size else None
+
+    def partial_paths(self, item_id: str, role: str) -> tuple[Path, Path]:
+        folder = self.partials / item_id
+        return folder / f"{role}.part", folder / f"{role}.json"
+
+    def commit(
+        self, item_id: str, role: str, name: str, partial: Path, fetched: FetchedFile
+    ) -> FileRecord:
+        """Move a complete, checked partial file into place and record it.
+
+        If the current version has other bytes, it is moved to ``versions/<n>/`` first and
+        stays in the catalog: a changed upstream file never replaces the one held.
+        """
+        folder = self.item_dir(item_id)
+        dest = folder / name
+        now = utc_now()
+        old = self.current(item_id, role)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            if old is not None and old.sha256 == fetched.sha256:
+                os.replace(partial, self.root / old.path)
+                fsync_dir((self.root / old.path).parent)
+                values = (fetched.etag, fetched.last_modified, fetched.final_url, now)
+                with self._db:
+                    self._db.execute(
+                        "UPDATE files SET etag=?, last_modified=?, final_url=?, checked_at=?"
+                        " WHERE item_id=? AND role=? AND version=?",
+                        (*values, item_id, role, old.version),
+                    )
+                return self.current(item_id, role) or old
+            old_path: str | None = None
+            if old is not None:
+                old_path = self._retire_version(old)
+            os.replace(partial, dest)
+            fsync_dir(folder)
+        except OSError as exc:
+            raise ArchiveError(dest, f"cannot store the file: {exc.strerror or exc}") from exc
+        version = (old.version + 1) if old else 1
+        with self._db:
+            if old is not None:
+                self._db.execute(
+                    "UPDATE files SET current=0, path=? WHERE item_id=? AND role=? AND version=?",
+                    (old_path, item_id, role, old.version),
+                )
+            self._db.execute(
+                "INSERT INTO files (item_id, role, version, current, path, url, final_url, sha256,"
+                " size, etag, last_modified, content_type, fetched_at, checked_at)"
+                " VALUES (?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    item_id,
+                    role,
+                    version,
+                    dest.relative_to(self.root).as_posix(),
+                    fetched.url,
+                    fetched.final_url,
+                    fetched.sha256,
+                    fetched.size,
+                    fetched.etag,
+                    fetched.last_modified,
+                    fetched.content_type,
+                    now,
+                    now,
+                ),
+            )
+        record = self.current(item_id, role)
+        assert record is not None  # noqa: S101 - inserted just above, in this process
+        return record
+
+    def _retire_version(self, old: FileRecord) -> str:
+        """Move the file of a version being superseded to ``versions/<n>/``; return its path."""
+        source = self.root / old.path
+        target = self.item_dir(old.item_id) / "versions" / str(old.version) / source.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            if source.stat().st_size == old.size:
+                os.replace(source, target)
+                fsync_dir(target.parent)
+        except FileNotFoundError:
+            pass  # moved already by a run that died before recording it, or lost: verify says
+        return target.relative_to(self.root).as_posix()
+
+    def quarantine(self, item_id: str, name: str, partial: Path) -> Path:
+        """Keep bytes that failed a check out of ``media/``, for a person to inspect."""
+        stamp = utc_now().replace(":", "")
+        target = self.quarantine_dir / item_id / f"{stamp}-{name}"
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(partial, target)
+        except OSError as exc:
+            raise ArchiveError(target, f"cannot quarantine: {exc.strerror or exc}") from exc
+        return target
+
+    # -- runs ----------------------------------------------------------------------------------
+
+    def start_run(self, command: str) -> int:
+        with self._db:
+            cursor = self._db.execute(
+                "INSERT INTO runs (command, started_at) VALUES (?, ?)", (command, utc_now())
+            )
+        return int(cursor.lastrowid or 0)
+
+    def record_failure(
+        self, run_id: int, item_id: str, role: str, url: str | None, reason: str
+    ) -> None:
+        with self._db:
+            self._db.execute(
+                "INSERT INTO failures VALUES (?, ?, ?, ?, ?, ?)",
+                (run_id, item_id, role, url, reason, utc_now()),
+            )
+
+    def finish_run(self, run_id: int, outcome: str, summary: dict[str, object]) -> None:
+        with self._db:
+            self._db.execute(
+                "UPDATE runs SET finished_at=?, outcome=?, summary=? WHERE id=?",
+                (utc_now(), outcome, json.dumps(summary, sort_keys=True), run_id),
+            )
+
+
+_SELECT_FILES = (
+    "SELECT item_id, role, version, path, url, final_url, sha256, size, etag, last_modified,"
+    " fetched_at, current FROM files"
+)
+
+
+def _record(row: tuple[object, ...]) -> FileRecord:
+    (item_id, role, version, path, url, final_url, sha256, size, etag, modified, at, cur) = row
+    return FileRecord(
+        item_id=str(item_id),
+        role=str(role),
+        version=int(version),  # type: ignore[call-overload]
+        path=str(path),
+        url=str(url),
+        final_url=str(final_url),
+        sha256=str(sha256),
+        size=int(size),  # type: ignore[call-overload]
+        etag=etag if isinstance(etag, str) else None,
+        last_modified=modified if isinstance(modified, str) else None,
+        fetched_at=str(at),
+        current=bool(cur),
+    )

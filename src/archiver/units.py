@@ -1,0 +1,45 @@
+"""Byte sizes and rates as people write them: ``500k``, ``2M``, ``1.5G`` (1k = 1024 bytes)."""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["format_bytes", "format_duration", "parse_size"]
+
+_MULTIPLIERS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?(?:/s)?\s*$", re.I)
+
+
+def parse_size(text: str) -> int:
+    """``"500k"`` → 512000, like curl's ``--limit-rate``; ``ValueError`` on anything else.
+
+    >>> parse_size("2M")
+    2097152
+    """
+    match = _SIZE.match(text)
+    if not match:
+        raise ValueError(f"{text!r} is not a size (examples: 500k, 2M, 1.5G, 65536)")
+    value = float(match.group(1)) * _MULTIPLIERS[match.group(2).lower()]
+    if value < 1:
+        raise ValueError(f"{text!r} is less than one byte")
+    return int(value)
+
+
+def format_bytes(count: float) -> str:
+    """``1536`` → ``"1.5 KiB"``."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(count) < 1024 or unit == "GiB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1024
+    return f"{count:.1f} TiB"  # pragma: no cover - loop returns at GiB
+
+
+def format_duration(seconds: float) -> str:
+    """``75.2`` → ``"1 min 15 s"``."""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min"
