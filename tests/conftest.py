@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
-from collections.abc import Callable
+import random
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from archiver.collection import default_collection
+from archiver.entry import Entry, Source, Video
+
+from .server import FileServer
 
 SEED = next(default_collection().glob("*.md"))
 SEED_UUID = "9520b54d-0a3c-43dc-8821-d559fa418cc6"
@@ -64,3 +69,40 @@ def _reset_archiver_logging() -> None:
     logger.handlers.clear()
     logger.propagate = True
     logger.setLevel(logging.NOTSET)
+
+
+@pytest.fixture(scope="session")
+def _file_server() -> Iterator[FileServer]:
+    server = FileServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def server(_file_server: FileServer) -> FileServer:
+    """The loopback HTTP server, emptied for each test."""
+    _file_server.reset()
+    return _file_server
+
+
+def make_entry(item_id: str, url: str | None, **fields: object) -> Entry:
+    """A manifest entry for a video at ``url``."""
+    values: dict[str, object] = {
+        "id": item_id,
+        "title": f"Vidéo {item_id}",
+        "area": "Domaine 1",
+        "description": None,
+        "source": Source(path=f"{item_id}.md", sha256="0" * 64),
+        "video": Video(url=url, embed_url=None),
+    }
+    values.update(fields)
+    return Entry(**values)  # type: ignore[arg-type]
+
+
+def content_of(size: int, seed: int = 0) -> bytes:
+    """Deterministic, incompressible bytes."""
+    return random.Random(seed).randbytes(size)
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()

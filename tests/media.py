@@ -1,0 +1,58 @@
+"""Real MP4 files made with ffmpeg for the tests (``testsrc`` + ``sine``)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+
+def require(tool: str) -> str:
+    """The tool's path; skip the test without it, except in CI where its absence is a failure."""
+    path = shutil.which(tool)
+    if path is None:
+        message = f"{tool} is not installed (Debian package: ffmpeg / chromium); run dev/setup"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+def make_mp4(
+    path: Path,
+    *,
+    seconds: float = 2.0,
+    width: int = 320,
+    height: int = 240,
+    fragmented: bool = True,
+) -> Path:
+    """An H.264/AAC MP4; fragmented like the files PeerTube serves unless told otherwise."""
+    ffmpeg = require("ffmpeg")
+    movflags = "frag_keyframe+empty_moov+default_base_moof" if fragmented else "+faststart"
+    subprocess.run(
+        [
+            ffmpeg, "-v", "error", "-y",
+            "-f", "lavfi", "-i", f"testsrc=duration={seconds}:size={width}x{height}:rate=25",
+            "-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}",
+            "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
+            "-c:a", "aac", "-b:a", "64k",
+            "-movflags", movflags,
+            str(path),
+        ],
+        check=True,
+    )  # fmt: skip
+    return path
+
+
+def probe_duration(path: Path) -> float:
+    ffprobe = require("ffprobe")
+    done = subprocess.run(
+        [ffprobe, "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return float(done.stdout.strip())

@@ -1,0 +1,264 @@
+"""A real HTTP/1.1 server on 127.0.0.1 for the tests: Range, If-Range, ETag, and faults on demand.
+
+Each file is registered with :meth:`FileServer.add` and may carry faults: drop the connection
+after N bytes, answer 503 with Retry-After, stall, change its content between requests, ignore
+Range, lie about its length, trickle slowly. Every request is logged so that tests can assert
+what the client actually asked for (``Range: bytes=N-`` after a crash, no request at all on a
+second run).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from email.utils import formatdate
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+@dataclass
+class Served:
+    """A file the server holds, with its faults."""
+
+    content: bytes
+    etag: str | None = None
+    last_modified: str | None = None
+    content_type: str = "video/mp4"
+    # faults, each consumed as it fires
+    drop_after: int | None = None  # close the connection after this many body bytes...
+    drop_times: int = 0  # ...on this many responses
+    statuses: list[int] = field(default_factory=list)  # answer these statuses first
+    retry_after: str | None = None
+    stall_after: int | None = None  # send this many bytes, then go silent
+    stall_seconds: float = 0.0
+    stall_times: int = 0
+    change_to: bytes | None = None  # new content after `change_after` responses
+    change_after: int = 1
+    ignore_range: bool = False
+    ignore_if_range: bool = False  # honour Range even when the file changed (a broken server)
+    bad_content_range_times: int = 0  # answer 206 with a range that starts elsewhere
+    extra_length: int = 0  # announce this many bytes more than sent, then close
+    trickle: tuple[int, float] | None = None  # (bytes per write, seconds between writes)
+    weak_etag: bool = False
+    responses: int = 0
+
+    def __post_init__(self) -> None:
+        if self.etag is None:
+            self.etag = _etag(self.content, weak=self.weak_etag)
+        if self.last_modified is None:
+            self.last_modified = formatdate(1_700_000_000, usegmt=True)
+
+
+def _etag(content: bytes, *, weak: bool = False) -> str:
+    tag = f'"{hashlib.sha256(content).hexdigest()[:16]}"'
+    return f"W/{tag}" if weak else tag
+
+
+@dataclass(frozen=True)
+class Request:
+    """One request as the server saw it."""
+
+    path: str
+    method: str
+    headers: dict[str, str]
+    status: int
+    sent: int
+
+
+class FileServer:
+    """The server, its files and its request log; ``url(path)`` gives a file's address."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, Served] = {}
+        self.redirects: dict[str, str] = {}
+        self.log: list[Request] = []
+        self.lock = threading.Lock()
+        # Bumped by reset(): a handler still busy from an earlier test (a stall, a trickle)
+        # must not log into the next test's requests.
+        self.generation = 0
+        handler = type("Handler", (_Handler,), {"owner": self})
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def add(self, path: str, content: bytes, **faults: object) -> Served:
+        served = Served(content=content, **faults)  # type: ignore[arg-type]
+        with self.lock:
+            self.files[path] = served
+        return served
+
+    def redirect(self, path: str, to: str) -> None:
+        self.redirects[path] = to
+
+    def requests(self, path: str | None = None) -> list[Request]:
+        with self.lock:
+            return [r for r in self.log if path is None or r.path == path]
+
+    def reset(self) -> None:
+        with self.lock:
+            self.generation += 1
+            self.files.clear()
+            self.redirects.clear()
+            self.log.clear()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    owner: FileServer
+    generation: int
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def _record(self, status: int, sent: int) -> None:
+        with self.owner.lock:
+            if self.generation != self.owner.generation:
+                return
+            self.owner.log.append(
+                Request(self.path, self.command, dict(self.headers.items()), status, sent)
+            )
+
+    def _plain(self, status: int, headers: dict[str, str] | None = None) -> None:
+        body = f"{status}\n".encode()
+        self.send_response(status)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+        self._record(status, 0)
+
+    def do_HEAD(self) -> None:
+        self.do_GET()
+
+    def do_GET(self) -> None:
+        self.generation = self.owner.generation
+        path = self.path.split("?", 1)[0]
+        if path in self.owner.redirects:
+            self._plain(302, {"Location": self.owner.redirects[path]})
+            return
+        with self.owner.lock:
+            served = self.owner.files.get(path)
+            if served is not None:
+                served.responses += 1
+                number = served.responses
+        if served is None:
+            self._plain(404)
+            return
+        if served.statuses:
+            status = served.statuses.pop(0)
+            headers = {"Retry-After": served.retry_after} if served.retry_after else {}
+            self._plain(status, headers)
+            return
+        if served.change_to is not None and number > served.change_after:
+            served.content = served.change_to
+            served.etag = _etag(served.content, weak=served.weak_etag)
+            served.last_modified = formatdate(1_800_000_000, usegmt=True)
+            served.change_to = None
+        self._send(served)
+
+    def _range(self, served: Served) -> tuple[int, int] | str | None:
+        """The byte range to send, ``None`` for the whole file, ``"416"`` when unsatisfiable."""
+        header = self.headers.get("Range")
+        if not header or served.ignore_range or not header.startswith("bytes="):
+            return None
+        if_range = self.headers.get("If-Range")
+        if (
+            if_range is not None
+            and not served.ignore_if_range
+            and if_range not in (served.etag, served.last_modified)
+        ):
+            return None  # the file changed: RFC 9110 says send it all, with 200
+        if if_range is not None and if_range.startswith("W/"):
+            return None  # weak validators never satisfy If-Range
+        first, _, last = header[len("bytes=") :].partition("-")
+        size = len(served.content)
+        start = int(first)
+        end = int(last) if last else size - 1
+        if start >= size:
+            return "416"
+        return start, min(end, size - 1)
+
+    def _send(self, served: Served) -> None:
+        content = served.content
+        size = len(content)
+        byte_range = self._range(served)
+        if byte_range == "416":
+            self._plain(416, {"Content-Range": f"bytes */{size}"})
+            return
+        if isinstance(byte_range, tuple):
+            start, end = byte_range
+            status = 206
+        else:
+            start, end, status = 0, size - 1, 200
+        body = content[start : end + 1]
+        self.send_response(status)
+        self.send_header("Content-Type", served.content_type)
+        self.send_header("Content-Length", str(len(body) + served.extra_length))
+        self.send_header("Accept-Ranges", "bytes")
+        if served.etag:
+            self.send_header("ETag", served.etag)
+        if served.last_modified:
+            self.send_header("Last-Modified", served.last_modified)
+        if status == 206:
+            shown = start
+            with self.owner.lock:
+                if served.bad_content_range_times > 0:
+                    served.bad_content_range_times -= 1
+                    shown = max(start - 1000, 0)
+            self.send_header("Content-Range", f"bytes {shown}-{end}/{size}")
+        self.end_headers()
+        if self.command == "HEAD":
+            self._record(status, 0)
+            return
+        sent = self._write_body(served, body)
+        self._record(status, sent)
+
+    def _write_body(self, served: Served, body: bytes) -> int:
+        limit = len(body)
+        drop = False
+        stall = False
+        with self.owner.lock:
+            if served.drop_after is not None and served.drop_times > 0:
+                served.drop_times -= 1
+                limit = min(limit, served.drop_after)
+                drop = True
+            if served.stall_after is not None and served.stall_times > 0:
+                served.stall_times -= 1
+                limit = min(limit, served.stall_after)
+                stall = True
+        sent = 0
+        try:
+            for piece in _pieces(body[:limit], served.trickle):
+                self.wfile.write(piece)
+                self.wfile.flush()
+                sent += len(piece)
+                if served.trickle:
+                    time.sleep(served.trickle[1])
+            if stall:
+                time.sleep(served.stall_seconds)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+            return sent
+        if drop or stall or served.extra_length:
+            self.close_connection = True
+        return sent
+
+
+def _pieces(body: bytes, trickle: tuple[int, float] | None) -> Iterator[bytes]:
+    step = trickle[0] if trickle else 256 * 1024
+    view = memoryview(body)
+    for offset in range(0, len(body), step):
+        yield bytes(view[offset : offset + step])

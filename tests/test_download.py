@@ -1,0 +1,385 @@
+"""The downloader against a real loopback server with faults on demand."""
+
+from __future__ import annotations
+
+import errno
+import json
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+from archiver.archive import Archive
+from archiver.download import DownloadSettings, Status, _Sink, download
+from archiver.entry import Asset, Video
+from archiver.manifest import Manifest
+
+from .conftest import content_of, make_entry, sha256
+from .server import FileServer
+
+FAST = DownloadSettings(retries=4, backoff_base=0.01, backoff_max=0.05, timeout=2.0)
+SIZE = 600_000
+
+
+def single(server: FileServer, path: str = "/v/a.mp4", **fields: object) -> Manifest:
+    return Manifest(entries=(make_entry("item-a", server.url(path), **fields),))
+
+
+def media(root: Path, item: str = "item-a", name: str = "a.mp4") -> Path:
+    return root / "media" / item / name
+
+
+def catalog_rows(root: Path) -> list[dict[str, object]]:
+    db = sqlite3.connect(root / "catalog.sqlite")
+    db.row_factory = sqlite3.Row
+    try:
+        return [dict(r) for r in db.execute("SELECT * FROM files ORDER BY item_id, role, version")]
+    finally:
+        db.close()
+
+
+def test_downloads_every_file_with_checksum_and_provenance(
+    server: FileServer, tmp_path: Path
+) -> None:
+    video, pdf = content_of(SIZE, 1), content_of(5_000, 2)
+    served = server.add("/v/a.mp4", video)
+    server.add("/docs/Fiche%20%C3%A9l%C3%A8ve.pdf", pdf, content_type="application/pdf")
+    manifest = Manifest(
+        entries=(
+            make_entry(
+                "item-a",
+                server.url("/v/a.mp4"),
+                assets=(Asset("fiche_pdf", server.url("/docs/Fiche%20%C3%A9l%C3%A8ve.pdf")),),
+            ),
+        )
+    )
+    report = download(manifest, tmp_path, settings=FAST)
+
+    assert [o.status for o in report.outcomes] == [Status.FETCHED, Status.FETCHED]
+    assert media(tmp_path).read_bytes() == video
+    assert media(tmp_path, name="fiche-eleve.pdf").read_bytes() == pdf
+    entry_json = json.loads((tmp_path / "media" / "item-a" / "entry.json").read_text())
+    assert entry_json["title"] == "Vidéo item-a"
+    rows = catalog_rows(tmp_path)
+    assert [(r["role"], r["version"], r["current"]) for r in rows] == [
+        ("fiche_pdf", 1, 1),
+        ("video", 1, 1),
+    ]
+    row = rows[1]
+    assert row["sha256"] == sha256(video)
+    assert row["size"] == SIZE
+    assert row["url"] == server.url("/v/a.mp4")
+    assert row["etag"] == served.etag
+    assert row["last_modified"] == served.last_modified
+    assert row["path"] == "media/item-a/a.mp4"
+    assert str(row["fetched_at"]).endswith("Z")
+    assert not list((tmp_path / "partial").rglob("*.part"))
+    assert server.requests()[0].headers["User-Agent"].startswith("archiver/")
+
+
+def test_second_run_fetches_nothing(server: FileServer, tmp_path: Path) -> None:
+    server.add("/v/a.mp4", content_of(SIZE))
+    download(single(server), tmp_path, settings=FAST)
+    before = len(server.requests())
+    report = download(single(server), tmp_path, settings=FAST)
+    assert [o.status for o in report.outcomes] == [Status.HELD]
+    assert len(server.requests()) == before
+    assert report.bytes_fetched == 0
+
+
+def test_a_deleted_file_is_fetched_again(server: FileServer, tmp_path: Path) -> None:
+    server.add("/v/a.mp4", content_of(SIZE))
+    download(single(server), tmp_path, settings=FAST)
+    media(tmp_path).unlink()
+    report = download(single(server), tmp_path, settings=FAST)
+    assert [o.status for o in report.outcomes] == [Status.FETCHED]
+    assert media(tmp_path).read_bytes() == content_of(SIZE)
+
+
+def test_dropped_connection_resumes_with_range_and_if_range(
+    server: FileServer, tmp_path: Path
+) -> None:
+    data = content_of(SIZE)
+    served = server.add("/v/a.mp4", data, drop_after=250_000, drop_times=2)
+    report = download(single(server), tmp_path, settings=FAST)
+
+    assert report.outcomes[0].status is Status.FETCHED
+    assert media(tmp_path).read_bytes() == data
+    requests = server.requests("/v/a.mp4")
+    assert [r.status for r in requests] == [200, 206, 206]
+    assert requests[1].headers["Range"] == "bytes=250000-"
+    assert requests[1].headers["If-Range"] == served.etag
+    assert requests[2].headers["Range"] == "bytes=500000-"
+    assert report.bytes_fetched == SIZE  # nothing fetched twice
+
+
+def test_resume_restarts_when_upstream_changes(server: FileServer, tmp_path: Path) -> None:
+    old, new = content_of(SIZE, 1), content_of(SIZE, 2)
+    server.add("/v/a.mp4", old, drop_after=300_000, drop_times=1, change_to=new, change_after=1)
+    report = download(single(server), tmp_path, settings=FAST)
+
+    assert report.outcomes[0].status is Status.FETCHED
+    held = media(tmp_path).read_bytes()
+    assert held == new
+    assert held != old[:300_000] + new[300_000:]
+    assert [r.status for r in server.requests("/v/a.mp4")] == [200, 200]
+    assert catalog_rows(tmp_path)[0]["sha256"] == sha256(new)
+
+
+def test_server_ignoring_if_range_is_caught_by_the_etag(server: FileServer, tmp_path: Path) -> None:
+    old, new = content_of(SIZE, 1), content_of(SIZE, 2)
+    server.add(
+        "/v/a.mp4",
+        old,
+        drop_after=300_000,
+        drop_times=1,
+        change_to=new,
+        change_after=1,
+        ignore_if_range=True,
+    )
+    report = download(single(server), tmp_path, settings=FAST)
+    assert report.outcomes[0].status is Status.FETCHED
+    assert media(tmp_path).read_bytes() == new
+    assert [r.status for r in server.requests("/v/a.mp4")] == [200, 206, 200]
+
+
+def test_content_range_that_does_not_match_restarts(server: FileServer, tmp_path: Path) -> None:
+    data = content_of(SIZE)
+    server.add("/v/a.mp4", data, drop_after=300_000, drop_times=1, bad_content_range_times=1)
+    report = download(single(server), tmp_path, settings=FAST)
+    assert report.outcomes[0].status is Status.FETCHED
+    assert media(tmp_path).read_bytes() == data
+    assert "Range" not in server.requests("/v/a.mp4")[-1].headers
+
+
+def test_range_ignored_restarts_from_zero(server: FileServer, tmp_path: Path) -> None:
+    data = content_of(SIZE)
+    server.add("/v/a.mp4", data, drop_after=200_000, drop_times=1, ignore_range=True)
+    report = download(single(server), tmp_path, settings=FAST)
+    assert report.outcomes[0].status is Status.FETCHED
+    assert media(tmp_path).read_bytes() == data
+    requests = server.requests("/v/a.mp4")
+    assert requests[1].headers["Range"] == "bytes=200000-"
+    assert requests[1].status == 200
+
+
+def test_weak_etag_resumes_with_last_modified(server: FileServer, tmp_path: Path) -> None:
+    data = content_of(SIZE)
+    served = server.add("/v/a.mp4", data, drop_after=100_000, drop_times=1, weak_etag=True)
+    download(single(server), tmp_path, settings=FAST)
+    assert media(tmp_path).read_bytes() == data
+    assert server.requests("/v/a.mp4")[1].headers["If-Range"] == served.last_modified
+
+
+def test_no_validator_means_no_resume(server: FileServer, tmp_path: Path) -> None:
+    data = content_of(SIZE)
+    server.add("/v/a.mp4", data, drop_after=100_000, drop_times=1, etag="", last_modified="")
+    download(single(server), tmp_path, settings=FAST)
+    assert media(tmp_path).read_bytes() == data
+    assert "Range" not in server.requests("/v/a.mp4")[1].headers
+
+
+def test_partial_already_whole_is_finished_on_416(server: FileServer, tmp_path: Path) -> None:
+    data = content_of(SIZE)
+    served = server.add("/v/a.mp4", data)
+    archive = Archive(tmp_path)
+    part, side = archive.partial_paths("item-a", "video")
+    archive.close()
+    part.parent.mkdir(parents=True)
+    part.write_bytes(data)
+    side.write_text(
+        json.dumps(
+            {
+                "url": server.url("/v/a.mp4"),
+                "etag": served.etag,
+                "last_modified": None,
+                "length": SIZE,
+            }
+        )
+    )
+    report = download(single(server), tmp_path, settings=FAST)
+    assert report.outcomes[0].status is Status.FETCHED
+    assert [r.status for r in server.requests("/v/a.mp4")] == [416]
+    assert catalog_rows(tmp_path)[0]["sha256"] == sha256(data)
+
+
+def test_503_retry_after_is_honoured(server: FileServer, tmp_path: Path) -> None:
+    server.add("/v/a.mp4", content_of(SIZE), statuses=[503, 503], retry_after="1")
+    start = time.monotonic()
+    report = download(single(server), tmp_path, settings=FAST)
+    elapsed = time.monotonic() - start
+    assert report.outcomes[0].status is Status.FETCHED
+    assert [r.status for r in server.requests("/v/a.mp4")] == [503, 503, 200]
+    assert elapsed >= 1.9  # two Retry-After: 1, not FAST's 10 ms backoff
+
+
+def test_stall_is_a_failure_that_is_retried(server: FileServer, tmp_path: Path) -> None:
+    data = content_of(SIZE)
+    server.add("/v/a.mp4", data, stall_after=50_000, stall_seconds=3.0, stall_times=1)
+    settings = DownloadSettings(retries=2, backoff_base=0.01, backoff_max=0.01, timeout=0.5)
+    report = download(single(server), tmp_path, settings=settings)
+    assert report.outcomes[0].status is Status.FETCHED
+    assert media(tmp_path).read_bytes() == data
+    assert server.requests("/v/a.mp4")[-1].headers["Range"] == "bytes=50000-"
+
+
+def test_slow_trickle_is_not_a_stall(server: FileServer, tmp_path: Path) -> None:
+    data = content_of(12_000)
+    server.add("/v/a.mp4", data, trickle=(1_000, 0.1))
+    settings = DownloadSettings(retries=0, timeout=0.5)
+    report = download(single(server), tmp_path, settings=settings)
+    assert report.outcomes[0].status is Status.FETCHED
+    assert media(tmp_path).read_bytes() == data
+
+
+def test_lying_content_length_fails_and_holds_nothing(server: FileServer, tmp_path: Path) -> None:
+    server.add("/v/a.mp4", content_of(SIZE), extra_length=1000)
+    report = download(single(server), tmp_path, settings=FAST)
+    (outcome,) = report.outcomes
+    assert outcome.status is Status.FAILED
+    assert outcome.reason is not None
+    assert "gave up after 5 attempts" in outcome.reason
+    assert not media(tmp_path).exists()
+    assert catalog_rows(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    ("status", "reason"), [(404, "HTTP 404 Not Found"), (410, "HTTP 410 Gone")]
+)
+def test_missing_file_is_not_retried(
+    server: FileServer, tmp_path: Path, status: int, reason: str
+) -> None:
+    if status != 404:
+        server.add("/v/a.mp4", b"", statuses=[status])
+    report = download(single(server), tmp_path, settings=FAST)
+    assert report.outcomes[0].status is Status.FAILED
+    assert report.outcomes[0].reason == reason
+    assert len(server.requests("/v/a.mp4")) == 1
+
+
+def test_redirect_chain_is_followed(server: FileServer, tmp_path: Path) -> None:
+    data = content_of(SIZE)
+    server.add("/storage/a.mp4", data)
+    server.redirect("/v/a.mp4", "/r/1")
+    server.redirect("/r/1", server.url("/storage/a.mp4"))
+    download(single(server), tmp_path, settings=FAST)
+    assert media(tmp_path).read_bytes() == data
+    assert catalog_rows(tmp_path)[0]["final_url"] == server.url("/storage/a.mp4")
+    assert catalog_rows(tmp_path)[0]["url"] == server.url("/v/a.mp4")
+
+
+def test_redirect_loop_fails_without_retrying(server: FileServer, tmp_path: Path) -> None:
+    server.redirect("/v/a.mp4", "/loop/b")
+    server.redirect("/loop/b", "/v/a.mp4")
+    report = download(single(server), tmp_path, settings=FAST)
+    assert report.outcomes[0].status is Status.FAILED
+    assert report.outcomes[0].reason == "too many redirects (more than 10)"
+    assert len(server.requests()) == 11
+
+
+def test_pinned_sha256_mismatch_quarantines_and_never_replaces(
+    server: FileServer, tmp_path: Path
+) -> None:
+    good = content_of(SIZE, 1)
+    server.add("/v/a.mp4", good)
+    download(single(server), tmp_path, settings=FAST)
+    bad_pin = sha256(b"something else")
+    report = download(
+        single(server, video=Video(url=server.url("/v/a.mp4"), embed_url=None, sha256=bad_pin)),
+        tmp_path,
+        settings=FAST,
+    )
+    (outcome,) = report.outcomes
+    assert outcome.status is Status.FAILED
+    assert outcome.reason == f"sha256 mismatch: expected {bad_pin}, got {sha256(good)}"
+    assert media(tmp_path).read_bytes() == good  # the good file is untouched
+    quarantined = list((tmp_path / "quarantine" / "item-a").iterdir())
+    assert len(quarantined) == 1
+    assert quarantined[0].read_bytes() == good
+    assert [r["version"] for r in catalog_rows(tmp_path)] == [1]
+
+
+def test_pinned_size_mismatch_fails_before_the_body(server: FileServer, tmp_path: Path) -> None:
+    server.add("/v/a.mp4", content_of(SIZE))
+    manifest = single(server, video=Video(url=server.url("/v/a.mp4"), embed_url=None, size=10))
+    report = download(manifest, tmp_path, settings=FAST)
+    assert report.outcomes[0].reason == f"size mismatch: expected 10, got {SIZE}"
+    assert report.bytes_fetched == 0
+    assert not media(tmp_path).exists()
+
+
+def test_new_url_is_a_new_version_and_the_old_one_stays(server: FileServer, tmp_path: Path) -> None:
+    old, new = content_of(SIZE, 1), content_of(SIZE, 2)
+    server.add("/v/a-720.mp4", old)
+    server.add("/v/a-1080.mp4", new)
+    download(single(server, "/v/a-720.mp4"), tmp_path, settings=FAST)
+    download(single(server, "/v/a-1080.mp4"), tmp_path, settings=FAST)
+    rows = catalog_rows(tmp_path)
+    assert [(r["version"], r["current"], r["path"]) for r in rows] == [
+        (1, 0, "media/item-a/versions/1/a-720.mp4"),
+        (2, 1, "media/item-a/a-1080.mp4"),
+    ]
+    assert (tmp_path / "media/item-a/versions/1/a-720.mp4").read_bytes() == old
+    assert (tmp_path / "media/item-a/a-1080.mp4").read_bytes() == new
+
+
+def test_full_disk_is_a_clear_failure_and_keeps_the_partial(
+    server: FileServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server.add("/v/a.mp4", content_of(3 * 1024 * 1024))
+    real_write = _Sink.write
+
+    def write(self: _Sink, data: bytes | bytearray) -> None:
+        if self.size >= 1024 * 1024:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_write(self, data)
+
+    monkeypatch.setattr(_Sink, "write", write)
+    report = download(single(server), tmp_path, settings=FAST)
+    assert report.outcomes[0].reason == "cannot write to the archive: No space left on device"
+    assert not media(tmp_path).exists()
+    part = tmp_path / "partial" / "item-a" / "video.part"
+    kept = part.stat().st_size
+    assert 1024 * 1024 <= kept < 3 * 1024 * 1024
+    monkeypatch.setattr(_Sink, "write", real_write)
+    download(single(server), tmp_path, settings=FAST)
+    assert media(tmp_path).read_bytes() == content_of(3 * 1024 * 1024)
+    assert server.requests("/v/a.mp4")[-1].headers["Range"] == f"bytes={kept}-"
+
+
+def test_entry_with_only_an_embed_url_is_a_named_failure(tmp_path: Path) -> None:
+    manifest = Manifest(
+        entries=(
+            make_entry("item-e", None, video=Video(url=None, embed_url="https://x.org/embed/1")),
+        )
+    )
+    report = download(manifest, tmp_path, settings=FAST)
+    assert report.outcomes[0].status is Status.FAILED
+    assert report.outcomes[0].reason == "no download URL in the manifest (only an embed URL)"
+
+
+def test_proxy_from_the_environment_is_used(
+    server: FileServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = content_of(SIZE)
+    # Our server doubles as the proxy: it receives the absolute URL as the request target.
+    server.add("http://videos.example.invalid/a.mp4", data)
+    monkeypatch.setenv("HTTP_PROXY", server.url(""))
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    manifest = Manifest(entries=(make_entry("item-a", "http://videos.example.invalid/a.mp4"),))
+    report = download(manifest, tmp_path, settings=FAST)
+    assert report.outcomes[0].status is Status.FETCHED
+    assert media(tmp_path).read_bytes() == data
+
+
+def test_many_files_concurrently(server: FileServer, tmp_path: Path) -> None:
+    entries = []
+    for i in range(12):
+        server.add(f"/v/{i}.mp4", content_of(50_000, i))
+        entries.append(make_entry(f"item-{i:02d}", server.url(f"/v/{i}.mp4")))
+    report = download(Manifest(entries=tuple(entries)), tmp_path, settings=DownloadSettings(jobs=4))
+    assert report.count(Status.FETCHED) == 12
+    for i in range(12):
+        assert media(tmp_path, f"item-{i:02d}", f"{i}.mp4").read_bytes() == content_of(50_000, i)

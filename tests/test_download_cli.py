@@ -1,0 +1,192 @@
+"""``archiver download`` as users and cron run it: exit codes, lines, locks, kills, the cap."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from archiver.archive import Archive
+from archiver.cli import cli
+from archiver.download import DownloadSettings, Status, download
+from archiver.manifest import Manifest, write_manifest
+
+from .conftest import content_of, make_entry, sha256
+from .media import make_mp4, probe_duration
+from .server import FileServer
+
+
+def run(*args: str | Path) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def write(tmp_path: Path, *entries: object) -> Path:
+    path = tmp_path / "m.json"
+    write_manifest(Manifest(entries=tuple(entries)), path)  # type: ignore[arg-type]
+    return path
+
+
+def start_download(manifest: Path, archive: Path, *extra: str) -> subprocess.Popen[bytes]:
+    command = [
+        sys.executable,
+        "-m",
+        "archiver",
+        "download",
+        str(manifest),
+        "--archive",
+        str(archive),
+    ]
+    return subprocess.Popen([*command, "-q", *extra], stderr=subprocess.DEVNULL)
+
+
+def wait_for(condition: object, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            pytest.fail("condition not reached in time")
+        time.sleep(0.02)
+
+
+def test_success_prints_a_summary_and_exits_0(server: FileServer, tmp_path: Path) -> None:
+    server.add("/a.mp4", content_of(100_000))
+    manifest = write(tmp_path, make_entry("item-a", server.url("/a.mp4")))
+    code, stdout, stderr = run("download", manifest, "--archive", tmp_path / "arch")
+    assert (code, stdout) == (0, "")
+    assert stderr.startswith("Download: 1 downloaded (97.7 KiB at ")
+    assert stderr.endswith(", 0 already held, 0 failed in " + stderr.rsplit(" in ", 1)[1])
+    code, _, stderr = run("download", manifest, "--archive", tmp_path / "arch")
+    assert code == 0
+    assert stderr.startswith("Download: 0 downloaded (0 B at 0 B/s), 1 already held, 0 failed")
+
+
+def test_quiet_success_prints_nothing(server: FileServer, tmp_path: Path) -> None:
+    server.add("/a.mp4", content_of(1000))
+    manifest = write(tmp_path, make_entry("item-a", server.url("/a.mp4")))
+    assert run("download", manifest, "--archive", tmp_path / "arch", "-q") == (0, "", "")
+
+
+def test_failed_items_are_named_and_exit_1(server: FileServer, tmp_path: Path) -> None:
+    server.add("/a.mp4", content_of(1000))
+    manifest = write(
+        tmp_path,
+        make_entry("item-a", server.url("/a.mp4")),
+        make_entry("item-b", server.url("/missing.mp4")),
+    )
+    code, _, stderr = run("download", manifest, "--archive", tmp_path / "arch", "-q")
+    assert code == 1
+    assert stderr == (
+        f"Error: Vidéo item-b (item-b, video): {server.url('/missing.mp4')}: HTTP 404 Not Found\n"
+    )
+    assert (tmp_path / "arch/media/item-a/a.mp4").exists()
+
+
+def test_bad_manifest_exits_2(tmp_path: Path) -> None:
+    bad = tmp_path / "m.json"
+    bad.write_text('{"schema_version": 1, "entries": [{"id": "../x"}]}', encoding="utf-8")
+    code, _, stderr = run("download", bad, "--archive", tmp_path / "arch")
+    assert code == 2
+    assert stderr.startswith(f"Error: {bad}: entries[0].id: '../x' is not a safe id")
+    assert not (tmp_path / "x").exists()
+    code, _, stderr = run("download", tmp_path / "none.json", "--archive", tmp_path / "arch")
+    assert code == 2
+    assert stderr.startswith(f"Error: {tmp_path / 'none.json'}: cannot read: ")
+
+
+def test_bad_rate_limit_is_a_usage_error(tmp_path: Path) -> None:
+    code, _, stderr = run("download", "m.json", "--rate-limit", "fast")
+    assert code == 2
+    assert "'fast' is not a size (examples: 500k, 2M, 1.5G, 65536)" in stderr
+
+
+def test_second_run_on_a_locked_archive_exits_3_naming_the_holder(
+    server: FileServer, tmp_path: Path
+) -> None:
+    server.add("/a.mp4", content_of(2_000_000))
+    manifest = write(tmp_path, make_entry("item-a", server.url("/a.mp4")))
+    archive = tmp_path / "arch"
+    first = start_download(manifest, archive, "--rate-limit", "100k")
+    try:
+        lock = archive / "archiver.lock"
+        wait_for(lambda: lock.exists() and lock.read_text().strip() == str(first.pid))
+        start = time.monotonic()
+        code, _, stderr = run("download", manifest, "--archive", archive)
+        assert time.monotonic() - start < 5  # at once, not after waiting
+        assert code == 3
+        assert stderr == (
+            f"Error: {archive} is locked by process {first.pid}\n"
+            "Hint: another archiver run is using this archive; wait for it to finish\n"
+        )
+    finally:
+        first.kill()
+        first.wait()
+
+
+@pytest.mark.slow
+def test_sigkill_midway_then_the_next_run_resumes(server: FileServer, tmp_path: Path) -> None:
+    data = content_of(3 * 1024 * 1024)
+    server.add("/big.mp4", data)
+    manifest = write(tmp_path, make_entry("item-a", server.url("/big.mp4")))
+    archive = tmp_path / "arch"
+    part = archive / "partial" / "item-a" / "video.part"
+    first = start_download(manifest, archive, "--rate-limit", "512k")
+    wait_for(lambda: part.exists() and part.stat().st_size >= 400_000)
+    os.kill(first.pid, signal.SIGKILL)
+    first.wait()
+    held = part.stat().st_size
+    assert 0 < held < len(data)
+
+    code, _, stderr = run("download", manifest, "--archive", archive, "-q")
+    assert (code, stderr) == (0, "")
+    resumed = server.requests("/big.mp4")[-1]
+    assert resumed.status == 206
+    assert resumed.headers["Range"] == f"bytes={held}-"
+    assert resumed.sent == len(data) - held
+    final = archive / "media" / "item-a" / "big.mp4"
+    assert sha256(final.read_bytes()) == sha256(data)
+    with Archive(archive) as store:
+        record = store.current("item-a", "video")
+    assert record is not None
+    assert record.sha256 == sha256(data)
+
+
+@pytest.mark.slow
+def test_rate_limit_caps_the_whole_process_within_ten_percent(
+    server: FileServer, tmp_path: Path
+) -> None:
+    rate = 512 * 1024
+    sizes = [2 * 1024 * 1024, 2 * 1024 * 1024, 1024 * 1024]  # 5 MiB: 10 s at 512k
+    entries = []
+    for i, size in enumerate(sizes):
+        server.add(f"/r/{i}.mp4", content_of(size, i))
+        entries.append(make_entry(f"item-{i}", server.url(f"/r/{i}.mp4")))
+    start = time.monotonic()
+    report = download(
+        Manifest(entries=tuple(entries)),
+        tmp_path,
+        settings=DownloadSettings(jobs=3, rate_limit=rate),
+    )
+    elapsed = time.monotonic() - start
+    assert report.count(Status.FETCHED) == 3
+    achieved = sum(sizes) / elapsed
+    assert achieved <= 1.10 * rate, f"{achieved / 1024:.0f} KiB/s over a 512 KiB/s cap"
+    assert achieved >= 0.85 * rate, (
+        f"{achieved / 1024:.0f} KiB/s: the cap slows more than it should"
+    )
+
+
+def test_real_fragmented_mp4_is_archived_playable(server: FileServer, tmp_path: Path) -> None:
+    video = make_mp4(tmp_path / "source.mp4", seconds=2)
+    server.add("/v/uuid-480-fragmented.mp4", video.read_bytes())
+    manifest = write(tmp_path, make_entry("item-a", server.url("/v/uuid-480-fragmented.mp4")))
+    code, _, _ = run("download", manifest, "--archive", tmp_path / "arch", "-q")
+    assert code == 0
+    archived = tmp_path / "arch" / "media" / "item-a" / "uuid-480-fragmented.mp4"
+    assert archived.read_bytes() == video.read_bytes()
+    assert probe_duration(archived) == pytest.approx(2.0, abs=0.1)
