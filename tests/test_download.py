@@ -383,3 +383,26 @@ def test_many_files_concurrently(server: FileServer, tmp_path: Path) -> None:
     assert report.count(Status.FETCHED) == 12
     for i in range(12):
         assert media(tmp_path, f"item-{i:02d}", f"{i}.mp4").read_bytes() == content_of(50_000, i)
+
+
+def test_a_line_that_keeps_dropping_still_finishes(server: FileServer, tmp_path: Path) -> None:
+    data = content_of(SIZE)
+    server.add("/v/a.mp4", data, drop_after=50_000, drop_times=100)
+    settings = DownloadSettings(
+        retries=2, backoff_base=0.001, backoff_max=0.001, progress_resets_after=40_000
+    )
+    report = download(single(server), tmp_path, settings=settings)
+    assert report.outcomes[0].status is Status.FETCHED
+    assert media(tmp_path).read_bytes() == data
+    assert len(server.requests("/v/a.mp4")) == SIZE // 50_000
+    assert report.bytes_fetched == SIZE
+
+
+def test_restarting_from_zero_is_not_progress(server: FileServer, tmp_path: Path) -> None:
+    server.add("/v/a.mp4", content_of(SIZE), drop_after=50_000, drop_times=100, ignore_range=True)
+    settings = DownloadSettings(
+        retries=3, backoff_base=0.001, backoff_max=0.001, progress_resets_after=40_000
+    )
+    report = download(single(server), tmp_path, settings=settings)
+    assert report.outcomes[0].status is Status.FAILED
+    assert len(server.requests("/v/a.mp4")) == 4

@@ -1,0 +1,138 @@
+"""Shared by the benchmarks: an nginx on 127.0.0.1 and a way to time a command with its peak RSS."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+DEBIAN_TOOLS = {"nginx": "nginx-light", "curl": "curl", "wget": "wget", "aria2c": "aria2"}
+
+
+def ensure_tools() -> None:
+    """Install the Debian packages the benchmarks compare against, when root and missing."""
+    missing = sorted({pkg for tool, pkg in DEBIAN_TOOLS.items() if not _which(tool)})
+    if not missing:
+        return
+    if os.geteuid() != 0:
+        sys.exit(f"bench: please install the Debian packages: {' '.join(missing)}")
+    subprocess.run(["apt-get", "update", "-qq"], check=True)
+    subprocess.run(
+        ["apt-get", "install", "-y", "-qq", *missing],
+        check=True,
+        env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+    )
+
+
+def _which(tool: str) -> str | None:
+    return shutil.which(tool) or shutil.which(tool, path="/usr/sbin:/sbin")
+
+
+class Nginx:
+    """nginx serving ``root`` on a free port of 127.0.0.1, for as long as the ``with`` lasts."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.dir = Path(tempfile.mkdtemp(prefix="bench-nginx-"))
+        self.port = _free_port()
+
+    def __enter__(self) -> Nginx:
+        conf = self.dir / "nginx.conf"
+        conf.write_text(
+            f"""
+daemon off;
+worker_processes 1;
+pid {self.dir}/nginx.pid;
+error_log {self.dir}/error.log;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_requests 100000;
+    client_body_temp_path {self.dir};
+    proxy_temp_path {self.dir};
+    fastcgi_temp_path {self.dir};
+    uwsgi_temp_path {self.dir};
+    scgi_temp_path {self.dir};
+    types {{ video/mp4 mp4; }}
+    server {{
+        listen 127.0.0.1:{self.port};
+        root {self.root};
+    }}
+}}
+""",
+            encoding="utf-8",
+        )
+        binary = _which("nginx")
+        assert binary, "nginx is not installed"
+        self.process = subprocess.Popen([binary, "-c", str(conf), "-p", str(self.dir)])
+        deadline = time.monotonic() + 10
+        import socket
+
+        while time.monotonic() < deadline:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return self
+            time.sleep(0.05)
+        raise RuntimeError("nginx did not start")
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.port}/{name}"
+
+    def __exit__(self, *_exc: object) -> None:
+        self.process.terminate()
+        self.process.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class Timing:
+    seconds: float
+    peak_rss_mib: float
+
+
+def timed(command: Sequence[str], *, cwd: Path | None = None) -> Timing:
+    """Wall time and peak resident memory of one command (which must succeed)."""
+    start = time.perf_counter()
+    process = subprocess.Popen(
+        list(command), cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - start
+    stderr = process.stderr.read().decode(errors="replace") if process.stderr else ""
+    if process.stderr:
+        process.stderr.close()
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0:
+        raise RuntimeError(f"{command[0]} failed ({process.returncode}): {stderr[-2000:]}")
+    return Timing(seconds=seconds, peak_rss_mib=usage.ru_maxrss / 1024)
+
+
+def make_file(path: Path, size: int, seed: int = 0) -> None:
+    """Incompressible bytes, written in blocks (a 512 MiB file never sits in memory)."""
+    import random
+
+    rng = random.Random(seed)  # noqa: S311 - test data
+    block = 8 * 1024 * 1024
+    with path.open("wb") as stream:
+        left = size
+        while left:
+            n = min(block, left)
+            stream.write(rng.randbytes(n))
+            left -= n
+    path.chmod(0o644)
