@@ -20,16 +20,14 @@ import argparse
 import hashlib
 import json
 import shutil
-import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from common import Nginx, Timing, ensure_tools, make_file, timed
-
 from archiver.entry import Entry, Source, Video
 from archiver.manifest import Manifest, write_manifest
+from common import Nginx, Timing, ensure_tools, make_file, timed
 
 MIB = 1024 * 1024
 ROOT = Path(__file__).resolve().parent.parent
@@ -77,7 +75,9 @@ def fresh(folder: Path) -> Callable[[], None]:
     return prepare
 
 
-def one_large_file(work: Path, served: Path, nginx: Nginx, size_mib: int, runs: int) -> dict[str, Timing]:
+def one_large_file(
+    work: Path, served: Path, nginx: Nginx, size_mib: int, runs: int
+) -> dict[str, Timing]:
     name = "big.mp4"
     make_file(served / name, size_mib * MIB, seed=1)
     url = nginx.url(name)
@@ -88,8 +88,10 @@ def one_large_file(work: Path, served: Path, nginx: Nginx, size_mib: int, runs: 
         "archiver": lambda: archiver_command(manifest, out / "archive"),
         "curl": lambda: ["curl", "-sS", "-o", str(out / name), url],
         "wget": lambda: ["wget", "-q", "-O", str(out / name), url],
-        "aria2c": lambda: ["aria2c", "-q", "-x1", "-s1", "--file-allocation=none",
-                           "-d", str(out), "-o", name, url],  # fmt: skip
+        "aria2c": lambda: [
+            *("aria2c", "-q", "-x1", "-s1", "--file-allocation=none"),
+            *("-d", str(out), "-o", name, url),
+        ],
         "yt-dlp": lambda: [ytdlp, "-q", "--no-progress", "--no-part", "-o", str(out / name), url],
     }
     results: dict[str, Timing] = {}
@@ -121,9 +123,13 @@ def many_files(work: Path, served: Path, nginx: Nginx, count: int, runs: int) ->
     listing = work / "urls.txt"
     listing.write_text("\n".join(urls) + "\n", encoding="utf-8")
     commands: dict[str, Callable[[], list[str]]] = {
-        "archiver --jobs 8": lambda: archiver_command(manifest, out / "archive", "--jobs", "8", "--per-host", "8"),
-        "aria2c -j 8": lambda: ["aria2c", "-q", "-j", "8", "-x1", "-s1", "--file-allocation=none",
-                                "-d", str(out), "-i", str(listing)],  # fmt: skip
+        "archiver --jobs 8": lambda: archiver_command(
+            manifest, out / "archive", "--jobs", "8", "--per-host", "8"
+        ),
+        "aria2c -j 8": lambda: [
+            *("aria2c", "-q", "-j", "8", "-x1", "-s1", "--file-allocation=none"),
+            *("-d", str(out), "-i", str(listing)),
+        ],
     }
     results = {tool: best(runs, fresh(out), command) for tool, command in commands.items()}
     for i in range(count):
@@ -139,7 +145,7 @@ def dropping_line(work: Path, size_mib: int) -> dict[str, float | int | bool]:
 
     server = FileServer()
     try:
-        data = (work / "drop.bin")
+        data = work / "drop.bin"
         make_file(data, size_mib * MIB, seed=7)
         content = data.read_bytes()
         server.add("/drop.mp4", content, drop_after=8 * MIB, drop_times=10_000)

@@ -406,3 +406,27 @@ def test_restarting_from_zero_is_not_progress(server: FileServer, tmp_path: Path
     report = download(single(server), tmp_path, settings=settings)
     assert report.outcomes[0].status is Status.FAILED
     assert len(server.requests("/v/a.mp4")) == 4
+
+
+def test_progress_bars_show_bytes_and_files(server: FileServer, tmp_path: Path) -> None:
+    import io
+
+    from archiver.progress import TqdmProgress
+
+    server.add("/v/a.mp4", content_of(SIZE))
+    stream = io.StringIO()
+    download(single(server), tmp_path, settings=FAST, progress=TqdmProgress(stream=stream))
+    shown = stream.getvalue()
+    assert "1/1 files" in shown
+    assert "586k/586k" in shown  # 600,000 bytes in KiB, tqdm's unit_scale with divisor 1024
+
+
+def test_unknown_host_fails_at_once_for_every_file_on_it(tmp_path: Path) -> None:
+    url = "http://videos.example.invalid/{}.mp4"  # .invalid never resolves (RFC 6761)
+    manifest = Manifest(entries=tuple(make_entry(f"item-{i}", url.format(i)) for i in range(3)))
+    start = time.monotonic()
+    report = download(manifest, tmp_path, settings=DownloadSettings())  # default retries
+    assert time.monotonic() - start < 10
+    assert [o.reason for o in report.outcomes] == [
+        "cannot reach videos.example.invalid: no such host (DNS)"
+    ] * 3

@@ -20,7 +20,7 @@ import click
 from . import __version__
 from .collection import default_collection
 from .config import load_config
-from .console import TqdmProgress, download_summary, failure_line
+from .console import download_summary, failure_line
 from .download import DEFAULT_SETTINGS, DownloadSettings, NullProgress, Progress, download
 from .errors import EXIT_FAILED, EXIT_OK, ArchiverError, ConfigError
 from .manifest import build_manifest, dumps, load_manifest, write_manifest
@@ -209,6 +209,8 @@ def _progress(state: _State) -> Progress:
     # Bars only for a person watching: not under cron, not in a pipe, not with -q.
     if state.quiet or not sys.stderr.isatty():
         return NullProgress()
+    from .progress import TqdmProgress  # tqdm is only imported when bars are drawn
+
     return TqdmProgress()
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.resources
 from pathlib import Path
 
 __all__ = ["default_collection"]
@@ -10,4 +9,6 @@ __all__ = ["default_collection"]
 
 def default_collection() -> Path:
     """The folder holding the bundled fiches."""
+    import importlib.resources  # 25 ms at start-up, for the one command that needs it
+
     return Path(str(importlib.resources.files("archiver") / "default_collection"))

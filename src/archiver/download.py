@@ -21,6 +21,7 @@ import logging
 import os
 import random
 import re
+import socket
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -313,6 +314,20 @@ def _retry_after(value: str | None, cap: float) -> float | None:
     return min(max(when.timestamp() - time.time(), 0.0), cap)
 
 
+def _unknown_host(exc: BaseException) -> bool:
+    """Whether a connection failed because DNS answered that the host does not exist.
+
+    That is an answer, not a time-out (``EAI_AGAIN``, which is retried): retrying it for
+    minutes would only delay the report, so it fails the file at once.
+    """
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, socket.gaierror) and seen.errno == socket.EAI_NONAME:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def _describe(exc: httpx.HTTPError, timeout: float) -> str:
     if isinstance(exc, httpx.ConnectTimeout):
         return f"cannot connect: no answer within {timeout:g} s"
@@ -342,6 +357,7 @@ class _Downloader:
         self.limiter = RateLimiter(settings.rate_limit) if settings.rate_limit else None
         self.jobs = asyncio.Semaphore(settings.jobs)
         self.hosts: dict[str, asyncio.Semaphore] = {}
+        self.unknown_hosts: dict[str, str] = {}  # host → reason, for the rest of the run
 
     def _host_slot(self, url: str) -> asyncio.Semaphore:
         host = urlsplit(url).netloc.lower()
@@ -410,6 +426,9 @@ class _Downloader:
                 path.unlink()
 
     async def _attempt(self, job: Job, counter: list[int]) -> FileRecord:
+        host = urlsplit(job.url).hostname or ""
+        if host in self.unknown_hosts:
+            raise DownloadError(job.url, self.unknown_hosts[host])
         have, state, headers = self._resume_point(job)
         part, side = self.archive.partial_paths(job.entry.id, job.role)
         sink: _Sink | None = None
@@ -435,6 +454,12 @@ class _Downloader:
             raise DownloadError(job.url, reason) from exc
         except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
             raise DownloadError(job.url, f"cannot follow: {exc}") from exc
+        except httpx.ConnectError as exc:
+            if _unknown_host(exc):
+                reason = f"cannot reach {host}: no such host (DNS)"
+                self.unknown_hosts[host] = reason
+                raise DownloadError(job.url, reason) from exc
+            raise _Retry(_describe(exc, self.settings.timeout)) from exc
         except httpx.HTTPError as exc:
             raise _Retry(_describe(exc, self.settings.timeout)) from exc
         except OSError as exc:
