@@ -31,7 +31,7 @@ from .entry import Entry
 from .errors import ArchiveError, LockHeld
 from .files import atomic_write_bytes, fsync_dir
 
-__all__ = ["Archive", "FetchedFile", "FileRecord", "PartialState", "utc_now"]
+__all__ = ["Archive", "Derived", "FetchedFile", "FileRecord", "PartialState", "utc_now"]
 
 CATALOG_NAME = "catalog.sqlite"
 LOCK_NAME = "archiver.lock"
@@ -65,6 +65,19 @@ CREATE TABLE IF NOT EXISTS files (
     PRIMARY KEY (item_id, role, version)
 );
 CREATE INDEX IF NOT EXISTS files_current ON files (item_id, role) WHERE current = 1;
+CREATE TABLE IF NOT EXISTS derived (
+    sha256 TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    path TEXT,
+    file_sha256 TEXT,
+    file_size INTEGER,
+    duration REAL,
+    width INTEGER,
+    height INTEGER,
+    made_at TEXT NOT NULL,
+    PRIMARY KEY (sha256, kind, version)
+);
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     command TEXT NOT NULL,
@@ -105,6 +118,25 @@ class FileRecord:
     last_modified: str | None
     fetched_at: str
     current: bool
+
+
+@dataclass(frozen=True)
+class Derived:
+    """What was made from a file's bytes (a poster, its duration), cached by their sha256.
+
+    Keyed by the source's sha256 and the recipe's version, so an unchanged video is never
+    probed twice and a changed recipe makes its outputs again.
+    """
+
+    sha256: str
+    kind: str
+    version: int
+    path: str | None
+    file_sha256: str | None
+    file_size: int | None
+    duration: float | None
+    width: int | None
+    height: int | None
 
 
 @dataclass(frozen=True)
@@ -381,6 +413,42 @@ class Archive:
         except OSError as exc:
             raise ArchiveError(target, f"cannot quarantine: {exc.strerror or exc}") from exc
         return target
+
+    # -- derived files -------------------------------------------------------------------------
+
+    def derived_path(self, sha256: str, name: str) -> Path:
+        return self.root / "derived" / sha256[:2] / f"{sha256}-{name}"
+
+    def derived(self, sha256: str, kind: str, version: int) -> Derived | None:
+        row = self._db.execute(
+            "SELECT sha256, kind, version, path, file_sha256, file_size, duration, width, height"
+            " FROM derived WHERE sha256=? AND kind=? AND version=?",
+            (sha256, kind, version),
+        ).fetchone()
+        if row is None:
+            return None
+        derived = Derived(*row)
+        if derived.path and not (self.root / derived.path).is_file():
+            return None  # its file was removed: make it again
+        return derived
+
+    def record_derived(self, derived: Derived) -> None:
+        with self._db:
+            self._db.execute(
+                "INSERT OR REPLACE INTO derived VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    derived.sha256,
+                    derived.kind,
+                    derived.version,
+                    derived.path,
+                    derived.file_sha256,
+                    derived.file_size,
+                    derived.duration,
+                    derived.width,
+                    derived.height,
+                    utc_now(),
+                ),
+            )
 
     # -- runs ----------------------------------------------------------------------------------
 

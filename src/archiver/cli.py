@@ -18,13 +18,15 @@ from typing import Any, ClassVar, TypeVar
 import click
 
 from . import __version__
+from .bag import verify_bag
 from .collection import default_collection
 from .config import load_config
-from .console import download_summary, failure_line
+from .console import download_summary, failure_line, package_summary
 from .download import DEFAULT_SETTINGS, DownloadSettings, NullProgress, Progress, download
 from .errors import EXIT_FAILED, EXIT_OK, ArchiverError, ConfigError
 from .manifest import build_manifest, dumps, load_manifest, write_manifest
-from .units import parse_size
+from .package import DEFAULT_TITLE, PackageProgress, PackageSettings, package
+from .units import format_bytes, parse_size
 
 __all__ = ["EXIT_INTERNAL", "cli", "main"]
 
@@ -214,6 +216,14 @@ def _progress(state: _State) -> Progress:
     return TqdmProgress()
 
 
+def _bytes_progress(state: _State, description: str) -> PackageProgress:
+    if state.quiet or not sys.stderr.isatty():
+        return PackageProgress()
+    from .progress import TqdmBytes
+
+    return TqdmBytes(description)
+
+
 class _Group(click.Group):
     """The one place where errors become a line on stderr and an exit code."""
 
@@ -352,6 +362,100 @@ def download_command(
     if not state.quiet:
         click.echo(download_summary(report), err=True)
     ctx.exit(EXIT_FAILED if report.failures else EXIT_OK)
+
+
+@cli.command(name="package")
+@click.argument(
+    "manifest_path", metavar="MANIFEST", type=click.Path(dir_okay=False, path_type=Path)
+)
+@archive_option
+@click.option(
+    "-o",
+    "--output",
+    "kit",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="The kit folder to build or update (a USB key, a LAN share).",
+)
+@click.option(
+    "--title",
+    default=DEFAULT_TITLE,
+    show_default=True,
+    help="The collection's title, shown on every page of the kit.",
+)
+@click.option(
+    "--copy",
+    is_flag=True,
+    help="Copy the videos even when the kit is on the archive's filesystem "
+    "(by default they are hard-linked there, taking no space).",
+)
+@common_options
+@click.pass_context
+def package_command(
+    ctx: click.Context, manifest_path: Path, archive: Path, kit: Path, title: str, copy: bool
+) -> None:
+    """Build or update an offline kit from the archive.
+
+    The kit is a folder that opens by double-clicking its index.html, with no internet and no
+    server: a catalog with search, and a page per video with its player, transcript, credits
+    and licence. It is a BagIt bag, so a copy can be checked with 'archiver verify KIT'.
+    Updating a kit (say, on a USB key) writes only what changed, and its checksums last.
+
+    \b
+    Examples:
+      archiver package manifests/default.json --archive archive/ -o /media/usb/videos
+      archiver package m.json -o kit/ --title "Former avec le numérique"
+
+    \b
+    Exit codes: 0 every video is in the kit; 1 some are not (each named) or the kit does
+    not fit; 2 bad manifest; 3 archive locked by another run.
+    """
+    state = _state(ctx)
+    report = package(
+        load_manifest(manifest_path),
+        archive,
+        kit,
+        settings=PackageSettings(title=title, copy=copy),
+        progress=_bytes_progress(state, "Kit"),
+    )
+    for entry, reason in report.left_out:
+        click.echo(f"Error: {entry.title} ({entry.id}): {reason}", err=True)
+    if not state.quiet:
+        click.echo(package_summary(report), err=True)
+    ctx.exit(EXIT_FAILED if report.left_out else EXIT_OK)
+
+
+@cli.command(name="verify")
+@click.argument("kit", type=click.Path(file_okay=False, path_type=Path))
+@common_options
+@click.pass_context
+def verify_command(ctx: click.Context, kit: Path) -> None:
+    """Check a kit: every file's sha256 against its BagIt manifest.
+
+    Names every missing, corrupt or extra file. Use it on a USB key after copying a kit, or
+    before handing one over.
+
+    \b
+    Examples:
+      archiver verify /media/usb/videos
+
+    \b
+    Exit codes: 0 the kit is whole; 1 something is missing, corrupt or extra (each named).
+    """
+    state = _state(ctx)
+    progress = _bytes_progress(state, "Verify")
+    total = sum(p.stat().st_size for p in kit.rglob("*") if p.is_file()) if kit.is_dir() else 0
+    progress.begin(total)
+    try:
+        files, size, problems = verify_bag(kit, on_bytes=progress.advance)
+    finally:
+        progress.end()
+    for problem in problems:
+        click.echo(f"Error: {kit / problem.path}: {problem.reason}", err=True)
+    if not state.quiet:
+        verdict = f"{len(problems)} problem(s)" if problems else "all intact"
+        click.echo(f"Verify: {files} files ({format_bytes(size)}) in {kit}: {verdict}", err=True)
+    ctx.exit(EXIT_FAILED if problems else EXIT_OK)
 
 
 def main() -> None:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from .download import DownloadReport, Outcome, Status
+from .package import PackageReport
 from .units import format_bytes, format_duration
 
-__all__ = ["download_summary", "failure_line"]
+__all__ = ["download_summary", "failure_line", "package_summary"]
 
 
 def failure_line(outcome: Outcome) -> str:
@@ -26,3 +27,17 @@ def download_summary(report: DownloadReport) -> str:
         f"{report.count(Status.FAILED)} failed",
     ]
     return f"Download: {', '.join(parts)} in {format_duration(report.seconds)}"
+
+
+def package_summary(report: PackageReport) -> str:
+    """One line: how many videos the kit holds and what the update wrote."""
+    changes = [f"{report.written} files written ({format_bytes(report.bytes_written)})"]
+    if report.linked:
+        changes.append(f"{report.linked} hard-linked")
+    changes.append(f"{report.removed} removed")
+    changes.append(f"{report.unchanged} unchanged")
+    videos = "video" if report.items == 1 else "videos"
+    return (
+        f"Kit: {report.items} {videos} in {report.kit}; {', '.join(changes)};"
+        f" {len(report.left_out)} left out, in {format_duration(report.seconds)}"
+    )

@@ -13,8 +13,9 @@ from typing import IO, Never
 from tqdm import tqdm
 
 from .download import Job, Outcome
+from .package import PackageProgress
 
-__all__ = ["TqdmProgress"]
+__all__ = ["TqdmBytes", "TqdmProgress"]
 
 
 class TqdmProgress:
@@ -90,3 +91,32 @@ class TqdmProgress:
             bar.close()
         if self.total is not None:
             self.total.close()
+
+
+class TqdmBytes(PackageProgress):
+    """One bar over a known number of bytes (packaging a kit, verifying one)."""
+
+    def __init__(self, description: str, *, stream: IO[str] | None = None) -> None:
+        self.description = description
+        self.stream = stream or sys.stderr
+        self.bar: tqdm[Never] | None = None
+
+    def begin(self, total: int) -> None:
+        if total:
+            self.bar = tqdm(
+                file=self.stream,
+                total=total,
+                desc=self.description,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                dynamic_ncols=True,
+            )
+
+    def advance(self, count: int) -> None:
+        if self.bar is not None:
+            self.bar.update(count)
+
+    def end(self) -> None:
+        if self.bar is not None:
+            self.bar.close()

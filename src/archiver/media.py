@@ -1,0 +1,130 @@
+"""What ffmpeg tells and makes: a video's duration and size, and a poster frame.
+
+ffmpeg's arguments are built by pure functions (tested without ffmpeg); the poster is written
+to a temporary file and moved into place only when ffmpeg succeeded. Without ffmpeg, callers
+get :class:`MediaUnavailable` and carry on without posters.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import ffmpeg
+
+from .errors import ArchiverError
+
+__all__ = [
+    "POSTER_VERSION",
+    "MediaError",
+    "MediaInfo",
+    "MediaUnavailable",
+    "available",
+    "make_poster",
+    "poster_command",
+    "probe",
+]
+
+# Bumped when the poster recipe changes, so cached posters are made again.
+POSTER_VERSION = 1
+POSTER_MAX_WIDTH = 640
+POSTER_POSITION = 0.10  # a frame at 10% of the video: past any black opening frames
+POSTER_QUALITY = 4  # mjpeg qscale: 2 (best) … 31 (worst)
+
+
+class MediaError(ArchiverError):
+    """ffmpeg or ffprobe failed on a file."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{path}: {reason}")
+
+
+class MediaUnavailable(MediaError):
+    """ffmpeg/ffprobe are not installed."""
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    """What ffprobe says of a video file."""
+
+    duration: float | None
+    width: int | None
+    height: int | None
+
+    @property
+    def playable(self) -> bool:
+        return bool(self.duration and self.duration > 0 and self.width and self.height)
+
+
+def available() -> bool:
+    """Whether ffmpeg and ffprobe are on PATH."""
+    return shutil.which("ffmpeg") is not None and shutil.which("ffprobe") is not None
+
+
+def _last_line(stderr: bytes | None) -> str:
+    lines = (stderr or b"").decode("utf-8", "replace").strip().splitlines()
+    return lines[-1] if lines else "no output"
+
+
+def probe(path: Path) -> MediaInfo:
+    """Duration (seconds) and size of the first video stream."""
+    if not available():
+        raise MediaUnavailable(path, "ffprobe is not installed (Debian package: ffmpeg)")
+    try:
+        data = ffmpeg.probe(str(path))
+    except ffmpeg.Error as exc:
+        raise MediaError(path, f"ffprobe failed: {_last_line(exc.stderr)}") from exc
+    video = next((s for s in data.get("streams", []) if s.get("codec_type") == "video"), None)
+    duration = data.get("format", {}).get("duration")
+    return MediaInfo(
+        duration=float(duration) if duration not in (None, "N/A") else None,
+        width=int(video["width"]) if video and video.get("width") else None,
+        height=int(video["height"]) if video and video.get("height") else None,
+    )
+
+
+def poster_command(source: Path, target: Path, info: MediaInfo) -> list[str]:
+    """The ffmpeg command that writes one JPEG frame of ``source`` to ``target``.
+
+    >>> poster_command(Path("v.mp4"), Path("p.jpg"), MediaInfo(100.0, 1920, 1080))[:5]
+    ['ffmpeg', '-ss', '10.0', '-i', 'v.mp4']
+    """
+    position = round((info.duration or 0) * POSTER_POSITION, 3)
+    width = min(POSTER_MAX_WIDTH, info.width or POSTER_MAX_WIDTH)
+    width -= width % 2  # even sizes, as every JPEG decoder likes
+    stream = (
+        ffmpeg.input(str(source), ss=position)
+        .filter("scale", width, -2)
+        .output(str(target), vframes=1, format="image2", vcodec="mjpeg", **{"q:v": POSTER_QUALITY})
+        .global_args("-v", "error", "-nostdin")
+        .overwrite_output()
+    )
+    command: list[str] = stream.compile()
+    return command
+
+
+def make_poster(source: Path, target: Path, info: MediaInfo) -> None:
+    """Write the poster of ``source`` to ``target``, atomically."""
+    if not available():
+        raise MediaUnavailable(source, "ffmpeg is not installed (Debian package: ffmpeg)")
+    temp = target.with_name(f".{target.name}.tmp.jpg")
+    target.parent.mkdir(parents=True, exist_ok=True)
+
+    try:
+        done = subprocess.run(  # noqa: S603 - arguments built above, no shell
+            poster_command(source, temp, info), capture_output=True, check=False, timeout=120
+        )
+        if done.returncode != 0 or not temp.exists() or temp.stat().st_size == 0:
+            raise MediaError(source, f"ffmpeg could not make a poster: {_last_line(done.stderr)}")
+        os.replace(temp, target)
+    except subprocess.TimeoutExpired as exc:
+        raise MediaError(source, "ffmpeg took more than 120 s to make a poster") from exc
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            temp.unlink()

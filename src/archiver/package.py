@@ -1,0 +1,477 @@
+"""Build or update an offline kit: a BagIt bag holding a static site and the videos.
+
+Kit layout::
+
+    index.html                 the one file to double-click; opens data/index.html
+    LISEZMOI.txt               how to open the kit and how to check a copy
+    bagit.txt  bag-info.txt  manifest-sha256.txt  tagmanifest-sha256.txt
+    data/index.html            the catalog (search, filter by area)
+    data/search-index.js       the search index, loaded with <script src>
+    data/assets/               style.css, app.js
+    data/videos/<id>/          index.html, the MP4, poster.jpg, companion PDFs
+
+Updating a kit (a USB key) writes only new or changed files (the catalog's sha256 against the
+bag's manifest), under temporary names then renamed, removes files no longer listed, and writes
+the bag manifests last: an update interrupted midway is caught by ``archiver verify``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import errno
+import hashlib
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import __version__, media
+from .archive import Archive, Derived, FileRecord
+from .bag import (
+    BAG_INFO,
+    BAGIT_DECLARATION,
+    BAGIT_TXT,
+    MANIFEST,
+    PAYLOAD,
+    TAGMANIFEST,
+    format_manifest,
+    payload_files,
+    read_manifest,
+)
+from .entry import Entry
+from .errors import ArchiverError
+from .files import atomic_write_bytes, fsync_dir
+from .manifest import Manifest
+from .names import MAX_NAME_LENGTH
+from .site import ASSET_LABELS, KitAsset, KitItem, render_root, render_site
+from .units import format_bytes
+
+__all__ = ["DEFAULT_TITLE", "KitError", "PackageReport", "PackageSettings", "package"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TITLE = "Vidéos de formation"
+FAT32_LIMIT = 4 * 1024**3 - 1
+# Left free on the key beyond what the kit needs: file system metadata, a little slack.
+SPACE_MARGIN = 8 * 1024 * 1024
+COPY_BLOCK = 4 * 1024 * 1024
+POSTER_NAME = "poster.jpg"
+_FORBIDDEN = set('<>:"/\\|?*') | {chr(c) for c in range(32)}
+
+
+class KitError(ArchiverError):
+    """A kit that cannot be written: no room on the key, an unusable folder."""
+
+    def __init__(self, path: Path | str, reason: str, *, hint: str | None = None) -> None:
+        self.path = str(path)
+        super().__init__(f"{path}: {reason}", hint=hint)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PackageSettings:
+    """How to build the kit."""
+
+    title: str = DEFAULT_TITLE
+    copy: bool = False  # copy media even when a hard link to the archive would do
+
+
+@dataclass(frozen=True)
+class PackageReport:
+    """What an update of a kit did."""
+
+    kit: Path
+    items: int
+    left_out: tuple[tuple[Entry, str], ...]
+    written: int
+    bytes_written: int
+    linked: int
+    removed: int
+    unchanged: int
+    warnings: tuple[str, ...]
+    seconds: float
+
+
+@dataclass(frozen=True)
+class _Source:
+    """Where a payload file's bytes come from: a file of the archive, or bytes in memory."""
+
+    sha256: str
+    size: int
+    path: Path | None = None
+    data: bytes | None = None
+
+    @classmethod
+    def of_bytes(cls, data: bytes) -> _Source:
+        return cls(sha256=hashlib.sha256(data).hexdigest(), size=len(data), data=data)
+
+
+class PackageProgress:
+    """Told how many bytes are to be written, then of each block written (null by default)."""
+
+    def begin(self, total: int) -> None:
+        pass
+
+    def advance(self, count: int) -> None:
+        pass
+
+    def end(self) -> None:
+        pass
+
+
+@dataclass
+class _Plan:
+    items: list[KitItem] = field(default_factory=list)
+    payload: dict[str, _Source] = field(default_factory=dict)
+    left_out: list[tuple[Entry, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    newest: str = ""
+
+
+def package(
+    manifest: Manifest,
+    archive_root: Path,
+    kit: Path,
+    *,
+    settings: PackageSettings = PackageSettings(),
+    progress: PackageProgress | None = None,
+) -> PackageReport:
+    """Build the kit at ``kit`` from what the archive holds of ``manifest``, or update it."""
+    progress = progress or PackageProgress()
+    start = time.monotonic()
+    if not archive_root.is_dir():
+        raise KitError(archive_root, "no archive here", hint="run 'archiver download' first")
+    with Archive(archive_root) as archive, archive.locked():
+        plan = _plan(manifest, archive)
+        packaged_on = plan.newest[:10] or dt.date.today().isoformat()
+        pages = render_site(plan.items, collection_title=settings.title, packaged_on=packaged_on)
+        for name, data in pages.items():
+            plan.payload[f"{PAYLOAD}/{name}"] = _Source.of_bytes(data)
+        report = _apply(plan, kit, archive_root, settings, progress, start)
+    for warning in report.warnings:
+        log.warning("%s", warning)
+    return report
+
+
+def _plan(manifest: Manifest, archive: Archive) -> _Plan:
+    plan = _Plan()
+    ffmpeg_missing_said = False
+    for entry in manifest.entries:
+        if not entry.video.url:
+            plan.left_out.append((entry, "no download URL: nothing to show"))
+            continue
+        record = archive.held(entry.id, "video", entry.video.url)
+        if record is None:
+            plan.left_out.append((entry, "not in the archive yet (run 'archiver download')"))
+            continue
+        folder = f"{PAYLOAD}/videos/{entry.id}"
+        plan.payload[f"{folder}/{_leaf(record)}"] = _held(archive, record)
+        plan.newest = max(plan.newest, record.fetched_at)
+        if record.size > FAT32_LIMIT:
+            plan.warnings.append(
+                f"{entry.title} ({entry.id}): {format_bytes(record.size)} is over 4 GiB, more than"
+                " a FAT32 key can hold in one file; format the key as exFAT or NTFS"
+            )
+        poster, facts, problem = _poster(archive, record)
+        if problem and not (isinstance(problem, media.MediaUnavailable) and ffmpeg_missing_said):
+            plan.warnings.append(
+                "ffmpeg is not installed: the kit has no posters or durations"
+                if isinstance(problem, media.MediaUnavailable)
+                else f"{entry.title} ({entry.id}): no poster: {problem.reason}"
+            )
+            ffmpeg_missing_said = ffmpeg_missing_said or isinstance(problem, media.MediaUnavailable)
+        if poster is not None:
+            plan.payload[f"{folder}/{POSTER_NAME}"] = poster
+        assets = []
+        for asset in entry.assets:
+            held = archive.held(entry.id, asset.kind, asset.url)
+            if held is None:
+                plan.warnings.append(f"{entry.title} ({entry.id}): {asset.kind} not in the archive")
+                continue
+            plan.payload[f"{folder}/{_leaf(held)}"] = _held(archive, held)
+            assets.append(KitAsset(ASSET_LABELS.get(asset.kind, asset.kind), _leaf(held)))
+        plan.items.append(
+            KitItem(
+                entry=entry,
+                video_name=_leaf(record),
+                video_size=format_bytes(record.size).replace(".", ","),
+                poster_name=POSTER_NAME if poster is not None else None,
+                duration=_duration(facts.duration) if facts and facts.duration else None,
+                assets=tuple(assets),
+            )
+        )
+    return plan
+
+
+def _leaf(record: FileRecord) -> str:
+    return record.path.rsplit("/", 1)[-1]
+
+
+def _held(archive: Archive, record: FileRecord) -> _Source:
+    return _Source(sha256=record.sha256, size=record.size, path=archive.root / record.path)
+
+
+def _duration(seconds: float) -> str:
+    total = round(seconds)
+    minutes, secs = divmod(total, 60)
+    if minutes == 0:
+        return f"{secs} s"
+    return f"{minutes} min {secs:02d} s"
+
+
+def _poster(
+    archive: Archive, record: FileRecord
+) -> tuple[_Source | None, Derived | None, media.MediaError | None]:
+    """The video's poster and facts, from the cache or made once with ffmpeg."""
+    cached = archive.derived(record.sha256, "poster", media.POSTER_VERSION)
+    if cached is None:
+        source = archive.root / record.path
+        target = archive.derived_path(record.sha256, f"poster-v{media.POSTER_VERSION}.jpg")
+        try:
+            info = media.probe(source)
+            media.make_poster(source, target, info)
+        except media.MediaError as exc:
+            return None, None, exc
+        data = target.read_bytes()
+        cached = Derived(
+            sha256=record.sha256,
+            kind="poster",
+            version=media.POSTER_VERSION,
+            path=target.relative_to(archive.root).as_posix(),
+            file_sha256=hashlib.sha256(data).hexdigest(),
+            file_size=len(data),
+            duration=info.duration,
+            width=info.width,
+            height=info.height,
+        )
+        archive.record_derived(cached)
+    if cached.path is None or cached.file_sha256 is None or cached.file_size is None:
+        return None, cached, None
+    poster = _Source(
+        sha256=cached.file_sha256, size=cached.file_size, path=archive.root / cached.path
+    )
+    return poster, cached, None
+
+
+# -- writing the kit ---------------------------------------------------------------------------
+
+
+def _check_name(path: str) -> None:
+    for part in path.split("/"):
+        if (
+            not part
+            or len(part) > MAX_NAME_LENGTH
+            or not part.isascii()
+            or part.startswith(".")
+            or part.endswith((" ", "."))
+            or _FORBIDDEN.intersection(part)
+        ):
+            raise KitError(path, "not a name every USB key accepts")  # a bug if ever raised
+
+
+def _apply(
+    plan: _Plan,
+    kit: Path,
+    archive_root: Path,
+    settings: PackageSettings,
+    progress: PackageProgress,
+    start: float,
+) -> PackageReport:
+    for path in plan.payload:
+        _check_name(path)
+    try:
+        kit.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise KitError(kit, f"cannot create the kit: {exc.strerror or exc}") from exc
+    old = read_manifest(kit / MANIFEST) or {}
+    todo = [
+        (path, source)
+        for path, source in sorted(plan.payload.items())
+        if not _unchanged(kit / path, source, old.get(path))
+    ]
+    stale = [path for path in payload_files(kit) if path not in plan.payload]
+    link = not settings.copy and _same_filesystem(archive_root, kit)
+    needed = sum(s.size for _, s in todo if not (link and s.path is not None))
+    _check_space(kit, needed)
+
+    progress.begin(needed)
+    written = linked = bytes_written = 0
+    try:
+        for path, source in todo:
+            if _place(kit / path, source, link=link, progress=progress):
+                linked += 1
+            else:
+                bytes_written += source.size
+            written += 1
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            raise KitError(kit, "the key is full; the kit is incomplete") from exc
+        raise KitError(kit, f"cannot write the kit: {exc.strerror or exc}") from exc
+    finally:
+        progress.end()
+    for path in stale:
+        with contextlib.suppress(FileNotFoundError):
+            (kit / path).unlink()
+    _remove_empty_folders(kit / PAYLOAD)
+
+    manifest_bytes = format_manifest({path: s.sha256 for path, s in plan.payload.items()})
+    if todo or stale or not _bag_complete(kit, manifest_bytes):
+        _write_bag(kit, plan, manifest_bytes, settings.title)
+    return PackageReport(
+        kit=kit,
+        items=len(plan.items),
+        left_out=tuple(plan.left_out),
+        written=written,
+        bytes_written=bytes_written,
+        linked=linked,
+        removed=len(stale),
+        unchanged=len(plan.payload) - len(todo),
+        warnings=tuple(plan.warnings),
+        seconds=time.monotonic() - start,
+    )
+
+
+def _unchanged(target: Path, source: _Source, recorded: str | None) -> bool:
+    if recorded != source.sha256:
+        return False
+    try:
+        return target.stat().st_size == source.size
+    except OSError:
+        return False
+
+
+def _same_filesystem(archive_root: Path, kit: Path) -> bool:
+    try:
+        return os.stat(archive_root).st_dev == os.stat(kit).st_dev
+    except OSError:
+        return False
+
+
+def _check_space(kit: Path, needed: int) -> None:
+    free = shutil.disk_usage(kit).free
+    if needed + SPACE_MARGIN > free:
+        raise KitError(
+            kit,
+            f"the kit does not fit: it needs {format_bytes(needed)} more, "
+            f"{format_bytes(free)} is free",
+            hint="use a larger key, or fewer or smaller videos",
+        )
+
+
+def _place(target: Path, source: _Source, *, link: bool, progress: PackageProgress) -> bool:
+    """Put one file in place under a temporary name, then rename; True when hard-linked."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temp = target.with_name(f".{target.name}.archiver-tmp")
+    with contextlib.suppress(FileNotFoundError):
+        temp.unlink()
+    linked = False
+    try:
+        if source.data is not None:
+            atomic_write_bytes(temp, source.data)
+            progress.advance(source.size)
+        else:
+            assert source.path is not None  # noqa: S101 - one of the two is always set
+            if link:
+                try:
+                    os.link(source.path, temp)
+                    linked = True
+                except OSError as exc:
+                    if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
+                        raise
+            if not linked:
+                _copy(source.path, temp, progress)
+        os.replace(temp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            temp.unlink()
+        raise
+    fsync_dir(target.parent)
+    return linked
+
+
+def _copy(source: Path, target: Path, progress: PackageProgress) -> None:
+    with source.open("rb") as reader, target.open("wb") as writer:
+        while block := reader.read(COPY_BLOCK):
+            writer.write(block)
+            progress.advance(len(block))
+        writer.flush()
+        os.fsync(writer.fileno())
+
+
+def _remove_empty_folders(root: Path) -> None:
+    for folder, dirs, files in os.walk(root, topdown=False):
+        if not dirs and not files and Path(folder) != root:
+            with contextlib.suppress(OSError):
+                os.rmdir(folder)
+
+
+def _bag_complete(kit: Path, manifest_bytes: bytes) -> bool:
+    try:
+        return (kit / MANIFEST).read_bytes() == manifest_bytes and (kit / TAGMANIFEST).is_file()
+    except OSError:
+        return False
+
+
+def _write_bag(kit: Path, plan: _Plan, manifest_bytes: bytes, title: str) -> None:
+    """The bag's tag files, payload manifest then tag manifest last."""
+    oxum_bytes = sum(s.size for s in plan.payload.values())
+    organisations = sorted(
+        {name for item in plan.items for c in item.entry.credits if c.role == "Production"
+         for name in c.names}
+    ) or ["archiver"]  # fmt: skip
+    info = (
+        f"Bagging-Date: {dt.date.today().isoformat()}\n"
+        f"Bag-Software-Agent: archiver {__version__}\n"
+        f"Payload-Oxum: {oxum_bytes}.{len(plan.payload)}\n"
+        f"Bag-Size: {format_bytes(oxum_bytes)}\n"
+        f"Source-Organization: {', '.join(organisations)}\n"
+        f"External-Description: {title}: kit hors ligne de {len(plan.items)} vidéo(s), "
+        "à ouvrir par index.html, sans connexion.\n"
+    ).encode()
+    tag_files = {
+        BAGIT_TXT: BAGIT_DECLARATION,
+        BAG_INFO: info,
+        "index.html": render_root(collection_title=title, count=len(plan.items)),
+        "LISEZMOI.txt": _readme(title, len(plan.items)),
+        MANIFEST: manifest_bytes,  # the manifests last: until then, verify sees a mismatch
+    }
+    for name, data in tag_files.items():
+        _write_if_changed(kit / name, data)
+    tags = {name: hashlib.sha256(data).hexdigest() for name, data in tag_files.items()}
+    _write_if_changed(kit / TAGMANIFEST, format_manifest(tags))
+
+
+def _write_if_changed(path: Path, data: bytes) -> None:
+    try:
+        if path.read_bytes() == data:
+            return
+    except OSError:
+        pass
+    atomic_write_bytes(path, data)
+
+
+def _readme(title: str, count: int) -> bytes:
+    return f"""{title}
+{"=" * len(title)}
+
+Ce dossier contient {count} vidéo(s) de formation, consultables sans connexion à Internet.
+
+OUVRIR
+  Double-cliquez sur le fichier index.html de ce dossier : le catalogue s'ouvre dans votre
+  navigateur (Firefox, Chrome, Edge, Safari). Cliquez sur une vidéo pour la regarder, lire sa
+  transcription, ses crédits et sa licence. Aucune connexion n'est nécessaire.
+
+VÉRIFIER UNE COPIE
+  Ce dossier est un « sac » BagIt : le fichier manifest-sha256.txt donne l'empreinte SHA-256
+  de chaque fichier. Pour vérifier qu'une copie (sur une clé USB, un serveur) est complète et
+  intacte, depuis ce dossier :
+      archiver verify .
+  ou, sans archiver, sous Linux ou macOS :
+      sha256sum -c manifest-sha256.txt
+  Chaque fichier doit être signalé « OK » (ou « Réussi »).
+
+LICENCES
+  Chaque vidéo reste sous la licence indiquée sur sa page : respectez-la en la partageant.
+""".encode()

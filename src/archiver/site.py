@@ -1,0 +1,211 @@
+"""The kit's web pages: a catalog and one page per video, rendered from the manifest.
+
+Every string from a fiche is untrusted: jinja2 escapes it (autoescape), and the transcript's
+Markdown is rendered with raw HTML disabled, images disabled (they would reach the network) and
+only http, https and mailto links kept. Pages load nothing but files beside them: no CDN, no
+``fetch()`` (browsers refuse it on ``file://``); the search index is a ``<script src>``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import resources
+
+import jinja2
+from markdown_it import MarkdownIt
+from markupsafe import Markup
+
+from . import __version__
+from .entry import Entry, Licence
+
+__all__ = [
+    "CSP",
+    "KitAsset",
+    "KitItem",
+    "licence_summary",
+    "render_markdown",
+    "render_root",
+    "render_site",
+    "static_files",
+]
+
+# No inline script or style, nothing from elsewhere; images may be data: URLs (none today).
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "media-src 'self'; base-uri 'none'; form-action 'none'"
+)
+STATIC = ("style.css", "app.js")
+ASSET_LABELS = {"fiche_pdf": "La fiche (PDF)", "transcript_pdf": "La transcription (PDF)"}
+SAFE_LINK = re.compile(r"^(https?:|mailto:)", re.I)
+
+
+@dataclass(frozen=True)
+class KitAsset:
+    label: str
+    href: str
+
+
+@dataclass(frozen=True)
+class KitItem:
+    """One video as the pages show it; paths are relative to the video's folder."""
+
+    entry: Entry
+    video_name: str
+    video_size: str | None = None
+    poster_name: str | None = None
+    duration: str | None = None
+    resolution: str | None = None
+    assets: tuple[KitAsset, ...] = ()
+
+    @property
+    def folder(self) -> str:
+        """The video's folder, relative to ``data/``."""
+        return f"videos/{self.entry.id}"
+
+    @property
+    def page_href(self) -> str:
+        return f"{self.folder}/index.html"
+
+    @property
+    def page_from_sibling(self) -> str:
+        return f"../{self.entry.id}/index.html"
+
+    @property
+    def poster_href(self) -> str | None:
+        return f"{self.folder}/{self.poster_name}" if self.poster_name else None
+
+
+def _markdown() -> MarkdownIt:
+    md = MarkdownIt("commonmark", {"html": False, "breaks": True, "linkify": False})
+    md.disable("image")
+    md.validateLink = lambda url: bool(SAFE_LINK.match(url.strip()))  # type: ignore[method-assign]
+    return md
+
+
+_MD = _markdown()
+
+
+def render_markdown(text: str) -> Markup:
+    """Markdown to HTML with no raw HTML and only http/https/mailto links: safe to embed."""
+    return Markup(_MD.render(text))  # noqa: S704 - markdown-it with html disabled escapes all
+
+
+_LICENCES = (
+    ("by-nc-nd", "Vous pouvez la partager telle quelle, sans usage commercial, en citant ses "
+                 "auteurs ; sa modification n’est pas permise."),
+    ("by-nc-sa", "Vous pouvez la partager et l’adapter, sans usage commercial, en citant ses "
+                 "auteurs et en diffusant vos adaptations sous la même licence."),
+    ("by-nc", "Vous pouvez la partager et l’adapter, sans usage commercial, en citant ses "
+              "auteurs."),
+    ("by-nd", "Vous pouvez la partager telle quelle, même à des fins commerciales, en citant "
+              "ses auteurs ; sa modification n’est pas permise."),
+    ("by-sa", "Vous pouvez la partager et l’adapter, même à des fins commerciales, en citant "
+              "ses auteurs et en diffusant vos adaptations sous la même licence."),
+    ("by", "Vous pouvez la partager et l’adapter, même à des fins commerciales, en citant ses "
+           "auteurs."),
+    ("cc0", "Elle est dans le domaine public : vous pouvez la réutiliser librement."),
+    ("zero", "Elle est dans le domaine public : vous pouvez la réutiliser librement."),
+)  # fmt: skip
+
+
+def licence_summary(licence: Licence | None) -> str:
+    """One French sentence saying what the licence allows."""
+    if licence is None:
+        return ""
+    text = f"{licence.name} {licence.url or ''}".lower()
+    text = re.sub(r"[\s_]+", "-", text)
+    if "creativecommons" in text or re.search(r"\bcc-", text) or "cc0" in text:
+        for key, sentence in _LICENCES:
+            if re.search(rf"(^|[-/]){key}([-/]|$)", text):
+                return sentence
+    return "Consultez la licence pour savoir ce qu’elle permet."
+
+
+def _fold(text: str) -> str:
+    """Lowercase without accents, the way app.js folds what is typed."""
+    decomposed = unicodedata.normalize("NFD", text)
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).lower()
+
+
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("archiver", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=False,
+        keep_trailing_newline=True,
+    )
+
+
+_ENV = _environment()
+
+
+def render_site(
+    items: Sequence[KitItem], *, collection_title: str, packaged_on: str
+) -> dict[str, bytes]:
+    """Every generated file of the site, by path relative to ``data/``."""
+    common = {
+        "collection_title": collection_title,
+        "packaged_on": packaged_on,
+        "version": __version__,
+        "count": len(items),
+        "csp": CSP,
+    }
+    areas = sorted({item.entry.area for item in items if item.entry.area})
+    files: dict[str, bytes] = {}
+    files["index.html"] = _render("index.html", root="", items=items, areas=areas, **common)
+    for position, item in enumerate(items):
+        files[f"{item.folder}/index.html"] = _render(
+            "video.html",
+            root="../../",
+            item=item,
+            transcript=render_markdown(item.entry.transcript) if item.entry.transcript else "",
+            licence_summary=licence_summary(item.entry.licence),
+            previous=items[position - 1] if position > 0 else None,
+            next=items[position + 1] if position + 1 < len(items) else None,
+            **common,
+        )
+    index = [
+        {
+            "id": item.entry.id,
+            "area": item.entry.area or "",
+            "text": _fold(
+                " ".join(
+                    filter(
+                        None,
+                        (
+                            item.entry.title,
+                            item.entry.area,
+                            item.entry.description,
+                            item.entry.transcript,
+                        ),
+                    )
+                )
+            ),
+        }
+        for item in items
+    ]
+    # A script, not JSON: browsers refuse fetch() of local files from file:// pages.
+    files["search-index.js"] = (
+        "window.ARCHIVER_INDEX = " + json.dumps(index, ensure_ascii=True, sort_keys=True) + ";\n"
+    ).encode("ascii")
+    files.update(static_files())
+    return files
+
+
+def render_root(*, collection_title: str, count: int) -> bytes:
+    """The kit's root ``index.html``: the one obvious file to double-click."""
+    return _render("root.html", collection_title=collection_title, count=count)
+
+
+def static_files() -> dict[str, bytes]:
+    folder = resources.files("archiver") / "static"
+    return {f"assets/{name}": (folder / name).read_bytes() for name in STATIC}
+
+
+def _render(template: str, **context: object) -> bytes:
+    return _ENV.get_template(template).render(**context).encode("utf-8")
