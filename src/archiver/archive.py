@@ -210,7 +210,9 @@ class Archive:
     @staticmethod
     def _open_catalog(path: Path) -> sqlite3.Connection:
         try:
-            db = sqlite3.connect(path, timeout=30)
+            # The download may run in a worker thread (see download._run) while the opening
+            # thread waits for it: one user at a time, so sharing the connection is safe.
+            db = sqlite3.connect(path, timeout=30, check_same_thread=False)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
             db.execute("PRAGMA foreign_keys=ON")

@@ -13,6 +13,7 @@ whose ``Content-Range`` or ``ETag`` does not match the partial restarts too. ``w
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import email.utils
 import enum
@@ -23,10 +24,10 @@ import random
 import re
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Protocol
+from typing import IO, Any, Protocol, TypeVar
 from urllib.parse import unquote, urlsplit
 
 import httpcore
@@ -56,6 +57,7 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 USER_AGENT = f"archiver/{__version__} (offline video archiver)"
 # Large blocks handed to the writer thread: hashing and writing overlap the network, and the
@@ -635,6 +637,20 @@ async def download_all(
         return list(await asyncio.gather(*(downloader.run(job) for job in jobs)))
 
 
+def _run(coroutine: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run``, also from a thread whose event loop is already running.
+
+    Jupyter, and Playwright's sync API, keep a loop running in the calling thread, where
+    ``asyncio.run`` refuses to start: there the download gets a thread and a loop of its own.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
 @dataclass
 class _Clock:
     start: float = field(default_factory=time.monotonic)
@@ -658,7 +674,7 @@ def download(
         todo, settled = plan(manifest, archive)
         progress.begin(todo)
         try:
-            fetched = asyncio.run(download_all(todo, archive, settings=settings, progress=progress))
+            fetched = _run(download_all(todo, archive, settings=settings, progress=progress))
         finally:
             progress.end()
         outcomes = tuple(

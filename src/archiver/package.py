@@ -92,6 +92,7 @@ class PackageReport:
     unchanged: int
     warnings: tuple[str, ...]
     seconds: float
+    changed: tuple[str, ...] = ()  # payload paths written or removed by this update
 
 
 @dataclass(frozen=True)
@@ -127,7 +128,6 @@ class _Plan:
     payload: dict[str, _Source] = field(default_factory=dict)
     left_out: list[tuple[Entry, str]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
-    newest: str = ""
 
 
 def package(
@@ -145,8 +145,7 @@ def package(
         raise KitError(archive_root, "no archive here", hint="run 'archiver download' first")
     with Archive(archive_root) as archive, archive.locked():
         plan = _plan(manifest, archive)
-        packaged_on = plan.newest[:10] or dt.date.today().isoformat()
-        pages = render_site(plan.items, collection_title=settings.title, packaged_on=packaged_on)
+        pages = render_site(plan.items, collection_title=settings.title)
         for name, data in pages.items():
             plan.payload[f"{PAYLOAD}/{name}"] = _Source.of_bytes(data)
         report = _apply(plan, kit, archive_root, settings, progress, start)
@@ -168,7 +167,6 @@ def _plan(manifest: Manifest, archive: Archive) -> _Plan:
             continue
         folder = f"{PAYLOAD}/videos/{entry.id}"
         plan.payload[f"{folder}/{_leaf(record)}"] = _held(archive, record)
-        plan.newest = max(plan.newest, record.fetched_at)
         if record.size > FAT32_LIMIT:
             plan.warnings.append(
                 f"{entry.title} ({entry.id}): {format_bytes(record.size)} is over 4 GiB, more than"
@@ -330,6 +328,7 @@ def _apply(
         unchanged=len(plan.payload) - len(todo),
         warnings=tuple(plan.warnings),
         seconds=time.monotonic() - start,
+        changed=tuple(sorted([path for path, _ in todo] + stale)),
     )
 
 

@@ -19,7 +19,6 @@ import jinja2
 from markdown_it import MarkdownIt
 from markupsafe import Markup
 
-from . import __version__
 from .entry import Entry, Licence
 
 __all__ = [
@@ -144,20 +143,18 @@ def _environment() -> jinja2.Environment:
 _ENV = _environment()
 
 
-def render_site(
-    items: Sequence[KitItem], *, collection_title: str, packaged_on: str
-) -> dict[str, bytes]:
-    """Every generated file of the site, by path relative to ``data/``."""
-    common = {
-        "collection_title": collection_title,
-        "packaged_on": packaged_on,
-        "version": __version__,
-        "count": len(items),
-        "csp": CSP,
-    }
+def render_site(items: Sequence[KitItem], *, collection_title: str) -> dict[str, bytes]:
+    """Every generated file of the site, by path relative to ``data/``.
+
+    A page depends only on its video, its neighbours and the collection's title (no date, no
+    count in the footer), so updating a kit after one video changed rewrites that video's page.
+    """
+    common = {"collection_title": collection_title, "csp": CSP}
     areas = sorted({item.entry.area for item in items if item.entry.area})
     files: dict[str, bytes] = {}
-    files["index.html"] = _render("index.html", root="", items=items, areas=areas, **common)
+    files["index.html"] = _render(
+        "index.html", root="", items=items, areas=areas, count=len(items), **common
+    )
     for position, item in enumerate(items):
         files[f"{item.folder}/index.html"] = _render(
             "video.html",

@@ -1,5 +1,5 @@
 /* Search and filter of the catalog. The index comes from search-index.js, loaded with a
-   <script> tag: browsers refuse fetch() of local files on file:// pages. Without JavaScript
+   <script> tag: browsers refuse to load local JSON from file:// pages. Without JavaScript
    the page still shows the whole list. */
 (function () {
   "use strict";

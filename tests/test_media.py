@@ -1,0 +1,54 @@
+"""ffmpeg: arguments built by a pure function, and the real tools on real MP4s."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from archiver import media
+from archiver.media import MediaError, MediaInfo, poster_command
+
+from .media import make_mp4, require
+
+
+def test_poster_command_seeks_to_a_tenth_and_scales_down_to_640() -> None:
+    command = poster_command(Path("in.mp4"), Path("out.jpg"), MediaInfo(300.0, 1920, 1080))
+    assert command[:5] == ["ffmpeg", "-ss", "30.0", "-i", "in.mp4"]
+    assert "scale=640:-2" in command[command.index("-filter_complex") + 1]
+    assert command.index("out.jpg") > command.index("-vframes")
+    assert {"-nostdin", "-y"} <= set(command)
+    assert command[command.index("-vframes") : command.index("-vframes") + 2] == ["-vframes", "1"]
+
+
+def test_poster_command_keeps_a_small_video_at_its_size() -> None:
+    command = poster_command(Path("in.mp4"), Path("out.jpg"), MediaInfo(2.0, 321, 240))
+    assert "scale=320:-2" in command[command.index("-filter_complex") + 1]
+
+
+def test_probe_and_poster_on_a_real_fragmented_mp4(tmp_path: Path) -> None:
+    video = make_mp4(tmp_path / "v.mp4", seconds=2, width=1280, height=720)
+    info = media.probe(video)
+    assert info.duration == pytest.approx(2.0, abs=0.1)
+    assert (info.width, info.height) == (1280, 720)
+    assert info.playable
+    poster = tmp_path / "poster.jpg"
+    media.make_poster(video, poster, info)
+    assert poster.read_bytes()[:2] == b"\xff\xd8"  # JPEG
+    ffprobe = require("ffprobe")
+    size = subprocess.run(
+        [ffprobe, "-v", "error", "-show_entries", "stream=width,height", "-of", "csv=p=0", str(poster)],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    assert size == "640,360"
+    assert not list(tmp_path.glob(".*tmp*"))
+
+
+def test_probe_of_a_non_video_names_the_file(tmp_path: Path) -> None:
+    require("ffprobe")
+    bogus = tmp_path / "bogus.mp4"
+    bogus.write_bytes(b"not a video at all")
+    with pytest.raises(MediaError) as caught:
+        media.probe(bogus)
+    assert caught.value.message.startswith(f"{bogus}: ffprobe failed: ")

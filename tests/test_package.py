@@ -1,0 +1,453 @@
+"""Offline kits: built from real MP4s, checked by bagit, opened from file:// in Chromium."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import bagit
+import pytest
+from click.testing import CliRunner
+from playwright.sync_api import Browser, Page, sync_playwright
+
+import archiver.package as package_module
+from archiver import media
+from archiver.archive import Archive, FetchedFile
+from archiver.bag import verify_bag
+from archiver.cli import cli
+from archiver.download import DownloadSettings, download
+from archiver.entry import Credit, Entry, Licence, Video
+from archiver.manifest import Manifest, write_manifest
+from archiver.package import KitError, PackageSettings, package
+
+from .conftest import make_entry
+from .media import make_mp4, require
+from .server import FileServer
+
+CHROMIUM = "/usr/bin/chromium"
+FAST = DownloadSettings(retries=1, backoff_base=0.01, backoff_max=0.01)
+HOSTILE = (
+    "<script>window.__pwned=1</script>",
+    '"><img src=x onerror="window.__pwned=1">',
+    "'><svg onload=window.__pwned=1>",
+    "</title><script>window.__pwned=1</script>",
+    "{{ 7*7 }}{% raw %}",
+    "\u202e<b>rtl</b>",
+)
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory: pytest.TempPathFactory) -> list[bytes]:
+    """Small fragmented MP4s made by ffmpeg: 2, 3 and 4 seconds, and 3 seconds re-encoded."""
+    folder = tmp_path_factory.mktemp("clips")
+    made = [make_mp4(folder / f"{s}.mp4", seconds=s).read_bytes() for s in (2, 3, 4)]
+    made.append(make_mp4(folder / "3b.mp4", seconds=3, width=256, height=192).read_bytes())
+    return made
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not Path(CHROMIUM).exists():
+        require("chromium")
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        yield chromium
+        chromium.close()
+
+
+def entries(server: FileServer, clips: list[bytes]) -> list[Entry]:
+    specs = [
+        (
+            "differencier",
+            "Différencier ses pratiques",
+            "Domaine 4",
+            "La différenciation pédagogique.",
+        ),
+        ("evaluer", "Évaluer avec le numérique", "Domaine 2", "Une évaluation formative."),
+        ("collaborer", "Collaborer en classe", "Domaine 2", "Le travail en îlots."),
+    ]
+    made = []
+    for (item, title, area, transcript), clip in zip(specs, clips[:3], strict=True):
+        server.add(f"/{item}-480.mp4", clip)
+        made.append(
+            make_entry(
+                item,
+                server.url(f"/{item}-480.mp4"),
+                title=title,
+                area=area,
+                transcript=transcript,
+                credits=(Credit("Production", ("Réseau Canopé",)),),
+                licence=Licence(
+                    "CC BY-NC-ND 4.0", "https://creativecommons.org/licenses/by-nc-nd/4.0/"
+                ),
+            )
+        )
+    return made
+
+
+def build(
+    tmp_path: Path, server: FileServer, items: list[Entry], **settings: object
+) -> tuple[Manifest, Path, Path]:
+    manifest = Manifest(entries=tuple(items))
+    archive, kit = tmp_path / "archive", tmp_path / "kit"
+    download(manifest, archive, settings=FAST)
+    package(manifest, archive, kit, settings=PackageSettings(**settings))  # type: ignore[arg-type]
+    return manifest, archive, kit
+
+
+def run(*args: str | Path) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def open_page(browser: Browser, url: str, *, javascript: bool = True) -> tuple[Page, list[str]]:
+    """A page that records every problem: errors, dialogs, any request leaving file://."""
+    context = browser.new_context(java_script_enabled=javascript)
+    page = context.new_page()
+    problems: list[str] = []
+    page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+    page.on(
+        "dialog", lambda dialog: (problems.append(f"dialog: {dialog.message}"), dialog.dismiss())
+    )
+    page.on(
+        "console",
+        lambda message: (
+            problems.append(f"console: {message.text}") if message.type == "error" else None
+        ),
+    )
+    page.on(
+        "request",
+        lambda request: None if request.url.startswith("file://") else problems.append(request.url),
+    )
+    page.goto(url)
+    return page, problems
+
+
+# -- structure and integrity -------------------------------------------------------------------
+
+
+def test_kit_is_a_valid_bag_with_a_root_index_and_a_readme(
+    server: FileServer, clips: list[bytes], tmp_path: Path
+) -> None:
+    _, _, kit = build(tmp_path, server, entries(server, clips))
+    bag = bagit.Bag(str(kit))
+    bag.validate()  # the Library of Congress's validator, not ours
+    assert bag.info["Payload-Oxum"].endswith(".13")  # 3 videos, 3 posters, 3 pages, 4 more
+    assert bag.info["Source-Organization"] == "Réseau Canopé"
+    assert "Bagging-Date" in bag.info
+    assert "data/index.html" in (kit / "index.html").read_text()
+    assert "VÉRIFIER UNE COPIE" in (kit / "LISEZMOI.txt").read_text()
+    for name in ("differencier", "evaluer", "collaborer"):
+        folder = kit / "data" / "videos" / name
+        assert sorted(p.name for p in folder.iterdir()) == sorted(
+            ["index.html", "poster.jpg", f"{name}-480.mp4"]
+        )
+    assert verify_bag(kit)[2] == []
+
+
+def test_every_name_in_the_kit_suits_any_usb_key(
+    server: FileServer, clips: list[bytes], tmp_path: Path
+) -> None:
+    _, _, kit = build(tmp_path, server, entries(server, clips))
+    for path in kit.rglob("*"):
+        for part in path.relative_to(kit).parts:
+            assert part.isascii(), part
+            assert len(part) <= 100, part
+            assert not set('<>:"\\|?*') & set(part), part
+            assert not part.startswith("."), part
+
+
+def test_media_are_hard_linked_on_the_same_filesystem_unless_copy(
+    server: FileServer, clips: list[bytes], tmp_path: Path
+) -> None:
+    items = entries(server, clips)
+    _, archive, kit = build(tmp_path, server, items)
+    held = archive / "media" / "evaluer" / "evaluer-480.mp4"
+    in_kit = kit / "data" / "videos" / "evaluer" / "evaluer-480.mp4"
+    assert os.stat(held).st_ino == os.stat(in_kit).st_ino
+    copy_kit = tmp_path / "copy-kit"
+    package(Manifest(entries=tuple(items)), archive, copy_kit, settings=PackageSettings(copy=True))
+    copied = copy_kit / "data" / "videos" / "evaluer" / "evaluer-480.mp4"
+    assert os.stat(copied).st_ino != os.stat(held).st_ino
+    assert copied.read_bytes() == held.read_bytes()
+
+
+def test_repackaging_an_unchanged_kit_writes_nothing(
+    server: FileServer, clips: list[bytes], tmp_path: Path
+) -> None:
+    manifest, archive, kit = build(tmp_path, server, entries(server, clips))
+    before = {p: p.stat().st_mtime_ns for p in kit.rglob("*") if p.is_file()}
+    report = package(manifest, archive, kit)
+    assert (report.written, report.removed, report.changed) == (0, 0, ())
+    assert {p: p.stat().st_mtime_ns for p in kit.rglob("*") if p.is_file()} == before
+
+
+def test_a_changed_video_rewrites_only_its_own_files(
+    server: FileServer, clips: list[bytes], tmp_path: Path
+) -> None:
+    items = entries(server, clips)
+    _, archive, kit = build(tmp_path, server, items)
+    server.add("/evaluer-720.mp4", clips[3])  # the same 3 s video, encoded anew
+    items[1] = dataclasses.replace(items[1], video=Video(server.url("/evaluer-720.mp4"), None))
+    manifest = Manifest(entries=tuple(items))
+    download(manifest, archive, settings=FAST)
+    report = package(manifest, archive, kit)
+    assert report.changed
+    assert all(path.startswith("data/videos/evaluer/") for path in report.changed), report.changed
+    assert "data/videos/evaluer/evaluer-480.mp4" in report.changed  # removed
+    assert not (kit / "data/videos/evaluer/evaluer-480.mp4").exists()
+    bagit.Bag(str(kit)).validate()
+
+
+def test_a_video_leaving_the_collection_leaves_the_kit(
+    server: FileServer, clips: list[bytes], tmp_path: Path
+) -> None:
+    items = entries(server, clips)
+    _, archive, kit = build(tmp_path, server, items)
+    report = package(Manifest(entries=tuple(items[:2])), archive, kit)
+    assert report.removed == 3  # page, video, poster
+    assert not (kit / "data" / "videos" / "collaborer").exists()
+    assert b"Collaborer" not in (kit / "data" / "index.html").read_bytes()
+    bagit.Bag(str(kit)).validate()
+
+
+def test_flipped_byte_and_missing_and_extra_files_are_named_by_verify(
+    server: FileServer, clips: list[bytes], tmp_path: Path
+) -> None:
+    _, _, kit = build(tmp_path, server, entries(server, clips), copy=True)
+    video = kit / "data/videos/evaluer/evaluer-480.mp4"
+    data = bytearray(video.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    video.write_bytes(bytes(data))
+    (kit / "data/videos/collaborer/poster.jpg").unlink()
+    (kit / "data/videos/notes.txt").write_text("ajouté à la main")
+    code, _, stderr = run("verify", kit)
+    assert code == 1
+    lines = stderr.splitlines()
+    assert lines[0] == f"Error: {kit}/data/videos/collaborer/poster.jpg: missing"
+    assert lines[1].startswith(f"Error: {video}: corrupt: sha256 is ")
+    assert lines[2] == (
+        f"Error: {kit}/data/videos/notes.txt: not in the kit's manifest (extra file)"
+    )
+    assert lines[3].startswith("Verify: 12 files (") and lines[3].endswith(": 3 problem(s)")
+    with pytest.raises(bagit.BagValidationError):
+        bagit.Bag(str(kit)).validate()
+
+
+def test_verify_of_a_whole_kit_exits_0(
+    server: FileServer, clips: list[bytes], tmp_path: Path
+) -> None:
+    _, _, kit = build(tmp_path, server, entries(server, clips))
+    code, _, stderr = run("verify", kit)
+    assert code == 0
+    assert stderr.startswith("Verify: 13 files (") and stderr.endswith(": all intact\n")
+
+
+def test_an_interrupted_update_is_caught_by_verify(
+    server: FileServer, clips: list[bytes], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    items = entries(server, clips)
+    _, archive, kit = build(tmp_path, server, items)
+    server.add("/evaluer-720.mp4", clips[2])
+    items[1] = dataclasses.replace(items[1], video=Video(server.url("/evaluer-720.mp4"), None))
+    manifest = Manifest(entries=tuple(items))
+    download(manifest, archive, settings=FAST)
+    real_place = package_module._place
+    placed = []
+
+    def place_then_die(*args: object, **kwargs: object) -> bool:
+        if placed:
+            raise KeyboardInterrupt  # the process dies after the first new file
+        placed.append(args[0])
+        return real_place(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(package_module, "_place", place_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        package(manifest, archive, kit)
+    problems = verify_bag(kit)[2]
+    assert problems, "an interrupted update passed as whole"
+    assert not list(kit.rglob(".*archiver-tmp"))
+    monkeypatch.setattr(package_module, "_place", real_place)
+    package(manifest, archive, kit)
+    assert verify_bag(kit)[2] == []
+
+
+def test_items_not_in_the_archive_are_named_and_the_kit_stays_valid(
+    server: FileServer, clips: list[bytes], tmp_path: Path
+) -> None:
+    items = entries(server, clips)
+    archive = tmp_path / "archive"
+    download(Manifest(entries=tuple(items[:2])), archive, settings=FAST)
+    manifest_path = tmp_path / "m.json"
+    write_manifest(Manifest(entries=tuple(items)), manifest_path)
+    code, _, stderr = run(
+        "package", manifest_path, "--archive", archive, "-o", tmp_path / "kit", "-q"
+    )
+    assert code == 1
+    assert stderr == (
+        "Error: Collaborer en classe (collaborer): not in the archive yet (run 'archiver download')\n"
+    )
+    bagit.Bag(str(tmp_path / "kit")).validate()
+
+
+def test_package_summary_line(server: FileServer, clips: list[bytes], tmp_path: Path) -> None:
+    items = entries(server, clips)
+    archive = tmp_path / "archive"
+    download(Manifest(entries=tuple(items)), archive, settings=FAST)
+    manifest_path = tmp_path / "m.json"
+    write_manifest(Manifest(entries=tuple(items)), manifest_path)
+    code, _, stderr = run("package", manifest_path, "--archive", archive, "-o", tmp_path / "kit")
+    assert code == 0
+    assert stderr.startswith(f"Kit: 3 videos in {tmp_path / 'kit'}; 13 files written (")
+    assert ", 6 hard-linked, 0 removed, 0 unchanged; 0 left out, in " in stderr
+
+
+def test_a_kit_that_does_not_fit_is_refused_before_writing(
+    server: FileServer, clips: list[bytes], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    items = entries(server, clips)
+    archive = tmp_path / "archive"
+    download(Manifest(entries=tuple(items)), archive, settings=FAST)
+    real = package_module.shutil.disk_usage
+    monkeypatch.setattr(
+        package_module.shutil, "disk_usage", lambda p: real(p)._replace(free=100 * 1024)
+    )
+    with pytest.raises(KitError) as caught:
+        package(
+            Manifest(entries=tuple(items)),
+            archive,
+            tmp_path / "kit",
+            settings=PackageSettings(copy=True),
+        )
+    assert "the kit does not fit: it needs " in caught.value.message
+    assert caught.value.message.endswith("100.0 KiB is free")
+    assert not (tmp_path / "kit" / "data").exists()
+
+
+def test_without_ffmpeg_the_kit_has_no_posters_and_says_so(
+    server: FileServer,
+    clips: list[bytes],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setattr(media, "available", lambda: False)
+    with caplog.at_level(logging.WARNING, logger="archiver"):
+        _, _, kit = build(tmp_path, server, entries(server, clips))
+    assert (
+        caplog.messages.count("ffmpeg is not installed: the kit has no posters or durations") == 1
+    )
+    assert not list(kit.rglob("poster.jpg"))
+    assert b"poster=" not in (kit / "data/videos/evaluer/index.html").read_bytes()
+    bagit.Bag(str(kit)).validate()
+
+
+def test_a_file_over_4_gib_is_warned_about(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    archive_root = tmp_path / "archive"
+    entry = make_entry("big", "https://x.org/big.mp4")
+    with Archive(archive_root) as archive:
+        archive.record_item(entry)
+        sparse = tmp_path / "archive" / "partial" / "big.part"
+        with sparse.open("wb") as stream:
+            stream.truncate(4 * 1024**3 + 1)  # sparse: takes no space
+        archive.commit(
+            "big", "video", "big.mp4", sparse,
+            FetchedFile("https://x.org/big.mp4", "https://x.org/big.mp4", "0" * 64,
+                        4 * 1024**3 + 1, None, None, None),
+        )  # fmt: skip
+    with caplog.at_level(logging.WARNING, logger="archiver"):
+        package(Manifest(entries=(entry,)), archive_root, tmp_path / "kit")
+    assert any("over 4 GiB, more than a FAT32 key can hold" in m for m in caplog.messages)
+
+
+# -- in a real browser, from file:// -----------------------------------------------------------
+
+
+def test_chromium_opens_the_kit_finds_a_video_and_plays_it(
+    server: FileServer, clips: list[bytes], tmp_path: Path, browser: Browser
+) -> None:
+    _, _, kit = build(tmp_path, server, entries(server, clips))
+    page, problems = open_page(browser, (kit / "index.html").as_uri())
+    page.wait_for_url("**/data/index.html")
+    assert page.locator("#catalogue > li:visible").count() == 3
+
+    page.fill("#recherche", "evaluer")  # no accent typed, the title has one
+    assert page.locator("#catalogue > li:visible").count() == 1
+    assert page.inner_text("#etat") == "1 vidéo"
+    page.fill("#recherche", "ilots")  # a word of a transcript only
+    assert page.locator("#catalogue > li:visible .title").all_inner_texts() == [
+        "Collaborer en classe"
+    ]
+    page.fill("#recherche", "")
+    page.select_option("#domaine", "Domaine 2")
+    assert page.locator("#catalogue > li:visible").count() == 2
+
+    page.click("text=Collaborer en classe")
+    page.wait_for_url("**/videos/collaborer/index.html")
+    page.wait_for_function("document.querySelector('video').readyState >= 1")
+    assert page.evaluate("document.querySelector('video').duration") == pytest.approx(4.0, abs=0.2)
+    assert page.inner_text("h1") == "Collaborer en classe"
+    assert "Le travail en îlots." in page.inner_text(".transcript")
+    assert "sans usage commercial" in page.inner_text("#credits ~ h3 + p")
+    page.click("a[rel=prev]")
+    page.wait_for_url("**/videos/evaluer/index.html")
+    assert problems == []
+    page.context.close()
+
+
+def test_without_javascript_the_catalog_is_a_plain_list(
+    server: FileServer, clips: list[bytes], tmp_path: Path, browser: Browser
+) -> None:
+    _, _, kit = build(tmp_path, server, entries(server, clips))
+    page, problems = open_page(browser, (kit / "data" / "index.html").as_uri(), javascript=False)
+    assert page.locator("#catalogue > li:visible").count() == 3
+    assert not page.locator("#filtres").is_visible()
+    assert problems == []
+    page.context.close()
+
+
+def test_hostile_strings_in_every_field_run_nothing(
+    server: FileServer, clips: list[bytes], tmp_path: Path, browser: Browser
+) -> None:
+    items = []
+    for number, hostile in enumerate(HOSTILE):
+        path = f"/h{number}.mp4"
+        server.add(path, clips[0])
+        items.append(
+            make_entry(
+                f"hostile-{number}",
+                server.url(path),
+                title=f"T{number} {hostile}",
+                area=hostile,
+                description=hostile,
+                transcript=f"{hostile}\n\n[lien](javascript:window.__pwned=1) <b onmouseover=x>",
+                credits=(Credit(hostile, (hostile, hostile)),),
+                credit_notes=(hostile,),
+                licence=Licence(
+                    hostile, 'https://example.org/?q="><script>window.__pwned=1</script>'
+                ),
+            )
+        )
+    _, _, kit = build(tmp_path, server, items)
+    pages = [kit / "data" / "index.html", *sorted((kit / "data" / "videos").glob("*/index.html"))]
+    assert len(pages) == 1 + len(HOSTILE)
+    for html in pages:
+        page, problems = open_page(browser, html.as_uri())
+        page.wait_for_load_state("load")
+        assert page.evaluate("window.__pwned") is None, html
+        assert page.locator("img[onerror], svg[onload], b[onmouseover]").count() == 0, html
+        own_scripts = 2 if html.parent.name == "data" else 0
+        assert page.locator("script").count() == own_scripts, html
+        assert problems == [], (html, problems)
+        if html.parent.name != "data":
+            number = int(html.parent.name.rsplit("-", 1)[1])
+            assert page.inner_text("h1") == f"T{number} {HOSTILE[number]}"
+        page.context.close()
