@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from archiver.archive import Archive
-from archiver.download import DownloadSettings, Status, _Sink, download
+from archiver.download import DownloadSettings, Status, download
 from archiver.entry import Asset, Video
+from archiver.fetch import _Sink
 from archiver.manifest import Manifest
 
 from .conftest import content_of, make_entry, sha256
@@ -430,3 +431,18 @@ def test_unknown_host_fails_at_once_for_every_file_on_it(tmp_path: Path) -> None
     assert [o.reason for o in report.outcomes] == [
         "cannot reach videos.example.invalid: no such host (DNS)"
     ] * 3
+
+
+def test_same_bytes_from_a_new_url_stay_one_version_and_are_held_next_time(
+    server: FileServer, tmp_path: Path
+) -> None:
+    data = content_of(SIZE)
+    server.add("/v/a.mp4", data)
+    server.add("/mirror/a.mp4", data)
+    download(single(server), tmp_path, settings=FAST)
+    report = download(single(server, "/mirror/a.mp4"), tmp_path, settings=FAST)
+    assert report.outcomes[0].status is Status.FETCHED
+    rows = catalog_rows(tmp_path)
+    assert [(r["version"], r["url"]) for r in rows] == [(1, server.url("/mirror/a.mp4"))]
+    again = download(single(server, "/mirror/a.mp4"), tmp_path, settings=FAST)
+    assert again.outcomes[0].status is Status.HELD

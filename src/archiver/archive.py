@@ -118,6 +118,7 @@ class FileRecord:
     last_modified: str | None
     fetched_at: str
     current: bool
+    checked_at: str = ""
 
 
 @dataclass(frozen=True)
@@ -325,6 +326,14 @@ class Archive:
             return None
         return record if size == record.size else None
 
+    def mark_checked(self, record: FileRecord) -> None:
+        """Note that upstream confirmed this version unchanged just now."""
+        with self._db:
+            self._db.execute(
+                "UPDATE files SET checked_at=? WHERE item_id=? AND role=? AND version=?",
+                (utc_now(), record.item_id, record.role, record.version),
+            )
+
     def partial_paths(self, item_id: str, role: str) -> tuple[Path, Path]:
         folder = self.partials / item_id
         return folder / f"{role}.part", folder / f"{role}.json"
@@ -346,11 +355,13 @@ class Archive:
             if old is not None and old.sha256 == fetched.sha256:
                 os.replace(partial, self.root / old.path)
                 fsync_dir((self.root / old.path).parent)
-                values = (fetched.etag, fetched.last_modified, fetched.final_url, now)
+                # The same bytes again (maybe from a new URL): the version stays, its
+                # provenance is brought up to date.
+                values = (fetched.url, fetched.etag, fetched.last_modified, fetched.final_url, now)
                 with self._db:
                     self._db.execute(
-                        "UPDATE files SET etag=?, last_modified=?, final_url=?, checked_at=?"
-                        " WHERE item_id=? AND role=? AND version=?",
+                        "UPDATE files SET url=?, etag=?, last_modified=?, final_url=?,"
+                        " checked_at=? WHERE item_id=? AND role=? AND version=?",
                         (*values, item_id, role, old.version),
                     )
                 return self.current(item_id, role) or old
@@ -480,12 +491,12 @@ class Archive:
 
 _SELECT_FILES = (
     "SELECT item_id, role, version, path, url, final_url, sha256, size, etag, last_modified,"
-    " fetched_at, current FROM files"
+    " fetched_at, current, checked_at FROM files"
 )
 
 
 def _record(row: tuple[object, ...]) -> FileRecord:
-    (item_id, role, version, path, url, final_url, sha256, size, etag, modified, at, cur) = row
+    (item_id, role, version, path, url, final_url, sha256, size, etag, modified, at, cur, chk) = row
     return FileRecord(
         item_id=str(item_id),
         role=str(role),
@@ -499,4 +510,5 @@ def _record(row: tuple[object, ...]) -> FileRecord:
         last_modified=modified if isinstance(modified, str) else None,
         fetched_at=str(at),
         current=bool(cur),
+        checked_at=str(chk),
     )
