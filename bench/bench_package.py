@@ -13,43 +13,18 @@ Run: ``.venv/bin/python bench/bench_package.py [--videos 100]``
 from __future__ import annotations
 
 import argparse
-import hashlib
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from common import timed
-
-from archiver.archive import Archive, FetchedFile
-from archiver.entry import Credit, Entry, Licence, Source, Video
+from archiver.archive import Archive
 from archiver.manifest import Manifest, write_manifest
 from archiver.package import PackageSettings, package
+from common import commit, hold_videos, make_clip, make_entries, timed
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def make_clip(path: Path) -> bytes:
-    subprocess.run(
-        ["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc=duration=5:size=640x360:rate=25",
-         "-f", "lavfi", "-i", "sine=duration=5", "-c:v", "libx264", "-preset", "ultrafast",
-         "-pix_fmt", "yuv420p", "-c:a", "aac", "-movflags", "frag_keyframe+empty_moov",
-         str(path)],
-        check=True,
-    )  # fmt: skip
-    return path.read_bytes()
-
-
-def commit(archive: Archive, entry: Entry, data: bytes, name: str) -> None:
-    part = archive.root / "partial" / f"{entry.id}.part"
-    part.write_bytes(data)
-    url = entry.video.url or ""
-    digest = hashlib.sha256(data).hexdigest()
-    archive.commit(
-        entry.id, "video", name, part, FetchedFile(url, url, digest, len(data), None, None, None)
-    )
 
 
 def main() -> None:
@@ -60,25 +35,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-kit-") as temp:
         work = Path(temp)
         clip = make_clip(work / "clip.mp4")
-        entries = [
-            Entry(
-                id=f"video-{i:03d}",
-                title=f"Vidéo de formation numéro {i}",
-                area=f"Domaine {i % 5}",
-                description="Une description de la vidéo. " * 5,
-                source=Source(path=f"{i}.md", sha256="0" * 64),
-                video=Video(url=f"https://tube.example.org/v/{i}-480.mp4", embed_url=None),
-                transcript="Une phrase de transcription.\n" * 60,
-                credits=(Credit("Production", ("Réseau Canopé",)),),
-                licence=Licence("CC BY-NC-ND 4.0", "https://creativecommons.org/licenses/by-nc-nd/4.0/"),
-            )
-            for i in range(args.videos)
-        ]  # fmt: skip
+        entries = make_entries(args.videos)
         archive_root = work / "archive"
-        with Archive(archive_root) as archive:
-            for i, entry in enumerate(entries):
-                archive.record_item(entry)
-                commit(archive, entry, clip + i.to_bytes(4, "big") * 256, f"{i}-480.mp4")
+        hold_videos(archive_root, entries, clip)
         manifest = Manifest(entries=tuple(entries))
         manifest_path = work / "m.json"
         write_manifest(manifest, manifest_path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -11,6 +12,9 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from archiver.archive import Archive, FetchedFile
+from archiver.entry import Credit, Entry, Licence, Source, Video
 
 DEBIAN_TOOLS = {"nginx": "nginx-light", "curl": "curl", "wget": "wget", "aria2c": "aria2"}
 
@@ -165,3 +169,52 @@ def make_file(path: Path, size: int, seed: int = 0) -> None:
             stream.write(rng.randbytes(n))
             left -= n
     path.chmod(0o644)
+
+
+# -- an archive of many videos, made without a network -------------------------------------
+
+
+def make_clip(path: Path) -> bytes:
+    """A 5-second 640×360 fragmented MP4, made with ffmpeg by the test suite's helper."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from tests.media import make_mp4
+
+    return make_mp4(path, seconds=5, width=640, height=360).read_bytes()
+
+
+def make_entries(count: int, url: str = "https://tube.example.org/v/{}-480.mp4") -> list[Entry]:
+    return [
+        Entry(
+            id=f"video-{i:03d}",
+            title=f"Vidéo de formation numéro {i}",
+            area=f"Domaine {i % 5}",
+            description="Une description de la vidéo. " * 5,
+            source=Source(path=f"{i}.md", sha256="0" * 64),
+            video=Video(url=url.format(i), embed_url=None),
+            transcript="Une phrase de transcription.\n" * 60,
+            credits=(Credit("Production", ("Réseau Canopé",)),),
+            licence=Licence(
+                "CC BY-NC-ND 4.0", "https://creativecommons.org/licenses/by-nc-nd/4.0/"
+            ),
+        )
+        for i in range(count)
+    ]
+
+
+def commit(archive: Archive, entry: Entry, data: bytes, name: str) -> None:
+    """Put ``data`` in the archive as the current version of ``entry``'s video."""
+    part = archive.root / "partial" / f"{entry.id}.part"
+    part.write_bytes(data)
+    url = entry.video.url or ""
+    digest = hashlib.sha256(data).hexdigest()
+    archive.commit(
+        entry.id, "video", name, part, FetchedFile(url, url, digest, len(data), None, None, None)
+    )
+
+
+def hold_videos(root: Path, entries: list[Entry], clip: bytes, pad: int = 256) -> None:
+    """Every entry's video held: ``clip`` plus a trailer of its own (its own sha256)."""
+    with Archive(root) as archive:
+        for i, entry in enumerate(entries):
+            archive.record_item(entry)
+            commit(archive, entry, clip + i.to_bytes(4, "big") * pad, f"{i}-480.mp4")

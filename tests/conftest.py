@@ -79,10 +79,11 @@ def _file_server() -> Iterator[FileServer]:
 
 
 @pytest.fixture
-def server(_file_server: FileServer) -> FileServer:
-    """The loopback HTTP server, emptied for each test."""
+def server(_file_server: FileServer) -> Iterator[FileServer]:
+    """The loopback HTTP server, emptied for each test; a test fails if a handler broke."""
     _file_server.reset()
-    return _file_server
+    yield _file_server
+    assert _file_server.errors == [], "the test server's handlers raised"
 
 
 def make_entry(item_id: str, url: str | None, **fields: object) -> Entry:

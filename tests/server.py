@@ -10,6 +10,7 @@ second run).
 from __future__ import annotations
 
 import hashlib
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -67,6 +68,18 @@ class Request:
     sent: int
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    errors: list[BaseException]
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        # A client that goes away (killed, timed out on a stall) is part of the tests; any
+        # other error is kept for them to see, not printed where a CLI test reads stderr.
+        error = sys.exc_info()[1]
+        if error is not None and not isinstance(error, ConnectionError | TimeoutError):
+            self.errors.append(error)
+
+
 class FileServer:
     """The server, its files and its request log; ``url(path)`` gives a file's address."""
 
@@ -79,8 +92,8 @@ class FileServer:
         # must not log into the next test's requests.
         self.generation = 0
         handler = type("Handler", (_Handler,), {"owner": self})
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.httpd.daemon_threads = True
+        self.httpd = _Server(("127.0.0.1", 0), handler)
+        self.httpd.errors = []
         self.port = self.httpd.server_address[1]
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()
@@ -101,8 +114,14 @@ class FileServer:
         with self.lock:
             return [r for r in self.log if path is None or r.path == path]
 
+    @property
+    def errors(self) -> list[BaseException]:
+        """Errors raised in the server's handlers (other than clients going away)."""
+        return self.httpd.errors
+
     def reset(self) -> None:
         with self.lock:
+            self.httpd.errors.clear()
             self.generation += 1
             self.files.clear()
             self.redirects.clear()
@@ -191,7 +210,21 @@ class _Handler(BaseHTTPRequestHandler):
             return "416"
         return start, min(end, size - 1)
 
+    def _not_modified(self, served: Served) -> bool:
+        match = self.headers.get("If-None-Match")
+        if match is not None:
+            return match == served.etag
+        since = self.headers.get("If-Modified-Since")
+        return since is not None and since == served.last_modified
+
     def _send(self, served: Served) -> None:
+        if self._not_modified(served):
+            self.send_response(304)
+            if served.etag:
+                self.send_header("ETag", served.etag)
+            self.end_headers()
+            self._record(304, 0)
+            return
         content = served.content
         size = len(content)
         byte_range = self._range(served)

@@ -22,6 +22,7 @@ import datetime as dt
 import fcntl
 import json
 import os
+import shutil
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,7 +32,15 @@ from .entry import Entry
 from .errors import ArchiveError, LockHeld
 from .files import atomic_write_bytes, fsync_dir
 
-__all__ = ["Archive", "Derived", "FetchedFile", "FileRecord", "PartialState", "utc_now"]
+__all__ = [
+    "Archive",
+    "Derived",
+    "FetchedFile",
+    "FileRecord",
+    "PartialState",
+    "Pruned",
+    "utc_now",
+]
 
 CATALOG_NAME = "catalog.sqlite"
 LOCK_NAME = "archiver.lock"
@@ -190,8 +199,26 @@ class PartialState:
         return state if valid else None
 
 
+@dataclass(frozen=True)
+class Pruned:
+    """An item deleted (or, in a dry run, to be deleted) by ``archiver prune``."""
+
+    item_id: str
+    title: str
+    retired_at: str
+    files: int
+    size: int
+
+
 class Archive:
     """An archive folder: its catalog, its lock, and where each file goes."""
+
+    @classmethod
+    def existing(cls, root: Path) -> Archive:
+        """Open an archive that must already exist (for reports: never create one)."""
+        if not (root / CATALOG_NAME).is_file():
+            raise ArchiveError(root, "no archive here (no catalog.sqlite)")
+        return cls(root)
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -233,6 +260,11 @@ class Archive:
     def close(self) -> None:
         self.unlock()
         self._db.close()
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        """The catalog, for the archive's own reports (status, audits)."""
+        return self._db
 
     def __enter__(self) -> Archive:
         return self
@@ -426,6 +458,56 @@ class Archive:
         except OSError as exc:
             raise ArchiveError(target, f"cannot quarantine: {exc.strerror or exc}") from exc
         return target
+
+    def retire_missing(self, present: set[str]) -> list[tuple[str, str]]:
+        """Mark as retired (today) the items no longer in the collection: ``[(id, title)]``.
+
+        Their files stay in the archive; only ``archiver prune`` deletes them.
+        """
+        rows = self._db.execute("SELECT id, title FROM items WHERE retired_at IS NULL").fetchall()
+        gone = [(str(item), str(title)) for item, title in rows if item not in present]
+        if gone:
+            now = utc_now()
+            with self._db:
+                self._db.executemany(
+                    "UPDATE items SET retired_at=? WHERE id=?", [(now, item) for item, _ in gone]
+                )
+        return gone
+
+    def prune(self, retired_before: str, *, dry_run: bool = False) -> list[Pruned]:
+        """Delete every file of the items retired before ``retired_before`` (ISO date)."""
+        rows = self._db.execute(
+            "SELECT i.id, i.title, i.retired_at, COUNT(f.version), COALESCE(SUM(f.size), 0)"
+            " FROM items i LEFT JOIN files f ON f.item_id = i.id"
+            " WHERE i.retired_at IS NOT NULL AND i.retired_at < ? GROUP BY i.id ORDER BY i.id",
+            (retired_before,),
+        ).fetchall()
+        pruned = [Pruned(str(r[0]), str(r[1]), str(r[2]), int(r[3]), int(r[4])) for r in rows]
+        if dry_run:
+            return pruned
+        for item in pruned:
+            for folder in (self.item_dir(item.item_id), self.partials / item.item_id):
+                shutil.rmtree(folder, ignore_errors=True)
+            with self._db:
+                self._db.execute("DELETE FROM files WHERE item_id=?", (item.item_id,))
+                self._db.execute("DELETE FROM items WHERE id=?", (item.item_id,))
+        self._drop_orphan_derived()
+        return pruned
+
+    def _drop_orphan_derived(self) -> None:
+        rows = self._db.execute(
+            "SELECT sha256, kind, version, path FROM derived"
+            " WHERE sha256 NOT IN (SELECT sha256 FROM files)"
+        ).fetchall()
+        for sha256, kind, version, path in rows:
+            if path:
+                with contextlib.suppress(FileNotFoundError):
+                    (self.root / path).unlink()
+            with self._db:
+                self._db.execute(
+                    "DELETE FROM derived WHERE sha256=? AND kind=? AND version=?",
+                    (sha256, kind, version),
+                )
 
     # -- derived files -------------------------------------------------------------------------
 

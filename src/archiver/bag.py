@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ArchiverError
+from .meter import ByteMeter
 
 __all__ = [
     "BAGIT_TXT",
@@ -109,10 +110,18 @@ def payload_files(kit: Path) -> Iterator[str]:
             yield (Path(folder, name).relative_to(kit)).as_posix()
 
 
-def verify_bag(
-    kit: Path, *, on_bytes: Callable[[int], None] | None = None
-) -> tuple[int, int, list[BagProblem]]:
+def verify_bag(kit: Path, *, meter: ByteMeter | None = None) -> tuple[int, int, list[BagProblem]]:
     """Check every payload and tag file against the manifests: ``(files, bytes, problems)``."""
+    meter = meter or ByteMeter()
+    total = sum(p.stat().st_size for p in kit.rglob("*") if p.is_file()) if kit.is_dir() else 0
+    meter.begin(total)
+    try:
+        return _verify(kit, meter.advance)
+    finally:
+        meter.end()
+
+
+def _verify(kit: Path, on_bytes: Callable[[int], None]) -> tuple[int, int, list[BagProblem]]:
     problems: list[BagProblem] = []
     if not (kit / BAGIT_TXT).is_file():
         return 0, 0, [BagProblem(str(kit), "not a kit: no bagit.txt")]

@@ -7,6 +7,9 @@ on stderr with its exit code; a traceback is shown only with ``--verbose``.
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
+import json
 import logging
 import sys
 import traceback
@@ -18,15 +21,21 @@ from typing import Any, ClassVar, TypeVar
 import click
 
 from . import __version__
+from .archive import Archive
+from .audit import audit
 from .bag import verify_bag
 from .collection import default_collection
 from .config import load_config
-from .console import download_summary, failure_line, package_summary
-from .download import DEFAULT_SETTINGS, DownloadSettings, NullProgress, Progress, download
-from .errors import EXIT_FAILED, EXIT_OK, ArchiverError, ConfigError
+from .console import download_summary, failure_line, package_summary, sync_summary
+from .download import DownloadSettings, NullProgress, Progress, download
+from .errors import EXIT_FAILED, EXIT_OK, ArchiverError, ConfigError, UsageError
 from .manifest import build_manifest, dumps, load_manifest, write_manifest
-from .package import DEFAULT_TITLE, PackageProgress, PackageSettings, package
-from .units import format_bytes, parse_size
+from .meter import ByteMeter
+from .options import DurationType, archive_option, download_options
+from .package import DEFAULT_TITLE, PackageSettings, package
+from .status import archive_status, format_status
+from .sync import SyncSettings, sync
+from .units import format_bytes
 
 __all__ = ["EXIT_INTERNAL", "cli", "main"]
 
@@ -139,74 +148,6 @@ def common_options(function: F) -> F:
     return function
 
 
-class SizeType(click.ParamType[int, Any]):
-    """A byte size or rate as curl writes it: ``500k``, ``2M`` (1k = 1024)."""
-
-    name = "RATE"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
-        if isinstance(value, int):
-            return value
-        try:
-            return parse_size(str(value))
-        except ValueError as exc:
-            self.fail(str(exc), param, ctx)
-
-
-def archive_option(function: F) -> F:
-    return click.option(
-        "--archive",
-        type=click.Path(file_okay=False, path_type=Path),
-        default=Path("archive"),
-        show_default=True,
-        help="The archive folder (created if missing).",
-    )(function)
-
-
-def download_options(function: F) -> F:
-    """--jobs, --per-host, --rate-limit, --retries, --timeout."""
-    decorators = [
-        click.option(
-            "-j",
-            "--jobs",
-            type=click.IntRange(1, 64),
-            default=DEFAULT_SETTINGS.jobs,
-            show_default=True,
-            help="Files downloaded at once.",
-        ),
-        click.option(
-            "--per-host",
-            type=click.IntRange(1, 64),
-            default=DEFAULT_SETTINGS.per_host,
-            show_default=True,
-            help="Connections to any one host at once.",
-        ),
-        click.option(
-            "--rate-limit",
-            type=SizeType(),
-            default=None,
-            help="Bandwidth cap for the whole process, in bytes per second: 500k, 2M (1k = 1024).",
-        ),
-        click.option(
-            "--retries",
-            type=click.IntRange(0, 1000),
-            default=DEFAULT_SETTINGS.retries,
-            show_default=True,
-            help="Retries per file after a network error, a stall, 408, 429 or 5xx.",
-        ),
-        click.option(
-            "--timeout",
-            type=click.FloatRange(0.1, 3600),
-            default=DEFAULT_SETTINGS.timeout,
-            show_default=True,
-            help="Seconds without a byte before a connection counts as stalled.",
-        ),
-    ]
-    for decorator in reversed(decorators):
-        function = decorator(function)
-    return function
-
-
 def _progress(state: _State) -> Progress:
     # Bars only for a person watching: not under cron, not in a pipe, not with -q.
     if state.quiet or not sys.stderr.isatty():
@@ -216,9 +157,9 @@ def _progress(state: _State) -> Progress:
     return TqdmProgress()
 
 
-def _bytes_progress(state: _State, description: str) -> PackageProgress:
+def _bytes_progress(state: _State, description: str) -> ByteMeter:
     if state.quiet or not sys.stderr.isatty():
-        return PackageProgress()
+        return ByteMeter()
     from .progress import TqdmBytes
 
     return TqdmBytes(description)
@@ -334,6 +275,7 @@ def download_command(
     rate_limit: int | None,
     retries: int,
     timeout: float,
+    mirrors: tuple[tuple[str, str], ...],
 ) -> None:
     """Fetch every video and companion file of a manifest into the archive.
 
@@ -352,7 +294,12 @@ def download_command(
     """
     state = _state(ctx)
     settings = DownloadSettings(
-        jobs=jobs, per_host=per_host, rate_limit=rate_limit, retries=retries, timeout=timeout
+        jobs=jobs,
+        per_host=per_host,
+        rate_limit=rate_limit,
+        retries=retries,
+        timeout=timeout,
+        mirrors=mirrors,
     )
     report = download(
         load_manifest(manifest_path), archive, settings=settings, progress=_progress(state)
@@ -426,36 +373,226 @@ def package_command(
 
 
 @cli.command(name="verify")
-@click.argument("kit", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("kit", required=False, type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--archive",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Audit an archive instead of a kit: every held file against the catalog.",
+)
+@click.option(
+    "--sample",
+    type=click.FloatRange(0, 100, min_open=True),
+    default=None,
+    metavar="PERCENT",
+    help="With --archive: audit only this share of the files, least recently audited first.",
+)
 @common_options
 @click.pass_context
-def verify_command(ctx: click.Context, kit: Path) -> None:
-    """Check a kit: every file's sha256 against its BagIt manifest.
+def verify_command(
+    ctx: click.Context, kit: Path | None, archive: Path | None, sample: float | None
+) -> None:
+    """Check a kit, or audit an archive: recompute every file's sha256.
 
-    Names every missing, corrupt or extra file. Use it on a USB key after copying a kit, or
-    before handing one over.
+    For a KIT (say, a USB key after copying), every file is checked against the kit's BagIt
+    manifests. With --archive, every held file (every version) is checked against the
+    catalog, and the audit's date recorded. Every missing, corrupt or extra file is named.
 
     \b
     Examples:
       archiver verify /media/usb/videos
+      archiver verify --archive /srv/archive
+      archiver verify --archive /srv/archive --sample 10    # a tenth each night
 
     \b
-    Exit codes: 0 the kit is whole; 1 something is missing, corrupt or extra (each named).
+    Exit codes: 0 all intact; 1 something is missing, corrupt or extra (each named);
+    2 bad usage; 3 archive locked by another run.
     """
     state = _state(ctx)
-    progress = _bytes_progress(state, "Verify")
-    total = sum(p.stat().st_size for p in kit.rglob("*") if p.is_file()) if kit.is_dir() else 0
-    progress.begin(total)
-    try:
-        files, size, problems = verify_bag(kit, on_bytes=progress.advance)
-    finally:
-        progress.end()
-    for problem in problems:
-        click.echo(f"Error: {kit / problem.path}: {problem.reason}", err=True)
+    if (kit is None) == (archive is None):
+        raise UsageError("give a KIT folder, or --archive DIR, but not both")
+    if sample is not None and archive is None:
+        raise UsageError("--sample goes with --archive")
+    meter = _bytes_progress(state, "Verify")
+    if archive is not None:
+        with Archive.existing(archive) as store, store.locked():
+            report = audit(store, sample_percent=sample, meter=meter)
+        problems = [(archive / p.path, p.reason) for p in report.problems]
+        files, size, where = report.files, report.size, archive
+    else:
+        assert kit is not None  # noqa: S101 - checked above
+        files, size, found = verify_bag(kit, meter=meter)
+        problems = [(kit / p.path, p.reason) for p in found]
+        where = kit
+    for path, reason in problems:
+        click.echo(f"Error: {path}: {reason}", err=True)
     if not state.quiet:
         verdict = f"{len(problems)} problem(s)" if problems else "all intact"
-        click.echo(f"Verify: {files} files ({format_bytes(size)}) in {kit}: {verdict}", err=True)
+        click.echo(f"Verify: {files} files ({format_bytes(size)}) in {where}: {verdict}", err=True)
     ctx.exit(EXIT_FAILED if problems else EXIT_OK)
+
+
+@cli.command(name="sync")
+@click.argument(
+    "paths", nargs=-1, type=click.Path(exists=True, path_type=Path), metavar="[PATH]..."
+)
+@archive_option
+@click.option(
+    "--kit",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("kit"),
+    show_default=True,
+    help="The kit folder to build or update.",
+)
+@download_options
+@click.option(
+    "--refresh-after",
+    type=DurationType(),
+    default="24h",
+    show_default=True,
+    help="Ask upstream whether a held video changed at most this often (24h, 7d; 0: every run).",
+)
+@click.option(
+    "--offline",
+    is_flag=True,
+    help="No network at all: rebuild the kit from what the archive holds.",
+)
+@click.option(
+    "--log-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Append one JSON line per file (held, fetched, changed, failed, retired).",
+)
+@click.option("--title", default=DEFAULT_TITLE, show_default=True, help="The kit's title.")
+@click.option("--copy", is_flag=True, help="Copy videos into the kit rather than hard-link them.")
+@common_options
+@click.pass_context
+def sync_command(
+    ctx: click.Context,
+    paths: tuple[Path, ...],
+    archive: Path,
+    kit: Path,
+    jobs: int,
+    per_host: int,
+    rate_limit: int | None,
+    retries: int,
+    timeout: float,
+    mirrors: tuple[tuple[str, str], ...],
+    refresh_after: float,
+    offline: bool,
+    log_file: Path | None,
+    title: str,
+    copy: bool,
+) -> None:
+    """Manifest, download and kit in one run, for cron.
+
+    Reads the fiches (the bundled collection when no PATH is given), fetches what is new,
+    changed upstream (checked at most once per --refresh-after) or missing, and updates the
+    kit, all under the archive's lock. A video whose fiche left the collection leaves the kit
+    and is marked retired in the archive, which keeps it until 'archiver prune'.
+
+    \b
+    With -q it prints nothing when all went well, and only the failures otherwise:
+      0 3 * * *  archiver sync /srv/fiches --archive /srv/archive --kit /srv/kit -q
+
+    \b
+    Exit codes: 0 all done; 1 some items failed (each named); 2 a bad fiche;
+    3 another run holds the archive.
+    """
+    state = _state(ctx)
+    settings = SyncSettings(
+        download=DownloadSettings(
+            jobs=jobs,
+            per_host=per_host,
+            rate_limit=rate_limit,
+            retries=retries,
+            timeout=timeout,
+            mirrors=mirrors,
+        ),
+        package=PackageSettings(title=title, copy=copy),
+        refresh_after=refresh_after,
+        offline=offline,
+    )
+    with contextlib.ExitStack() as stack:
+        log = None
+        if log_file is not None:
+            try:
+                log = stack.enter_context(log_file.open("a", encoding="utf-8"))
+            except OSError as exc:
+                raise UsageError(f"{log_file}: cannot open the log file: {exc.strerror}") from exc
+        report = sync(
+            list(paths),
+            archive,
+            kit,
+            settings=settings,
+            progress=_progress(state),
+            kit_progress=_bytes_progress(state, "Kit"),
+            log=log,
+        )
+    failures = report.failures()
+    for failure in failures:
+        click.echo(f"Error: {failure_line(failure)}", err=True)
+    if not state.quiet:
+        click.echo(sync_summary(report), err=True)
+    ctx.exit(EXIT_FAILED if failures else EXIT_OK)
+
+
+@cli.command(name="status")
+@archive_option
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON, for scripts.")
+@common_options
+def status_command(archive: Path, as_json: bool) -> None:
+    """What the archive holds, its last sync, its failures, what is due for audit.
+
+    \b
+    Examples:
+      archiver status --archive /srv/archive
+      archiver status --archive /srv/archive --json | jq .failures
+    """
+    with Archive.existing(archive) as store:
+        status = archive_status(store)
+    if as_json:
+        click.echo(json.dumps(status, ensure_ascii=False, indent=2, sort_keys=True))
+    else:
+        click.echo(format_status(status))
+
+
+@cli.command(name="prune")
+@archive_option
+@click.option(
+    "--retired-before",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    required=True,
+    metavar="DATE",
+    help="Delete the items retired before this day (YYYY-MM-DD).",
+)
+@click.option("--dry-run", is_flag=True, help="Say what would be deleted, delete nothing.")
+@common_options
+@click.pass_context
+def prune_command(
+    ctx: click.Context, archive: Path, retired_before: dt.datetime, dry_run: bool
+) -> None:
+    """Delete the files of items that left the collection before DATE.
+
+    Sync never deletes: a video whose fiche left the collection is only marked retired, and
+    its files (every version) stay in the archive until pruned.
+
+    \b
+    Examples:
+      archiver prune --archive /srv/archive --retired-before 2026-01-01 --dry-run
+    """
+    state = _state(ctx)
+    with Archive.existing(archive) as store, store.locked():
+        pruned = store.prune(retired_before.strftime("%Y-%m-%d"), dry_run=dry_run)
+    verb = "would delete" if dry_run else "deleted"
+    for item in pruned:
+        click.echo(
+            f"{item.title} ({item.item_id}), retired {item.retired_at}: {verb} {item.files}"
+            f" file(s), {format_bytes(item.size)}"
+        )
+    if not state.quiet:
+        total = sum(item.size for item in pruned)
+        click.echo(f"Prune: {len(pruned)} item(s), {format_bytes(total)} {verb}", err=True)
 
 
 def main() -> None:

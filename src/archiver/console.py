@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from .download import DownloadReport, Outcome, Status
 from .package import PackageReport
+from .sync import SyncReport
 from .units import format_bytes, format_duration
 
-__all__ = ["download_summary", "failure_line", "package_summary"]
+__all__ = ["download_summary", "failure_line", "package_summary", "sync_summary"]
 
 
 def failure_line(outcome: Outcome) -> str:
@@ -40,4 +41,17 @@ def package_summary(report: PackageReport) -> str:
     return (
         f"Kit: {report.items} {videos} in {report.kit}; {', '.join(changes)};"
         f" {len(report.left_out)} left out, in {format_duration(report.seconds)}"
+    )
+
+
+def sync_summary(report: SyncReport) -> str:
+    """One line for a sync: what was fetched, changed, held, failed, retired; the kit."""
+    counts = report.download
+    failed = len(report.failures())
+    return (
+        f"Sync: {len(report.manifest.entries)} videos; {counts.count(Status.FETCHED)} fetched,"
+        f" {counts.count(Status.CHANGED)} changed, {counts.count(Status.HELD)} held,"
+        f" {failed} failed, {len(report.retired)} retired"
+        f" ({format_bytes(counts.bytes_fetched)}); kit: {report.kit.items} videos,"
+        f" {report.kit.written} files written; in {format_duration(report.seconds)}"
     )

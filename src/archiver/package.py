@@ -45,11 +45,19 @@ from .entry import Entry
 from .errors import ArchiverError
 from .files import atomic_write_bytes, fsync_dir
 from .manifest import Manifest
+from .meter import ByteMeter
 from .names import MAX_NAME_LENGTH
 from .site import ASSET_LABELS, KitAsset, KitItem, render_root, render_site
 from .units import format_bytes
 
-__all__ = ["DEFAULT_TITLE", "KitError", "PackageReport", "PackageSettings", "package"]
+__all__ = [
+    "DEFAULT_TITLE",
+    "KitError",
+    "PackageReport",
+    "PackageSettings",
+    "build_kit",
+    "package",
+]
 
 log = logging.getLogger(__name__)
 
@@ -109,19 +117,6 @@ class _Source:
         return cls(sha256=hashlib.sha256(data).hexdigest(), size=len(data), data=data)
 
 
-class PackageProgress:
-    """Told how many bytes are to be written, then of each block written (null by default)."""
-
-    def begin(self, total: int) -> None:
-        pass
-
-    def advance(self, count: int) -> None:
-        pass
-
-    def end(self) -> None:
-        pass
-
-
 @dataclass
 class _Plan:
     items: list[KitItem] = field(default_factory=list)
@@ -136,19 +131,30 @@ def package(
     kit: Path,
     *,
     settings: PackageSettings = PackageSettings(),
-    progress: PackageProgress | None = None,
+    progress: ByteMeter | None = None,
 ) -> PackageReport:
     """Build the kit at ``kit`` from what the archive holds of ``manifest``, or update it."""
-    progress = progress or PackageProgress()
-    start = time.monotonic()
     if not archive_root.is_dir():
         raise KitError(archive_root, "no archive here", hint="run 'archiver download' first")
     with Archive(archive_root) as archive, archive.locked():
-        plan = _plan(manifest, archive)
-        pages = render_site(plan.items, collection_title=settings.title)
-        for name, data in pages.items():
-            plan.payload[f"{PAYLOAD}/{name}"] = _Source.of_bytes(data)
-        report = _apply(plan, kit, archive_root, settings, progress, start)
+        return build_kit(manifest, archive, kit, settings=settings, progress=progress)
+
+
+def build_kit(
+    manifest: Manifest,
+    archive: Archive,
+    kit: Path,
+    *,
+    settings: PackageSettings = PackageSettings(),
+    progress: ByteMeter | None = None,
+) -> PackageReport:
+    """:func:`package`, for a caller that already holds the archive's lock (sync)."""
+    start = time.monotonic()
+    plan = _plan(manifest, archive)
+    pages = render_site(plan.items, collection_title=settings.title)
+    for name, data in pages.items():
+        plan.payload[f"{PAYLOAD}/{name}"] = _Source.of_bytes(data)
+    report = _apply(plan, kit, archive.root, settings, progress or ByteMeter(), start)
     for warning in report.warnings:
         log.warning("%s", warning)
     return report
@@ -274,7 +280,7 @@ def _apply(
     kit: Path,
     archive_root: Path,
     settings: PackageSettings,
-    progress: PackageProgress,
+    progress: ByteMeter,
     start: float,
 ) -> PackageReport:
     for path in plan.payload:
@@ -359,7 +365,7 @@ def _check_space(kit: Path, needed: int) -> None:
         )
 
 
-def _place(target: Path, source: _Source, *, link: bool, progress: PackageProgress) -> bool:
+def _place(target: Path, source: _Source, *, link: bool, progress: ByteMeter) -> bool:
     """Put one file in place under a temporary name, then rename; True when hard-linked."""
     target.parent.mkdir(parents=True, exist_ok=True)
     temp = target.with_name(f".{target.name}.archiver-tmp")
@@ -390,7 +396,7 @@ def _place(target: Path, source: _Source, *, link: bool, progress: PackageProgre
     return linked
 
 
-def _copy(source: Path, target: Path, progress: PackageProgress) -> None:
+def _copy(source: Path, target: Path, progress: ByteMeter) -> None:
     with source.open("rb") as reader, target.open("wb") as writer:
         while block := reader.read(COPY_BLOCK):
             writer.write(block)

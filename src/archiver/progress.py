@@ -13,7 +13,7 @@ from typing import IO, Never
 from tqdm import tqdm
 
 from .download import Job, Outcome
-from .package import PackageProgress
+from .meter import ByteMeter
 
 __all__ = ["TqdmBytes", "TqdmProgress"]
 
@@ -93,7 +93,7 @@ class TqdmProgress:
             self.total.close()
 
 
-class TqdmBytes(PackageProgress):
+class TqdmBytes(ByteMeter):
     """One bar over a known number of bytes (packaging a kit, verifying one)."""
 
     def __init__(self, description: str, *, stream: IO[str] | None = None) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["format_bytes", "format_duration", "parse_size"]
+__all__ = ["format_bytes", "format_duration", "parse_duration", "parse_size"]
 
 _MULTIPLIERS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?(?:/s)?\s*$", re.I)
@@ -23,6 +23,22 @@ def parse_size(text: str) -> int:
     if value < 1:
         raise ValueError(f"{text!r} is less than one byte")
     return int(value)
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|min|h|d|w)?\s*$", re.I)
+_SECONDS = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(text: str) -> float:
+    """``"24h"`` → 86400.0; a bare number is seconds; ``ValueError`` on anything else.
+
+    >>> parse_duration("30m")
+    1800.0
+    """
+    match = _DURATION.match(text)
+    if not match:
+        raise ValueError(f"{text!r} is not a duration (examples: 24h, 30m, 7d, 0)")
+    return float(match.group(1)) * _SECONDS[(match.group(2) or "s").lower()]
 
 
 def format_bytes(count: float) -> str:

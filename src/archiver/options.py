@@ -1,0 +1,128 @@
+"""Option types and shared options of the command line (``--rate-limit 500k``, ``--mirror``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from .download import DEFAULT_SETTINGS
+from .units import parse_duration, parse_size
+
+__all__ = ["DurationType", "MirrorType", "SizeType", "archive_option", "download_options"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class SizeType(click.ParamType[int, Any]):
+    """A byte size or rate as curl writes it: ``500k``, ``2M`` (1k = 1024)."""
+
+    name = "RATE"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        try:
+            return parse_size(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+class MirrorType(click.ParamType[tuple[str, str], Any]):
+    """``FROM=TO``: two URL prefixes."""
+
+    name = "FROM=TO"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> tuple[str, str]:
+        if isinstance(value, tuple):
+            return value
+        source, sep, target = str(value).partition("=")
+        if (
+            not sep
+            or not source.startswith(("http://", "https://"))
+            or not target.startswith(("http://", "https://"))
+        ):
+            self.fail(f"{value!r} is not FROM=TO with two http(s) URL prefixes", param, ctx)
+        return source, target
+
+
+class DurationType(click.ParamType[float, Any]):
+    """``24h``, ``30m``, ``7d``, or seconds."""
+
+    name = "DURATION"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        if isinstance(value, int | float):
+            return float(value)
+        try:
+            return parse_duration(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+def archive_option(function: F) -> F:
+    return click.option(
+        "--archive",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=Path("archive"),
+        show_default=True,
+        help="The archive folder (created if missing).",
+    )(function)
+
+
+def download_options(function: F) -> F:
+    """--jobs, --per-host, --rate-limit, --retries, --timeout."""
+    decorators = [
+        click.option(
+            "-j",
+            "--jobs",
+            type=click.IntRange(1, 64),
+            default=DEFAULT_SETTINGS.jobs,
+            show_default=True,
+            help="Files downloaded at once.",
+        ),
+        click.option(
+            "--per-host",
+            type=click.IntRange(1, 64),
+            default=DEFAULT_SETTINGS.per_host,
+            show_default=True,
+            help="Connections to any one host at once.",
+        ),
+        click.option(
+            "--rate-limit",
+            type=SizeType(),
+            default=None,
+            help="Bandwidth cap for the whole process, in bytes per second: 500k, 2M (1k = 1024).",
+        ),
+        click.option(
+            "--retries",
+            type=click.IntRange(0, 1000),
+            default=DEFAULT_SETTINGS.retries,
+            show_default=True,
+            help="Retries per file after a network error, a stall, 408, 429 or 5xx.",
+        ),
+        click.option(
+            "--timeout",
+            type=click.FloatRange(0.1, 3600),
+            default=DEFAULT_SETTINGS.timeout,
+            show_default=True,
+            help="Seconds without a byte before a connection counts as stalled.",
+        ),
+        click.option(
+            "--mirror",
+            "mirrors",
+            type=MirrorType(),
+            multiple=True,
+            help="Fetch URLs starting with FROM from TO instead (a regional mirror, a LAN "
+            "cache); the archive records the original URL. Repeatable.",
+        ),
+    ]
+    for decorator in reversed(decorators):
+        function = decorator(function)
+    return function

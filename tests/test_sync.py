@@ -1,0 +1,380 @@
+"""``archiver sync`` as cron runs it, and the archive's audits, status and pruning."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import bagit
+import pytest
+from click.testing import CliRunner
+
+from archiver.archive import Archive, FetchedFile
+from archiver.bag import verify_bag
+from archiver.cli import cli
+
+from .conftest import content_of, make_entry, sha256
+from .media import make_mp4
+from .server import FileServer
+
+UUIDS = [f"0000000{i}-1111-4222-8333-444444444444" for i in range(1, 4)]
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    return make_mp4(tmp_path_factory.mktemp("clip") / "c.mp4", seconds=2).read_bytes()
+
+
+def run(*args: str | Path) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def fiche(folder: Path, number: int, url: str, title: str | None = None) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"fiche-{number}.md"
+    path.write_text(
+        f"---\ntitle: {title or f'Vidéo {number}'}\narea: Domaine {number}\n"
+        f"videoDLHref: {url}\n---\n\n## Script\n\nTexte {number}.\n\n## Crédits\n\n"
+        "- **Licence** : [CC BY 4.0](https://creativecommons.org/licenses/by/4.0/)\n",
+        encoding="utf-8",
+    )
+    return path
+
+
+def collection(tmp_path: Path, server: FileServer, clip: bytes, count: int = 2) -> Path:
+    folder = tmp_path / "fiches"
+    for number in range(1, count + 1):
+        path = f"/videos/{UUIDS[number - 1]}-480.mp4"
+        server.add(path, clip + number.to_bytes(2, "big"))
+        fiche(folder, number, server.url(path))
+    return folder
+
+
+def sync_args(tmp_path: Path, *extra: str | Path) -> list[str | Path]:
+    return ["sync", tmp_path / "fiches", "--archive", tmp_path / "archive", "--kit",
+            tmp_path / "kit", "--retries", "1", *extra]  # fmt: skip
+
+
+def versions(archive: Path, item: str) -> list[tuple[int, int, str]]:
+    db = sqlite3.connect(archive / "catalog.sqlite")
+    try:
+        return db.execute(
+            "SELECT version, current, sha256 FROM files WHERE item_id=? ORDER BY version", (item,)
+        ).fetchall()
+    finally:
+        db.close()
+
+
+def test_quiet_sync_of_two_videos_prints_nothing_and_builds_a_valid_kit(
+    server: FileServer, clip: bytes, tmp_path: Path
+) -> None:
+    collection(tmp_path, server, clip)
+    assert run(*sync_args(tmp_path, "-q")) == (0, "", "")
+    bagit.Bag(str(tmp_path / "kit")).validate()
+    for uuid in UUIDS[:2]:
+        assert (tmp_path / "kit" / "data" / "videos" / uuid / f"{uuid}-480.mp4").exists()
+    assert (tmp_path / "archive" / "manifest.json").exists()
+
+
+def test_second_sync_within_the_refresh_period_makes_no_request(
+    server: FileServer, clip: bytes, tmp_path: Path
+) -> None:
+    collection(tmp_path, server, clip)
+    run(*sync_args(tmp_path, "-q"))
+    before = len(server.requests())
+    code, _, stderr = run(*sync_args(tmp_path))
+    assert code == 0
+    assert len(server.requests()) == before
+    assert stderr.startswith("Sync: 2 videos; 0 fetched, 0 changed, 2 held, 0 failed, 0 retired")
+
+
+def test_changed_upstream_becomes_a_new_version_and_the_kit_shows_it(
+    server: FileServer, clip: bytes, tmp_path: Path
+) -> None:
+    collection(tmp_path, server, clip)
+    run(*sync_args(tmp_path, "-q"))
+    path = f"/videos/{UUIDS[0]}-480.mp4"
+    new = clip + b"re-encoded upstream"
+    server.add(path, new)  # a new ETag and Last-Modified, same URL
+
+    log = tmp_path / "sync.log"
+    code, _, _ = run(*sync_args(tmp_path, "-q", "--refresh-after", "0", "--log-file", log))
+    assert code == 0
+    held = versions(tmp_path / "archive", UUIDS[0])
+    assert [(v, c) for v, c, _ in held] == [(1, 0), (2, 1)]
+    assert held[1][2] == sha256(new)
+    assert held[0][2] == sha256(clip + (1).to_bytes(2, "big"))
+    old = tmp_path / "archive" / "media" / UUIDS[0] / "versions" / "1" / f"{UUIDS[0]}-480.mp4"
+    assert sha256(old.read_bytes()) == held[0][2]
+    kit_video = tmp_path / "kit" / "data" / "videos" / UUIDS[0] / f"{UUIDS[0]}-480.mp4"
+    assert kit_video.read_bytes() == new
+    bagit.Bag(str(tmp_path / "kit")).validate()
+    conditional = [r for r in server.requests() if "If-None-Match" in r.headers]
+    assert sorted(r.status for r in conditional) == [200, 304]
+    events = [json.loads(line) for line in log.read_text().splitlines()]
+    assert sorted((e["event"], e["item"]) for e in events) == [
+        ("changed", UUIDS[0]),
+        ("held", UUIDS[1]),
+    ]
+    assert events[0]["bytes"] == len(new) or events[1]["bytes"] == len(new)
+
+
+def test_a_404_item_is_named_while_the_rest_and_the_kit_are_done(
+    server: FileServer, clip: bytes, tmp_path: Path
+) -> None:
+    folder = collection(tmp_path, server, clip)
+    fiche(folder, 3, server.url(f"/videos/{UUIDS[2]}-480.mp4"), title="Vidéo disparue")
+    log = tmp_path / "sync.log"
+    code, stdout, stderr = run(*sync_args(tmp_path, "-q", "--log-file", log))
+    assert code == 1
+    assert stdout == ""
+    assert stderr == (
+        f"Error: Vidéo disparue ({UUIDS[2]}, video): "
+        f"{server.url(f'/videos/{UUIDS[2]}-480.mp4')}: HTTP 404 Not Found\n"
+    )
+    bagit.Bag(str(tmp_path / "kit")).validate()
+    assert len(list((tmp_path / "kit" / "data" / "videos").iterdir())) == 2
+    failed = [json.loads(x) for x in log.read_text().splitlines() if '"failed"' in x]
+    assert [(e["item"], e["reason"]) for e in failed] == [(UUIDS[2], "HTTP 404 Not Found")]
+
+
+def test_offline_sync_makes_no_request_and_rebuilds_the_kit(
+    server: FileServer, clip: bytes, tmp_path: Path
+) -> None:
+    collection(tmp_path, server, clip)
+    run(*sync_args(tmp_path, "-q"))
+    server.log.clear()
+    code, _, stderr = run(*sync_args(tmp_path, "-q", "--offline", "--refresh-after", "0",
+                                     "--kit", tmp_path / "kit2"))  # fmt: skip
+    assert (code, stderr) == (0, "")
+    assert server.requests() == []
+    bagit.Bag(str(tmp_path / "kit2")).validate()
+
+
+def test_mirror_fetches_elsewhere_and_keeps_the_original_url(
+    server: FileServer, clip: bytes, tmp_path: Path
+) -> None:
+    server.add(f"/canope/videos/{UUIDS[0]}-480.mp4", clip)
+    original = f"https://tube.example.invalid/videos/{UUIDS[0]}-480.mp4"
+    fiche(tmp_path / "fiches", 1, original)
+    mirror = f"https://tube.example.invalid={server.url('/canope')}"
+    code, _, stderr = run(*sync_args(tmp_path, "-q", "--mirror", mirror))
+    assert (code, stderr) == (0, "")
+    with Archive(tmp_path / "archive") as archive:
+        record = archive.current(UUIDS[0], "video")
+    assert record is not None
+    assert record.url == original
+    assert record.final_url == server.url(f"/canope/videos/{UUIDS[0]}-480.mp4")
+
+
+def test_removed_fiche_leaves_the_kit_is_retired_then_pruned(
+    server: FileServer, clip: bytes, tmp_path: Path
+) -> None:
+    folder = collection(tmp_path, server, clip)
+    run(*sync_args(tmp_path, "-q"))
+    (folder / "fiche-2.md").unlink()
+    log = tmp_path / "sync.log"
+    assert run(*sync_args(tmp_path, "-q", "--log-file", log))[0] == 0
+    assert not (tmp_path / "kit" / "data" / "videos" / UUIDS[1]).exists()
+    held = tmp_path / "archive" / "media" / UUIDS[1] / f"{UUIDS[1]}-480.mp4"
+    assert held.exists()
+    assert {"event": "retired", "item": UUIDS[1]}.items() <= json.loads(
+        log.read_text().splitlines()[-1]
+    ).items()
+
+    code, stdout, _ = run("prune", "--archive", tmp_path / "archive",
+                          "--retired-before", "2000-01-01")  # fmt: skip
+    assert (code, stdout) == (0, "")
+    assert held.exists()
+    code, stdout, _ = run("prune", "--archive", tmp_path / "archive",
+                          "--retired-before", "2999-01-01", "--dry-run")  # fmt: skip
+    assert stdout.startswith(f"Vidéo 2 ({UUIDS[1]}), retired ")
+    assert "would delete 1 file(s)" in stdout
+    assert held.exists()
+    code, stdout, _ = run("prune", "--archive", tmp_path / "archive",
+                          "--retired-before", "2999-01-01")  # fmt: skip
+    assert "deleted 1 file(s)" in stdout
+    assert not held.parent.exists()
+    assert versions(tmp_path / "archive", UUIDS[1]) == []
+    assert versions(tmp_path / "archive", UUIDS[0]) != []
+
+
+def test_a_fiche_that_comes_back_is_no_longer_retired(
+    server: FileServer, clip: bytes, tmp_path: Path
+) -> None:
+    folder = collection(tmp_path, server, clip)
+    run(*sync_args(tmp_path, "-q"))
+    text = (folder / "fiche-2.md").read_text()
+    (folder / "fiche-2.md").unlink()
+    run(*sync_args(tmp_path, "-q"))
+    (folder / "fiche-2.md").write_text(text)
+    run(*sync_args(tmp_path, "-q"))
+    code, stdout, _ = run("status", "--archive", tmp_path / "archive", "--json")
+    assert code == 0
+    assert json.loads(stdout)["items"] == {"active": 2, "retired": 0, "total": 2}
+
+
+def test_concurrent_sync_exits_3(server: FileServer, clip: bytes, tmp_path: Path) -> None:
+    path = f"/videos/{UUIDS[0]}-480.mp4"
+    server.add(path, content_of(2_000_000))
+    fiche(tmp_path / "fiches", 1, server.url(path))
+    first = subprocess.Popen(
+        [sys.executable, "-m", "archiver", "-q",
+         *[str(a) for a in sync_args(tmp_path, "--rate-limit", "100k")]],
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        lock = tmp_path / "archive" / "archiver.lock"
+        deadline = time.monotonic() + 20
+        while not (lock.exists() and lock.read_text().strip() == str(first.pid)):
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        code, _, stderr = run(*sync_args(tmp_path))
+        assert code == 3
+        assert stderr.startswith(f"Error: {tmp_path / 'archive'} is locked by process {first.pid}")
+    finally:
+        first.kill()
+        first.wait()
+
+
+@pytest.mark.slow
+def test_sigkill_while_packaging_leaves_the_kit_valid_or_caught_by_verify(
+    tmp_path: Path, clip: bytes
+) -> None:
+    archive_root, kit = tmp_path / "archive", tmp_path / "kit"
+    folder = tmp_path / "fiches"
+    big = content_of(96 * 1024 * 1024, 5)
+    for number in (1, 2):
+        fiche(folder, number, f"https://tube.example.invalid/videos/{UUIDS[number - 1]}-480.mp4")
+
+    def hold(data: bytes) -> None:
+        with Archive(archive_root) as archive:
+            for number in (1, 2):
+                uuid = UUIDS[number - 1]
+                archive.record_item(make_entry(uuid, f"https://x.org/{uuid}"))
+                part = archive_root / "partial" / f"{uuid}.part"
+                part.write_bytes(data + bytes([number]))
+                url = f"https://tube.example.invalid/videos/{uuid}-480.mp4"
+                archive.commit(uuid, "video", f"{uuid}-480.mp4", part, FetchedFile(
+                    url, url, sha256(data + bytes([number])), len(data) + 1, None, None, None))  # fmt: skip
+
+    hold(clip)
+    command = [sys.executable, "-m", "archiver", "-q", "sync", str(folder), "--archive",
+               str(archive_root), "--kit", str(kit), "--offline", "--copy"]  # fmt: skip
+    assert subprocess.run(command, check=False).returncode == 0
+    hold(big)  # both videos change: the next kit update copies 192 MiB
+    outcomes = []
+    for delay in (0.05, 0.15, 0.3, 0.5):
+        victim = subprocess.Popen(command)
+        time.sleep(delay)
+        os.kill(victim.pid, signal.SIGKILL)
+        victim.wait()
+        problems = verify_bag(kit)[2]
+        outcomes.append(bool(problems))
+        # Whatever the instant: our verify and the Library of Congress's agree.
+        assert bagit.Bag(str(kit)).is_valid() == (not problems)
+    assert subprocess.run(command, check=False).returncode == 0
+    assert verify_bag(kit)[2] == []
+    assert any(outcomes), "no kill landed while packaging: the test proved nothing"
+
+
+def test_verify_archive_audits_every_file_and_names_corruption(
+    server: FileServer, clip: bytes, tmp_path: Path
+) -> None:
+    collection(tmp_path, server, clip)
+    run(*sync_args(tmp_path, "-q"))
+    archive = tmp_path / "archive"
+    code, _, stderr = run("verify", "--archive", archive)
+    assert code == 0
+    assert stderr.startswith("Verify: 2 files (") and stderr.endswith(": all intact\n")
+    status = json.loads(run("status", "--archive", archive, "--json")[1])
+    assert status["audit"]["never_audited"] == 0
+    assert status["audit"]["due"] == 0
+
+    video = archive / "media" / UUIDS[0] / f"{UUIDS[0]}-480.mp4"
+    data = bytearray(video.read_bytes())
+    data[100] ^= 0xFF
+    video.write_bytes(bytes(data))
+    (archive / "media" / UUIDS[1] / f"{UUIDS[1]}-480.mp4").unlink()
+    code, _, stderr = run("verify", "--archive", archive, "-q")
+    assert code == 1
+    assert stderr.splitlines() == [
+        f"Error: {video}: corrupt: sha256 is {sha256(bytes(data))}, "
+        f"expected {sha256(clip + (1).to_bytes(2, 'big'))}",
+        f"Error: {archive / 'media' / UUIDS[1] / (UUIDS[1] + '-480.mp4')}: missing",
+    ]
+
+
+def test_verify_sample_audits_the_least_recently_audited_share(
+    server: FileServer, clip: bytes, tmp_path: Path
+) -> None:
+    collection(tmp_path, server, clip, count=3)
+    run(*sync_args(tmp_path, "-q"))
+    archive = tmp_path / "archive"
+    audited = []
+    for _ in range(3):
+        code, _, stderr = run("verify", "--archive", archive, "--sample", "34")
+        assert code == 0
+        assert stderr.startswith("Verify: 2 files") or stderr.startswith("Verify: 1 files")
+        db = sqlite3.connect(archive / "catalog.sqlite")
+        audited.append(db.execute("SELECT COUNT(audited_at) FROM files").fetchone()[0])
+        db.close()
+        time.sleep(1.1)  # audited_at has one-second resolution
+    assert audited[0] == 2  # ceil(3 * 34%) = 2
+    assert audited[1] == 3  # the one never audited comes first
+
+
+def test_status_shows_holdings_last_sync_failures_and_audit(
+    server: FileServer, clip: bytes, tmp_path: Path
+) -> None:
+    folder = collection(tmp_path, server, clip)
+    fiche(folder, 3, server.url(f"/videos/{UUIDS[2]}-480.mp4"), title="Vidéo disparue")
+    run(*sync_args(tmp_path, "-q"))
+    code, stdout, _ = run("status", "--archive", tmp_path / "archive")
+    assert code == 0
+    lines = stdout.splitlines()
+    assert lines[0] == f"Archive: {tmp_path / 'archive'}"
+    assert lines[1] == "Items: 3 in the collection, 0 retired"
+    assert lines[2].startswith("Files: 2 current (")
+    assert lines[3].startswith("Last sync: sync started ")
+    assert ", failed (0 fetched" not in lines[3]
+    assert "failed (2 fetched, 0 changed, 0 held, 1 failed, 0 retired" in lines[3]
+    assert "Failures in the last run: 1" in lines
+    assert f"  Vidéo disparue ({UUIDS[2]}, video): HTTP 404 Not Found" in lines
+    assert lines[-1].startswith("Audit: 2 file(s) due (never audited: 2;")
+    data = json.loads(run("status", "--archive", tmp_path / "archive", "--json")[1])
+    assert data["files"]["current"] == 2
+    assert data["last_sync"]["outcome"] == "failed"
+    assert data["failures"][0]["reason"] == "HTTP 404 Not Found"
+
+
+def test_status_of_no_archive_is_a_clear_error(tmp_path: Path) -> None:
+    code, _, stderr = run("status", "--archive", tmp_path / "none")
+    assert code == 2
+    assert stderr == f"Error: {tmp_path / 'none'}: no archive here (no catalog.sqlite)\n"
+    assert not (tmp_path / "none").exists()
+
+
+def test_bundled_collection_without_internet_names_the_item_and_leaves_a_valid_kit(
+    tmp_path: Path,
+) -> None:
+    # .invalid never resolves: the same answer a machine without internet gets.
+    code, _, stderr = run(
+        "sync", "--archive", tmp_path / "archive", "--kit", tmp_path / "kit", "-q",
+        "--retries", "0", "--mirror", "https://tube.reseau-canope.fr=https://tube.example.invalid",
+    )  # fmt: skip
+    assert code == 1
+    assert stderr == (
+        "Error: Différencier ses pratiques pédagogiques grâce au numérique "
+        "(9520b54d-0a3c-43dc-8821-d559fa418cc6, video): https://tube.reseau-canope.fr/download/"
+        "streaming-playlists/hls/videos/9520b54d-0a3c-43dc-8821-d559fa418cc6-1080-fragmented.mp4:"
+        " cannot reach tube.example.invalid: no such host (DNS)\n"
+    )
+    bagit.Bag(str(tmp_path / "kit")).validate()
