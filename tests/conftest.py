@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import random
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -100,9 +102,30 @@ def make_entry(item_id: str, url: str | None, **fields: object) -> Entry:
     return Entry(**values)  # type: ignore[arg-type]
 
 
+@functools.cache
+def _tiny_clip() -> bytes:
+    from .media import make_mp4
+
+    with tempfile.TemporaryDirectory() as folder:
+        return make_mp4(Path(folder, "tiny.mp4"), seconds=0.2, width=64, height=48).read_bytes()
+
+
 def content_of(size: int, seed: int = 0) -> bytes:
-    """Deterministic, incompressible bytes."""
-    return random.Random(seed).randbytes(size)
+    """A real, playable MP4 of exactly ``size`` bytes, different for each seed.
+
+    A tiny ffmpeg clip, then a ``free`` box of deterministic random bytes (incompressible)
+    padding it to ``size``: the downloader checks that videos are whole MP4s.
+    """
+    clip = _tiny_clip()
+    padding = size - len(clip) - 8
+    if padding < 0:
+        raise ValueError(f"content_of needs at least {len(clip) + 8} bytes")
+    return clip + (padding + 8).to_bytes(4, "big") + b"free" + random.Random(seed).randbytes(padding)
+
+
+def tagged(clip: bytes, tag: bytes) -> bytes:
+    """The same MP4 with a ``free`` box holding ``tag``: other bytes, still a whole MP4."""
+    return clip + (8 + len(tag)).to_bytes(4, "big") + b"free" + tag
 
 
 def sha256(data: bytes) -> str:

@@ -43,7 +43,7 @@ def catalog_rows(root: Path) -> list[dict[str, object]]:
 def test_downloads_every_file_with_checksum_and_provenance(
     server: FileServer, tmp_path: Path
 ) -> None:
-    video, pdf = content_of(SIZE, 1), content_of(5_000, 2)
+    video, pdf = content_of(SIZE, 1), content_of(8_000, 2)
     served = server.add("/v/a.mp4", video)
     server.add("/docs/Fiche%20%C3%A9l%C3%A8ve.pdf", pdf, content_type="application/pdf")
     manifest = Manifest(

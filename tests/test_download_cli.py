@@ -67,13 +67,13 @@ def test_success_prints_a_summary_and_exits_0(server: FileServer, tmp_path: Path
 
 
 def test_quiet_success_prints_nothing(server: FileServer, tmp_path: Path) -> None:
-    server.add("/a.mp4", content_of(1000))
+    server.add("/a.mp4", content_of(10_000))
     manifest = write(tmp_path, make_entry("item-a", server.url("/a.mp4")))
     assert run("download", manifest, "--archive", tmp_path / "arch", "-q") == (0, "", "")
 
 
 def test_failed_items_are_named_and_exit_1(server: FileServer, tmp_path: Path) -> None:
-    server.add("/a.mp4", content_of(1000))
+    server.add("/a.mp4", content_of(10_000))
     manifest = write(
         tmp_path,
         make_entry("item-a", server.url("/a.mp4")),

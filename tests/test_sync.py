@@ -19,7 +19,7 @@ from archiver.archive import Archive, FetchedFile
 from archiver.bag import verify_bag
 from archiver.cli import cli
 
-from .conftest import content_of, make_entry, sha256
+from .conftest import content_of, make_entry, sha256, tagged
 from .media import make_mp4
 from .server import FileServer
 
@@ -52,7 +52,7 @@ def collection(tmp_path: Path, server: FileServer, clip: bytes, count: int = 2) 
     folder = tmp_path / "fiches"
     for number in range(1, count + 1):
         path = f"/videos/{UUIDS[number - 1]}-480.mp4"
-        server.add(path, clip + number.to_bytes(2, "big"))
+        server.add(path, tagged(clip, number.to_bytes(2, "big")))
         fiche(folder, number, server.url(path))
     return folder
 
@@ -101,7 +101,7 @@ def test_changed_upstream_becomes_a_new_version_and_the_kit_shows_it(
     collection(tmp_path, server, clip)
     run(*sync_args(tmp_path, "-q"))
     path = f"/videos/{UUIDS[0]}-480.mp4"
-    new = clip + b"re-encoded upstream"
+    new = tagged(clip, b"re-encoded upstream")
     server.add(path, new)  # a new ETag and Last-Modified, same URL
 
     log = tmp_path / "sync.log"
@@ -110,7 +110,7 @@ def test_changed_upstream_becomes_a_new_version_and_the_kit_shows_it(
     held = versions(tmp_path / "archive", UUIDS[0])
     assert [(v, c) for v, c, _ in held] == [(1, 0), (2, 1)]
     assert held[1][2] == sha256(new)
-    assert held[0][2] == sha256(clip + (1).to_bytes(2, "big"))
+    assert held[0][2] == sha256(tagged(clip, (1).to_bytes(2, "big")))
     old = tmp_path / "archive" / "media" / UUIDS[0] / "versions" / "1" / f"{UUIDS[0]}-480.mp4"
     assert sha256(old.read_bytes()) == held[0][2]
     kit_video = tmp_path / "kit" / "data" / "videos" / UUIDS[0] / f"{UUIDS[0]}-480.mp4"
@@ -307,7 +307,7 @@ def test_verify_archive_audits_every_file_and_names_corruption(
     assert code == 1
     assert stderr.splitlines() == [
         f"Error: {video}: corrupt: sha256 is {sha256(bytes(data))}, "
-        f"expected {sha256(clip + (1).to_bytes(2, 'big'))}",
+        f"expected {sha256(tagged(clip, (1).to_bytes(2, 'big')))}",
         f"Error: {archive / 'media' / UUIDS[1] / (UUIDS[1] + '-480.mp4')}: missing",
     ]
 

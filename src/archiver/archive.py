@@ -71,6 +71,7 @@ CREATE TABLE IF NOT EXISTS files (
     fetched_at TEXT NOT NULL,
     checked_at TEXT NOT NULL,
     audited_at TEXT,
+    resolution INTEGER,
     PRIMARY KEY (item_id, role, version)
 );
 CREATE INDEX IF NOT EXISTS files_current ON files (item_id, role) WHERE current = 1;
@@ -128,6 +129,7 @@ class FileRecord:
     fetched_at: str
     current: bool
     checked_at: str = ""
+    resolution: int | None = None
 
 
 @dataclass(frozen=True)
@@ -160,6 +162,7 @@ class FetchedFile:
     etag: str | None
     last_modified: str | None
     content_type: str | None
+    resolution: int | None = None
 
 
 @dataclass(frozen=True)
@@ -246,6 +249,9 @@ class Archive:
             db.execute("PRAGMA foreign_keys=ON")
             with db:
                 db.executescript(_SCHEMA)
+                columns = {r[1] for r in db.execute("PRAGMA table_info(files)")}
+                if "resolution" not in columns:  # archives made before resolutions were chosen
+                    db.execute("ALTER TABLE files ADD COLUMN resolution INTEGER")
                 row = db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
                 if row is None:
                     db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(CATALOG_SCHEMA),))
@@ -343,14 +349,14 @@ class Archive:
         ).fetchall()
         return [_record(row) for row in rows]
 
-    def held(self, item_id: str, role: str, url: str) -> FileRecord | None:
-        """The current version if it came from ``url`` and is on disk at its recorded size.
+    def held(self, item_id: str, role: str, url: str | None = None) -> FileRecord | None:
+        """The current version, if it is on disk at its recorded size (and came from ``url``).
 
         This is the catalog-trusting check that makes a second run fetch nothing: the full
         sha256 is the job of ``archiver verify``, not of every run.
         """
         record = self.current(item_id, role)
-        if record is None or record.url != url:
+        if record is None or (url is not None and record.url != url):
             return None
         try:
             size = (self.root / record.path).stat().st_size
@@ -413,8 +419,8 @@ class Archive:
                 )
             self._db.execute(
                 "INSERT INTO files (item_id, role, version, current, path, url, final_url, sha256,"
-                " size, etag, last_modified, content_type, fetched_at, checked_at)"
-                " VALUES (?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " size, etag, last_modified, content_type, fetched_at, checked_at, resolution)"
+                " VALUES (?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     item_id,
                     role,
@@ -429,6 +435,7 @@ class Archive:
                     fetched.content_type,
                     now,
                     now,
+                    fetched.resolution,
                 ),
             )
         record = self.current(item_id, role)
@@ -573,12 +580,27 @@ class Archive:
 
 _SELECT_FILES = (
     "SELECT item_id, role, version, path, url, final_url, sha256, size, etag, last_modified,"
-    " fetched_at, current, checked_at FROM files"
+    " fetched_at, current, checked_at, resolution FROM files"
 )
 
 
 def _record(row: tuple[object, ...]) -> FileRecord:
-    (item_id, role, version, path, url, final_url, sha256, size, etag, modified, at, cur, chk) = row
+    (
+        item_id,
+        role,
+        version,
+        path,
+        url,
+        final_url,
+        sha256,
+        size,
+        etag,
+        modified,
+        at,
+        cur,
+        chk,
+        res,
+    ) = row
     return FileRecord(
         item_id=str(item_id),
         role=str(role),
@@ -593,4 +615,5 @@ def _record(row: tuple[object, ...]) -> FileRecord:
         fetched_at=str(at),
         current=bool(cur),
         checked_at=str(chk),
+        resolution=int(res) if isinstance(res, int) else None,
     )

@@ -13,7 +13,7 @@ import contextlib
 import dataclasses
 import datetime as dt
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -21,8 +21,10 @@ from urllib.parse import unquote, urlsplit
 
 import httpx
 
+from . import peertube
 from .archive import Archive
 from .entry import Entry
+from .errors import UsageError
 from .fetch import (
     DEFAULT_SETTINGS,
     DownloadSettings,
@@ -36,6 +38,7 @@ from .fetch import (
 )
 from .manifest import Manifest
 from .names import safe_filename
+from .peertube import FitPlan, VideoFile, VideoInfo, fetch_info
 
 __all__ = [
     "DEFAULT_SETTINGS",
@@ -46,6 +49,7 @@ __all__ = [
     "Outcome",
     "Progress",
     "Status",
+    "choose_files",
     "download",
     "download_all",
     "fetch_into",
@@ -54,6 +58,11 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+PEERTUBE_CACHE = "peertube"
+# What a kit holds besides its videos, for --fit's plan: its pages and posters (measured about
+# 60 KiB a video with a 640 px poster), the catalog, scripts, styles and checksums; rounded up.
+KIT_OVERHEAD = 256 * 1024
+KIT_OVERHEAD_PER_VIDEO = 96 * 1024
 
 
 @dataclass(frozen=True)
@@ -94,11 +103,29 @@ def _file_name(url: str, *, role: str, default_suffix: str) -> str:
     return safe_filename(last, default_stem=role.replace("_", "-"), default_suffix=default_suffix)
 
 
-def jobs_for(entry: Entry) -> tuple[list[Job], list[str]]:
-    """The files of one entry, and the reasons any cannot be fetched at all."""
+def jobs_for(entry: Entry, choice: VideoFile | None = None) -> tuple[list[Job], list[str]]:
+    """The files of one entry, and the reasons any cannot be fetched at all.
+
+    ``choice`` is the file picked among those the PeerTube instance offers (``--max-height``,
+    ``--fit``); the fiche's own link otherwise. A checksum pinned for the fiche's file does not
+    apply to another resolution.
+    """
     jobs: list[Job] = []
     problems: list[str] = []
-    if entry.video.url:
+    if choice is not None:
+        jobs.append(
+            Job(
+                entry=entry,
+                role="video",
+                url=choice.url,
+                name=_file_name(choice.url, role="video", default_suffix=".mp4"),
+                sha256=entry.video.sha256 if choice.url == entry.video.url else None,
+                size=entry.video.size if choice.url == entry.video.url else None,
+                resolution=choice.resolution,
+                segments_url=choice.segments_url,
+            )
+        )
+    elif entry.video.url:
         jobs.append(
             Job(
                 entry=entry,
@@ -126,7 +153,11 @@ def _due(checked_at: str, refresh_after: float, now: float) -> bool:
 
 
 def plan(
-    manifest: Manifest, archive: Archive, *, refresh_after: float | None = None
+    manifest: Manifest,
+    archive: Archive,
+    *,
+    refresh_after: float | None = None,
+    choices: Mapping[str, VideoFile] | None = None,
 ) -> tuple[list[Job], list[Outcome]]:
     """Split the manifest's files into those to fetch and those already settled.
 
@@ -140,7 +171,7 @@ def plan(
     now = time.time()
     for entry in manifest.entries:
         archive.record_item(entry)
-        jobs, problems = jobs_for(entry)
+        jobs, problems = jobs_for(entry, (choices or {}).get(entry.id))
         for problem in problems:
             job = Job(entry=entry, role="video", url=entry.video.embed_url or "", name="")
             settled.append(Outcome(job, Status.FAILED, reason=problem))
@@ -193,6 +224,68 @@ def _run(coroutine: Coroutine[Any, Any, T]) -> T:
         return pool.submit(asyncio.run, coroutine).result()
 
 
+async def _choose(
+    manifest: Manifest,
+    archive: Archive,
+    settings: DownloadSettings,
+    refresh_after: float | None,
+    budget: int | None,
+) -> tuple[dict[str, VideoFile], FitPlan | None]:
+    cache = archive.root / PEERTUBE_CACHE
+    infos: dict[str, VideoInfo] = {}
+    async with make_client(settings) as client:
+        for entry in manifest.entries:
+            if entry.peertube is None:
+                continue
+            cached = cache / f"{entry.peertube.uuid}.json"
+            fresh = refresh_after is None or (
+                cached.is_file() and time.time() - cached.stat().st_mtime < refresh_after
+            )
+            info = await fetch_info(client, entry.peertube, cache, fresh=fresh)
+            if info is not None and info.files:
+                infos[entry.id] = info
+    if budget is None:
+        choices = {}
+        for item, info in infos.items():
+            choice = peertube.choose(info, settings.max_height)
+            if choice is not None:
+                choices[item] = choice
+        return choices, None
+    options = {
+        item: [
+            f
+            for f in info.files
+            if settings.max_height is None or f.resolution <= settings.max_height
+        ]
+        for item, info in infos.items()
+    }
+    unknown = [e for e in manifest.entries if e.id not in options or not options[e.id]]
+    if unknown:
+        names = ", ".join(f"{e.title} ({e.id})" for e in unknown)
+        raise UsageError(
+            f"--fit needs each video's sizes from its PeerTube instance; none for: {names}"
+        )
+    overhead = KIT_OVERHEAD + KIT_OVERHEAD_PER_VIDEO * len(manifest.entries)
+    fit = peertube.plan_fit(options, budget=budget, overhead=overhead)
+    return dict(fit.choices), fit
+
+
+def choose_files(
+    manifest: Manifest,
+    archive: Archive,
+    *,
+    settings: DownloadSettings = DEFAULT_SETTINGS,
+    refresh_after: float | None = None,
+    budget: int | None = None,
+) -> tuple[dict[str, VideoFile], FitPlan | None]:
+    """Which file of each PeerTube video to fetch: ``--max-height``, and ``--fit`` a budget.
+
+    Asks each instance's API at most once per ``refresh_after`` (answers are cached in the
+    archive); a video the API does not describe keeps its fiche's link.
+    """
+    return _run(_choose(manifest, archive, settings, refresh_after, budget))
+
+
 def fetch_into(
     manifest: Manifest,
     archive: Archive,
@@ -200,6 +293,7 @@ def fetch_into(
     settings: DownloadSettings = DEFAULT_SETTINGS,
     progress: Progress | None = None,
     refresh_after: float | None = None,
+    choices: Mapping[str, VideoFile] | None = None,
 ) -> DownloadReport:
     """Fetch what the archive lacks of ``manifest`` (and what is due for a refresh).
 
@@ -207,7 +301,9 @@ def fetch_into(
     """
     progress = progress or NullProgress()
     start = time.monotonic()
-    todo, settled = plan(manifest, archive, refresh_after=refresh_after)
+    if choices is None and settings.max_height is not None:
+        choices, _ = choose_files(manifest, archive, settings=settings, refresh_after=refresh_after)
+    todo, settled = plan(manifest, archive, refresh_after=refresh_after, choices=choices)
     progress.begin(todo)
     try:
         fetched = (

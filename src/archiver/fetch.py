@@ -28,16 +28,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Protocol
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import httpcore
 import httpx
 
-from . import __version__
+from . import __version__, media
 from .archive import Archive, FetchedFile, FileRecord, PartialState
 from .entry import Entry
 from .errors import ArchiverError, ChecksumMismatch, DownloadError
 from .files import atomic_write_bytes
+from .peertube import check_segments
 from .throttle import RateLimiter
 
 __all__ = [
@@ -86,6 +87,11 @@ class DownloadSettings:
     # A failed attempt that grew the partial file past its best by this much made progress:
     # the retry budget starts again, so a line that drops every few minutes still finishes.
     progress_resets_after: int = 1024 * 1024
+    # Check that each video is a whole, playable MP4 (box structure, ffprobe) before keeping it.
+    check_media: bool = True
+    # The tallest video wanted (--max-height): the largest resolution the instance offers
+    # at most this tall, instead of the fiche's link.
+    max_height: int | None = None
     # (from, to) URL prefixes: fetch from a regional mirror or a LAN cache; provenance keeps
     # the original URL.
     mirrors: tuple[tuple[str, str], ...] = ()
@@ -122,6 +128,13 @@ class Job:
     sha256: str | None = None
     size: int | None = None
     revalidate: FileRecord | None = None  # held, but due for a check that upstream is the same
+    resolution: int | None = None  # the height chosen among those the PeerTube instance offers
+    segments_url: str | None = None  # the instance's sha256 of each byte range of the file
+
+    @property
+    def name_upstream(self) -> str:
+        """The file's name as its source knows it: the key of its segments' checksums."""
+        return unquote(urlsplit(self.url).path.rpartition("/")[2])
 
     @property
     def label(self) -> str:
@@ -408,6 +421,7 @@ class Fetcher:
                 else:  # 416: the partial already holds the whole file
                     sink = await asyncio.to_thread(_Sink, part, have)
                 await asyncio.to_thread(sink.close, durable=True)
+                await self._check_content(job, part, sink)
                 return self._finish(job, response, state, expected, sink)
         except httpx.TooManyRedirects as exc:
             reason = f"too many redirects (more than {self.settings.max_redirects})"
@@ -512,6 +526,28 @@ class Fetcher:
         sink.write(block)
         sink.flush()
 
+    async def _check_content(self, job: Job, part: Path, sink: _Sink) -> None:
+        """A video must be a whole, playable MP4 whose bytes match what its source publishes."""
+        if job.role != "video" or not self.settings.check_media:
+            return
+        if sink.size != (job.size if job.size is not None else sink.size):
+            return  # _finish reports the size mismatch itself
+        try:
+            await asyncio.to_thread(media.check_playable, part)
+        except media.MediaError as exc:
+            self._reject(job, part)
+            raise DownloadError(job.url, exc.reason) from exc
+        if job.segments_url:
+            problem = await check_segments(self.client, job.segments_url, part, job.name_upstream)
+            if problem:
+                self._reject(job, part)
+                raise ChecksumMismatch(job.url, "segment sha256", problem[0], problem[1])
+
+    def _reject(self, job: Job, part: Path) -> None:
+        """Bad bytes go to quarantine, for a person to look at; the partial starts over."""
+        self.archive.quarantine(job.entry.id, job.name, part)
+        self._discard_partial(job)
+
     def _finish(
         self,
         job: Job,
@@ -527,13 +563,10 @@ class Fetcher:
             self._discard_partial(job)
             raise _Retry(f"received {size} bytes but the server announced {expected}")
         if job.size is not None and size != job.size:
-            self.archive.quarantine(job.entry.id, job.name, part)
-            self._discard_partial(job)
+            self._reject(job, part)
             raise ChecksumMismatch(job.url, "size", str(job.size), str(size))
         if job.sha256 is not None and digest != job.sha256:
-            kept = self.archive.quarantine(job.entry.id, job.name, part)
-            self._discard_partial(job)
-            log.warning("%s: bytes failing the pinned sha256 kept in %s", job.label, kept)
+            self._reject(job, part)
             raise ChecksumMismatch(job.url, "sha256", job.sha256, digest)
         fetched = FetchedFile(
             url=job.url,
@@ -543,6 +576,7 @@ class Fetcher:
             etag=state.etag,
             last_modified=state.last_modified,
             content_type=response.headers.get("Content-Type"),
+            resolution=job.resolution,
         )
         record = self.archive.commit(job.entry.id, job.role, job.name, part, fetched)
         with contextlib.suppress(FileNotFoundError):

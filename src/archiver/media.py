@@ -24,7 +24,9 @@ __all__ = [
     "MediaInfo",
     "MediaUnavailable",
     "available",
+    "check_playable",
     "make_poster",
+    "mp4_problem",
     "poster_command",
     "probe",
 ]
@@ -128,3 +130,55 @@ def make_poster(source: Path, target: Path, info: MediaInfo) -> None:
     finally:
         with contextlib.suppress(FileNotFoundError):
             temp.unlink()
+
+
+def mp4_problem(path: Path) -> str | None:
+    """Why ``path`` is not a whole MP4, or ``None``: its top-level boxes must tile the file.
+
+    A fragmented MP4 cut short (a lying server, a bad disk) ends in a box whose announced size
+    runs past the end of the file; a file that is not an MP4 has no ``ftyp`` first.
+    """
+    size = path.stat().st_size
+    position = 0
+    first = True
+    with path.open("rb") as stream:
+        while position < size:
+            stream.seek(position)
+            header = stream.read(16)
+            if len(header) < 8:
+                return f"truncated: {size - position} stray byte(s) at the end"
+            length = int.from_bytes(header[:4], "big")
+            kind = header[4:8]
+            if first and kind != b"ftyp":
+                return "not an MP4 (no ftyp box at the start)"
+            first = False
+            if length == 1:  # a 64-bit size follows the type
+                if len(header) < 16:
+                    return "truncated inside a box header"
+                length = int.from_bytes(header[8:16], "big")
+            elif length == 0:  # the box runs to the end of the file
+                length = size - position
+            if length < 8:
+                return f"corrupt box at byte {position}"
+            if position + length > size:
+                name = kind.decode("ascii", "replace")
+                missing = position + length - size
+                return f"truncated: the last '{name}' box ends {missing} bytes past the end"
+            position += length
+    return None if not first else "empty file"
+
+
+def check_playable(path: Path) -> MediaInfo | None:
+    """Raise :class:`MediaError` unless ``path`` is a whole MP4 with a video stream and a length.
+
+    Without ffprobe only the box structure is checked (and ``None`` returned).
+    """
+    problem = mp4_problem(path)
+    if problem:
+        raise MediaError(path, f"not a playable MP4: {problem}")
+    if not available():
+        return None
+    info = probe(path)
+    if not info.playable:
+        raise MediaError(path, "not a playable MP4: no video stream with a duration")
+    return info

@@ -167,7 +167,8 @@ def _plan(manifest: Manifest, archive: Archive) -> _Plan:
         if not entry.video.url:
             plan.left_out.append((entry, "no download URL: nothing to show"))
             continue
-        record = archive.held(entry.id, "video", entry.video.url)
+        # The current version, whichever URL it came from: a capped resolution, a mirror.
+        record = archive.held(entry.id, "video")
         if record is None:
             plan.left_out.append((entry, "not in the archive yet (run 'archiver download')"))
             continue
@@ -190,7 +191,7 @@ def _plan(manifest: Manifest, archive: Archive) -> _Plan:
             plan.payload[f"{folder}/{POSTER_NAME}"] = poster
         assets = []
         for asset in entry.assets:
-            held = archive.held(entry.id, asset.kind, asset.url)
+            held = archive.held(entry.id, asset.kind)
             if held is None:
                 plan.warnings.append(f"{entry.title} ({entry.id}): {asset.kind} not in the archive")
                 continue
@@ -203,6 +204,7 @@ def _plan(manifest: Manifest, archive: Archive) -> _Plan:
                 video_size=format_bytes(record.size).replace(".", ","),
                 poster_name=POSTER_NAME if poster is not None else None,
                 duration=_duration(facts.duration) if facts and facts.duration else None,
+                resolution=f"{record.resolution}p" if record.resolution else None,
                 assets=tuple(assets),
             )
         )

@@ -78,7 +78,7 @@ def _offline_report(manifest: Manifest, archive: Archive) -> DownloadReport:
     for entry in manifest.entries:
         archive.record_item(entry)
         for job in jobs_for(entry)[0]:
-            record = archive.held(entry.id, job.role, job.url)
+            record = archive.held(entry.id, job.role)
             if record is not None:
                 outcomes.append(Outcome(job, Status.HELD, record=record))
             else:
