@@ -120,7 +120,9 @@ def content_of(size: int, seed: int = 0) -> bytes:
     padding = size - len(clip) - 8
     if padding < 0:
         raise ValueError(f"content_of needs at least {len(clip) + 8} bytes")
-    return clip + (padding + 8).to_bytes(4, "big") + b"free" + random.Random(seed).randbytes(padding)
+    return (
+        clip + (padding + 8).to_bytes(4, "big") + b"free" + random.Random(seed).randbytes(padding)
+    )
 
 
 def tagged(clip: bytes, tag: bytes) -> bytes:

@@ -31,10 +31,10 @@ from .download import DownloadSettings, NullProgress, Progress, download
 from .errors import EXIT_FAILED, EXIT_OK, ArchiverError, ConfigError, UsageError
 from .manifest import build_manifest, dumps, load_manifest, write_manifest
 from .meter import ByteMeter
-from .options import DurationType, archive_option, download_options
+from .options import DurationType, SizeType, archive_option, download_options
 from .package import DEFAULT_TITLE, PackageSettings, package
 from .status import archive_status, format_status
-from .sync import SyncSettings, sync
+from .sync import SyncSettings, plan_sync, sync
 from .units import format_bytes
 
 __all__ = ["EXIT_INTERNAL", "cli", "main"]
@@ -275,6 +275,7 @@ def download_command(
     rate_limit: int | None,
     retries: int,
     timeout: float,
+    max_height: int | None,
     mirrors: tuple[tuple[str, str], ...],
 ) -> None:
     """Fetch every video and companion file of a manifest into the archive.
@@ -300,6 +301,7 @@ def download_command(
         retries=retries,
         timeout=timeout,
         mirrors=mirrors,
+        max_height=max_height,
     )
     report = download(
         load_manifest(manifest_path), archive, settings=settings, progress=_progress(state)
@@ -465,6 +467,20 @@ def verify_command(
 )
 @click.option("--title", default=DEFAULT_TITLE, show_default=True, help="The kit's title.")
 @click.option("--copy", is_flag=True, help="Copy videos into the kit rather than hard-link them.")
+@click.option(
+    "--fit",
+    type=SizeType(),
+    default=None,
+    metavar="SIZE",
+    help="Choose each video's resolution so the whole kit fits in SIZE (e.g. 3.7G for a 4 GB "
+    "key), as high and as even as possible; planned from the instance's sizes.",
+)
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="With --fit or --max-height: print each video's planned resolution and size, and "
+    "the total; fetch nothing.",
+)
 @common_options
 @click.pass_context
 def sync_command(
@@ -477,19 +493,24 @@ def sync_command(
     rate_limit: int | None,
     retries: int,
     timeout: float,
+    max_height: int | None,
     mirrors: tuple[tuple[str, str], ...],
     refresh_after: float,
     offline: bool,
     log_file: Path | None,
     title: str,
     copy: bool,
+    fit: int | None,
+    dry_run: bool,
 ) -> None:
     """Manifest, download and kit in one run, for cron.
 
     Reads the fiches (the bundled collection when no PATH is given), fetches what is new,
     changed upstream (checked at most once per --refresh-after) or missing, and updates the
-    kit, all under the archive's lock. A video whose fiche left the collection leaves the kit
-    and is marked retired in the archive, which keeps it until 'archiver prune'.
+    kit, all under the archive's lock. --max-height and --fit pick among the resolutions the
+    PeerTube instance offers; --fit 3.7G --dry-run shows how a collection fills a 4 GB key.
+    A video whose fiche left the collection leaves the kit and is marked retired in the
+    archive, which keeps it until 'archiver prune'.
 
     \b
     With -q it prints nothing when all went well, and only the failures otherwise:
@@ -508,11 +529,19 @@ def sync_command(
             retries=retries,
             timeout=timeout,
             mirrors=mirrors,
+            max_height=max_height,
         ),
         package=PackageSettings(title=title, copy=copy),
         refresh_after=refresh_after,
         offline=offline,
+        fit=fit,
     )
+    if dry_run:
+        if fit is None and max_height is None:
+            raise UsageError("--dry-run goes with --fit or --max-height")
+        for line in plan_sync(list(paths), archive, settings=settings):
+            click.echo(line)
+        return
     with contextlib.ExitStack() as stack:
         log = None
         if log_file is not None:

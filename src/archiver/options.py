@@ -115,6 +115,14 @@ def download_options(function: F) -> F:
             help="Seconds without a byte before a connection counts as stalled.",
         ),
         click.option(
+            "--max-height",
+            type=click.IntRange(144, 4320),
+            default=None,
+            metavar="PIXELS",
+            help="Fetch the largest resolution the PeerTube instance offers at most this tall "
+            "(e.g. 480) instead of the fiche's link.",
+        ),
+        click.option(
             "--mirror",
             "mirrors",
             type=MirrorType(),

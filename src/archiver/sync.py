@@ -24,6 +24,7 @@ from .download import (
     Outcome,
     Progress,
     Status,
+    choose_files,
     fetch_into,
     jobs_for,
     record_report,
@@ -32,8 +33,9 @@ from .errors import ArchiveError
 from .manifest import Manifest, build_manifest, write_manifest
 from .meter import ByteMeter
 from .package import PackageReport, PackageSettings, build_kit
+from .units import format_bytes
 
-__all__ = ["DEFAULT_REFRESH_AFTER", "SyncReport", "SyncSettings", "sync"]
+__all__ = ["DEFAULT_REFRESH_AFTER", "SyncReport", "SyncSettings", "plan_sync", "sync"]
 
 DEFAULT_REFRESH_AFTER = 24 * 3600.0
 LAST_MANIFEST = "manifest.json"
@@ -47,6 +49,7 @@ class SyncSettings:
     package: PackageSettings = PackageSettings()  # noqa: RUF009 - frozen, so safe to share
     refresh_after: float | None = DEFAULT_REFRESH_AFTER
     offline: bool = False
+    fit: int | None = None  # bytes the whole kit must fit in (--fit)
 
 
 @dataclass(frozen=True)
@@ -105,12 +108,22 @@ def sync(
         if settings.offline:
             fetched = _offline_report(manifest, archive)
         else:
+            choices = None
+            if settings.fit is not None or settings.download.max_height is not None:
+                choices, _ = choose_files(
+                    manifest,
+                    archive,
+                    settings=settings.download,
+                    refresh_after=settings.refresh_after,
+                    budget=settings.fit,
+                )
             fetched = fetch_into(
                 manifest,
                 archive,
                 settings=settings.download,
                 progress=progress,
                 refresh_after=settings.refresh_after,
+                choices=choices,
             )
         try:
             write_manifest(manifest, archive_root / LAST_MANIFEST)
@@ -139,6 +152,40 @@ def sync(
     if log is not None:
         _log(log, report, failures)
     return report
+
+
+def plan_sync(
+    paths: Sequence[Path],
+    archive_root: Path,
+    *,
+    settings: SyncSettings = SyncSettings(),
+) -> list[str]:
+    """What ``--fit``/``--max-height`` would fetch: one line per video and the total.
+
+    Asks the PeerTube API (at most once per refresh period); downloads nothing.
+    """
+    manifest = build_manifest(paths or [default_collection()])
+    with Archive(archive_root) as archive, archive.locked():
+        choices, fit = choose_files(
+            manifest,
+            archive,
+            settings=settings.download,
+            refresh_after=settings.refresh_after,
+            budget=settings.fit,
+        )
+    titles = {entry.id: entry.title for entry in manifest.entries}
+    if fit is not None:
+        return fit.lines(titles)
+    lines = []
+    for entry in manifest.entries:
+        choice = choices.get(entry.id)
+        if choice is None:
+            lines.append(f"{entry.title} ({entry.id}): the fiche's link (no size known)")
+        else:
+            lines.append(
+                f"{entry.title} ({entry.id}): {choice.resolution}p, {format_bytes(choice.size)}"
+            )
+    return lines
 
 
 def _log(stream: IO[str], report: SyncReport, failures: list[Outcome]) -> None:

@@ -1,0 +1,317 @@
+"""PeerTube-aware downloads against a fake instance on the loopback server."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from pathlib import Path
+
+import bagit
+import pytest
+from click.testing import CliRunner
+
+from archiver.cli import cli
+from archiver.errors import UsageError
+from archiver.peertube import VideoFile, choose, parse_video, plan_fit
+
+from .conftest import content_of
+from .server import FileServer
+
+UUIDS = [f"aaaaaaa{i}-bbbb-4ccc-8ddd-eeeeeeeeeeee" for i in range(1, 5)]
+SIZES = {1080: 400_000, 720: 250_000, 480: 120_000, 360: 80_000}
+SEGMENT = 50_000
+
+
+def run(*args: str | Path) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def segments_of(data: bytes) -> dict[str, str]:
+    return {
+        f"{start}-{min(start + SEGMENT, len(data)) - 1}": hashlib.sha256(
+            data[start : start + SEGMENT]
+        ).hexdigest()
+        for start in range(0, len(data), SEGMENT)
+    }
+
+
+def publish(
+    server: FileServer,
+    uuid: str,
+    *,
+    seed: int = 0,
+    heights: tuple[int, ...] = (1080, 720, 480, 360),
+    tamper: bool = False,
+    api_status: int | None = None,
+) -> dict[int, bytes]:
+    """A video on the fake instance: its files, its segments' checksums, its API answer."""
+    files, playlist_files, segments = {}, [], {}
+    for height in heights:
+        data = content_of(SIZES[height], seed * 10 + height)
+        name = f"{uuid}-{height}-fragmented.mp4"
+        server.add(f"/download/streaming-playlists/hls/videos/{name}", data)
+        files[height] = data
+        segments[name] = segments_of(data)
+        playlist_files.append(
+            {
+                "id": height,
+                "resolution": {"id": height, "label": f"{height}p"},
+                "size": len(data),
+                "fps": 25,
+                "fileUrl": server.url(f"/static/streaming-playlists/hls/{uuid}/{name}"),
+                "fileDownloadUrl": server.url(f"/download/streaming-playlists/hls/videos/{name}"),
+                "torrentUrl": server.url(f"/lazy-static/torrents/{height}.torrent"),
+            }
+        )
+    if tamper:
+        name = f"{uuid}-{heights[-1]}-fragmented.mp4"
+        first = next(iter(segments[name]))
+        segments[name][first] = "0" * 64
+    segments_path = f"/static/streaming-playlists/hls/{uuid}/segments-sha256.json"
+    server.add(segments_path, json.dumps(segments).encode(), content_type="application/json")
+    document = {
+        "id": 42,
+        "uuid": uuid,
+        "shortUUID": "x",
+        "name": f"Vidéo {uuid[:8]}",
+        "duration": 12,
+        "previewPath": f"/lazy-static/previews/{uuid}.jpg",
+        "licence": {"id": 4, "label": "Attribution - Non Commercial - No Derivatives"},
+        "language": {"id": "fr", "label": "French"},
+        "files": [
+            {
+                "resolution": {"id": 0, "label": "Audio"},
+                "size": 1000,
+                "fileDownloadUrl": server.url("/download/audio.mp4"),
+            },
+        ],
+        "streamingPlaylists": [
+            {
+                "id": 1,
+                "type": 1,
+                "playlistUrl": server.url(f"/static/streaming-playlists/hls/{uuid}/master.m3u8"),
+                "segmentsSha256Url": server.url(segments_path),
+                "files": playlist_files,
+            }
+        ],
+    }
+    body = json.dumps(document).encode()
+    if api_status is None:
+        server.add(f"/api/v1/videos/{uuid}", body, content_type="application/json")
+    else:
+        server.add(f"/api/v1/videos/{uuid}", body, statuses=[api_status] * 100)
+    return files
+
+
+def fiche(folder: Path, server: FileServer, uuid: str, *, instance: str | None = None) -> Path:
+    """A fiche as Canopé writes them: an embed URL and the 1080p download link."""
+    folder.mkdir(parents=True, exist_ok=True)
+    base = instance or server.url("")
+    path = folder / f"{uuid}.md"
+    path.write_text(
+        f"---\ntitle: Vidéo {uuid[:8]}\narea: Domaine 1\n"
+        f"videoEmbedSrc: {base}/videos/embed/{uuid}\n"
+        f"videoDLHref: {server.url(f'/download/streaming-playlists/hls/videos/{uuid}-1080-fragmented.mp4')}\n"
+        "---\n\n## Script\n\nTexte.\n",
+        encoding="utf-8",
+    )
+    return path
+
+
+def sync_args(tmp_path: Path, *extra: str | Path) -> list[str | Path]:
+    return ["sync", tmp_path / "fiches", "--archive", tmp_path / "archive", "--kit",
+            tmp_path / "kit", "--retries", "0", "-q", *extra]  # fmt: skip
+
+
+def held(archive: Path) -> dict[str, tuple[int | None, str]]:
+    db = sqlite3.connect(archive / "catalog.sqlite")
+    try:
+        rows = db.execute("SELECT item_id, resolution, url FROM files WHERE current=1").fetchall()
+    finally:
+        db.close()
+    return {item: (resolution, url) for item, resolution, url in rows}
+
+
+# -- pure parts --------------------------------------------------------------------------------
+
+
+def test_parse_video_reads_every_resolution_and_skips_audio(server: FileServer) -> None:
+    publish(server, UUIDS[0])
+    document = json.loads(server.files[f"/api/v1/videos/{UUIDS[0]}"].content)
+    info = parse_video(document, server.url(""))
+    assert [f.resolution for f in info.files] == [360, 480, 720, 1080]
+    assert [f.size for f in info.files] == [80_000, 120_000, 250_000, 400_000]
+    assert info.files[0].segments_url == server.url(
+        f"/static/streaming-playlists/hls/{UUIDS[0]}/segments-sha256.json"
+    )
+    assert info.preview_url == server.url(f"/lazy-static/previews/{UUIDS[0]}.jpg")
+    assert info.duration == 12.0
+    assert choose(info, 480) is not None
+    assert choose(info, 480).resolution == 480  # type: ignore[union-attr]
+    assert choose(info, 700).resolution == 480  # type: ignore[union-attr]
+    assert choose(info, 240) is None
+    assert choose(info, None).resolution == 1080  # type: ignore[union-attr]
+
+
+def ladder(*sizes: tuple[int, int]) -> list[VideoFile]:
+    return [VideoFile(resolution=h, size=s, url=f"https://x.org/{h}") for h, s in sizes]
+
+
+def test_plan_fit_lowers_the_tallest_first_and_stays_even() -> None:
+    options = {
+        "a": ladder((1080, 100), (720, 60), (480, 30)),
+        "b": ladder((1080, 90), (720, 50), (480, 25)),
+        "c": ladder((720, 70), (480, 35)),
+    }
+    plan = plan_fit(options, budget=200, overhead=10)
+    assert plan.total <= 200
+    chosen = {item: f.resolution for item, f in plan.choices}
+    assert chosen == {"a": 720, "b": 720, "c": 720}  # 10 + 60 + 50 + 70 = 190
+    assert max(chosen.values()) - min(chosen.values()) <= 240
+
+
+def test_plan_fit_says_the_smallest_size_reachable() -> None:
+    options = {"a": ladder((720, 60), (360, 20)), "b": ladder((480, 30))}
+    with pytest.raises(UsageError) as caught:
+        plan_fit(options, budget=40, overhead=5)
+    assert caught.value.message == (
+        "the kit cannot fit in 40 B: even at the lowest resolutions it needs 55 B"
+    )
+
+
+# -- against the fake instance -----------------------------------------------------------------
+
+
+def test_max_height_fetches_the_largest_resolution_under_the_cap(
+    server: FileServer, tmp_path: Path
+) -> None:
+    files = publish(server, UUIDS[0])
+    fiche(tmp_path / "fiches", server, UUIDS[0])
+    assert run(*sync_args(tmp_path, "--max-height", "600")) == (0, "", "")
+    resolution, url = held(tmp_path / "archive")[UUIDS[0]]
+    assert resolution == 480
+    assert url.endswith(f"{UUIDS[0]}-480-fragmented.mp4")
+    kit_video = tmp_path / "kit/data/videos" / UUIDS[0] / f"{UUIDS[0]}-480-fragmented.mp4"
+    assert kit_video.read_bytes() == files[480]
+    assert "· 480p" in (tmp_path / "kit/data/videos" / UUIDS[0] / "index.html").read_text()
+    # a second run asks nothing: the API's answer is cached, the file held
+    before = len(server.requests())
+    assert run(*sync_args(tmp_path, "--max-height", "600")) == (0, "", "")
+    assert len(server.requests()) == before
+
+
+def test_fit_fills_a_budget_between_the_smallest_and_largest_totals(
+    server: FileServer, tmp_path: Path
+) -> None:
+    for number, uuid in enumerate(UUIDS[:3]):
+        publish(server, uuid, seed=number)
+        fiche(tmp_path / "fiches", server, uuid)
+    smallest, largest = 3 * SIZES[360], 3 * SIZES[1080]
+    budget = 900_000  # room for some videos above 360p, not all at 1080p
+    assert smallest < budget < largest
+
+    code, stdout, _ = run(*sync_args(tmp_path, "--fit", str(budget), "--dry-run"))
+    assert code == 0
+    lines = stdout.splitlines()
+    assert len(lines) == 4
+    assert lines[-1].startswith("Total: ")
+    assert not [r for r in server.requests() if "/download/" in r.path]  # nothing fetched
+
+    assert run(*sync_args(tmp_path, "--fit", str(budget))) == (0, "", "")
+    kit = tmp_path / "kit"
+    size = sum(p.stat().st_size for p in kit.rglob("*") if p.is_file())
+    assert size <= budget, f"the kit is {size} bytes for a {budget}-byte budget"
+    resolutions = [resolution for resolution, _ in held(tmp_path / "archive").values()]
+    assert any(r is not None and r > 360 for r in resolutions), resolutions
+    bagit.Bag(str(kit)).validate()
+
+
+def test_fit_that_cannot_be_reached_exits_2_with_the_smallest_size(
+    server: FileServer, tmp_path: Path
+) -> None:
+    publish(server, UUIDS[0])
+    fiche(tmp_path / "fiches", server, UUIDS[0])
+    code, _, stderr = run(*sync_args(tmp_path, "--fit", "50k"))
+    assert code == 2
+    assert stderr.startswith(
+        "Error: the kit cannot fit in 50.0 KiB: even at the lowest resolutions it needs "
+    )
+    assert not [r for r in server.requests() if "/download/" in r.path]
+
+
+def test_tampered_segment_checksums_fail_the_item_and_quarantine_it(
+    server: FileServer, tmp_path: Path
+) -> None:
+    publish(server, UUIDS[0], tamper=True, heights=(720, 360))
+    fiche(tmp_path / "fiches", server, UUIDS[0])
+    code, _, stderr = run(*sync_args(tmp_path, "--max-height", "360"))
+    assert code == 1
+    assert f"({UUIDS[0]}, video)" in stderr
+    assert "segment sha256 mismatch: expected " + "0" * 64 + " for bytes 0-49999, got " in stderr
+    assert held(tmp_path / "archive") == {}
+    assert len(list((tmp_path / "archive" / "quarantine" / UUIDS[0]).iterdir())) == 1
+
+
+def test_right_segment_checksums_are_checked(server: FileServer, tmp_path: Path) -> None:
+    publish(server, UUIDS[0], heights=(720, 360))
+    fiche(tmp_path / "fiches", server, UUIDS[0])
+    assert run(*sync_args(tmp_path, "--max-height", "360")) == (0, "", "")
+    asked = [r.path for r in server.requests() if r.path.endswith("segments-sha256.json")]
+    assert len(asked) == 1
+
+
+@pytest.mark.parametrize("status", [401, 403, 404, 500])
+def test_private_unknown_or_broken_api_falls_back_to_the_fiche_link(
+    server: FileServer, tmp_path: Path, status: int
+) -> None:
+    files = publish(server, UUIDS[0], api_status=status)
+    fiche(tmp_path / "fiches", server, UUIDS[0])
+    code, _, stderr = run(*sync_args(tmp_path, "--max-height", "480"))
+    assert code == 0, stderr
+    resolution, url = held(tmp_path / "archive")[UUIDS[0]]
+    assert resolution is None
+    assert url.endswith(f"{UUIDS[0]}-1080-fragmented.mp4")
+    assert (
+        tmp_path / "archive/media" / UUIDS[0] / f"{UUIDS[0]}-1080-fragmented.mp4"
+    ).read_bytes() == files[1080]
+
+
+def test_unreachable_api_falls_back_to_the_fiche_link(server: FileServer, tmp_path: Path) -> None:
+    publish(server, UUIDS[0])
+    fiche(tmp_path / "fiches", server, UUIDS[0], instance="http://tube.example.invalid")
+    assert run(*sync_args(tmp_path, "--max-height", "480")) == (0, "", "")
+    assert held(tmp_path / "archive")[UUIDS[0]][0] is None
+
+
+def test_fiche_without_uuid_asks_no_api(server: FileServer, tmp_path: Path) -> None:
+    server.add("/videos/plain.mp4", content_of(90_000))
+    folder = tmp_path / "fiches"
+    folder.mkdir()
+    (folder / "plain.md").write_text(
+        f"---\ntitle: Sans UUID\nvideoDLHref: {server.url('/videos/plain.mp4')}\n---\n",
+        encoding="utf-8",
+    )
+    assert run(*sync_args(tmp_path, "--max-height", "480")) == (0, "", "")
+    assert [r.path for r in server.requests()] == ["/videos/plain.mp4"]
+
+
+def test_a_truncated_mp4_is_refused_and_kept_out_of_the_kit(
+    server: FileServer, tmp_path: Path
+) -> None:
+    whole = content_of(200_000)
+    server.add("/videos/cut.mp4", whole[:150_000])  # served whole, but the MP4 is cut
+    folder = tmp_path / "fiches"
+    folder.mkdir()
+    (folder / "cut.md").write_text(
+        f"---\ntitle: Coupée\nvideoDLHref: {server.url('/videos/cut.mp4')}\n---\n",
+        encoding="utf-8",
+    )
+    code, _, stderr = run(*sync_args(tmp_path))
+    assert code == 1
+    assert stderr.startswith(f"Error: Coupée (cut, video): {server.url('/videos/cut.mp4')}: "
+                             "not a playable MP4: truncated: the last 'free' box ends ")  # fmt: skip
+    assert held(tmp_path / "archive") == {}
+    assert not (tmp_path / "kit" / "data" / "videos" / "cut").exists()
+    assert list((tmp_path / "archive" / "quarantine" / "cut").iterdir())
