@@ -56,3 +56,14 @@ def probe_duration(path: Path) -> float:
         check=True,
     )
     return float(done.stdout.strip())
+
+
+def make_jpeg(path: Path, *, colour: str = "red", width: int = 64, height: int = 36) -> Path:
+    """A small JPEG of one colour, as a PeerTube instance's preview image."""
+    ffmpeg = require("ffmpeg")
+    subprocess.run(
+        [ffmpeg, "-v", "error", "-y", "-f", "lavfi", "-i", f"color={colour}:s={width}x{height}",
+         "-frames:v", "1", str(path)],
+        check=True,
+    )  # fmt: skip
+    return path

@@ -16,11 +16,29 @@ from archiver.errors import UsageError
 from archiver.peertube import VideoFile, choose, parse_video, plan_fit
 
 from .conftest import content_of
+from .media import make_jpeg
 from .server import FileServer
 
 UUIDS = [f"aaaaaaa{i}-bbbb-4ccc-8ddd-eeeeeeeeeeee" for i in range(1, 5)]
 SIZES = {1080: 400_000, 720: 250_000, 480: 120_000, 360: 80_000}
 SEGMENT = 50_000
+
+
+VTT = """WEBVTT
+
+1
+00:00:00.000 --> 00:00:00.500
+Bonjour à tous.
+
+2
+00:00:00.500 --> 00:00:01.500
+<b>Différencier</b>, c’est s’adapter.
+"""
+
+
+@pytest.fixture(scope="module")
+def preview(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    return make_jpeg(tmp_path_factory.mktemp("preview") / "p.jpg").read_bytes()
 
 
 def run(*args: str | Path) -> tuple[int, str, str]:
@@ -45,8 +63,11 @@ def publish(
     heights: tuple[int, ...] = (1080, 720, 480, 360),
     tamper: bool = False,
     api_status: int | None = None,
+    preview: bytes | None = None,
+    captions: dict[str, str] | None = None,
 ) -> dict[int, bytes]:
-    """A video on the fake instance: its files, its segments' checksums, its API answer."""
+    """A video on the fake instance: its files, its segments' checksums, its API answer, and
+    when given its preview image and captions (language → WebVTT text)."""
     files, playlist_files, segments = {}, [], {}
     for height in heights:
         data = content_of(SIZES[height], seed * 10 + height)
@@ -97,6 +118,20 @@ def publish(
             }
         ],
     }
+    if preview is not None:
+        server.add(f"/lazy-static/previews/{uuid}.jpg", preview, content_type="image/jpeg")
+    listed = []
+    for language, text in (captions or {}).items():
+        path = f"/lazy-static/video-captions/{uuid}-{language}.vtt"
+        server.add(path, text.encode(), content_type="text/vtt")
+        listed.append(
+            {"language": {"id": language, "label": language.upper()}, "captionPath": path}
+        )
+    server.add(
+        f"/api/v1/videos/{uuid}/captions",
+        json.dumps({"total": len(listed), "data": listed}).encode(),
+        content_type="application/json",
+    )
     body = json.dumps(document).encode()
     if api_status is None:
         server.add(f"/api/v1/videos/{uuid}", body, content_type="application/json")
@@ -185,9 +220,9 @@ def test_plan_fit_says_the_smallest_size_reachable() -> None:
 
 
 def test_max_height_fetches_the_largest_resolution_under_the_cap(
-    server: FileServer, tmp_path: Path
+    server: FileServer, tmp_path: Path, preview: bytes
 ) -> None:
-    files = publish(server, UUIDS[0])
+    files = publish(server, UUIDS[0], preview=preview)
     fiche(tmp_path / "fiches", server, UUIDS[0])
     assert run(*sync_args(tmp_path, "--max-height", "600")) == (0, "", "")
     resolution, url = held(tmp_path / "archive")[UUIDS[0]]
@@ -315,3 +350,64 @@ def test_a_truncated_mp4_is_refused_and_kept_out_of_the_kit(
     assert held(tmp_path / "archive") == {}
     assert not (tmp_path / "kit" / "data" / "videos" / "cut").exists()
     assert list((tmp_path / "archive" / "quarantine" / "cut").iterdir())
+
+
+def test_the_instance_preview_is_the_poster_and_captions_are_tracks(
+    server: FileServer, tmp_path: Path, preview: bytes
+) -> None:
+    from playwright.sync_api import sync_playwright
+
+    publish(server, UUIDS[0], heights=(480, 360), preview=preview, captions={"fr": VTT})
+    fiche(tmp_path / "fiches", server, UUIDS[0])
+    assert run(*sync_args(tmp_path, "--max-height", "480")) == (0, "", "")
+    folder = tmp_path / "kit" / "data" / "videos" / UUIDS[0]
+    assert (folder / "poster.jpg").read_bytes() == preview
+    assert (folder / "captions-fr.vtt").read_text() == VTT
+    page = (folder / "index.html").read_text()
+    assert "Sous-titres : Français" in page
+    bagit.Bag(str(tmp_path / "kit")).validate()
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path="/usr/bin/chromium",
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        tab = browser.new_page()
+        problems: list[str] = []
+        tab.on("pageerror", lambda error: problems.append(str(error)))
+        tab.on("request", lambda r: None if r.url.startswith("file://") else problems.append(r.url))
+        tab.goto((folder / "index.html").as_uri())
+        tab.wait_for_function("() => document.querySelector('video').readyState >= 1")
+        tracks = tab.evaluate(
+            """() => Array.from(document.querySelector('video').textTracks).map(t => ({
+                language: t.language, label: t.label, mode: t.mode,
+                cues: Array.from(t.cues).map(c => [c.startTime, c.endTime, c.text])}))"""
+        )
+        browser.close()
+    assert tracks == [
+        {
+            "language": "fr",
+            "label": "Français",
+            "mode": "showing",
+            "cues": [
+                [0.0, 0.5, "Bonjour à tous."],
+                [0.5, 1.5, "<b>Différencier</b>, c’est s’adapter."],
+            ],
+        }
+    ]
+    assert problems == []
+
+
+def test_a_missing_preview_is_a_warning_not_a_failure(server: FileServer, tmp_path: Path) -> None:
+    publish(server, UUIDS[0], heights=(360,))  # the API names a preview the instance lacks
+    fiche(tmp_path / "fiches", server, UUIDS[0])
+    code, _, stderr = run(*sync_args(tmp_path, "--max-height", "360"))
+    assert (code, stderr) == (0, "")
+    assert (tmp_path / "kit" / "data" / "videos" / UUIDS[0] / "poster.jpg").exists()  # ffmpeg's
+
+
+def test_vtt_parsing_skips_what_it_cannot_read() -> None:
+    from archiver.site import parse_vtt
+
+    text = "WEBVTT\n\nNOTE a comment\n\n00:01.000 --> 00:00.500\nbackwards\n\n1:02:03.5 --> x\nbad\n\n01:00:00,000 --> 01:00:02,000 align:start\nHeure\n"
+    assert parse_vtt(text) == ((3600.0, 3602.0, "Heure"),)

@@ -342,6 +342,15 @@ class Archive:
         ).fetchone()
         return _record(row) if row else None
 
+    def current_roles(self, item_id: str, prefix: str) -> list[FileRecord]:
+        """The current files of an item whose role starts with ``prefix`` (``caption_``)."""
+        rows = self._db.execute(
+            f"{_SELECT_FILES} WHERE item_id=? AND current=1 AND substr(role, 1, ?)=? ORDER BY role",
+            (item_id, len(prefix), prefix),
+        ).fetchall()
+        records = [_record(row) for row in rows]
+        return [r for r in records if self.held(item_id, r.role) is not None]
+
     def versions(self, item_id: str, role: str) -> list[FileRecord]:
         rows = self._db.execute(
             f"{_SELECT_FILES} WHERE item_id=? AND role=? ORDER BY version",

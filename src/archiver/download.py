@@ -42,6 +42,7 @@ from .peertube import FitPlan, VideoFile, VideoInfo, fetch_info
 
 __all__ = [
     "DEFAULT_SETTINGS",
+    "Choices",
     "DownloadReport",
     "DownloadSettings",
     "Job",
@@ -77,7 +78,8 @@ class DownloadReport:
 
     @property
     def failures(self) -> list[Outcome]:
-        return [o for o in self.outcomes if o.status is Status.FAILED]
+        """Files that failed, but for optional ones (previews, captions)."""
+        return [o for o in self.outcomes if o.status is Status.FAILED and not o.job.optional]
 
     @property
     def bytes_fetched(self) -> int:
@@ -103,12 +105,15 @@ def _file_name(url: str, *, role: str, default_suffix: str) -> str:
     return safe_filename(last, default_stem=role.replace("_", "-"), default_suffix=default_suffix)
 
 
-def jobs_for(entry: Entry, choice: VideoFile | None = None) -> tuple[list[Job], list[str]]:
+def jobs_for(
+    entry: Entry, choice: VideoFile | None = None, info: VideoInfo | None = None
+) -> tuple[list[Job], list[str]]:
     """The files of one entry, and the reasons any cannot be fetched at all.
 
     ``choice`` is the file picked among those the PeerTube instance offers (``--max-height``,
     ``--fit``); the fiche's own link otherwise. A checksum pinned for the fiche's file does not
-    apply to another resolution.
+    apply to another resolution. ``info``, when the instance described the video, adds its
+    preview image and its captions, as optional files.
     """
     jobs: list[Job] = []
     problems: list[str] = []
@@ -141,6 +146,22 @@ def jobs_for(entry: Entry, choice: VideoFile | None = None) -> tuple[list[Job], 
     for asset in entry.assets:
         name = _file_name(asset.url, role=asset.kind, default_suffix=".pdf")
         jobs.append(Job(entry=entry, role=asset.kind, url=asset.url, name=name))
+    if info is not None and info.preview_url:
+        jobs.append(
+            Job(
+                entry=entry, role="preview", url=info.preview_url, name="preview.jpg", optional=True
+            )
+        )
+    for caption in info.captions if info is not None else ():
+        jobs.append(
+            Job(
+                entry=entry,
+                role=f"caption_{caption.language}",
+                url=caption.url,
+                name=f"captions-{caption.language}.vtt",
+                optional=True,
+            )
+        )
     return jobs, problems
 
 
@@ -158,6 +179,7 @@ def plan(
     *,
     refresh_after: float | None = None,
     choices: Mapping[str, VideoFile] | None = None,
+    infos: Mapping[str, VideoInfo] | None = None,
 ) -> tuple[list[Job], list[Outcome]]:
     """Split the manifest's files into those to fetch and those already settled.
 
@@ -171,7 +193,7 @@ def plan(
     now = time.time()
     for entry in manifest.entries:
         archive.record_item(entry)
-        jobs, problems = jobs_for(entry, (choices or {}).get(entry.id))
+        jobs, problems = jobs_for(entry, (choices or {}).get(entry.id), (infos or {}).get(entry.id))
         for problem in problems:
             job = Job(entry=entry, role="video", url=entry.video.embed_url or "", name="")
             settled.append(Outcome(job, Status.FAILED, reason=problem))
@@ -224,33 +246,55 @@ def _run(coroutine: Coroutine[Any, Any, T]) -> T:
         return pool.submit(asyncio.run, coroutine).result()
 
 
+@dataclass(frozen=True)
+class Choices:
+    """What the PeerTube instances said: each video's chosen file, its description, the plan."""
+
+    files: dict[str, VideoFile]
+    infos: dict[str, VideoInfo]
+    fit: FitPlan | None = None
+
+
+async def _describe_all(
+    manifest: Manifest, archive: Archive, settings: DownloadSettings, refresh_after: float | None
+) -> dict[str, VideoInfo]:
+    cache = archive.root / PEERTUBE_CACHE
+    infos: dict[str, VideoInfo] = {}
+    wanted = [entry for entry in manifest.entries if entry.peertube is not None]
+    if not wanted:
+        return infos
+    async with make_client(settings) as client:
+        for entry in wanted:
+            assert entry.peertube is not None  # noqa: S101 - filtered above
+            cached = cache / f"{entry.peertube.uuid}.json"
+            fresh = cached.is_file() and (
+                refresh_after is None or time.time() - cached.stat().st_mtime < refresh_after
+            )
+            api_base = settings.request_url(entry.peertube.instance)
+            info = await fetch_info(client, entry.peertube, cache, fresh=fresh, api_base=api_base)
+            if info is not None:
+                infos[entry.id] = info
+    return infos
+
+
 async def _choose(
     manifest: Manifest,
     archive: Archive,
     settings: DownloadSettings,
     refresh_after: float | None,
     budget: int | None,
-) -> tuple[dict[str, VideoFile], FitPlan | None]:
-    cache = archive.root / PEERTUBE_CACHE
-    infos: dict[str, VideoInfo] = {}
-    async with make_client(settings) as client:
-        for entry in manifest.entries:
-            if entry.peertube is None:
-                continue
-            cached = cache / f"{entry.peertube.uuid}.json"
-            fresh = refresh_after is None or (
-                cached.is_file() and time.time() - cached.stat().st_mtime < refresh_after
-            )
-            info = await fetch_info(client, entry.peertube, cache, fresh=fresh)
-            if info is not None and info.files:
-                infos[entry.id] = info
+) -> Choices:
+    described = await _describe_all(manifest, archive, settings, refresh_after)
+    infos = {item: info for item, info in described.items() if info.files}
+    if budget is None and settings.max_height is None:
+        return Choices(files={}, infos=described)
     if budget is None:
         choices = {}
         for item, info in infos.items():
             choice = peertube.choose(info, settings.max_height)
             if choice is not None:
                 choices[item] = choice
-        return choices, None
+        return Choices(files=choices, infos=described)
     options = {
         item: [
             f
@@ -267,7 +311,7 @@ async def _choose(
         )
     overhead = KIT_OVERHEAD + KIT_OVERHEAD_PER_VIDEO * len(manifest.entries)
     fit = peertube.plan_fit(options, budget=budget, overhead=overhead)
-    return dict(fit.choices), fit
+    return Choices(files=dict(fit.choices), infos=described, fit=fit)
 
 
 def choose_files(
@@ -277,11 +321,11 @@ def choose_files(
     settings: DownloadSettings = DEFAULT_SETTINGS,
     refresh_after: float | None = None,
     budget: int | None = None,
-) -> tuple[dict[str, VideoFile], FitPlan | None]:
-    """Which file of each PeerTube video to fetch: ``--max-height``, and ``--fit`` a budget.
+) -> Choices:
+    """Ask each video's PeerTube instance about it; pick its file (``--max-height``, ``--fit``).
 
-    Asks each instance's API at most once per ``refresh_after`` (answers are cached in the
-    archive); a video the API does not describe keeps its fiche's link.
+    Asks each instance's API at most once per ``refresh_after`` (answers, even "private", are
+    cached in the archive); a video the API does not describe keeps its fiche's link.
     """
     return _run(_choose(manifest, archive, settings, refresh_after, budget))
 
@@ -293,7 +337,7 @@ def fetch_into(
     settings: DownloadSettings = DEFAULT_SETTINGS,
     progress: Progress | None = None,
     refresh_after: float | None = None,
-    choices: Mapping[str, VideoFile] | None = None,
+    choices: Choices | None = None,
 ) -> DownloadReport:
     """Fetch what the archive lacks of ``manifest`` (and what is due for a refresh).
 
@@ -301,9 +345,15 @@ def fetch_into(
     """
     progress = progress or NullProgress()
     start = time.monotonic()
-    if choices is None and settings.max_height is not None:
-        choices, _ = choose_files(manifest, archive, settings=settings, refresh_after=refresh_after)
-    todo, settled = plan(manifest, archive, refresh_after=refresh_after, choices=choices)
+    if choices is None:
+        choices = choose_files(manifest, archive, settings=settings, refresh_after=refresh_after)
+    todo, settled = plan(
+        manifest,
+        archive,
+        refresh_after=refresh_after,
+        choices=choices.files,
+        infos=choices.infos,
+    )
     progress.begin(todo)
     try:
         fetched = (

@@ -129,6 +129,7 @@ class Job:
     size: int | None = None
     revalidate: FileRecord | None = None  # held, but due for a check that upstream is the same
     resolution: int | None = None  # the height chosen among those the PeerTube instance offers
+    optional: bool = False  # a preview or captions: missing them fails nothing
     segments_url: str | None = None  # the instance's sha256 of each byte range of the file
 
     @property

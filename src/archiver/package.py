@@ -47,7 +47,15 @@ from .files import atomic_write_bytes, fsync_dir
 from .manifest import Manifest
 from .meter import ByteMeter
 from .names import MAX_NAME_LENGTH
-from .site import ASSET_LABELS, KitAsset, KitItem, render_root, render_site
+from .site import (
+    ASSET_LABELS,
+    KitAsset,
+    KitCaptions,
+    KitItem,
+    parse_vtt,
+    render_root,
+    render_site,
+)
 from .units import format_bytes
 
 __all__ = [
@@ -67,6 +75,20 @@ FAT32_LIMIT = 4 * 1024**3 - 1
 SPACE_MARGIN = 8 * 1024 * 1024
 COPY_BLOCK = 4 * 1024 * 1024
 POSTER_NAME = "poster.jpg"
+# Caption languages as a French page names them; others keep their code.
+LANGUAGES = {
+    "fr": "Français",
+    "en": "Anglais",
+    "de": "Allemand",
+    "es": "Espagnol",
+    "it": "Italien",
+    "pt": "Portugais",
+    "ar": "Arabe",
+    "oc": "Occitan",
+    "br": "Breton",
+    "eu": "Basque",
+    "ca": "Catalan",
+}
 _FORBIDDEN = set('<>:"/\\|?*') | {chr(c) for c in range(32)}
 
 
@@ -187,8 +209,28 @@ def _plan(manifest: Manifest, archive: Archive) -> _Plan:
                 else f"{entry.title} ({entry.id}): no poster: {problem.reason}"
             )
             ffmpeg_missing_said = ffmpeg_missing_said or isinstance(problem, media.MediaUnavailable)
+        preview = archive.held(entry.id, "preview")
+        if preview is not None:  # the instance's own preview image beats a frame of ours
+            poster = _held(archive, preview)
         if poster is not None:
             plan.payload[f"{folder}/{POSTER_NAME}"] = poster
+        captions = []
+        for track in archive.current_roles(entry.id, "caption_"):
+            language = track.role.removeprefix("caption_")
+            try:
+                text = (archive.root / track.path).read_text(encoding="utf-8-sig")
+            except (OSError, UnicodeDecodeError) as exc:
+                plan.warnings.append(f"{entry.title} ({entry.id}): captions {language}: {exc}")
+                continue
+            plan.payload[f"{folder}/{_leaf(track)}"] = _held(archive, track)
+            captions.append(
+                KitCaptions(
+                    language=language,
+                    label=LANGUAGES.get(language, language),
+                    href=_leaf(track),
+                    cues=parse_vtt(text),
+                )
+            )
         assets = []
         for asset in entry.assets:
             held = archive.held(entry.id, asset.kind)
@@ -205,6 +247,7 @@ def _plan(manifest: Manifest, archive: Archive) -> _Plan:
                 poster_name=POSTER_NAME if poster is not None else None,
                 duration=_duration(facts.duration) if facts and facts.duration else None,
                 resolution=f"{record.resolution}p" if record.resolution else None,
+                captions=tuple(captions),
                 assets=tuple(assets),
             )
         )

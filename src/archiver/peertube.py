@@ -11,6 +11,7 @@ archive. The API is a help, never a requirement: when it is down, the video priv
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -30,12 +31,14 @@ from .units import format_bytes
 
 __all__ = [
     "API_TIMEOUT",
+    "Caption",
     "FitPlan",
     "VideoFile",
     "VideoInfo",
     "check_segments",
     "choose",
     "fetch_info",
+    "parse_captions",
     "parse_video",
     "plan_fit",
 ]
@@ -44,6 +47,7 @@ log = logging.getLogger(__name__)
 
 API_TIMEOUT = 10.0
 _RANGE = re.compile(r"^(\d+)-(\d+)$")
+_LANGUAGE = re.compile(r"[a-zA-Z-]{2,12}")  # it becomes part of a file name: keep it plain
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,15 @@ class VideoFile:
 
 
 @dataclass(frozen=True)
+class Caption:
+    """A caption file of a video: its language (``fr``), label (``French``) and VTT URL."""
+
+    language: str
+    label: str
+    url: str
+
+
+@dataclass(frozen=True)
 class VideoInfo:
     """The parts of PeerTube's video description archiver uses."""
 
@@ -65,9 +78,34 @@ class VideoInfo:
     duration: float | None
     files: tuple[VideoFile, ...]
     preview_url: str | None
+    captions: tuple[Caption, ...] = ()
 
 
-def parse_video(document: Mapping[str, Any], instance: str) -> VideoInfo:
+def parse_captions(document: Mapping[str, Any], instance: str) -> tuple[Caption, ...]:
+    """Read ``GET /api/v1/videos/{uuid}/captions`` (``captionPath``, or ``fileUrl`` lately)."""
+    captions = []
+    for raw in document.get("data") or []:
+        language = raw.get("language") or {}
+        path = raw.get("fileUrl") or raw.get("captionPath")
+        code = language.get("id")
+        if (
+            isinstance(path, str)
+            and isinstance(code, str)
+            and re.fullmatch(r"[a-zA-Z-]{2,12}", code)
+        ):
+            captions.append(
+                Caption(
+                    language=code.lower(),
+                    label=str(language.get("label") or code),
+                    url=urljoin(instance + "/", path),
+                )
+            )
+    return tuple(sorted(captions, key=lambda c: c.language))
+
+
+def parse_video(
+    document: Mapping[str, Any], instance: str, captions: Mapping[str, Any] | None = None
+) -> VideoInfo:
     """Read ``GET /api/v1/videos/{uuid}``; raises ``ValueError`` on a shape it cannot use."""
     files: dict[int, VideoFile] = {}
     for playlist in document.get("streamingPlaylists") or []:
@@ -88,6 +126,7 @@ def parse_video(document: Mapping[str, Any], instance: str) -> VideoInfo:
         duration=float(duration) if isinstance(duration, int | float) else None,
         files=tuple(sorted(files.values(), key=lambda f: f.resolution)),
         preview_url=urljoin(instance + "/", preview) if isinstance(preview, str) else None,
+        captions=parse_captions(captions, instance) if captions else (),
     )
 
 
@@ -114,47 +153,67 @@ def choose(info: VideoInfo, max_height: int | None) -> VideoFile | None:
 
 
 async def fetch_info(
-    client: httpx.AsyncClient, ref: PeerTubeRef, cache: Path, *, fresh: bool = False
+    client: httpx.AsyncClient,
+    ref: PeerTubeRef,
+    cache: Path,
+    *,
+    fresh: bool = False,
+    api_base: str | None = None,
 ) -> VideoInfo | None:
     """The instance's description of a video, from the cache or the API; ``None`` if neither.
 
-    With ``fresh`` a cached answer is used without asking. Otherwise the API is asked; when it
-    cannot answer, the cached answer (if any) serves, and failing that the fiche's link will.
+    With ``fresh`` a cached answer, even "this video is private", is used without asking.
+    Otherwise the API is asked; when it cannot answer, the cached answer (if any) serves, and
+    failing that the fiche's link will. ``api_base`` replaces the instance's address in the
+    requests (a mirror).
     """
     cached = cache / f"{ref.uuid}.json"
     if fresh and cached.is_file():
         return _read_cached(cached, ref)
-    url = f"{ref.instance}/api/v1/videos/{ref.uuid}"
+    url = f"{api_base or ref.instance}/api/v1/videos/{ref.uuid}"
+    fallback = "using the fiche's link"
     try:
         response = await client.get(url, timeout=API_TIMEOUT)
     except httpx.HTTPError as exc:
-        log.info("%s: PeerTube API not reachable (%s); using the fiche's link", ref.uuid, exc)
+        log.info("%s: PeerTube API not reachable (%s); %s", ref.uuid, exc, fallback)
         return _read_cached(cached, ref)
-    if response.status_code in (401, 403):
-        log.warning(
-            "%s: the video is private on %s; using the fiche's link", ref.uuid, ref.instance
-        )
+    if response.status_code in (401, 403, 404, 410):
+        if response.status_code in (401, 403):
+            log.warning("%s: the video is private on %s; %s", ref.uuid, ref.instance, fallback)
+        # Remembered, so that the next runs in the refresh period do not ask again.
+        _store(cache, cached, {"unavailable": response.status_code})
         return None
     if response.status_code != 200:
-        log.info(
-            "%s: PeerTube API answered %s; using the fiche's link", ref.uuid, response.status_code
-        )
+        log.info("%s: PeerTube API answered %s; %s", ref.uuid, response.status_code, fallback)
         return _read_cached(cached, ref)
     try:
-        info = parse_video(response.json(), ref.instance)
+        video = response.json()
+        info = parse_video(video, ref.instance)
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        log.warning(
-            "%s: PeerTube API answer not understood (%s); using the fiche's link", ref.uuid, exc
-        )
+        log.warning("%s: PeerTube API answer not understood (%s); %s", ref.uuid, exc, fallback)
         return None
+    captions: dict[str, Any] = {}
+    try:
+        answer = await client.get(f"{url}/captions", timeout=API_TIMEOUT)
+        if answer.status_code == 200:
+            captions = answer.json()
+    except (httpx.HTTPError, ValueError) as exc:
+        log.info("%s: captions not listed (%s)", ref.uuid, exc)
+    _store(cache, cached, {"video": video, "captions": captions})
+    return dataclasses.replace(info, captions=parse_captions(captions, ref.instance))
+
+
+def _store(cache: Path, path: Path, document: Mapping[str, Any]) -> None:
     cache.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(cached, response.content)
-    return info
+    atomic_write_bytes(path, json.dumps(document, ensure_ascii=False, sort_keys=True).encode())
 
 
 def _read_cached(path: Path, ref: PeerTubeRef) -> VideoInfo | None:
     try:
-        return parse_video(json.loads(path.read_bytes()), ref.instance)
+        document = json.loads(path.read_bytes())
+        if "video" not in document:
+            return None  # "unavailable": private, unknown or gone when last asked
+        return parse_video(document["video"], ref.instance, document.get("captions"))
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
 

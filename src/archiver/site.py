@@ -24,8 +24,10 @@ from .entry import Entry, Licence
 __all__ = [
     "CSP",
     "KitAsset",
+    "KitCaptions",
     "KitItem",
     "licence_summary",
+    "parse_vtt",
     "render_markdown",
     "render_root",
     "render_site",
@@ -37,7 +39,7 @@ CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "media-src 'self'; base-uri 'none'; form-action 'none'"
 )
-STATIC = ("style.css", "app.js")
+STATIC = ("style.css", "app.js", "player.js")
 ASSET_LABELS = {"fiche_pdf": "La fiche (PDF)", "transcript_pdf": "La transcription (PDF)"}
 SAFE_LINK = re.compile(r"^(https?:|mailto:)", re.I)
 
@@ -46,6 +48,49 @@ SAFE_LINK = re.compile(r"^(https?:|mailto:)", re.I)
 class KitAsset:
     label: str
     href: str
+
+
+@dataclass(frozen=True)
+class KitCaptions:
+    """One language of captions, as cues the page builds tracks from."""
+
+    language: str
+    label: str
+    href: str  # the VTT file, for download
+    cues: tuple[tuple[float, float, str], ...]
+
+
+_TIMING = re.compile(
+    r"^\s*((?:\d+:)?\d{1,2}:\d{2}[.,]\d{3})\s+-->\s+((?:\d+:)?\d{1,2}:\d{2}[.,]\d{3})"
+)
+
+
+def _seconds(stamp: str) -> float:
+    parts = stamp.replace(",", ".").split(":")
+    value = 0.0
+    for part in parts:
+        value = value * 60 + float(part)
+    return value
+
+
+def parse_vtt(text: str) -> tuple[tuple[float, float, str], ...]:
+    """The cues of a WebVTT file: ``(start, end, text)``; anything unreadable is skipped.
+
+    >>> parse_vtt("WEBVTT\\n\\n00:01.000 --> 00:02.500\\nBonjour")
+    ((1.0, 2.5, 'Bonjour'),)
+    """
+    cues = []
+    for block in re.split(r"\n\s*\n", text.replace("\r\n", "\n").replace("\r", "\n")):
+        lines = block.strip("\n").split("\n")
+        for index, line in enumerate(lines):
+            match = _TIMING.match(line)
+            if match:
+                body = "\n".join(lines[index + 1 :]).strip()
+                start, end = _seconds(match.group(1)), _seconds(match.group(2))
+                if body and end > start:
+                    cues.append((start, end, body))
+                break
+    return tuple(cues)
 
 
 @dataclass(frozen=True)
@@ -59,6 +104,7 @@ class KitItem:
     duration: str | None = None
     resolution: str | None = None
     assets: tuple[KitAsset, ...] = ()
+    captions: tuple[KitCaptions, ...] = ()
 
     @property
     def folder(self) -> str:
@@ -156,6 +202,17 @@ def render_site(items: Sequence[KitItem], *, collection_title: str) -> dict[str,
         "index.html", root="", items=items, areas=areas, count=len(items), **common
     )
     for position, item in enumerate(items):
+        if item.captions:
+            # A script, not <track src>: browsers refuse track files on file:// pages.
+            tracks = [
+                {"language": c.language, "label": c.label, "cues": [list(cue) for cue in c.cues]}
+                for c in item.captions
+            ]
+            files[f"{item.folder}/captions.js"] = (
+                "window.ARCHIVER_CAPTIONS = "
+                + json.dumps(tracks, ensure_ascii=True, sort_keys=True)
+                + ";\n"
+            ).encode("ascii")
         files[f"{item.folder}/index.html"] = _render(
             "video.html",
             root="../../",

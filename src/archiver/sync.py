@@ -108,15 +108,13 @@ def sync(
         if settings.offline:
             fetched = _offline_report(manifest, archive)
         else:
-            choices = None
-            if settings.fit is not None or settings.download.max_height is not None:
-                choices, _ = choose_files(
-                    manifest,
-                    archive,
-                    settings=settings.download,
-                    refresh_after=settings.refresh_after,
-                    budget=settings.fit,
-                )
+            choices = choose_files(
+                manifest,
+                archive,
+                settings=settings.download,
+                refresh_after=settings.refresh_after,
+                budget=settings.fit,
+            )
             fetched = fetch_into(
                 manifest,
                 archive,
@@ -166,7 +164,7 @@ def plan_sync(
     """
     manifest = build_manifest(paths or [default_collection()])
     with Archive(archive_root) as archive, archive.locked():
-        choices, fit = choose_files(
+        choices = choose_files(
             manifest,
             archive,
             settings=settings.download,
@@ -174,11 +172,11 @@ def plan_sync(
             budget=settings.fit,
         )
     titles = {entry.id: entry.title for entry in manifest.entries}
-    if fit is not None:
-        return fit.lines(titles)
+    if choices.fit is not None:
+        return choices.fit.lines(titles)
     lines = []
     for entry in manifest.entries:
-        choice = choices.get(entry.id)
+        choice = choices.files.get(entry.id)
         if choice is None:
             lines.append(f"{entry.title} ({entry.id}): the fiche's link (no size known)")
         else:
