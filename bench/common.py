@@ -157,13 +157,20 @@ def _children(pid: int) -> list[int]:
 
 
 def make_file(path: Path, size: int, seed: int = 0) -> None:
-    """Incompressible bytes, written in blocks (a 512 MiB file never sits in memory)."""
+    """A playable MP4 of exactly ``size`` bytes: a tiny clip, then a ``free`` box of
+    incompressible bytes (written in blocks: a 512 MiB file never sits in memory)."""
     import random
 
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from tests.conftest import _tiny_clip
+
+    clip = _tiny_clip()
     rng = random.Random(seed)
     block = 8 * 1024 * 1024
+    padding = size - len(clip) - 8
     with path.open("wb") as stream:
-        left = size
+        stream.write(clip + (padding + 8).to_bytes(4, "big") + b"free")
+        left = padding
         while left:
             n = min(block, left)
             stream.write(rng.randbytes(n))

@@ -67,3 +67,14 @@ def make_jpeg(path: Path, *, colour: str = "red", width: int = 64, height: int =
         check=True,
     )  # fmt: skip
     return path
+
+
+def make_audio_only_mp4(path: Path, *, seconds: float = 1.0) -> Path:
+    """An MP4 with sound and no picture: whole, but nothing for a video player to show."""
+    ffmpeg = require("ffmpeg")
+    subprocess.run(
+        [ffmpeg, "-v", "error", "-y", "-f", "lavfi", "-i", f"sine=duration={seconds}",
+         "-c:a", "aac", str(path)],
+        check=True,
+    )  # fmt: skip
+    return path

@@ -52,3 +52,34 @@ def test_probe_of_a_non_video_names_the_file(tmp_path: Path) -> None:
     with pytest.raises(MediaError) as caught:
         media.probe(bogus)
     assert caught.value.message.startswith(f"{bogus}: ffprobe failed: ")
+
+
+def test_transcode_command_scales_to_the_preset_and_keeps_sound_optional() -> None:
+    command = media.transcode_command(
+        Path("in.mp4"), Path("out.mp4"), MediaInfo(60.0, 1920, 1080), media.PRESETS["480p"]
+    )
+    graph = command[command.index("-filter_complex") + 1]
+    assert "scale=-2:480" in graph
+    assert command[command.index("-crf") + 1] == "28"
+    assert command[command.index("-b:a") + 1] == "96k"
+    assert command[command.index("-movflags") + 1] == "+faststart"
+    assert "0:a?" in command
+    assert command[command.index("-vcodec") + 1] == "libx264"
+
+
+def test_transcode_never_upscales() -> None:
+    command = media.transcode_command(
+        Path("in.mp4"), Path("out.mp4"), MediaInfo(5.0, 640, 360), media.PRESETS["480p"]
+    )
+    assert "scale=-2:360" in command[command.index("-filter_complex") + 1]
+
+
+def test_transcode_makes_a_playable_smaller_mp4(tmp_path: Path) -> None:
+    source = make_mp4(tmp_path / "hd.mp4", seconds=1, width=1280, height=720)
+    target = tmp_path / "sd.mp4"
+    media.transcode(source, target, media.probe(source), media.PRESETS["360p"])
+    made = media.probe(target)
+    assert (made.width, made.height) == (640, 360)
+    assert made.duration == pytest.approx(1.0, abs=0.15)
+    assert media.mp4_problem(target) is None
+    assert target.read_bytes()[4:8] == b"ftyp"

@@ -452,3 +452,53 @@ def test_hostile_strings_in_every_field_run_nothing(
             number = int(html.parent.name.rsplit("-", 1)[1])
             assert page.inner_text("h1") == f"T{number} {HOSTILE[number]}"
         page.context.close()
+
+
+def test_a_video_ffprobe_cannot_play_stays_out_of_the_kit(
+    server: FileServer, clips: list[bytes], tmp_path: Path
+) -> None:
+    from .media import make_audio_only_mp4
+
+    items = entries(server, clips)
+    sound = make_audio_only_mp4(tmp_path / "sound.mp4").read_bytes()
+    server.add("/collaborer-480.mp4", sound)  # a whole MP4, with no picture
+    archive = tmp_path / "archive"
+    download(Manifest(entries=tuple(items)), archive, settings=FAST)
+    manifest_path = tmp_path / "m.json"
+    write_manifest(Manifest(entries=tuple(items)), manifest_path)
+    code, _, stderr = run(
+        "package", manifest_path, "--archive", archive, "-o", tmp_path / "kit", "-q"
+    )
+    assert code == 1
+    assert stderr == (
+        "Error: Collaborer en classe (collaborer): not a playable MP4 (ffprobe): "
+        "no video stream with a duration\n"
+    )
+    assert not (tmp_path / "kit" / "data" / "videos" / "collaborer").exists()
+    bagit.Bag(str(tmp_path / "kit")).validate()
+
+
+def test_transcode_re_encodes_taller_videos_once_and_again_when_the_preset_changes(
+    server: FileServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hd = make_mp4(tmp_path / "hd.mp4", seconds=1, width=1280, height=720).read_bytes()
+    server.add("/hd-720.mp4", hd)
+    entry = make_entry("hd", server.url("/hd-720.mp4"), title="En HD")
+    manifest = Manifest(entries=(entry,))
+    archive, kit = tmp_path / "archive", tmp_path / "kit"
+    download(manifest, archive, settings=FAST)
+    preset = media.PRESETS["360p"]
+    package(manifest, archive, kit, settings=PackageSettings(transcode=preset))
+    video = kit / "data" / "videos" / "hd" / "hd-720-360p.mp4"
+    assert media.probe(video).height == 360
+    assert "· 360p" in (kit / "data/videos/hd/index.html").read_text()
+    bagit.Bag(str(kit)).validate()
+
+    again = package(manifest, archive, kit, settings=PackageSettings(transcode=preset))
+    assert again.written == 0  # made once, kept in the archive
+
+    newer = dataclasses.replace(preset, version=preset.version + 1, crf=35)
+    changed = package(manifest, archive, kit, settings=PackageSettings(transcode=newer))
+    assert "data/videos/hd/hd-720-360p.mp4" in changed.changed
+    made = list((archive / "derived").rglob("*transcode-360p-v*.mp4"))
+    assert sorted(p.name.rsplit("-", 1)[1] for p in made) == ["v1.mp4", "v2.mp4"]

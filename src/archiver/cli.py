@@ -20,7 +20,7 @@ from typing import Any, ClassVar, TypeVar
 
 import click
 
-from . import __version__
+from . import __version__, media
 from .archive import Archive
 from .audit import audit
 from .bag import verify_bag
@@ -338,10 +338,23 @@ def download_command(
     help="Copy the videos even when the kit is on the archive's filesystem "
     "(by default they are hard-linked there, taking no space).",
 )
+@click.option(
+    "--transcode",
+    type=click.Choice(sorted(media.PRESETS)),
+    default=None,
+    help="Re-encode for the kit every video taller than the preset (H.264, AAC, faststart); "
+    "made once per video and kept in the archive. A last resort: prefer --max-height.",
+)
 @common_options
 @click.pass_context
 def package_command(
-    ctx: click.Context, manifest_path: Path, archive: Path, kit: Path, title: str, copy: bool
+    ctx: click.Context,
+    manifest_path: Path,
+    archive: Path,
+    kit: Path,
+    title: str,
+    copy: bool,
+    transcode: str | None,
 ) -> None:
     """Build or update an offline kit from the archive.
 
@@ -364,7 +377,9 @@ def package_command(
         load_manifest(manifest_path),
         archive,
         kit,
-        settings=PackageSettings(title=title, copy=copy),
+        settings=PackageSettings(
+            title=title, copy=copy, transcode=media.PRESETS[transcode] if transcode else None
+        ),
         progress=_bytes_progress(state, "Kit"),
     )
     for entry, reason in report.left_out:
@@ -476,6 +491,13 @@ def verify_command(
     "key), as high and as even as possible; planned from the instance's sizes.",
 )
 @click.option(
+    "--transcode",
+    type=click.Choice(sorted(media.PRESETS)),
+    default=None,
+    help="Re-encode for the kit every video taller than the preset (H.264, AAC, faststart); "
+    "made once per video and kept in the archive. A last resort: prefer --max-height.",
+)
+@click.option(
     "--dry-run",
     is_flag=True,
     help="With --fit or --max-height: print each video's planned resolution and size, and "
@@ -501,6 +523,7 @@ def sync_command(
     title: str,
     copy: bool,
     fit: int | None,
+    transcode: str | None,
     dry_run: bool,
 ) -> None:
     """Manifest, download and kit in one run, for cron.
@@ -531,7 +554,9 @@ def sync_command(
             mirrors=mirrors,
             max_height=max_height,
         ),
-        package=PackageSettings(title=title, copy=copy),
+        package=PackageSettings(
+            title=title, copy=copy, transcode=media.PRESETS[transcode] if transcode else None
+        ),
         refresh_after=refresh_after,
         offline=offline,
         fit=fit,

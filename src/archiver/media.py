@@ -20,15 +20,18 @@ from .errors import ArchiverError
 
 __all__ = [
     "POSTER_VERSION",
+    "PRESETS",
     "MediaError",
     "MediaInfo",
     "MediaUnavailable",
+    "Preset",
     "available",
-    "check_playable",
     "make_poster",
     "mp4_problem",
     "poster_command",
     "probe",
+    "transcode",
+    "transcode_command",
 ]
 
 # Bumped when the poster recipe changes, so cached posters are made again.
@@ -168,17 +171,71 @@ def mp4_problem(path: Path) -> str | None:
     return None if not first else "empty file"
 
 
-def check_playable(path: Path) -> MediaInfo | None:
-    """Raise :class:`MediaError` unless ``path`` is a whole MP4 with a video stream and a length.
+@dataclass(frozen=True)
+class Preset:
+    """A recipe to re-encode a video for a kit: H.264 and AAC in an MP4 that starts playing
+    before it is all read (``+faststart``).
 
-    Without ffprobe only the box structure is checked (and ``None`` returned).
+    ``version`` is part of the cache key of what it makes: change the recipe, bump it, and
+    every video is encoded again.
     """
-    problem = mp4_problem(path)
-    if problem:
-        raise MediaError(path, f"not a playable MP4: {problem}")
+
+    name: str
+    max_height: int
+    crf: int
+    audio_bitrate: str
+    version: int = 1
+
+
+PRESETS = {
+    "480p": Preset(name="480p", max_height=480, crf=28, audio_bitrate="96k"),
+    "360p": Preset(name="360p", max_height=360, crf=28, audio_bitrate="64k"),
+}
+
+
+def transcode_command(source: Path, target: Path, info: MediaInfo, preset: Preset) -> list[str]:
+    """The ffmpeg command that re-encodes ``source`` to ``target`` with ``preset``.
+
+    >>> info = MediaInfo(60.0, 1920, 1080)
+    >>> command = transcode_command(Path("in.mp4"), Path("out.mp4"), info, PRESETS["480p"])
+    >>> command[command.index("-crf") + 1], command[command.index("-b:a") + 1]
+    ('28', '96k')
+    """
+    height = min(preset.max_height, info.height or preset.max_height)
+    height -= height % 2
+    stream = ffmpeg.input(str(source))
+    video = stream.video.filter("scale", -2, height)
+    output = ffmpeg.output(
+        video,
+        str(target),
+        vcodec="libx264",
+        crf=preset.crf,
+        preset="medium",
+        pix_fmt="yuv420p",
+        acodec="aac",
+        # The sound if there is any: "0:a?" maps nothing, rather than failing, without it.
+        **{"map": "0:a?", "b:a": preset.audio_bitrate, "movflags": "+faststart", "f": "mp4"},
+    )
+    command: list[str] = output.global_args("-v", "error", "-nostdin").overwrite_output().compile()
+    return command
+
+
+def transcode(source: Path, target: Path, info: MediaInfo, preset: Preset) -> None:
+    """Re-encode ``source`` into ``target`` (atomically); :class:`MediaError` on failure."""
     if not available():
-        return None
-    info = probe(path)
-    if not info.playable:
-        raise MediaError(path, "not a playable MP4: no video stream with a duration")
-    return info
+        raise MediaUnavailable(source, "ffmpeg is not installed (Debian package: ffmpeg)")
+    temp = target.with_name(f".{target.name}.tmp.mp4")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        done = subprocess.run(  # noqa: S603 - arguments built above, no shell
+            transcode_command(source, temp, info, preset), capture_output=True, check=False
+        )
+        if done.returncode != 0:
+            raise MediaError(source, f"ffmpeg could not re-encode it: {_last_line(done.stderr)}")
+        problem = mp4_problem(temp)
+        if problem:
+            raise MediaError(source, f"ffmpeg made an unplayable file: {problem}")
+        os.replace(temp, target)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            temp.unlink()

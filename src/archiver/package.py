@@ -41,6 +41,9 @@ from .bag import (
     payload_files,
     read_manifest,
 )
+from .bag import (
+    file_sha256 as _file_sha256,
+)
 from .entry import Entry
 from .errors import ArchiverError
 from .files import atomic_write_bytes, fsync_dir
@@ -92,6 +95,10 @@ LANGUAGES = {
 _FORBIDDEN = set('<>:"/\\|?*') | {chr(c) for c in range(32)}
 
 
+class _Unplayable(Exception):
+    """ffprobe finds no playable video in a held file: it stays out of the kit."""
+
+
 class KitError(ArchiverError):
     """A kit that cannot be written: no room on the key, an unusable folder."""
 
@@ -106,6 +113,7 @@ class PackageSettings:
 
     title: str = DEFAULT_TITLE
     copy: bool = False  # copy media even when a hard link to the archive would do
+    transcode: media.Preset | None = None  # re-encode videos taller than the preset
 
 
 @dataclass(frozen=True)
@@ -172,7 +180,7 @@ def build_kit(
 ) -> PackageReport:
     """:func:`package`, for a caller that already holds the archive's lock (sync)."""
     start = time.monotonic()
-    plan = _plan(manifest, archive)
+    plan = _plan(manifest, archive, settings.transcode)
     pages = render_site(plan.items, collection_title=settings.title)
     for name, data in pages.items():
         plan.payload[f"{PAYLOAD}/{name}"] = _Source.of_bytes(data)
@@ -182,7 +190,7 @@ def build_kit(
     return report
 
 
-def _plan(manifest: Manifest, archive: Archive) -> _Plan:
+def _plan(manifest: Manifest, archive: Archive, preset: media.Preset | None = None) -> _Plan:
     plan = _Plan()
     ffmpeg_missing_said = False
     for entry in manifest.entries:
@@ -195,13 +203,17 @@ def _plan(manifest: Manifest, archive: Archive) -> _Plan:
             plan.left_out.append((entry, "not in the archive yet (run 'archiver download')"))
             continue
         folder = f"{PAYLOAD}/videos/{entry.id}"
-        plan.payload[f"{folder}/{_leaf(record)}"] = _held(archive, record)
+        video_name, video = _leaf(record), _held(archive, record)
         if record.size > FAT32_LIMIT:
             plan.warnings.append(
                 f"{entry.title} ({entry.id}): {format_bytes(record.size)} is over 4 GiB, more than"
                 " a FAT32 key can hold in one file; format the key as exFAT or NTFS"
             )
-        poster, facts, problem = _poster(archive, record)
+        try:
+            poster, facts, problem = _poster(archive, record)
+        except _Unplayable as exc:
+            plan.left_out.append((entry, f"not a playable MP4 (ffprobe): {exc}"))
+            continue
         if problem and not (isinstance(problem, media.MediaUnavailable) and ffmpeg_missing_said):
             plan.warnings.append(
                 "ffmpeg is not installed: the kit has no posters or durations"
@@ -214,6 +226,16 @@ def _plan(manifest: Manifest, archive: Archive) -> _Plan:
             poster = _held(archive, preview)
         if poster is not None:
             plan.payload[f"{folder}/{POSTER_NAME}"] = poster
+        resolution = f"{record.resolution}p" if record.resolution else None
+        if preset is not None and facts is not None and (facts.height or 0) > preset.max_height:
+            try:
+                video = _transcoded(archive, record, facts, preset)
+            except media.MediaError as exc:
+                plan.warnings.append(f"{entry.title} ({entry.id}): kept as it was: {exc.reason}")
+            else:
+                video_name = f"{Path(video_name).stem}-{preset.name}.mp4"
+                resolution = preset.name
+        plan.payload[f"{folder}/{video_name}"] = video
         captions = []
         for track in archive.current_roles(entry.id, "caption_"):
             language = track.role.removeprefix("caption_")
@@ -242,11 +264,11 @@ def _plan(manifest: Manifest, archive: Archive) -> _Plan:
         plan.items.append(
             KitItem(
                 entry=entry,
-                video_name=_leaf(record),
-                video_size=format_bytes(record.size).replace(".", ","),
+                video_name=video_name,
+                video_size=format_bytes(video.size).replace(".", ","),
                 poster_name=POSTER_NAME if poster is not None else None,
                 duration=_duration(facts.duration) if facts and facts.duration else None,
-                resolution=f"{record.resolution}p" if record.resolution else None,
+                resolution=resolution,
                 captions=tuple(captions),
                 assets=tuple(assets),
             )
@@ -280,28 +302,68 @@ def _poster(
         target = archive.derived_path(record.sha256, f"poster-v{media.POSTER_VERSION}.jpg")
         try:
             info = media.probe(source)
+        except media.MediaUnavailable as exc:
+            return None, None, exc
+        except media.MediaError as exc:
+            raise _Unplayable(exc.reason) from exc
+        if not info.playable:
+            raise _Unplayable("no video stream with a duration")
+        try:
             media.make_poster(source, target, info)
         except media.MediaError as exc:
             return None, None, exc
-        data = target.read_bytes()
         cached = Derived(
             sha256=record.sha256,
             kind="poster",
             version=media.POSTER_VERSION,
             path=target.relative_to(archive.root).as_posix(),
-            file_sha256=hashlib.sha256(data).hexdigest(),
-            file_size=len(data),
+            file_sha256=_file_sha256(target),
+            file_size=target.stat().st_size,
             duration=info.duration,
             width=info.width,
             height=info.height,
         )
         archive.record_derived(cached)
-    if cached.path is None or cached.file_sha256 is None or cached.file_size is None:
-        return None, cached, None
-    poster = _Source(
-        sha256=cached.file_sha256, size=cached.file_size, path=archive.root / cached.path
+    return _derived_source(archive, cached), cached, None
+
+
+def _transcoded(
+    archive: Archive, record: FileRecord, facts: Derived, preset: media.Preset
+) -> _Source:
+    """The video re-encoded with ``preset``: made once, kept in the archive by sha256."""
+    kind = f"transcode-{preset.name}"
+    cached = archive.derived(record.sha256, kind, preset.version)
+    if cached is None or cached.path is None:
+        source = archive.root / record.path
+        target = archive.derived_path(record.sha256, f"{kind}-v{preset.version}.mp4")
+        info = media.MediaInfo(facts.duration, facts.width, facts.height)
+        media.transcode(source, target, info, preset)
+        encoded = media.probe(target)
+        cached = Derived(
+            sha256=record.sha256,
+            kind=kind,
+            version=preset.version,
+            path=target.relative_to(archive.root).as_posix(),
+            file_sha256=_file_sha256(target),
+            file_size=target.stat().st_size,
+            duration=encoded.duration,
+            width=encoded.width,
+            height=encoded.height,
+        )
+        archive.record_derived(cached)
+    made = _derived_source(archive, cached)
+    if made is None:
+        raise media.MediaError(archive.root / record.path, f"no {kind} was recorded")
+    return made
+
+
+def _derived_source(archive: Archive, derived: Derived) -> _Source | None:
+    """The file a cached derivation made (a poster, a re-encode), as a payload source."""
+    if derived.path is None or derived.file_sha256 is None or derived.file_size is None:
+        return None
+    return _Source(
+        sha256=derived.file_sha256, size=derived.file_size, path=archive.root / derived.path
     )
-    return poster, cached, None
 
 
 # -- writing the kit ---------------------------------------------------------------------------
