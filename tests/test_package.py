@@ -101,6 +101,17 @@ def build(
     return manifest, archive, kit
 
 
+def package_cli(
+    tmp_path: Path, items: list[Entry], *, held: int | None = None
+) -> tuple[int, str, str]:
+    """Download ``items`` (the first ``held`` only), then ``archiver package -q`` all of them."""
+    archive = tmp_path / "archive"
+    download(Manifest(entries=tuple(items[:held])), archive, settings=FAST)
+    manifest_path = tmp_path / "m.json"
+    write_manifest(Manifest(entries=tuple(items)), manifest_path)
+    return run("package", manifest_path, "--archive", archive, "-o", tmp_path / "kit", "-q")
+
+
 def run(*args: str | Path) -> tuple[int, str, str]:
     result = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
     return result.exit_code, result.stdout, result.stderr
@@ -282,14 +293,7 @@ def test_an_interrupted_update_is_caught_by_verify(
 def test_items_not_in_the_archive_are_named_and_the_kit_stays_valid(
     server: FileServer, clips: list[bytes], tmp_path: Path
 ) -> None:
-    items = entries(server, clips)
-    archive = tmp_path / "archive"
-    download(Manifest(entries=tuple(items[:2])), archive, settings=FAST)
-    manifest_path = tmp_path / "m.json"
-    write_manifest(Manifest(entries=tuple(items)), manifest_path)
-    code, _, stderr = run(
-        "package", manifest_path, "--archive", archive, "-o", tmp_path / "kit", "-q"
-    )
+    code, _, stderr = package_cli(tmp_path, entries(server, clips), held=2)
     assert code == 1
     assert stderr == (
         "Error: Collaborer en classe (collaborer): not in the archive yet (run 'archiver download')\n"
@@ -462,13 +466,7 @@ def test_a_video_ffprobe_cannot_play_stays_out_of_the_kit(
     items = entries(server, clips)
     sound = make_audio_only_mp4(tmp_path / "sound.mp4").read_bytes()
     server.add("/collaborer-480.mp4", sound)  # a whole MP4, with no picture
-    archive = tmp_path / "archive"
-    download(Manifest(entries=tuple(items)), archive, settings=FAST)
-    manifest_path = tmp_path / "m.json"
-    write_manifest(Manifest(entries=tuple(items)), manifest_path)
-    code, _, stderr = run(
-        "package", manifest_path, "--archive", archive, "-o", tmp_path / "kit", "-q"
-    )
+    code, _, stderr = package_cli(tmp_path, items)
     assert code == 1
     assert stderr == (
         "Error: Collaborer en classe (collaborer): not a playable MP4 (ffprobe): "

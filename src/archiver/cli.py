@@ -20,7 +20,7 @@ from typing import Any, ClassVar, TypeVar
 
 import click
 
-from . import __version__, media
+from . import __version__
 from .archive import Archive
 from .audit import audit
 from .bag import verify_bag
@@ -31,8 +31,8 @@ from .download import DownloadSettings, NullProgress, Progress, download
 from .errors import EXIT_FAILED, EXIT_OK, ArchiverError, ConfigError, UsageError
 from .manifest import build_manifest, dumps, load_manifest, write_manifest
 from .meter import ByteMeter
-from .options import DurationType, SizeType, archive_option, download_options
-from .package import DEFAULT_TITLE, PackageSettings, package
+from .options import DurationType, SizeType, archive_option, download_options, kit_options
+from .package import PackageSettings, package
 from .status import archive_status, format_status
 from .sync import SyncSettings, plan_sync, sync
 from .units import format_bytes
@@ -270,13 +270,7 @@ def download_command(
     ctx: click.Context,
     manifest_path: Path,
     archive: Path,
-    jobs: int,
-    per_host: int,
-    rate_limit: int | None,
-    retries: int,
-    timeout: float,
-    max_height: int | None,
-    mirrors: tuple[tuple[str, str], ...],
+    download_settings: DownloadSettings,
 ) -> None:
     """Fetch every video and companion file of a manifest into the archive.
 
@@ -294,17 +288,11 @@ def download_command(
     Exit codes: 0 all held; 1 some failed; 2 bad manifest; 3 archive locked by another run.
     """
     state = _state(ctx)
-    settings = DownloadSettings(
-        jobs=jobs,
-        per_host=per_host,
-        rate_limit=rate_limit,
-        retries=retries,
-        timeout=timeout,
-        mirrors=mirrors,
-        max_height=max_height,
-    )
     report = download(
-        load_manifest(manifest_path), archive, settings=settings, progress=_progress(state)
+        load_manifest(manifest_path),
+        archive,
+        settings=download_settings,
+        progress=_progress(state),
     )
     for failure in report.failures:
         click.echo(f"Error: {failure_line(failure)}", err=True)
@@ -326,25 +314,7 @@ def download_command(
     required=True,
     help="The kit folder to build or update (a USB key, a LAN share).",
 )
-@click.option(
-    "--title",
-    default=DEFAULT_TITLE,
-    show_default=True,
-    help="The collection's title, shown on every page of the kit.",
-)
-@click.option(
-    "--copy",
-    is_flag=True,
-    help="Copy the videos even when the kit is on the archive's filesystem "
-    "(by default they are hard-linked there, taking no space).",
-)
-@click.option(
-    "--transcode",
-    type=click.Choice(sorted(media.PRESETS)),
-    default=None,
-    help="Re-encode for the kit every video taller than the preset (H.264, AAC, faststart); "
-    "made once per video and kept in the archive. A last resort: prefer --max-height.",
-)
+@kit_options
 @common_options
 @click.pass_context
 def package_command(
@@ -352,9 +322,7 @@ def package_command(
     manifest_path: Path,
     archive: Path,
     kit: Path,
-    title: str,
-    copy: bool,
-    transcode: str | None,
+    kit_settings: PackageSettings,
 ) -> None:
     """Build or update an offline kit from the archive.
 
@@ -377,9 +345,7 @@ def package_command(
         load_manifest(manifest_path),
         archive,
         kit,
-        settings=PackageSettings(
-            title=title, copy=copy, transcode=media.PRESETS[transcode] if transcode else None
-        ),
+        settings=kit_settings,
         progress=_bytes_progress(state, "Kit"),
     )
     for entry, reason in report.left_out:
@@ -480,8 +446,7 @@ def verify_command(
     default=None,
     help="Append one JSON line per file (held, fetched, changed, failed, retired).",
 )
-@click.option("--title", default=DEFAULT_TITLE, show_default=True, help="The kit's title.")
-@click.option("--copy", is_flag=True, help="Copy videos into the kit rather than hard-link them.")
+@kit_options
 @click.option(
     "--fit",
     type=SizeType(),
@@ -489,13 +454,6 @@ def verify_command(
     metavar="SIZE",
     help="Choose each video's resolution so the whole kit fits in SIZE (e.g. 3.7G for a 4 GB "
     "key), as high and as even as possible; planned from the instance's sizes.",
-)
-@click.option(
-    "--transcode",
-    type=click.Choice(sorted(media.PRESETS)),
-    default=None,
-    help="Re-encode for the kit every video taller than the preset (H.264, AAC, faststart); "
-    "made once per video and kept in the archive. A last resort: prefer --max-height.",
 )
 @click.option(
     "--dry-run",
@@ -510,20 +468,12 @@ def sync_command(
     paths: tuple[Path, ...],
     archive: Path,
     kit: Path,
-    jobs: int,
-    per_host: int,
-    rate_limit: int | None,
-    retries: int,
-    timeout: float,
-    max_height: int | None,
-    mirrors: tuple[tuple[str, str], ...],
+    download_settings: DownloadSettings,
     refresh_after: float,
     offline: bool,
     log_file: Path | None,
-    title: str,
-    copy: bool,
+    kit_settings: PackageSettings,
     fit: int | None,
-    transcode: str | None,
     dry_run: bool,
 ) -> None:
     """Manifest, download and kit in one run, for cron.
@@ -545,24 +495,14 @@ def sync_command(
     """
     state = _state(ctx)
     settings = SyncSettings(
-        download=DownloadSettings(
-            jobs=jobs,
-            per_host=per_host,
-            rate_limit=rate_limit,
-            retries=retries,
-            timeout=timeout,
-            mirrors=mirrors,
-            max_height=max_height,
-        ),
-        package=PackageSettings(
-            title=title, copy=copy, transcode=media.PRESETS[transcode] if transcode else None
-        ),
+        download=download_settings,
+        package=kit_settings,
         refresh_after=refresh_after,
         offline=offline,
         fit=fit,
     )
     if dry_run:
-        if fit is None and max_height is None:
+        if fit is None and download_settings.max_height is None:
             raise UsageError("--dry-run goes with --fit or --max-height")
         for line in plan_sync(list(paths), archive, settings=settings):
             click.echo(line)

@@ -11,6 +11,7 @@ import contextlib
 import os
 import shutil
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -114,25 +115,47 @@ def poster_command(source: Path, target: Path, info: MediaInfo) -> list[str]:
     return command
 
 
-def make_poster(source: Path, target: Path, info: MediaInfo) -> None:
-    """Write the poster of ``source`` to ``target``, atomically."""
+def _make(
+    source: Path,
+    target: Path,
+    command: Callable[[Path], list[str]],
+    *,
+    what: str,
+    check: Callable[[Path], str | None] | None = None,
+    timeout: float | None = None,
+) -> None:
+    """Run the ffmpeg ``command`` (built for a temporary path) and move its output to
+    ``target`` only when ffmpeg succeeded and ``check`` finds nothing wrong with it."""
     if not available():
         raise MediaUnavailable(source, "ffmpeg is not installed (Debian package: ffmpeg)")
-    temp = target.with_name(f".{target.name}.tmp.jpg")
+    temp = target.with_name(f".{target.name}.tmp{target.suffix}")
     target.parent.mkdir(parents=True, exist_ok=True)
-
     try:
-        done = subprocess.run(  # noqa: S603 - arguments built above, no shell
-            poster_command(source, temp, info), capture_output=True, check=False, timeout=120
+        done = subprocess.run(  # noqa: S603 - arguments built by a pure function, no shell
+            command(temp), capture_output=True, check=False, timeout=timeout
         )
         if done.returncode != 0 or not temp.exists() or temp.stat().st_size == 0:
-            raise MediaError(source, f"ffmpeg could not make a poster: {_last_line(done.stderr)}")
+            raise MediaError(source, f"ffmpeg could not {what}: {_last_line(done.stderr)}")
+        problem = check(temp) if check else None
+        if problem:
+            raise MediaError(source, f"ffmpeg could not {what}: {problem}")
         os.replace(temp, target)
     except subprocess.TimeoutExpired as exc:
-        raise MediaError(source, "ffmpeg took more than 120 s to make a poster") from exc
+        raise MediaError(source, f"ffmpeg took more than {timeout:g} s to {what}") from exc
     finally:
         with contextlib.suppress(FileNotFoundError):
             temp.unlink()
+
+
+def make_poster(source: Path, target: Path, info: MediaInfo) -> None:
+    """Write the poster of ``source`` to ``target``, atomically."""
+    _make(
+        source,
+        target,
+        lambda temp: poster_command(source, temp, info),
+        what="make a poster",
+        timeout=120,
+    )
 
 
 def mp4_problem(path: Path) -> str | None:
@@ -222,20 +245,10 @@ def transcode_command(source: Path, target: Path, info: MediaInfo, preset: Prese
 
 def transcode(source: Path, target: Path, info: MediaInfo, preset: Preset) -> None:
     """Re-encode ``source`` into ``target`` (atomically); :class:`MediaError` on failure."""
-    if not available():
-        raise MediaUnavailable(source, "ffmpeg is not installed (Debian package: ffmpeg)")
-    temp = target.with_name(f".{target.name}.tmp.mp4")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        done = subprocess.run(  # noqa: S603 - arguments built above, no shell
-            transcode_command(source, temp, info, preset), capture_output=True, check=False
-        )
-        if done.returncode != 0:
-            raise MediaError(source, f"ffmpeg could not re-encode it: {_last_line(done.stderr)}")
-        problem = mp4_problem(temp)
-        if problem:
-            raise MediaError(source, f"ffmpeg made an unplayable file: {problem}")
-        os.replace(temp, target)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            temp.unlink()
+    _make(
+        source,
+        target,
+        lambda temp: transcode_command(source, temp, info, preset),
+        what="re-encode it",
+        check=mp4_problem,
+    )

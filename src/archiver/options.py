@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
-from .download import DEFAULT_SETTINGS
+from . import media
+from .download import DEFAULT_SETTINGS, DownloadSettings
+from .package import DEFAULT_TITLE, PackageSettings
 from .units import parse_duration, parse_size
 
-__all__ = ["DurationType", "MirrorType", "SizeType", "archive_option", "download_options"]
+__all__ = [
+    "DurationType",
+    "MirrorType",
+    "SizeType",
+    "archive_option",
+    "download_options",
+    "kit_options",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -76,8 +86,21 @@ def archive_option(function: F) -> F:
     )(function)
 
 
+_DOWNLOAD_PARAMS = ("jobs", "per_host", "rate_limit", "retries", "timeout", "max_height", "mirrors")
+_KIT_PARAMS = ("title", "copy", "transcode")
+
+
 def download_options(function: F) -> F:
-    """--jobs, --per-host, --rate-limit, --retries, --timeout."""
+    """--jobs, --per-host, --rate-limit, --retries, --timeout, --max-height, --mirror.
+
+    The command receives them as one ``download_settings`` (:class:`DownloadSettings`).
+    """
+
+    @functools.wraps(function)
+    def command(*args: Any, **kwargs: Any) -> Any:
+        values = {name: kwargs.pop(name) for name in _DOWNLOAD_PARAMS}
+        return function(*args, download_settings=DownloadSettings(**values), **kwargs)
+
     decorators = [
         click.option(
             "-j",
@@ -132,5 +155,42 @@ def download_options(function: F) -> F:
         ),
     ]
     for decorator in reversed(decorators):
-        function = decorator(function)
-    return function
+        command = decorator(command)
+    return command  # type: ignore[return-value]
+
+
+def kit_options(function: F) -> F:
+    """--title, --copy, --transcode: received as one ``kit_settings`` (:class:`PackageSettings`)."""
+
+    @functools.wraps(function)
+    def command(*args: Any, **kwargs: Any) -> Any:
+        title, copy, transcode = (kwargs.pop(name) for name in _KIT_PARAMS)
+        preset = media.PRESETS[transcode] if transcode else None
+        settings = PackageSettings(title=title, copy=copy, transcode=preset)
+        return function(*args, kit_settings=settings, **kwargs)
+
+    decorators = [
+        click.option(
+            "--title",
+            default=DEFAULT_TITLE,
+            show_default=True,
+            help="The collection's title, shown on every page of the kit.",
+        ),
+        click.option(
+            "--copy",
+            is_flag=True,
+            help="Copy the videos even when the kit is on the archive's filesystem "
+            "(by default they are hard-linked there, taking no space).",
+        ),
+        click.option(
+            "--transcode",
+            type=click.Choice(sorted(media.PRESETS)),
+            default=None,
+            help="Re-encode for the kit every video taller than the preset (H.264, AAC, "
+            "faststart); made once per video and kept in the archive. A last resort: prefer "
+            "--max-height.",
+        ),
+    ]
+    for decorator in reversed(decorators):
+        command = decorator(command)
+    return command  # type: ignore[return-value]

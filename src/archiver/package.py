@@ -312,18 +312,7 @@ def _poster(
             media.make_poster(source, target, info)
         except media.MediaError as exc:
             return None, None, exc
-        cached = Derived(
-            sha256=record.sha256,
-            kind="poster",
-            version=media.POSTER_VERSION,
-            path=target.relative_to(archive.root).as_posix(),
-            file_sha256=_file_sha256(target),
-            file_size=target.stat().st_size,
-            duration=info.duration,
-            width=info.width,
-            height=info.height,
-        )
-        archive.record_derived(cached)
+        cached = _record_made(archive, record, "poster", media.POSTER_VERSION, target, info)
     return _derived_source(archive, cached), cached, None
 
 
@@ -338,23 +327,35 @@ def _transcoded(
         target = archive.derived_path(record.sha256, f"{kind}-v{preset.version}.mp4")
         info = media.MediaInfo(facts.duration, facts.width, facts.height)
         media.transcode(source, target, info, preset)
-        encoded = media.probe(target)
-        cached = Derived(
-            sha256=record.sha256,
-            kind=kind,
-            version=preset.version,
-            path=target.relative_to(archive.root).as_posix(),
-            file_sha256=_file_sha256(target),
-            file_size=target.stat().st_size,
-            duration=encoded.duration,
-            width=encoded.width,
-            height=encoded.height,
-        )
-        archive.record_derived(cached)
+        cached = _record_made(archive, record, kind, preset.version, target, media.probe(target))
     made = _derived_source(archive, cached)
     if made is None:
         raise media.MediaError(archive.root / record.path, f"no {kind} was recorded")
     return made
+
+
+def _record_made(
+    archive: Archive,
+    record: FileRecord,
+    kind: str,
+    version: int,
+    made: Path,
+    info: media.MediaInfo,
+) -> Derived:
+    """Note in the catalog what was made from ``record``'s bytes, so it is never made again."""
+    derived = Derived(
+        sha256=record.sha256,
+        kind=kind,
+        version=version,
+        path=made.relative_to(archive.root).as_posix(),
+        file_sha256=_file_sha256(made),
+        file_size=made.stat().st_size,
+        duration=info.duration,
+        width=info.width,
+        height=info.height,
+    )
+    archive.record_derived(derived)
+    return derived
 
 
 def _derived_source(archive: Archive, derived: Derived) -> _Source | None:

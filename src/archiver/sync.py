@@ -19,6 +19,7 @@ from .archive import Archive, utc_now
 from .collection import default_collection
 from .download import (
     DEFAULT_SETTINGS,
+    Choices,
     DownloadReport,
     DownloadSettings,
     Outcome,
@@ -108,13 +109,7 @@ def sync(
         if settings.offline:
             fetched = _offline_report(manifest, archive)
         else:
-            choices = choose_files(
-                manifest,
-                archive,
-                settings=settings.download,
-                refresh_after=settings.refresh_after,
-                budget=settings.fit,
-            )
+            choices = _choose(manifest, archive, settings)
             fetched = fetch_into(
                 manifest,
                 archive,
@@ -152,6 +147,16 @@ def sync(
     return report
 
 
+def _choose(manifest: Manifest, archive: Archive, settings: SyncSettings) -> Choices:
+    return choose_files(
+        manifest,
+        archive,
+        settings=settings.download,
+        refresh_after=settings.refresh_after,
+        budget=settings.fit,
+    )
+
+
 def plan_sync(
     paths: Sequence[Path],
     archive_root: Path,
@@ -164,13 +169,7 @@ def plan_sync(
     """
     manifest = build_manifest(paths or [default_collection()])
     with Archive(archive_root) as archive, archive.locked():
-        choices = choose_files(
-            manifest,
-            archive,
-            settings=settings.download,
-            refresh_after=settings.refresh_after,
-            budget=settings.fit,
-        )
+        choices = _choose(manifest, archive, settings)
     titles = {entry.id: entry.title for entry in manifest.entries}
     if choices.fit is not None:
         return choices.fit.lines(titles)
