@@ -202,3 +202,19 @@ def test_python_dash_m_runs_the_cli(tmp_path: Path) -> None:
     )
     assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
     assert out.exists()
+
+
+def test_info_lines_only_with_verbose(tmp_path: Path) -> None:
+    import logging
+
+    from archiver.cli import _configure_logging, _State
+
+    logger = logging.getLogger("archiver")
+    for verbosity, level in (
+        (-1, logging.ERROR),
+        (0, logging.WARNING),
+        (1, logging.INFO),
+        (2, logging.DEBUG),
+    ):
+        _configure_logging(_State(verbosity=verbosity))
+        assert logger.level == level

@@ -77,10 +77,12 @@ def _configure_logging(state: _State) -> None:
     logger.propagate = False
     if state.quiet:
         logger.setLevel(logging.ERROR)
-    elif state.verbose:
+    elif state.verbosity >= 2:
         logger.setLevel(logging.DEBUG)
+    elif state.verbose:
+        logger.setLevel(logging.INFO)  # retries, fallbacks: what -v is for
     else:
-        logger.setLevel(logging.INFO)
+        logger.setLevel(logging.WARNING)
 
 
 def _state(ctx: click.Context) -> _State:
@@ -124,7 +126,7 @@ def common_options(function: F) -> F:
             count=True,
             expose_value=False,
             callback=_set_verbosity(1),
-            help="Say more; with an error, show its traceback.",
+            help="Say more (retries, fallbacks); -vv more still; with an error, its traceback.",
         ),
         click.option(
             "-q",

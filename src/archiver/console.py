@@ -48,10 +48,12 @@ def sync_summary(report: SyncReport) -> str:
     """One line for a sync: what was fetched, changed, held, failed, retired; the kit."""
     counts = report.download
     failed = len(report.failures())
+    count = len(report.manifest.entries)
     return (
-        f"Sync: {len(report.manifest.entries)} videos; {counts.count(Status.FETCHED)} fetched,"
+        f"Sync: {count} video{'s' if count != 1 else ''}; {counts.count(Status.FETCHED)} fetched,"
         f" {counts.count(Status.CHANGED)} changed, {counts.count(Status.HELD)} held,"
         f" {failed} failed, {len(report.retired)} retired"
-        f" ({format_bytes(counts.bytes_fetched)}); kit: {report.kit.items} videos,"
+        f" ({format_bytes(counts.bytes_fetched)}); kit: {report.kit.items} video"
+        f"{'s' if report.kit.items != 1 else ''},"
         f" {report.kit.written} files written; in {format_duration(report.seconds)}"
     )

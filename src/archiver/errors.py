@@ -15,6 +15,9 @@ the class's ``exit_code``. Foreign exceptions (``OSError``, ``yaml.YAMLError``, 
     ├── ArchiveError(path)        exit 2: an archive folder or catalog that cannot be used
     ├── DownloadError(url)        one item could not be fetched (reported, the run goes on)
     │   └── ChecksumMismatch(path, expected, actual)
+    ├── KitError(path)            a kit that cannot be written (no room on the key)
+    ├── MediaError(path)          ffmpeg or ffprobe failed on a file
+    │   └── MediaUnavailable(path)    they are not installed
     └── LockHeld(path, pid)       exit 3: another run holds the archive
 """
 
@@ -36,8 +39,11 @@ __all__ = [
     "FicheError",
     "InputError",
     "InvalidInputs",
+    "KitError",
     "LockHeld",
     "ManifestError",
+    "MediaError",
+    "MediaUnavailable",
     "UsageError",
 ]
 
@@ -148,6 +154,27 @@ class ChecksumMismatch(DownloadError):
         self.expected = expected
         self.actual = actual
         super().__init__(url, f"{what} mismatch: expected {expected}, got {actual}")
+
+
+class KitError(ArchiverError):
+    """A kit that cannot be written: no room on the key, an unusable folder."""
+
+    def __init__(self, path: Path | str, reason: str, *, hint: str | None = None) -> None:
+        self.path = str(path)
+        super().__init__(f"{path}: {reason}", hint=hint)
+
+
+class MediaError(ArchiverError):
+    """ffmpeg or ffprobe failed on a file."""
+
+    def __init__(self, path: Path | str, reason: str) -> None:
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{path}: {reason}")
+
+
+class MediaUnavailable(MediaError):
+    """ffmpeg/ffprobe are not installed."""
 
 
 class LockHeld(ArchiverError):

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import ffmpeg
 
-from .errors import ArchiverError
+from .errors import MediaError, MediaUnavailable
 
 __all__ = [
     "POSTER_VERSION",
@@ -40,19 +40,6 @@ POSTER_VERSION = 1
 POSTER_MAX_WIDTH = 640
 POSTER_POSITION = 0.10  # a frame at 10% of the video: past any black opening frames
 POSTER_QUALITY = 4  # mjpeg qscale: 2 (best) … 31 (worst)
-
-
-class MediaError(ArchiverError):
-    """ffmpeg or ffprobe failed on a file."""
-
-    def __init__(self, path: Path, reason: str) -> None:
-        self.path = str(path)
-        self.reason = reason
-        super().__init__(f"{path}: {reason}")
-
-
-class MediaUnavailable(MediaError):
-    """ffmpeg/ffprobe are not installed."""
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,7 @@ from .bag import (
     file_sha256 as _file_sha256,
 )
 from .entry import Entry
-from .errors import ArchiverError
+from .errors import KitError
 from .files import atomic_write_bytes, fsync_dir
 from .manifest import Manifest
 from .meter import ByteMeter
@@ -97,14 +97,6 @@ _FORBIDDEN = set('<>:"/\\|?*') | {chr(c) for c in range(32)}
 
 class _Unplayable(Exception):
     """ffprobe finds no playable video in a held file: it stays out of the kit."""
-
-
-class KitError(ArchiverError):
-    """A kit that cannot be written: no room on the key, an unusable folder."""
-
-    def __init__(self, path: Path | str, reason: str, *, hint: str | None = None) -> None:
-        self.path = str(path)
-        super().__init__(f"{path}: {reason}", hint=hint)
 
 
 @dataclass(frozen=True, kw_only=True)
