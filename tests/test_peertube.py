@@ -411,3 +411,32 @@ def test_vtt_parsing_skips_what_it_cannot_read() -> None:
 
     text = "WEBVTT\n\nNOTE a comment\n\n00:01.000 --> 00:00.500\nbackwards\n\n1:02:03.5 --> x\nbad\n\n01:00:00,000 --> 01:00:02,000 align:start\nHeure\n"
     assert parse_vtt(text) == ((3600.0, 3602.0, "Heure"),)
+
+
+def test_package_fit_chooses_among_the_versions_held(server: FileServer, tmp_path: Path) -> None:
+    for number, uuid in enumerate(UUIDS[:3]):
+        publish(server, uuid, seed=number, heights=(1080, 360))
+        fiche(tmp_path / "fiches", server, uuid)
+    # First at 360p, then at 1080p: the archive keeps both versions of each video.
+    assert run(*sync_args(tmp_path, "--max-height", "360"))[0] == 0
+    assert run(*sync_args(tmp_path))[0] == 0
+    manifest = tmp_path / "archive" / "manifest.json"
+    # With the plan's allowance for pages and posters (544,768 bytes for 3 videos), room for
+    # one video at 1080p (400 kB) and two at 360p (80 kB), not more.
+    budget = 1_150_000
+    kit = tmp_path / "usb"
+    code, _, stderr = run("package", manifest, "--archive", tmp_path / "archive", "-o", kit,
+                          "--fit", str(budget), "-q")  # fmt: skip
+    assert (code, stderr) == (0, "")
+    size = sum(p.stat().st_size for p in kit.rglob("*") if p.is_file())
+    assert size <= budget
+    shown = [(kit / "data/videos" / u / "index.html").read_text() for u in UUIDS[:3]]
+    assert sum("· 1080p" in page for page in shown) == 1  # the budget allows one at 1080p
+    assert sum("· 360p" in page for page in shown) == 2
+    bagit.Bag(str(kit)).validate()
+
+    code, _, stderr = run("package", manifest, "--archive", tmp_path / "archive", "-o",
+                          tmp_path / "small", "--fit", "100k")  # fmt: skip
+    assert code == 2
+    assert stderr.startswith("Error: the kit cannot fit in 100.0 KiB: even at the lowest")
+    assert not (tmp_path / "small").exists()

@@ -351,6 +351,17 @@ class Archive:
         records = [_record(row) for row in rows]
         return [r for r in records if self.held(item_id, r.role) is not None]
 
+    def held_versions(self, item_id: str, role: str) -> list[FileRecord]:
+        """Every version of a file that is on disk at its recorded size."""
+        held = []
+        for record in self.versions(item_id, role):
+            try:
+                if (self.root / record.path).stat().st_size == record.size:
+                    held.append(record)
+            except OSError:
+                continue
+        return held
+
     def versions(self, item_id: str, role: str) -> list[FileRecord]:
         rows = self._db.execute(
             f"{_SELECT_FILES} WHERE item_id=? AND role=? ORDER BY version",

@@ -8,6 +8,7 @@ on stderr with its exit code; a traceback is shown only with ``--verbose``.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -317,6 +318,14 @@ def download_command(
     help="The kit folder to build or update (a USB key, a LAN share).",
 )
 @kit_options
+@click.option(
+    "--fit",
+    type=SizeType(),
+    default=None,
+    metavar="SIZE",
+    help="Choose, among the versions the archive holds of each video, those that make the "
+    "kit fit in SIZE (tallest lowered first); exit 2 with the size needed when none do.",
+)
 @common_options
 @click.pass_context
 def package_command(
@@ -325,6 +334,7 @@ def package_command(
     archive: Path,
     kit: Path,
     kit_settings: PackageSettings,
+    fit: int | None,
 ) -> None:
     """Build or update an offline kit from the archive.
 
@@ -347,7 +357,7 @@ def package_command(
         load_manifest(manifest_path),
         archive,
         kit,
-        settings=kit_settings,
+        settings=dataclasses.replace(kit_settings, fit=fit),
         progress=_bytes_progress(state, "Kit"),
     )
     for entry, reason in report.left_out:

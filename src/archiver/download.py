@@ -38,7 +38,14 @@ from .fetch import (
 )
 from .manifest import Manifest
 from .names import safe_filename
-from .peertube import FitPlan, VideoFile, VideoInfo, fetch_info
+from .peertube import (
+    KIT_OVERHEAD,
+    KIT_OVERHEAD_PER_VIDEO,
+    FitPlan,
+    VideoFile,
+    VideoInfo,
+    fetch_info,
+)
 
 __all__ = [
     "DEFAULT_SETTINGS",
@@ -60,10 +67,6 @@ __all__ = [
 
 T = TypeVar("T")
 PEERTUBE_CACHE = "peertube"
-# What a kit holds besides its videos, for --fit's plan: its pages and posters (measured about
-# 60 KiB a video with a 640 px poster), the catalog, scripts, styles and checksums; rounded up.
-KIT_OVERHEAD = 256 * 1024
-KIT_OVERHEAD_PER_VIDEO = 96 * 1024
 
 
 @dataclass(frozen=True)
@@ -117,6 +120,9 @@ def jobs_for(
     """
     jobs: list[Job] = []
     problems: list[str] = []
+    if choice is None and info is not None and entry.video.url:
+        # The fiche's own file, when the instance describes it: its height and checksums.
+        choice = next((f for f in info.files if f.url == entry.video.url), None)
     if choice is not None:
         jobs.append(
             Job(

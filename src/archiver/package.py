@@ -50,6 +50,7 @@ from .files import atomic_write_bytes, fsync_dir
 from .manifest import Manifest
 from .meter import ByteMeter
 from .names import MAX_NAME_LENGTH
+from .peertube import KIT_OVERHEAD, KIT_OVERHEAD_PER_VIDEO, VideoFile, plan_fit
 from .site import (
     ASSET_LABELS,
     KitAsset,
@@ -106,6 +107,7 @@ class PackageSettings:
     title: str = DEFAULT_TITLE
     copy: bool = False  # copy media even when a hard link to the archive would do
     transcode: media.Preset | None = None  # re-encode videos taller than the preset
+    fit: int | None = None  # bytes the kit must fit in: choose among the versions held
 
 
 @dataclass(frozen=True)
@@ -172,7 +174,7 @@ def build_kit(
 ) -> PackageReport:
     """:func:`package`, for a caller that already holds the archive's lock (sync)."""
     start = time.monotonic()
-    plan = _plan(manifest, archive, settings.transcode)
+    plan = _plan(manifest, archive, settings.transcode, settings.fit)
     pages = render_site(plan.items, collection_title=settings.title)
     for name, data in pages.items():
         plan.payload[f"{PAYLOAD}/{name}"] = _Source.of_bytes(data)
@@ -182,15 +184,45 @@ def build_kit(
     return report
 
 
-def _plan(manifest: Manifest, archive: Archive, preset: media.Preset | None = None) -> _Plan:
+def _fit_versions(manifest: Manifest, archive: Archive, budget: int) -> dict[str, FileRecord]:
+    """For ``--fit``: the held version of each video that makes the kit fit, tallest lowered
+    first (the archive keeps every version: an earlier 480p beside a current 1080p)."""
+    records: dict[str, FileRecord] = {}
+    options: dict[str, list[VideoFile]] = {}
+    for entry in manifest.entries:
+        for record in archive.held_versions(entry.id, "video"):
+            records[record.path] = record
+            options.setdefault(entry.id, []).append(
+                VideoFile(resolution=_height(archive, record), size=record.size, url=record.path)
+            )
+    overhead = KIT_OVERHEAD + KIT_OVERHEAD_PER_VIDEO * len(manifest.entries)
+    plan = plan_fit(options, budget=budget, overhead=overhead)
+    return {item: records[choice.url] for item, choice in plan.choices}
+
+
+def _height(archive: Archive, record: FileRecord) -> int:
+    """A version's height: chosen from the instance, or measured for its poster, else 0."""
+    if record.resolution:
+        return record.resolution
+    facts = archive.derived(record.sha256, "poster", media.POSTER_VERSION)
+    return facts.height if facts is not None and facts.height else 0
+
+
+def _plan(
+    manifest: Manifest,
+    archive: Archive,
+    preset: media.Preset | None = None,
+    fit: int | None = None,
+) -> _Plan:
     plan = _Plan()
+    chosen = _fit_versions(manifest, archive, fit) if fit is not None else {}
     ffmpeg_missing_said = False
     for entry in manifest.entries:
         if not entry.video.url:
             plan.left_out.append((entry, "no download URL: nothing to show"))
             continue
         # The current version, whichever URL it came from: a capped resolution, a mirror.
-        record = archive.held(entry.id, "video")
+        record = chosen.get(entry.id) or archive.held(entry.id, "video")
         if record is None:
             plan.left_out.append((entry, "not in the archive yet (run 'archiver download')"))
             continue

@@ -31,6 +31,8 @@ from .units import format_bytes
 
 __all__ = [
     "API_TIMEOUT",
+    "KIT_OVERHEAD",
+    "KIT_OVERHEAD_PER_VIDEO",
     "Caption",
     "FitPlan",
     "VideoFile",
@@ -46,6 +48,10 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 API_TIMEOUT = 10.0
+# What a kit holds besides its videos, for --fit's plan: its pages and posters (measured about
+# 60 KiB a video with a 640 px poster), the catalog, scripts, styles and checksums; rounded up.
+KIT_OVERHEAD = 256 * 1024
+KIT_OVERHEAD_PER_VIDEO = 96 * 1024
 _RANGE = re.compile(r"^(\d+)-(\d+)$")
 _LANGUAGE = re.compile(r"[a-zA-Z-]{2,12}")  # it becomes part of a file name: keep it plain
 
