@@ -153,9 +153,23 @@ def _file(raw: Mapping[str, Any], instance: str, segments: Any) -> VideoFile | N
 
 
 def choose(info: VideoInfo, max_height: int | None) -> VideoFile | None:
-    """The largest resolution at most ``max_height`` (any, when ``None``)."""
+    """The largest resolution at most ``max_height`` (any, when ``None``).
+
+    When every resolution offered is taller than the cap, the smallest one: the closest to
+    what was asked (``--transcode`` can shrink it for the kit), never the fiche's 1080p.
+    """
+    if not info.files:
+        return None
     fitting = [f for f in info.files if max_height is None or f.resolution <= max_height]
-    return fitting[-1] if fitting else None
+    if fitting:
+        return fitting[-1]
+    log.warning(
+        "%s: no resolution at most %sp offered; taking the smallest, %sp",
+        info.uuid,
+        max_height,
+        info.files[0].resolution,
+    )
+    return info.files[0]
 
 
 async def fetch_info(
