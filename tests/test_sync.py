@@ -244,6 +244,17 @@ def test_concurrent_sync_exits_3(server: FileServer, clip: bytes, tmp_path: Path
         first.wait()
 
 
+def temporaries(kit: Path) -> set[tuple[Path, int]]:
+    """The kit's temporary files, with their modification times (a file may vanish meanwhile)."""
+    found = set()
+    for path in kit.rglob("*.archiver-tmp"):
+        try:
+            found.add((path, path.stat().st_mtime_ns))
+        except FileNotFoundError:
+            continue
+    return found
+
+
 @pytest.mark.slow
 def test_sigkill_while_packaging_leaves_the_kit_valid_or_caught_by_verify(
     tmp_path: Path, clip: bytes
@@ -271,9 +282,15 @@ def test_sigkill_while_packaging_leaves_the_kit_valid_or_caught_by_verify(
     assert subprocess.run(command, check=False).returncode == 0
     hold(big)  # both videos change: the next kit update copies 192 MiB
     outcomes = []
-    for delay in (0.05, 0.15, 0.3, 0.5):
+    for extra in (0.0, 0.02, 0.05, 0.1):
+        left = temporaries(kit)
         victim = subprocess.Popen(command)
-        time.sleep(delay)
+        # Kill it once it is writing into the kit: a new temporary file shows the copy under way.
+        deadline = time.monotonic() + 30
+        while victim.poll() is None and not temporaries(kit) - left:
+            assert time.monotonic() < deadline
+            time.sleep(0.002)
+        time.sleep(extra)
         os.kill(victim.pid, signal.SIGKILL)
         victim.wait()
         problems = verify_bag(kit)[2]
