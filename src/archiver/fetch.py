@@ -207,7 +207,6 @@ class _Sink:
     """Appends to a partial file and hashes it, in a worker thread, off the event loop."""
 
     def __init__(self, path: Path, offset: int) -> None:
-        self.path = path
         self._hash = hashlib.sha256()
         self.size = 0
         self.closed = False
@@ -227,12 +226,11 @@ class _Sink:
         self._file.truncate()
 
     def write(self, data: bytes | bytearray) -> None:
+        """Hash and append a block, and hand it to the OS: a killed process keeps it."""
         self._hash.update(data)
         self._file.write(data)
-        self.size += len(data)
-
-    def flush(self) -> None:
         self._file.flush()
+        self.size += len(data)
 
     def close(self, *, durable: bool) -> None:
         if self.closed:
@@ -422,8 +420,7 @@ class Fetcher:
                 else:  # 416: the partial already holds the whole file
                     sink = await asyncio.to_thread(_Sink, part, have)
                 await asyncio.to_thread(sink.close, durable=True)
-                await self._check_content(job, part, sink)
-                return self._finish(job, response, state, expected, sink)
+                return await self._finish(job, response, state, expected, sink)
         except httpx.TooManyRedirects as exc:
             reason = f"too many redirects (more than {self.settings.max_redirects})"
             raise DownloadError(job.url, reason) from exc
@@ -513,26 +510,17 @@ class Fetcher:
                     if pending:
                         await pending
                     block, buffer = buffer, bytearray()
-                    pending = asyncio.ensure_future(asyncio.to_thread(self._write, sink, block))
+                    pending = asyncio.ensure_future(asyncio.to_thread(sink.write, block))
                     flushed_at = now
         finally:
             # Bytes already received are good bytes of this version: keep them for the resume.
             if pending:
                 await pending
             if buffer:
-                await asyncio.to_thread(self._write, sink, buffer)
+                await asyncio.to_thread(sink.write, buffer)
 
-    @staticmethod
-    def _write(sink: _Sink, block: bytes | bytearray) -> None:
-        sink.write(block)
-        sink.flush()
-
-    async def _check_content(self, job: Job, part: Path, sink: _Sink) -> None:
-        """A video must be a whole, playable MP4 whose bytes match what its source publishes."""
-        if job.role != "video" or not self.settings.check_media:
-            return
-        if sink.size != (job.size if job.size is not None else sink.size):
-            return  # _finish reports the size mismatch itself
+    async def _check_video(self, job: Job, part: Path) -> None:
+        """A video must be a whole MP4 whose bytes match what its source publishes."""
         # The box walk costs microseconds; ffprobe (57 ms a process) confirms each video once,
         # where the kit is made and its duration and poster are needed anyway.
         problem = await asyncio.to_thread(media.mp4_problem, part)
@@ -550,7 +538,7 @@ class Fetcher:
         self.archive.quarantine(job.entry.id, job.name, part)
         self._discard_partial(job)
 
-    def _finish(
+    async def _finish(
         self,
         job: Job,
         response: httpx.Response,
@@ -558,7 +546,12 @@ class Fetcher:
         expected: int | None,
         sink: _Sink,
     ) -> FileRecord:
-        """Check a complete partial file against every expectation, then commit it."""
+        """Check a complete partial file against every expectation, in order, then commit it.
+
+        A length that differs from the announced one is retried from zero; bytes that are
+        whole but wrong (a pin, the MP4's structure, the source's segment checksums) are
+        quarantined.
+        """
         part, side = self.archive.partial_paths(job.entry.id, job.role)
         size, digest = sink.size, sink.hexdigest()
         if expected is not None and size != expected:
@@ -570,6 +563,8 @@ class Fetcher:
         if job.sha256 is not None and digest != job.sha256:
             self._reject(job, part)
             raise ChecksumMismatch(job.url, "sha256", job.sha256, digest)
+        if job.role == "video" and self.settings.check_media:
+            await self._check_video(job, part)
         fetched = FetchedFile(
             url=job.url,
             final_url=str(response.url),
