@@ -33,6 +33,7 @@ from .errors import ArchiveError, LockHeld
 from .files import atomic_write_bytes, fsync_dir
 
 __all__ = [
+    "TIME_FORMAT",
     "Archive",
     "Derived",
     "FetchedFile",
@@ -107,9 +108,13 @@ CREATE TABLE IF NOT EXISTS failures (
 """
 
 
+# How the catalog writes times: ISO 8601, UTC, to the second; such strings sort as times do.
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+
 def utc_now() -> str:
-    """The current time as ISO 8601 UTC with seconds, as the catalog stores it."""
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """The current time as the catalog stores it."""
+    return dt.datetime.now(dt.UTC).strftime(TIME_FORMAT)
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from urllib.parse import unquote, urlsplit
 import httpx
 
 from . import peertube
-from .archive import Archive
+from .archive import TIME_FORMAT, Archive
 from .entry import Entry
 from .errors import UsageError
 from .fetch import (
@@ -123,28 +123,19 @@ def jobs_for(
     if choice is None and info is not None and entry.video.url:
         # The fiche's own file, when the instance describes it: its height and checksums.
         choice = next((f for f in info.files if f.url == entry.video.url), None)
-    if choice is not None:
+    url = choice.url if choice is not None else entry.video.url
+    if url:
+        own = url == entry.video.url
         jobs.append(
             Job(
                 entry=entry,
                 role="video",
-                url=choice.url,
-                name=_file_name(choice.url, role="video", default_suffix=".mp4"),
-                sha256=entry.video.sha256 if choice.url == entry.video.url else None,
-                size=entry.video.size if choice.url == entry.video.url else None,
-                resolution=choice.resolution,
-                segments_url=choice.segments_url,
-            )
-        )
-    elif entry.video.url:
-        jobs.append(
-            Job(
-                entry=entry,
-                role="video",
-                url=entry.video.url,
-                name=_file_name(entry.video.url, role="video", default_suffix=".mp4"),
-                sha256=entry.video.sha256,
-                size=entry.video.size,
+                url=url,
+                name=_file_name(url, role="video", default_suffix=".mp4"),
+                sha256=entry.video.sha256 if own else None,
+                size=entry.video.size if own else None,
+                resolution=choice.resolution if choice is not None else None,
+                segments_url=choice.segments_url if choice is not None else None,
             )
         )
     else:
@@ -173,7 +164,7 @@ def jobs_for(
 
 def _due(checked_at: str, refresh_after: float, now: float) -> bool:
     try:
-        checked = dt.datetime.strptime(checked_at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
+        checked = dt.datetime.strptime(checked_at, TIME_FORMAT).replace(tzinfo=dt.UTC)
     except ValueError:
         return True
     return now - checked.timestamp() >= refresh_after

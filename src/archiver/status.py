@@ -6,7 +6,7 @@ import datetime as dt
 import json
 from typing import Any
 
-from .archive import Archive
+from .archive import TIME_FORMAT, Archive
 from .units import format_bytes
 
 __all__ = ["AUDIT_EVERY_DAYS", "archive_status", "format_status"]
@@ -37,7 +37,7 @@ def _run(row: tuple[Any, ...] | None) -> dict[str, Any] | None:
 def archive_status(archive: Archive, *, now: dt.datetime | None = None) -> dict[str, Any]:
     """Everything ``archiver status`` shows, as plain JSON values."""
     now = now or dt.datetime.now(dt.UTC)
-    due_before = (now - dt.timedelta(days=AUDIT_EVERY_DAYS)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    due_before = (now - dt.timedelta(days=AUDIT_EVERY_DAYS)).strftime(TIME_FORMAT)
     items, retired = _one(archive, "SELECT COUNT(*), COUNT(retired_at) FROM items")
     current_files, current_bytes = _one(
         archive, "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM files WHERE current=1"
