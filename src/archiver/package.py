@@ -216,7 +216,7 @@ def _plan(
 ) -> _Plan:
     plan = _Plan()
     chosen = _fit_versions(manifest, archive, fit) if fit is not None else {}
-    ffmpeg_missing_said = False
+    ffmpeg_missing = False
     for entry in manifest.entries:
         if not entry.video.url:
             plan.left_out.append((entry, "no download URL: nothing to show"))
@@ -238,13 +238,10 @@ def _plan(
         except _Unplayable as exc:
             plan.left_out.append((entry, f"not a playable MP4 (ffprobe): {exc}"))
             continue
-        if problem and not (isinstance(problem, media.MediaUnavailable) and ffmpeg_missing_said):
-            plan.warnings.append(
-                "ffmpeg is not installed: the kit has no posters or durations"
-                if isinstance(problem, media.MediaUnavailable)
-                else f"{entry.title} ({entry.id}): no poster: {problem.reason}"
-            )
-            ffmpeg_missing_said = ffmpeg_missing_said or isinstance(problem, media.MediaUnavailable)
+        if isinstance(problem, media.MediaUnavailable):
+            ffmpeg_missing = True  # said once, after the loop
+        elif problem is not None:
+            plan.warnings.append(f"{entry.title} ({entry.id}): no poster: {problem.reason}")
         preview = archive.held(entry.id, "preview")
         if preview is not None:  # the instance's own preview image beats a frame of ours
             poster = _held(archive, preview)
@@ -260,31 +257,14 @@ def _plan(
                 video_name = f"{Path(video_name).stem}-{preset.name}.mp4"
                 resolution = preset.name
         plan.payload[f"{folder}/{video_name}"] = video
-        captions = []
-        for track in archive.current_roles(entry.id, "caption_"):
-            language = track.role.removeprefix("caption_")
-            try:
-                text = (archive.root / track.path).read_text(encoding="utf-8-sig")
-            except (OSError, UnicodeDecodeError) as exc:
-                plan.warnings.append(f"{entry.title} ({entry.id}): captions {language}: {exc}")
-                continue
-            plan.payload[f"{folder}/{_leaf(track)}"] = _held(archive, track)
-            captions.append(
-                KitCaptions(
-                    language=language,
-                    label=LANGUAGES.get(language, language),
-                    href=_leaf(track),
-                    cues=parse_vtt(text),
-                )
-            )
         assets = []
         for asset in entry.assets:
             held = archive.held(entry.id, asset.kind)
             if held is None:
                 plan.warnings.append(f"{entry.title} ({entry.id}): {asset.kind} not in the archive")
                 continue
-            plan.payload[f"{folder}/{_leaf(held)}"] = _held(archive, held)
-            assets.append(KitAsset(ASSET_LABELS.get(asset.kind, asset.kind), _leaf(held)))
+            name = _carry(plan, archive, folder, held)
+            assets.append(KitAsset(ASSET_LABELS.get(asset.kind, asset.kind), name))
         plan.items.append(
             KitItem(
                 entry=entry,
@@ -293,11 +273,40 @@ def _plan(
                 poster_name=POSTER_NAME if poster is not None else None,
                 duration=_duration(facts.duration) if facts and facts.duration else None,
                 resolution=resolution,
-                captions=tuple(captions),
+                captions=_captions(plan, archive, entry, folder),
                 assets=tuple(assets),
             )
         )
+    if ffmpeg_missing:
+        plan.warnings.append("ffmpeg is not installed: the kit has no posters or durations")
     return plan
+
+
+def _carry(plan: _Plan, archive: Archive, folder: str, record: FileRecord) -> str:
+    """Put a held file in the video's folder of the kit; its name there."""
+    plan.payload[f"{folder}/{_leaf(record)}"] = _held(archive, record)
+    return _leaf(record)
+
+
+def _captions(plan: _Plan, archive: Archive, entry: Entry, folder: str) -> tuple[KitCaptions, ...]:
+    """The video's held caption files, carried into the kit and read into cues."""
+    captions = []
+    for track in archive.current_roles(entry.id, "caption_"):
+        language = track.role.removeprefix("caption_")
+        try:
+            text = (archive.root / track.path).read_text(encoding="utf-8-sig")
+        except (OSError, UnicodeDecodeError) as exc:
+            plan.warnings.append(f"{entry.title} ({entry.id}): captions {language}: {exc}")
+            continue
+        captions.append(
+            KitCaptions(
+                language=language,
+                label=LANGUAGES.get(language, language),
+                href=_carry(plan, archive, folder, track),
+                cues=parse_vtt(text),
+            )
+        )
+    return tuple(captions)
 
 
 def _leaf(record: FileRecord) -> str:
