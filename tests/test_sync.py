@@ -395,3 +395,21 @@ def test_bundled_collection_without_internet_names_the_item_and_leaves_a_valid_k
         " cannot reach tube.example.invalid: no such host (DNS)\n"
     )
     bagit.Bag(str(tmp_path / "kit")).validate()
+
+
+def test_offline_sync_names_a_fiche_with_only_an_embed_url(tmp_path: Path) -> None:
+    folder = tmp_path / "fiches"
+    folder.mkdir()
+    (folder / "embed.md").write_text(
+        "---\ntitle: Intégrée seulement\nvideoEmbedSrc: https://tube.example.invalid/w/abc\n"
+        "fichePdfHref: https://tube.example.invalid/fiche.pdf\n---\n",
+        encoding="utf-8",
+    )
+    code, _, stderr = run(*sync_args(tmp_path, "-q", "--offline"))
+    assert code == 1
+    assert stderr == (
+        "Error: Intégrée seulement (embed, video): https://tube.example.invalid/w/abc:"
+        " no download URL in the manifest (only an embed URL)\n"
+        "Error: Intégrée seulement (embed, fiche_pdf): https://tube.example.invalid/fiche.pdf:"
+        " not held, and --offline\n"
+    )

@@ -151,9 +151,13 @@ def common_options(function: F) -> F:
     return function
 
 
-def _progress(state: _State) -> Progress:
+def _draws_bars(state: _State) -> bool:
     # Bars only for a person watching: not under cron, not in a pipe, not with -q.
-    if state.quiet or not sys.stderr.isatty():
+    return not state.quiet and sys.stderr.isatty()
+
+
+def _progress(state: _State) -> Progress:
+    if not _draws_bars(state):
         return NullProgress()
     from .progress import TqdmProgress  # tqdm is only imported when bars are drawn
 
@@ -161,7 +165,7 @@ def _progress(state: _State) -> Progress:
 
 
 def _bytes_progress(state: _State, description: str) -> ByteMeter:
-    if state.quiet or not sys.stderr.isatty():
+    if not _draws_bars(state):
         return ByteMeter()
     from .progress import TqdmBytes
 

@@ -63,6 +63,7 @@ __all__ = [
     "fetch_into",
     "plan",
     "record_report",
+    "video_failure",
 ]
 
 T = TypeVar("T")
@@ -162,6 +163,13 @@ def jobs_for(
     return jobs, problems
 
 
+def video_failure(entry: Entry, reason: str) -> Outcome:
+    """An entry's video failed before any file could be named: a video with no usable link,
+    a video left out of the kit. Named by the URL the manifest gives for it."""
+    url = entry.video.url or entry.video.embed_url or ""
+    return Outcome(Job(entry=entry, role="video", url=url, name=""), Status.FAILED, reason=reason)
+
+
 def _due(checked_at: str, refresh_after: float, now: float) -> bool:
     try:
         checked = dt.datetime.strptime(checked_at, TIME_FORMAT).replace(tzinfo=dt.UTC)
@@ -191,9 +199,7 @@ def plan(
     for entry in manifest.entries:
         archive.record_item(entry)
         jobs, problems = jobs_for(entry, (choices or {}).get(entry.id), (infos or {}).get(entry.id))
-        for problem in problems:
-            job = Job(entry=entry, role="video", url=entry.video.embed_url or "", name="")
-            settled.append(Outcome(job, Status.FAILED, reason=problem))
+        settled.extend(video_failure(entry, problem) for problem in problems)
         for job in jobs:
             record = archive.held(entry.id, job.role, job.url)
             pinned_ok = record is not None and (

@@ -29,6 +29,7 @@ from .download import (
     fetch_into,
     jobs_for,
     record_report,
+    video_failure,
 )
 from .errors import ArchiveError
 from .manifest import Manifest, build_manifest, write_manifest
@@ -68,20 +69,21 @@ class SyncReport:
         failed = list(self.download.failures)
         named = {o.job.entry.id for o in failed}
         failed.extend(
-            Outcome(job, Status.FAILED, reason=reason)
+            video_failure(entry, reason)
             for entry, reason in self.kit.left_out
             if entry.id not in named
-            for job in jobs_for(entry)[0][:1]
         )
         return failed
 
 
 def _offline_report(manifest: Manifest, archive: Archive) -> DownloadReport:
     """What is held, without a single request: the kit is rebuilt from it."""
-    outcomes = []
+    outcomes: list[Outcome] = []
     for entry in manifest.entries:
         archive.record_item(entry)
-        for job in jobs_for(entry)[0]:
+        jobs, problems = jobs_for(entry)
+        outcomes.extend(video_failure(entry, problem) for problem in problems)
+        for job in jobs:
             record = archive.held(entry.id, job.role)
             if record is not None:
                 outcomes.append(Outcome(job, Status.HELD, record=record))
