@@ -190,3 +190,52 @@ def test_real_fragmented_mp4_is_archived_playable(server: FileServer, tmp_path: 
     archived = tmp_path / "arch" / "media" / "item-a" / "uuid-480-fragmented.mp4"
     assert archived.read_bytes() == video.read_bytes()
     assert probe_duration(archived) == pytest.approx(2.0, abs=0.1)
+
+
+def _without_moov(video: bytes) -> bytes:
+    """The same boxes, the movie header renamed: whole to a box walk, unreadable to FFmpeg."""
+    at = video.index(b"moov")
+    return video[:at] + b"moox" + video[at + 4 :]
+
+
+@pytest.mark.parametrize(
+    ("make", "reason"),
+    [
+        pytest.param("audio", "no video stream", id="sound-only"),
+        pytest.param("no-moov", "FFmpeg cannot read it: Invalid data found when processing input",
+                     id="no-movie-header"),
+    ],
+)  # fmt: skip
+def test_a_download_ffmpeg_cannot_play_is_an_error_and_quarantined(
+    server: FileServer, tmp_path: Path, make: str, reason: str
+) -> None:
+    from .media import make_audio_only_mp4
+
+    if make == "audio":
+        data = make_audio_only_mp4(tmp_path / "sound.mp4").read_bytes()
+    else:
+        data = _without_moov(make_mp4(tmp_path / "v.mp4", seconds=1).read_bytes())
+    server.add("/bad.mp4", data)
+    manifest = write(tmp_path, make_entry("item-a", server.url("/bad.mp4"), title="Mauvaise"))
+    code, _, stderr = run("download", manifest, "--archive", tmp_path / "arch", "-q")
+    assert code == 1
+    assert stderr == (
+        f"Error: Mauvaise (item-a, video): {server.url('/bad.mp4')}: not a playable MP4: {reason}\n"
+    )
+    with Archive(tmp_path / "arch") as archive:
+        assert archive.held("item-a", "video") is None
+    quarantined = list((tmp_path / "arch" / "quarantine" / "item-a").iterdir())
+    assert [q.read_bytes() for q in quarantined] == [data]
+
+
+def test_what_ffmpeg_read_at_download_is_kept_for_the_kit(
+    server: FileServer, tmp_path: Path
+) -> None:
+    video = make_mp4(tmp_path / "source.mp4", seconds=2, width=320, height=240).read_bytes()
+    server.add("/v.mp4", video)
+    download(Manifest(entries=(make_entry("item-a", server.url("/v.mp4")),)), tmp_path / "arch")
+    with Archive(tmp_path / "arch") as archive:
+        facts = archive.media_facts(sha256(video))
+    assert facts is not None
+    assert (facts.width, facts.height) == (320, 240)
+    assert facts.duration == pytest.approx(2.0, abs=0.1)

@@ -32,7 +32,7 @@ def test_probe_and_poster_on_a_real_fragmented_mp4(tmp_path: Path) -> None:
     info = media.probe(video)
     assert info.duration == pytest.approx(2.0, abs=0.1)
     assert (info.width, info.height) == (1280, 720)
-    assert info.playable
+    assert media.confirm_playable(video) == info
     poster = tmp_path / "poster.jpg"
     media.make_poster(video, poster, info)
     assert poster.read_bytes()[:2] == b"\xff\xd8"  # JPEG
@@ -45,13 +45,14 @@ def test_probe_and_poster_on_a_real_fragmented_mp4(tmp_path: Path) -> None:
     assert not list(tmp_path.glob(".*tmp*"))
 
 
-def test_probe_of_a_non_video_names_the_file(tmp_path: Path) -> None:
-    require("ffprobe")
+def test_probe_of_a_non_video_names_the_file_and_ffmpegs_reason(tmp_path: Path) -> None:
     bogus = tmp_path / "bogus.mp4"
     bogus.write_bytes(b"not a video at all")
     with pytest.raises(MediaError) as caught:
         media.probe(bogus)
-    assert caught.value.message.startswith(f"{bogus}: ffprobe failed: ")
+    assert caught.value.message == (
+        f"{bogus}: FFmpeg cannot read it: Invalid data found when processing input"
+    )
 
 
 def test_transcode_command_scales_to_the_preset_and_keeps_sound_optional() -> None:

@@ -271,10 +271,11 @@ def test_sigkill_while_packaging_leaves_the_kit_valid_or_caught_by_verify(
                 uuid = UUIDS[number - 1]
                 archive.record_item(make_entry(uuid, f"https://x.org/{uuid}"))
                 part = archive_root / "partial" / f"{uuid}.part"
-                part.write_bytes(data + bytes([number]))
+                video = tagged(data, bytes([number]))
+                part.write_bytes(video)
                 url = f"https://tube.example.invalid/videos/{uuid}-480.mp4"
                 archive.commit(uuid, "video", f"{uuid}-480.mp4", part, FetchedFile(
-                    url, url, sha256(data + bytes([number])), len(data) + 1, None, None, None))  # fmt: skip
+                    url, url, sha256(video), len(video), None, None, None))  # fmt: skip
 
     hold(clip)
     command = [sys.executable, "-m", "archiver", "-q", "sync", str(folder), "--archive",

@@ -46,6 +46,9 @@ __all__ = [
 CATALOG_NAME = "catalog.sqlite"
 LOCK_NAME = "archiver.lock"
 CATALOG_SCHEMA = 1
+# The derived row that holds what FFmpeg read of a video's bytes: no file, only facts.
+MEDIA_FACTS = "probe"
+MEDIA_FACTS_VERSION = 1
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -168,6 +171,9 @@ class FetchedFile:
     last_modified: str | None
     content_type: str | None
     resolution: int | None = None
+    # What FFmpeg read of a video when the download confirmed it plays: (duration, width,
+    # height). Recorded with the file, so the kit never reads it again.
+    media: tuple[float | None, int | None, int | None] | None = None
 
 
 @dataclass(frozen=True)
@@ -427,6 +433,7 @@ class Archive:
                         " checked_at=? WHERE item_id=? AND role=? AND version=?",
                         (*values, item_id, role, old.version),
                     )
+                    self._insert_media_facts(fetched)
                 return self.current(item_id, role) or old
             old_path: str | None = None
             if old is not None:
@@ -463,6 +470,7 @@ class Archive:
                     fetched.resolution,
                 ),
             )
+            self._insert_media_facts(fetched)
         record = self.current(item_id, role)
         assert record is not None  # noqa: S101 - inserted just above, in this process
         return record
@@ -559,23 +567,48 @@ class Archive:
             return None  # its file was removed: make it again
         return derived
 
+    def media_facts(self, sha256: str) -> Derived | None:
+        """What FFmpeg read of these bytes (duration, size) when they were confirmed playable."""
+        return self.derived(sha256, MEDIA_FACTS, MEDIA_FACTS_VERSION)
+
+    def _insert_media_facts(self, fetched: FetchedFile) -> None:
+        if fetched.media is not None:
+            duration, width, height = fetched.media
+            self._insert_derived(
+                Derived(fetched.sha256, MEDIA_FACTS, MEDIA_FACTS_VERSION, None, None, None,
+                        duration, width, height)
+            )  # fmt: skip
+
+    def record_media_facts(
+        self, sha256: str, duration: float | None, width: int | None, height: int | None
+    ) -> Derived:
+        facts = Derived(
+            sha256, MEDIA_FACTS, MEDIA_FACTS_VERSION, None, None, None, duration, width, height
+        )
+        self.record_derived(facts)
+        return facts
+
     def record_derived(self, derived: Derived) -> None:
         with self._db:
-            self._db.execute(
-                "INSERT OR REPLACE INTO derived VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    derived.sha256,
-                    derived.kind,
-                    derived.version,
-                    derived.path,
-                    derived.file_sha256,
-                    derived.file_size,
-                    derived.duration,
-                    derived.width,
-                    derived.height,
-                    utc_now(),
-                ),
-            )
+            self._insert_derived(derived)
+
+    def _insert_derived(self, derived: Derived) -> None:
+        """Within the caller's transaction."""
+        self._db.execute(
+            "INSERT OR REPLACE INTO derived VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                derived.sha256,
+                derived.kind,
+                derived.version,
+                derived.path,
+                derived.file_sha256,
+                derived.file_size,
+                derived.duration,
+                derived.width,
+                derived.height,
+                utc_now(),
+            ),
+        )
 
     # -- runs ----------------------------------------------------------------------------------
 

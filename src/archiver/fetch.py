@@ -519,19 +519,20 @@ class Fetcher:
             if buffer:
                 await asyncio.to_thread(sink.write, buffer)
 
-    async def _check_video(self, job: Job, part: Path) -> None:
-        """A video must be a whole MP4 whose bytes match what its source publishes."""
-        # The box walk costs microseconds; ffprobe (57 ms a process) confirms each video once,
-        # where the kit is made and its duration and poster are needed anyway.
-        problem = await asyncio.to_thread(media.mp4_problem, part)
-        if problem:
+    async def _check_video(self, job: Job, part: Path) -> media.MediaInfo:
+        """A video must be a whole MP4 that FFmpeg reads (a video stream, a duration) and whose
+        bytes match what its source publishes."""
+        try:
+            info = await asyncio.to_thread(media.confirm_playable, part)
+        except media.MediaError as exc:
             self._reject(job, part)
-            raise DownloadError(job.url, f"not a playable MP4: {problem}")
+            raise DownloadError(job.url, f"not a playable MP4: {exc.reason}") from exc
         if job.segments_url:
             mismatch = await check_segments(self.client, job.segments_url, part, job.name_upstream)
             if mismatch:
                 self._reject(job, part)
                 raise ChecksumMismatch(job.url, "segment sha256", mismatch[0], mismatch[1])
+        return info
 
     def _reject(self, job: Job, part: Path) -> None:
         """Bad bytes go to quarantine, for a person to look at; the partial starts over."""
@@ -563,8 +564,9 @@ class Fetcher:
         if job.sha256 is not None and digest != job.sha256:
             self._reject(job, part)
             raise ChecksumMismatch(job.url, "sha256", job.sha256, digest)
+        info = None
         if job.role == "video" and self.settings.check_media:
-            await self._check_video(job, part)
+            info = await self._check_video(job, part)
         fetched = FetchedFile(
             url=job.url,
             final_url=str(response.url),
@@ -574,6 +576,7 @@ class Fetcher:
             last_modified=state.last_modified,
             content_type=response.headers.get("Content-Type"),
             resolution=job.resolution,
+            media=(info.duration, info.width, info.height) if info else None,
         )
         record = self.archive.commit(job.entry.id, job.role, job.name, part, fetched)
         with contextlib.suppress(FileNotFoundError):

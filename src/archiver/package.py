@@ -97,7 +97,7 @@ _FORBIDDEN = set('<>:"/\\|?*') | {chr(c) for c in range(32)}
 
 
 class _Unplayable(Exception):
-    """ffprobe finds no playable video in a held file: it stays out of the kit."""
+    """FFmpeg finds no playable video in a held file: it stays out of the kit."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -201,10 +201,10 @@ def _fit_versions(manifest: Manifest, archive: Archive, budget: int) -> dict[str
 
 
 def _height(archive: Archive, record: FileRecord) -> int:
-    """A version's height: chosen from the instance, or measured for its poster, else 0."""
+    """A version's height: chosen from the instance, or as FFmpeg read it, else 0."""
     if record.resolution:
         return record.resolution
-    facts = archive.derived(record.sha256, "poster", media.POSTER_VERSION)
+    facts = archive.media_facts(record.sha256)
     return facts.height if facts is not None and facts.height else 0
 
 
@@ -234,21 +234,23 @@ def _plan(
                 " a FAT32 key can hold in one file; format the key as exFAT or NTFS"
             )
         try:
-            poster, facts, problem = _poster(archive, record)
+            facts = _facts(archive, record)
         except _Unplayable as exc:
-            plan.left_out.append((entry, f"not a playable MP4 (ffprobe): {exc}"))
+            plan.left_out.append((entry, f"not a playable MP4: {exc}"))
             continue
-        if isinstance(problem, media.MediaUnavailable):
-            ffmpeg_missing = True  # said once, after the loop
-        elif problem is not None:
-            plan.warnings.append(f"{entry.title} ({entry.id}): no poster: {problem.reason}")
         preview = archive.held(entry.id, "preview")
         if preview is not None:  # the instance's own preview image beats a frame of ours
-            poster = _held(archive, preview)
+            poster: _Source | None = _held(archive, preview)
+        else:
+            poster, problem = _frame(archive, record, facts)
+            if isinstance(problem, media.MediaUnavailable):
+                ffmpeg_missing = True  # said once, after the loop
+            elif problem is not None:
+                plan.warnings.append(f"{entry.title} ({entry.id}): no poster: {problem.reason}")
         if poster is not None:
             plan.payload[f"{folder}/{POSTER_NAME}"] = poster
         resolution = f"{record.resolution}p" if record.resolution else None
-        if preset is not None and facts is not None and (facts.height or 0) > preset.max_height:
+        if preset is not None and (facts.height or 0) > preset.max_height:
             try:
                 video = _transcoded(archive, record, facts, preset)
             except media.MediaError as exc:
@@ -271,14 +273,14 @@ def _plan(
                 video_name=video_name,
                 video_size=format_bytes(video.size).replace(".", ","),
                 poster_name=POSTER_NAME if poster is not None else None,
-                duration=_duration(facts.duration) if facts and facts.duration else None,
+                duration=_duration(facts.duration) if facts.duration else None,
                 resolution=resolution,
                 captions=_captions(plan, archive, entry, folder),
                 assets=tuple(assets),
             )
         )
     if ffmpeg_missing:
-        plan.warnings.append("ffmpeg is not installed: the kit has no posters or durations")
+        plan.warnings.append("ffmpeg is not installed: the kit has no poster frames")
     return plan
 
 
@@ -325,28 +327,36 @@ def _duration(seconds: float) -> str:
     return f"{minutes} min {secs:02d} s"
 
 
-def _poster(
-    archive: Archive, record: FileRecord
-) -> tuple[_Source | None, Derived | None, media.MediaError | None]:
-    """The video's poster and facts, from the cache or made once with ffmpeg."""
+def _facts(archive: Archive, record: FileRecord) -> Derived:
+    """What FFmpeg read of the video: recorded when it was downloaded, else read now, once.
+
+    Raises :class:`_Unplayable` when FFmpeg finds no playable video in the file (one held
+    from before downloads were checked).
+    """
+    facts = archive.media_facts(record.sha256)
+    if facts is not None:
+        return facts
+    try:
+        info = media.confirm_playable(archive.root / record.path)
+    except media.MediaError as exc:
+        raise _Unplayable(exc.reason) from exc
+    return archive.record_media_facts(record.sha256, info.duration, info.width, info.height)
+
+
+def _frame(
+    archive: Archive, record: FileRecord, facts: Derived
+) -> tuple[_Source | None, media.MediaError | None]:
+    """A frame of the video as its poster: from the cache or made once with ffmpeg."""
     cached = archive.derived(record.sha256, "poster", media.POSTER_VERSION)
     if cached is None:
-        source = archive.root / record.path
         target = archive.derived_path(record.sha256, f"poster-v{media.POSTER_VERSION}.jpg")
+        info = media.MediaInfo(facts.duration, facts.width, facts.height)
         try:
-            info = media.probe(source)
-        except media.MediaUnavailable as exc:
-            return None, None, exc
+            media.make_poster(archive.root / record.path, target, info)
         except media.MediaError as exc:
-            raise _Unplayable(exc.reason) from exc
-        if not info.playable:
-            raise _Unplayable("no video stream with a duration")
-        try:
-            media.make_poster(source, target, info)
-        except media.MediaError as exc:
-            return None, None, exc
+            return None, exc
         cached = _record_made(archive, record, "poster", media.POSTER_VERSION, target, info)
-    return _derived_source(archive, cached), cached, None
+    return _derived_source(archive, cached), None
 
 
 def _transcoded(
