@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 import sqlite3
+import subprocess
 from pathlib import Path
 
 import bagit
@@ -13,10 +15,18 @@ from click.testing import CliRunner
 
 from archiver.cli import cli
 from archiver.errors import UsageError
-from archiver.peertube import VideoFile, choose, parse_video, plan_fit
+from archiver.peertube import (
+    KIT_OVERHEAD,
+    KIT_OVERHEAD_PER_VIDEO,
+    VideoFile,
+    choose,
+    parse_video,
+    plan_fit,
+)
+from archiver.units import format_bytes
 
-from .conftest import content_of
-from .media import make_jpeg
+from .conftest import content_of, tagged
+from .media import make_jpeg, make_mp4, require
 from .server import FileServer
 
 UUIDS = [f"aaaaaaa{i}-bbbb-4ccc-8ddd-eeeeeeeeeeee" for i in range(1, 5)]
@@ -65,12 +75,14 @@ def publish(
     api_status: int | None = None,
     preview: bytes | None = None,
     captions: dict[str, str] | None = None,
+    videos: dict[int, bytes] | None = None,
 ) -> dict[int, bytes]:
-    """A video on the fake instance: its files, its segments' checksums, its API answer, and
-    when given its preview image and captions (language → WebVTT text)."""
+    """A video on the fake instance: its files (``videos`` by height, when given), its
+    segments' checksums, its API answer, and when given its preview image and captions
+    (language → WebVTT text)."""
     files, playlist_files, segments = {}, [], {}
     for height in heights:
-        data = content_of(SIZES[height], seed * 10 + height)
+        data = (videos or {}).get(height) or content_of(SIZES[height], seed * 10 + height)
         name = f"{uuid}-{height}-fragmented.mp4"
         server.add(f"/download/streaming-playlists/hls/videos/{name}", data)
         files[height] = data
@@ -440,3 +452,109 @@ def test_package_fit_chooses_among_the_versions_held(server: FileServer, tmp_pat
     assert code == 2
     assert stderr.startswith("Error: the kit cannot fit in 100.0 KiB: even at the lowest")
     assert not (tmp_path / "small").exists()
+
+
+# -- re-encoding, the last resort --------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def real(tmp_path_factory: pytest.TempPathFactory) -> dict[int, bytes]:
+    """Real 1-second MP4s as tall as their label: 720p and 360p."""
+    folder = tmp_path_factory.mktemp("real")
+    return {
+        height: make_mp4(folder / f"{height}.mp4", seconds=1, width=height * 16 // 9,
+                         height=height).read_bytes()
+        for height in (720, 360)
+    }  # fmt: skip
+
+
+def probe_height(path: Path) -> int:
+    """The height ffprobe reads: a witness independent of archiver's own reading."""
+    done = subprocess.run(
+        [require("ffprobe"), "-v", "error", "-select_streams", "v:0", "-show_entries",
+         "stream=height", "-of", "csv=p=0", str(path)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return int(done.stdout.strip())
+
+
+def kit_video(kit: Path, uuid: str) -> Path:
+    (video,) = (kit / "data" / "videos" / uuid).glob("*.mp4")
+    return video
+
+
+def test_transcode_re_encodes_only_what_no_offered_resolution_brings_under_the_cap(
+    server: FileServer, tmp_path: Path, real: dict[int, bytes]
+) -> None:
+    only_tall, both = UUIDS[0], UUIDS[1]
+    publish(server, only_tall, heights=(720,), videos=real)
+    publish(server, both, heights=(720, 360), videos=real)
+    for uuid in (only_tall, both):
+        fiche(tmp_path / "fiches", server, uuid)
+
+    code, stdout, _ = run(*sync_args(tmp_path, "--transcode", "360p", "--dry-run"))
+    assert code == 0
+    assert stdout.splitlines() == [
+        f"Vidéo {only_tall[:8]} ({only_tall}): 720p, {format_bytes(len(real[720]))};"
+        " none offered at most 360p: re-encoded to 360p",
+        f"Vidéo {both[:8]} ({both}): 360p, {format_bytes(len(real[360]))}",
+    ]
+
+    assert run(*sync_args(tmp_path, "--transcode", "360p")) == (0, "", "")
+    fetched = {r.path for r in server.requests() if "/download/" in r.path}
+    assert fetched == {
+        f"/download/streaming-playlists/hls/videos/{only_tall}-720-fragmented.mp4",
+        f"/download/streaming-playlists/hls/videos/{both}-360-fragmented.mp4",
+    }  # the 720p of the second video, which the instance offers at 360p, is never fetched
+    kit = tmp_path / "kit"
+    reencoded = kit_video(kit, only_tall)
+    assert reencoded.name == f"{only_tall}-720-fragmented-360p.mp4"
+    assert probe_height(reencoded) == 360
+    assert "· 360p" in (reencoded.parent / "index.html").read_text()
+    assert kit_video(kit, both).read_bytes() == real[360]  # the instance's own, as it was
+    bagit.Bag(str(kit)).validate()
+
+
+def padded(video: bytes, size: int, seed: int) -> bytes:
+    """A real MP4 made ``size`` bytes long by a ``free`` box: what a re-encode sheds."""
+    return tagged(video, random.Random(seed).randbytes(size - len(video) - 8))
+
+
+def test_fit_re_encodes_the_largest_videos_when_even_the_lowest_do_not_fit(
+    server: FileServer, tmp_path: Path, real: dict[int, bytes]
+) -> None:
+    sizes = {UUIDS[0]: 900_000, UUIDS[1]: 700_000, UUIDS[2]: 500_000}
+    for number, (uuid, size) in enumerate(sizes.items()):
+        offered = {
+            480: padded(real[360], size + 300_000, number),
+            360: padded(real[360], size, number),
+        }
+        publish(server, uuid, seed=number, heights=(480, 360), videos=offered)
+        fiche(tmp_path / "fiches", server, uuid)
+    overhead = KIT_OVERHEAD + 3 * KIT_OVERHEAD_PER_VIDEO
+    budget = overhead + 1_400_000  # the lowest need 2.1 MB; the largest re-encoded, 1.2 MB
+    assert run(*sync_args(tmp_path, "--fit", str(budget)))[0] == 2  # no re-encoding allowed
+
+    code, stdout, _ = run(*sync_args(tmp_path, "--fit", str(budget), "--transcode", "360p",
+                                     "--dry-run"))  # fmt: skip
+    assert code == 0
+    assert stdout.splitlines()[-1].startswith("Over by 683.6 KiB at the lowest resolutions:")
+
+    assert run(*sync_args(tmp_path, "--fit", str(budget), "--transcode", "360p")) == (0, "", "")
+    kit = tmp_path / "kit"
+    used = sum(f.stat().st_size for f in kit.rglob("*") if f.is_file())
+    assert used <= budget
+    names = {uuid: kit_video(kit, uuid).name for uuid in sizes}
+    assert names == {
+        UUIDS[0]: f"{UUIDS[0]}-360-fragmented-360p.mp4",  # the largest, re-encoded
+        UUIDS[1]: f"{UUIDS[1]}-360-fragmented.mp4",  # enough: the others as offered
+        UUIDS[2]: f"{UUIDS[2]}-360-fragmented.mp4",
+    }
+    assert probe_height(kit_video(kit, UUIDS[0])) == 360
+    bagit.Bag(str(kit)).validate()
+
+    code, _, stderr = run(*sync_args(tmp_path, "--fit", str(overhead), "--transcode", "360p"))
+    assert code == 2
+    assert stderr.startswith(
+        f"Error: the kit cannot fit in {format_bytes(overhead)}: even re-encoded to 360p it needs "
+    )

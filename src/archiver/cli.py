@@ -474,8 +474,8 @@ def verify_command(
 @click.option(
     "--dry-run",
     is_flag=True,
-    help="With --fit or --max-height: print each video's planned resolution and size, and "
-    "the total; fetch nothing.",
+    help="With --fit, --max-height or --transcode: print each video's planned resolution and "
+    "size, what will be re-encoded, and the total; fetch nothing.",
 )
 @common_options
 @click.pass_context
@@ -518,8 +518,8 @@ def sync_command(
         fit=fit,
     )
     if dry_run:
-        if fit is None and download_settings.max_height is None:
-            raise UsageError("--dry-run goes with --fit or --max-height")
+        if fit is None and download_settings.max_height is None and not kit_settings.transcode:
+            raise UsageError("--dry-run goes with --fit, --max-height or --transcode")
         for line in plan_sync(list(paths), archive, settings=settings):
             click.echo(line)
         return

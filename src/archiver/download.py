@@ -286,6 +286,7 @@ async def _choose(
     settings: DownloadSettings,
     refresh_after: float | None,
     budget: int | None,
+    reencode: str | None,
 ) -> Choices:
     described = await _describe_all(manifest, archive, settings, refresh_after)
     infos = {item: info for item, info in described.items() if info.files}
@@ -313,7 +314,7 @@ async def _choose(
             f"--fit needs each video's sizes from its PeerTube instance; none for: {names}"
         )
     overhead = KIT_OVERHEAD + KIT_OVERHEAD_PER_VIDEO * len(manifest.entries)
-    fit = peertube.plan_fit(options, budget=budget, overhead=overhead)
+    fit = peertube.plan_fit(options, budget=budget, overhead=overhead, reencode=reencode)
     return Choices(files=dict(fit.choices), infos=described, fit=fit)
 
 
@@ -324,13 +325,15 @@ def choose_files(
     settings: DownloadSettings = DEFAULT_SETTINGS,
     refresh_after: float | None = None,
     budget: int | None = None,
+    reencode: str | None = None,
 ) -> Choices:
     """Ask each video's PeerTube instance about it; pick its file (``--max-height``, ``--fit``).
 
     Asks each instance's API at most once per ``refresh_after`` (answers, even "private", are
-    cached in the archive); a video the API does not describe keeps its fiche's link.
+    cached in the archive); a video the API does not describe keeps its fiche's link. With a
+    ``reencode`` preset, a budget that even the lowest resolutions exceed is left to it.
     """
-    return _run(_choose(manifest, archive, settings, refresh_after, budget))
+    return _run(_choose(manifest, archive, settings, refresh_after, budget, reencode))
 
 
 def fetch_into(

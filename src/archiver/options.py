@@ -186,9 +186,10 @@ def kit_options(function: F) -> F:
             "--transcode",
             type=click.Choice(sorted(media.PRESETS)),
             default=None,
-            help="Re-encode for the kit every video taller than the preset (H.264, AAC, "
-            "faststart); made once per video and kept in the archive. A last resort: prefer "
-            "--max-height.",
+            help="A last resort, for the kit (H.264, AAC, faststart; made once per video and "
+            "kept in the archive): re-encode the videos no resolution held or offered brings "
+            "under the cap (--max-height, else the preset's height), or, with --fit, the "
+            "largest ones while even the lowest resolutions do not fit.",
         ),
     ]
     for decorator in reversed(decorators):

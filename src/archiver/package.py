@@ -45,7 +45,7 @@ from .bag import (
     file_sha256 as _file_sha256,
 )
 from .entry import Entry
-from .errors import KitError
+from .errors import KitError, UsageError
 from .files import atomic_write_bytes, fsync_dir
 from .manifest import Manifest
 from .meter import ByteMeter
@@ -106,8 +106,14 @@ class PackageSettings:
 
     title: str = DEFAULT_TITLE
     copy: bool = False  # copy media even when a hard link to the archive would do
-    transcode: media.Preset | None = None  # re-encode videos taller than the preset
-    fit: int | None = None  # bytes the kit must fit in: choose among the versions held
+    # Re-encoding, a last resort: for a video taller than ``max_height`` (the preset's own
+    # height when not given and there is no budget), and for a budget the videos held exceed.
+    transcode: media.Preset | None = None
+    max_height: int | None = None
+    fit: int | None = None  # bytes the kit must fit in
+    # With ``fit``: choose among every version held (package), or take the current ones
+    # (sync, which fitted the kit by choosing what to download).
+    fit_versions: bool = True
 
 
 @dataclass(frozen=True)
@@ -174,7 +180,7 @@ def build_kit(
 ) -> PackageReport:
     """:func:`package`, for a caller that already holds the archive's lock (sync)."""
     start = time.monotonic()
-    plan = _plan(manifest, archive, settings.transcode, settings.fit)
+    plan = _plan(manifest, archive, settings)
     pages = render_site(plan.items, collection_title=settings.title)
     for name, data in pages.items():
         plan.payload[f"{PAYLOAD}/{name}"] = _Source.of_bytes(data)
@@ -184,9 +190,12 @@ def build_kit(
     return report
 
 
-def _fit_versions(manifest: Manifest, archive: Archive, budget: int) -> dict[str, FileRecord]:
+def _fit_versions(
+    manifest: Manifest, archive: Archive, budget: int, reencode: media.Preset | None
+) -> dict[str, FileRecord]:
     """For ``--fit``: the held version of each video that makes the kit fit, tallest lowered
-    first (the archive keeps every version: an earlier 480p beside a current 1080p)."""
+    first (the archive keeps every version: an earlier 480p beside a current 1080p). With a
+    preset to re-encode with, the lowest versions when even they do not fit."""
     records: dict[str, FileRecord] = {}
     options: dict[str, list[VideoFile]] = {}
     for entry in manifest.entries:
@@ -196,7 +205,9 @@ def _fit_versions(manifest: Manifest, archive: Archive, budget: int) -> dict[str
                 VideoFile(resolution=_height(archive, record), size=record.size, url=record.path)
             )
     overhead = KIT_OVERHEAD + KIT_OVERHEAD_PER_VIDEO * len(manifest.entries)
-    plan = plan_fit(options, budget=budget, overhead=overhead)
+    plan = plan_fit(
+        options, budget=budget, overhead=overhead, reencode=reencode.name if reencode else None
+    )
     return {item: records[choice.url] for item, choice in plan.choices}
 
 
@@ -208,57 +219,41 @@ def _height(archive: Archive, record: FileRecord) -> int:
     return facts.height if facts is not None and facts.height else 0
 
 
-def _plan(
-    manifest: Manifest,
-    archive: Archive,
-    preset: media.Preset | None = None,
-    fit: int | None = None,
-) -> _Plan:
+@dataclass
+class _Video:
+    """A video on its way into the kit: the held version, and what the kit will show."""
+
+    entry: Entry
+    record: FileRecord
+    facts: Derived
+    source: _Source
+    name: str
+    resolution: str | None
+    reencoded: bool = False  # tried, whatever came of it
+    kept_because: str | None = None  # why a re-encode did not replace it
+
+
+def _plan(manifest: Manifest, archive: Archive, settings: PackageSettings) -> _Plan:
     plan = _Plan()
-    chosen = _fit_versions(manifest, archive, fit) if fit is not None else {}
+    videos = _videos(plan, manifest, archive, settings)
+    if settings.transcode is not None:
+        _reencode(plan, archive, videos, settings, settings.transcode, len(manifest.entries))
     ffmpeg_missing = False
-    for entry in manifest.entries:
-        if not entry.video.url:
-            plan.left_out.append((entry, "no download URL: nothing to show"))
-            continue
-        # The current version, whichever URL it came from: a capped resolution, a mirror.
-        record = chosen.get(entry.id) or archive.held(entry.id, "video")
-        if record is None:
-            plan.left_out.append((entry, "not in the archive yet (run 'archiver download')"))
-            continue
+    for video in videos:
+        entry = video.entry
         folder = f"{PAYLOAD}/videos/{entry.id}"
-        video_name, video = _leaf(record), _held(archive, record)
-        if record.size > FAT32_LIMIT:
-            plan.warnings.append(
-                f"{entry.title} ({entry.id}): {format_bytes(record.size)} is over 4 GiB, more than"
-                " a FAT32 key can hold in one file; format the key as exFAT or NTFS"
-            )
-        try:
-            facts = _facts(archive, record)
-        except _Unplayable as exc:
-            plan.left_out.append((entry, f"not a playable MP4: {exc}"))
-            continue
         preview = archive.held(entry.id, "preview")
         if preview is not None:  # the instance's own preview image beats a frame of ours
             poster: _Source | None = _held(archive, preview)
         else:
-            poster, problem = _frame(archive, record, facts)
+            poster, problem = _frame(archive, video.record, video.facts)
             if isinstance(problem, media.MediaUnavailable):
                 ffmpeg_missing = True  # said once, after the loop
             elif problem is not None:
                 plan.warnings.append(f"{entry.title} ({entry.id}): no poster: {problem.reason}")
         if poster is not None:
             plan.payload[f"{folder}/{POSTER_NAME}"] = poster
-        resolution = f"{record.resolution}p" if record.resolution else None
-        if preset is not None and (facts.height or 0) > preset.max_height:
-            try:
-                video = _transcoded(archive, record, facts, preset)
-            except media.MediaError as exc:
-                plan.warnings.append(f"{entry.title} ({entry.id}): kept as it was: {exc.reason}")
-            else:
-                video_name = f"{Path(video_name).stem}-{preset.name}.mp4"
-                resolution = preset.name
-        plan.payload[f"{folder}/{video_name}"] = video
+        plan.payload[f"{folder}/{video.name}"] = video.source
         assets = []
         for asset in entry.assets:
             held = archive.held(entry.id, asset.kind)
@@ -270,11 +265,11 @@ def _plan(
         plan.items.append(
             KitItem(
                 entry=entry,
-                video_name=video_name,
-                video_size=format_bytes(video.size).replace(".", ","),
+                video_name=video.name,
+                video_size=format_bytes(video.source.size).replace(".", ","),
                 poster_name=POSTER_NAME if poster is not None else None,
-                duration=_duration(facts.duration) if facts.duration else None,
-                resolution=resolution,
+                duration=_duration(video.facts.duration) if video.facts.duration else None,
+                resolution=video.resolution,
                 captions=_captions(plan, archive, entry, folder),
                 assets=tuple(assets),
             )
@@ -282,6 +277,99 @@ def _plan(
     if ffmpeg_missing:
         plan.warnings.append("ffmpeg is not installed: the kit has no poster frames")
     return plan
+
+
+def _videos(
+    plan: _Plan, manifest: Manifest, archive: Archive, settings: PackageSettings
+) -> list[_Video]:
+    """The held version of each video that goes into the kit; the others are left out, named."""
+    chosen = {}
+    if settings.fit is not None and settings.fit_versions:
+        chosen = _fit_versions(manifest, archive, settings.fit, settings.transcode)
+    videos = []
+    for entry in manifest.entries:
+        if not entry.video.url:
+            plan.left_out.append((entry, "no download URL: nothing to show"))
+            continue
+        # The current version, whichever URL it came from: a capped resolution, a mirror.
+        record = chosen.get(entry.id) or archive.held(entry.id, "video")
+        if record is None:
+            plan.left_out.append((entry, "not in the archive yet (run 'archiver download')"))
+            continue
+        if record.size > FAT32_LIMIT:
+            plan.warnings.append(
+                f"{entry.title} ({entry.id}): {format_bytes(record.size)} is over 4 GiB, more than"
+                " a FAT32 key can hold in one file; format the key as exFAT or NTFS"
+            )
+        try:
+            facts = _facts(archive, record)
+        except _Unplayable as exc:
+            plan.left_out.append((entry, f"not a playable MP4: {exc}"))
+            continue
+        resolution = f"{record.resolution}p" if record.resolution else None
+        videos.append(
+            _Video(entry, record, facts, _held(archive, record), _leaf(record), resolution)
+        )
+    return videos
+
+
+def _reencode(
+    plan: _Plan,
+    archive: Archive,
+    videos: list[_Video],
+    settings: PackageSettings,
+    preset: media.Preset,
+    count: int,
+) -> None:
+    """Re-encode with ``preset``, as a last resort, the videos nothing else makes fit.
+
+    Without a budget: each video taller than the cap (``max_height``, else the preset's).
+    With a budget: each video taller than ``max_height`` if one was given; then, while the kit
+    is over budget, the largest video not yet re-encoded (its re-encoded size is known only
+    once made, so one at a time). A budget still exceeded when none is left: exit 2.
+    """
+    cap = settings.max_height
+    if cap is None and settings.fit is None:
+        cap = preset.max_height
+    if cap is not None:
+        for video in videos:
+            if (video.facts.height or 0) > cap:
+                _shrink(plan, archive, video, preset)
+    if settings.fit is None:
+        return
+    overhead = KIT_OVERHEAD + KIT_OVERHEAD_PER_VIDEO * count
+    while (total := overhead + sum(v.source.size for v in videos)) > settings.fit:
+        left = [v for v in videos if not v.reencoded]
+        if not left:
+            kept = [v for v in videos if v.kept_because]
+            unmade = f" ({len(kept)} kept as they were: {kept[0].kept_because})" if kept else ""
+            raise UsageError(
+                f"the kit cannot fit in {format_bytes(settings.fit)}: even re-encoded to"
+                f" {preset.name} it needs {format_bytes(total)}{unmade}",
+                hint="use a larger key, fewer videos, or a smaller preset",
+            )
+        _shrink(plan, archive, max(left, key=lambda v: v.source.size), preset)
+
+
+def _shrink(plan: _Plan, archive: Archive, video: _Video, preset: media.Preset) -> None:
+    """Put ``video`` re-encoded with ``preset`` in the kit, when that makes it smaller."""
+    video.reencoded = True  # tried: never twice, whatever the outcome
+    entry = video.entry
+    try:
+        made = _transcoded(archive, video.record, video.facts, preset)
+    except media.MediaError as exc:
+        video.kept_because = exc.reason
+    else:
+        if made.size >= video.source.size:
+            video.kept_because = (
+                f"re-encoded to {preset.name} it is no smaller ({format_bytes(made.size)})"
+            )
+    if video.kept_because:
+        plan.warnings.append(f"{entry.title} ({entry.id}): kept as it was: {video.kept_because}")
+        return
+    video.source = made
+    video.name = f"{Path(video.name).stem}-{preset.name}.mp4"
+    video.resolution = preset.name
 
 
 def _carry(plan: _Plan, archive: Archive, folder: str, record: FileRecord) -> str:

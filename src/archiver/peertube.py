@@ -276,15 +276,24 @@ def _start(span: str) -> int:
 
 @dataclass(frozen=True)
 class FitPlan:
-    """The resolution chosen for each video so that the kit fits a budget."""
+    """The resolution chosen for each video so that the kit fits a budget.
+
+    Over budget only when the caller allowed it (``--transcode`` shrinks the rest): then every
+    video is at its lowest resolution.
+    """
 
     choices: tuple[tuple[str, VideoFile], ...]  # (entry id, file)
     overhead: int
     budget: int
+    reencode: str | None = None  # the preset that will shrink the kit when it is over budget
 
     @property
     def total(self) -> int:
         return self.overhead + sum(f.size for _, f in self.choices)
+
+    @property
+    def fits(self) -> bool:
+        return self.total <= self.budget
 
     def lines(self, titles: Mapping[str, str]) -> list[str]:
         rows = [
@@ -295,15 +304,29 @@ class FitPlan:
             f"Total: {format_bytes(self.total)} of {format_bytes(self.budget)}"
             f" (pages, posters and checksums: {format_bytes(self.overhead)})"
         )
+        if not self.fits:
+            rows.append(
+                f"Over by {format_bytes(self.total - self.budget)} at the lowest resolutions:"
+                f" the largest videos will be re-encoded to {self.reencode}, one at a time, until"
+                " the kit fits (a re-encoded size is known only once it is made)"
+            )
         return rows
 
 
-def plan_fit(options: Mapping[str, Sequence[VideoFile]], *, budget: int, overhead: int) -> FitPlan:
+def plan_fit(
+    options: Mapping[str, Sequence[VideoFile]],
+    *,
+    budget: int,
+    overhead: int,
+    reencode: str | None = None,
+) -> FitPlan:
     """Each video's resolution, as high and as even as the budget allows.
 
     Every video starts at its highest resolution; while the kit is over budget, the video at
     the highest resolution (the largest file among equals) steps down one resolution. When
-    even the lowest resolutions do not fit, :class:`UsageError` gives the smallest size reachable.
+    even the lowest resolutions do not fit, :class:`UsageError` gives the smallest size
+    reachable, unless a ``reencode`` preset may shrink the videos further: then the plan is
+    the lowest resolutions, over budget.
     """
     ladders = {item: sorted(files, key=lambda f: f.resolution) for item, files in options.items()}
     level = {item: len(files) - 1 for item, files in ladders.items() if files}
@@ -316,6 +339,8 @@ def plan_fit(options: Mapping[str, Sequence[VideoFile]], *, budget: int, overhea
     while total() > budget:
         candidates = [item for item, i in level.items() if i > 0]
         if not candidates:
+            if reencode is not None:
+                break
             raise UsageError(
                 f"the kit cannot fit in {format_bytes(budget)}: even at the lowest resolutions"
                 f" it needs {format_bytes(total())}",
@@ -329,4 +354,5 @@ def plan_fit(options: Mapping[str, Sequence[VideoFile]], *, budget: int, overhea
         choices=tuple((item, ladders[item][i]) for item, i in sorted(level.items())),
         overhead=overhead,
         budget=budget,
+        reencode=reencode,
     )

@@ -8,6 +8,7 @@ appended to a JSON-lines log for whoever watches the cron job.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Sequence
@@ -125,7 +126,7 @@ def sync(
         except OSError as exc:
             raise ArchiveError(archive_root / LAST_MANIFEST, f"cannot write: {exc}") from exc
         kit_report = build_kit(
-            manifest, archive, kit, settings=settings.package, progress=kit_progress
+            manifest, archive, kit, settings=_kit_settings(settings), progress=kit_progress
         )
         report = SyncReport(
             manifest=manifest,
@@ -150,12 +151,29 @@ def sync(
 
 
 def _choose(manifest: Manifest, archive: Archive, settings: SyncSettings) -> Choices:
+    download = settings.download
+    preset = settings.package.transcode
+    if preset is not None and download.max_height is None and settings.fit is None:
+        # Re-encoding is the last resort: first the instance's own resolution under the preset.
+        download = dataclasses.replace(download, max_height=preset.max_height)
     return choose_files(
         manifest,
         archive,
-        settings=settings.download,
+        settings=download,
         refresh_after=settings.refresh_after,
         budget=settings.fit,
+        reencode=preset.name if preset else None,
+    )
+
+
+def _kit_settings(settings: SyncSettings) -> PackageSettings:
+    """The kit re-encodes (with ``--transcode``) past the same cap and budget the download
+    chose under; the versions it shows are the current ones, which that choice fetched."""
+    return dataclasses.replace(
+        settings.package,
+        max_height=settings.download.max_height,
+        fit=settings.fit if settings.package.transcode else None,
+        fit_versions=False,
     )
 
 
@@ -175,15 +193,20 @@ def plan_sync(
     titles = {entry.id: entry.title for entry in manifest.entries}
     if choices.fit is not None:
         return choices.fit.lines(titles)
+    kit = _kit_settings(settings)
+    cap = kit.max_height or (kit.transcode.max_height if kit.transcode else None)
     lines = []
     for entry in manifest.entries:
         choice = choices.files.get(entry.id)
         if choice is None:
-            lines.append(f"{entry.title} ({entry.id}): the fiche's link (no size known)")
+            line = f"{entry.title} ({entry.id}): the fiche's link (no size known)"
+            if kit.transcode is not None:
+                line += f"; re-encoded to {kit.transcode.name} for the kit if taller than {cap}p"
         else:
-            lines.append(
-                f"{entry.title} ({entry.id}): {choice.resolution}p, {format_bytes(choice.size)}"
-            )
+            line = f"{entry.title} ({entry.id}): {choice.resolution}p, {format_bytes(choice.size)}"
+            if kit.transcode is not None and cap is not None and choice.resolution > cap:
+                line += f"; none offered at most {cap}p: re-encoded to {kit.transcode.name}"
+        lines.append(line)
     return lines
 
 
