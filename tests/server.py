@@ -42,6 +42,7 @@ class Served:
     bad_content_range_times: int = 0  # answer 206 with a range that starts elsewhere
     extra_length: int = 0  # announce this many bytes more than sent, then close
     trickle: tuple[int, float] | None = None  # (bytes per write, seconds between writes)
+    delay: float = 0.0  # seconds to think before answering
     weak_etag: bool = False
     responses: int = 0
 
@@ -91,6 +92,8 @@ class FileServer:
         # Bumped by reset(): a handler still busy from an earlier test (a stall, a trickle)
         # must not log into the next test's requests.
         self.generation = 0
+        self.active = 0  # requests being answered now
+        self.peak = 0  # the most answered at once since the last reset
         handler = type("Handler", (_Handler,), {"owner": self})
         self.httpd = _Server(("127.0.0.1", 0), handler)
         self.httpd.errors = []
@@ -126,6 +129,7 @@ class FileServer:
             self.files.clear()
             self.redirects.clear()
             self.log.clear()
+            self.peak = 0
 
     def close(self) -> None:
         self.httpd.shutdown()
@@ -163,6 +167,16 @@ class _Handler(BaseHTTPRequestHandler):
         self.do_GET()
 
     def do_GET(self) -> None:
+        with self.owner.lock:
+            self.owner.active += 1
+            self.owner.peak = max(self.owner.peak, self.owner.active)
+        try:
+            self._answer()
+        finally:
+            with self.owner.lock:
+                self.owner.active -= 1
+
+    def _answer(self) -> None:
         self.generation = self.owner.generation
         path = self.path.split("?", 1)[0]
         if path in self.owner.redirects:
@@ -176,6 +190,8 @@ class _Handler(BaseHTTPRequestHandler):
         if served is None:
             self._plain(404)
             return
+        if served.delay:
+            time.sleep(served.delay)
         if served.statuses:
             status = served.statuses.pop(0)
             headers = {"Retry-After": served.retry_after} if served.retry_after else {}

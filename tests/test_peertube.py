@@ -73,6 +73,7 @@ def publish(
     heights: tuple[int, ...] = (1080, 720, 480, 360),
     tamper: bool = False,
     api_status: int | None = None,
+    api_delay: float = 0.0,
     preview: bytes | None = None,
     captions: dict[str, str] | None = None,
     videos: dict[int, bytes] | None = None,
@@ -146,7 +147,7 @@ def publish(
     )
     body = json.dumps(document).encode()
     if api_status is None:
-        server.add(f"/api/v1/videos/{uuid}", body, content_type="application/json")
+        server.add(f"/api/v1/videos/{uuid}", body, content_type="application/json", delay=api_delay)
     else:
         server.add(f"/api/v1/videos/{uuid}", body, statuses=[api_status] * 100)
     return files
@@ -273,6 +274,18 @@ def test_fit_fills_a_budget_between_the_smallest_and_largest_totals(
     resolutions = [resolution for resolution, _ in held(tmp_path / "archive").values()]
     assert any(r is not None and r > 360 for r in resolutions), resolutions
     bagit.Bag(str(kit)).validate()
+
+
+def test_the_api_is_asked_about_several_videos_at_once(server: FileServer, tmp_path: Path) -> None:
+    for uuid in UUIDS:
+        publish(server, uuid, api_delay=0.3)  # an instance far away
+        fiche(tmp_path / "fiches", server, uuid)
+    code, stdout, _ = run(*sync_args(tmp_path, "--max-height", "480", "--per-host", "4",
+                                     "--dry-run"))  # fmt: skip
+    assert code == 0
+    assert len(stdout.splitlines()) == len(UUIDS)
+    assert len(server.requests()) == 2 * len(UUIDS)  # each video, then its captions
+    assert server.peak >= 2  # one after the other, never more than one would be answered
 
 
 def test_fit_that_cannot_be_reached_exits_2_with_the_smallest_size(
@@ -552,6 +565,15 @@ def test_fit_re_encodes_the_largest_videos_when_even_the_lowest_do_not_fit(
     }
     assert probe_height(kit_video(kit, UUIDS[0])) == 360
     bagit.Bag(str(kit)).validate()
+
+    # package does the same from what the archive holds, reusing the re-encode it keeps
+    usb = tmp_path / "usb"
+    code, _, stderr = run("package", tmp_path / "archive" / "manifest.json", "--archive",
+                          tmp_path / "archive", "-o", usb, "--fit", str(budget),
+                          "--transcode", "360p", "-q")  # fmt: skip
+    assert (code, stderr) == (0, "")
+    assert {uuid: kit_video(usb, uuid).name for uuid in sizes} == names
+    assert kit_video(usb, UUIDS[0]).read_bytes() == kit_video(kit, UUIDS[0]).read_bytes()
 
     code, _, stderr = run(*sync_args(tmp_path, "--fit", str(overhead), "--transcode", "360p"))
     assert code == 2

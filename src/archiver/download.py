@@ -23,7 +23,7 @@ import httpx
 
 from . import peertube
 from .archive import TIME_FORMAT, Archive
-from .entry import Entry
+from .entry import Entry, PeerTubeRef
 from .errors import UsageError
 from .fetch import (
     DEFAULT_SETTINGS,
@@ -261,23 +261,29 @@ class Choices:
 async def _describe_all(
     manifest: Manifest, archive: Archive, settings: DownloadSettings, refresh_after: float | None
 ) -> dict[str, VideoInfo]:
+    """Each video's description by its instance: several asked at once, as many as
+    ``--per-host`` allows (a collection's videos are usually on one instance)."""
     cache = archive.root / PEERTUBE_CACHE
-    infos: dict[str, VideoInfo] = {}
     wanted = [entry for entry in manifest.entries if entry.peertube is not None]
     if not wanted:
-        return infos
-    async with make_client(settings) as client:
-        for entry in wanted:
-            assert entry.peertube is not None  # noqa: S101 - filtered above
-            cached = cache / f"{entry.peertube.uuid}.json"
-            fresh = cached.is_file() and (
-                refresh_after is None or time.time() - cached.stat().st_mtime < refresh_after
+        return {}
+    at_once = asyncio.Semaphore(max(settings.per_host, 1))
+
+    async def describe(client: httpx.AsyncClient, ref: PeerTubeRef) -> VideoInfo | None:
+        cached = cache / f"{ref.uuid}.json"
+        fresh = cached.is_file() and (
+            refresh_after is None or time.time() - cached.stat().st_mtime < refresh_after
+        )
+        async with at_once:
+            return await fetch_info(
+                client, ref, cache, fresh=fresh, api_base=settings.request_url(ref.instance)
             )
-            api_base = settings.request_url(entry.peertube.instance)
-            info = await fetch_info(client, entry.peertube, cache, fresh=fresh, api_base=api_base)
-            if info is not None:
-                infos[entry.id] = info
-    return infos
+
+    async with make_client(settings) as client:
+        answers = await asyncio.gather(
+            *(describe(client, entry.peertube) for entry in wanted if entry.peertube is not None)
+        )
+    return {entry.id: info for entry, info in zip(wanted, answers, strict=True) if info is not None}
 
 
 async def _choose(
