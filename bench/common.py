@@ -110,33 +110,40 @@ class Timing:
     peak_rss_mib: float
 
 
-def _high_water_kib(pid: int) -> int:
+def _memory_kib(pid: int) -> tuple[int, int]:
+    """(VmHWM, VmRSS) of a process: its peak and current resident memory."""
+    found = {"VmHWM:": 0, "VmRSS:": 0}
     try:
         with open(f"/proc/{pid}/status", encoding="ascii") as status:
             for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
+                key = line.split(maxsplit=1)[0] if line.strip() else ""
+                if key in found:
+                    found[key] = int(line.split()[1])
     except OSError:
         pass
-    return 0
+    return found["VmHWM:"], found["VmRSS:"]
 
 
 def timed(command: Sequence[str], *, cwd: Path | None = None) -> Timing:
     """Wall time and peak resident memory of one command (which must succeed).
 
-    The peak is the child's own VmHWM, polled every 5 ms: ``ru_maxrss`` would include the
-    memory of this (forking) process, which Linux carries across fork and exec.
+    The command and every process under it (archiver's FFmpeg reader, ``sh -c``'s commands)
+    are polled every 5 ms; the peak is the larger of one process's own VmHWM and the sum of
+    the tree's VmRSS at one poll. ``ru_maxrss`` would include the memory of this (forking)
+    process, which Linux carries across fork and exec.
     """
     start = time.perf_counter()
     process = subprocess.Popen(
         list(command), cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
     peak = 0
-    watched = [process.pid]
     while process.poll() is None:
-        for pid in watched:
-            peak = max(peak, _high_water_kib(pid))
-        watched = [process.pid, *_children(process.pid)]
+        together = 0
+        for pid in _tree(process.pid):
+            high, now = _memory_kib(pid)
+            peak = max(peak, high)
+            together += now
+        peak = max(peak, together)
         time.sleep(0.005)
     seconds = time.perf_counter() - start
     stderr = process.stderr.read().decode(errors="replace") if process.stderr else ""
@@ -147,8 +154,15 @@ def timed(command: Sequence[str], *, cwd: Path | None = None) -> Timing:
     return Timing(seconds=seconds, peak_rss_mib=peak / 1024)
 
 
+def _tree(pid: int) -> list[int]:
+    """The process and all its descendants."""
+    found = [pid]
+    for child in _children(pid):
+        found.extend(_tree(child))
+    return found
+
+
 def _children(pid: int) -> list[int]:
-    """Direct children (``sh -c`` runs its commands as children)."""
     try:
         text = Path(f"/proc/{pid}/task/{pid}/children").read_text(encoding="ascii")
     except OSError:

@@ -239,3 +239,29 @@ def test_what_ffmpeg_read_at_download_is_kept_for_the_kit(
     assert facts is not None
     assert (facts.width, facts.height) == (320, 240)
     assert facts.duration == pytest.approx(2.0, abs=0.1)
+
+
+def test_a_video_that_crashes_ffmpeg_fails_alone_and_the_run_goes_on(
+    server: FileServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from archiver import media
+
+    from .test_media import fragile_prober
+
+    prober = fragile_prober()
+    monkeypatch.setattr(media, "PROBER", prober)
+    items = []
+    for number, item in enumerate(("ffmpeg-dies", "item-b", "item-c")):
+        server.add(f"/{item}.mp4", content_of(120_000, number))
+        items.append(make_entry(item, server.url(f"/{item}.mp4"), title=item))
+    try:
+        report = download(Manifest(entries=tuple(items)), tmp_path / "arch")
+    finally:
+        prober.close()
+    assert [(f.job.entry.id, f.reason) for f in report.failures] == [
+        ("ffmpeg-dies", "not a playable MP4: FFmpeg crashed reading it (SIGABRT)")
+    ]
+    assert report.count(Status.FETCHED) == 2
+    with Archive(tmp_path / "arch") as archive:
+        assert archive.held("ffmpeg-dies", "video") is None
+        assert archive.held("item-c", "video") is not None

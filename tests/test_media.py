@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -84,3 +85,65 @@ def test_transcode_makes_a_playable_smaller_mp4(tmp_path: Path) -> None:
     assert made.duration == pytest.approx(1.0, abs=0.15)
     assert media.mp4_problem(target) is None
     assert target.read_bytes()[4:8] == b"ftyp"
+
+
+# A worker that reads like the real one, except that it dies on a path with "/ffmpeg-dies" and
+# hangs over one with "/ffmpeg-stalls": how a file that crashes or hangs FFmpeg looks from
+# archiver's side.
+_FRAGILE = """
+import json, os, sys, time
+sys.path.insert(0, {folder!r})
+from _probe_worker import read
+for line in sys.stdin:
+    path = json.loads(line)
+    if "/ffmpeg-dies" in path:
+        os.abort()
+    if "/ffmpeg-stalls" in path:
+        time.sleep(60)
+    sys.stdout.write(json.dumps(read(path)) + "\\n")
+    sys.stdout.flush()
+"""
+
+
+def fragile_prober(timeout: float = 30.0) -> media.Prober:
+    worker = Path(media.__file__).parent
+    code = _FRAGILE.format(folder=str(worker))
+    return media.Prober([sys.executable, "-c", code], timeout=timeout)
+
+
+def test_a_file_that_crashes_ffmpeg_costs_that_file_not_the_reader(tmp_path: Path) -> None:
+    good = make_mp4(tmp_path / "good.mp4", seconds=1)
+    bad = tmp_path / "ffmpeg-dies.mp4"
+    bad.write_bytes(good.read_bytes())
+    prober = fragile_prober()
+    try:
+        assert prober.probe(good).height == 240
+        with pytest.raises(MediaError) as caught:
+            prober.probe(bad)
+        assert caught.value.message == f"{bad}: FFmpeg crashed reading it (SIGABRT)"
+        assert prober.probe(good).height == 240  # a new worker, for the next file
+    finally:
+        prober.close()
+
+
+def test_a_file_that_keeps_ffmpeg_busy_is_given_up_after_the_timeout(tmp_path: Path) -> None:
+    good = make_mp4(tmp_path / "good.mp4", seconds=1)
+    stuck = tmp_path / "ffmpeg-stalls.mp4"
+    stuck.write_bytes(good.read_bytes())
+    prober = fragile_prober(timeout=1.0)
+    try:
+        with pytest.raises(MediaError) as caught:
+            prober.probe(stuck)
+        assert caught.value.message == f"{stuck}: FFmpeg took more than 1 s to read it"
+        assert prober.probe(good).duration == pytest.approx(1.0, abs=0.1)
+    finally:
+        prober.close()
+
+
+def test_the_reader_ends_with_its_input(tmp_path: Path) -> None:
+    prober = media.Prober()
+    prober.start()
+    worker = prober._process
+    assert worker is not None
+    prober.close()
+    assert worker.returncode == 0

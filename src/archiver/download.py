@@ -21,7 +21,7 @@ from urllib.parse import unquote, urlsplit
 
 import httpx
 
-from . import peertube
+from . import media, peertube
 from .archive import TIME_FORMAT, Archive
 from .entry import Entry, PeerTubeRef
 from .errors import UsageError
@@ -228,6 +228,8 @@ async def download_all(
 ) -> list[Outcome]:
     """Fetch ``jobs`` concurrently into ``archive``; one outcome per job, in order."""
     progress = progress or NullProgress()
+    if settings.check_media and any(job.role == "video" for job in jobs):
+        media.PROBER.start()  # it loads FFmpeg's libraries while the first video arrives
     async with contextlib.AsyncExitStack() as stack:
         if client is None:
             client = await stack.enter_async_context(make_client(settings))

@@ -1,0 +1,44 @@
+"""FFmpeg's reading of video files, in a process of its own (see :class:`archiver.media.Prober`).
+
+Reads one JSON-encoded path per line on standard input and answers each with one JSON line on
+standard output: ``{"duration": …, "width": …, "height": …}`` or ``{"error": "…"}``. It is run
+by its file path, so it imports PyAV and nothing of archiver: it starts in a few tens of ms.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+
+def read(path: str) -> dict[str, Any]:
+    """Duration (seconds) and size of the first video stream, as FFmpeg's libavformat reads
+    them: the open-and-find-stream-information that ``ffprobe`` does."""
+    import av
+
+    try:
+        with av.open(path, metadata_errors="replace") as container:
+            video = next(iter(container.streams.video), None)
+            duration: float | None = None
+            if container.duration:
+                duration = container.duration / av.time_base
+            elif video is not None and video.duration and video.time_base:
+                duration = float(video.duration * video.time_base)
+            width = video.codec_context.width if video is not None else None
+            height = video.codec_context.height if video is not None else None
+    except (av.FFmpegError, OSError) as exc:
+        return {"error": getattr(exc, "strerror", None) or str(exc)}
+    return {"duration": duration, "width": width or None, "height": height or None}
+
+
+def main() -> None:
+    import av  # noqa: F401 - loaded now, while the first video is still arriving
+
+    for line in sys.stdin:
+        sys.stdout.write(json.dumps(read(json.loads(line))) + "\n")
+        sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
