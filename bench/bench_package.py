@@ -22,7 +22,7 @@ from pathlib import Path
 from archiver.archive import Archive
 from archiver.manifest import Manifest, write_manifest
 from archiver.package import PackageSettings, package
-from common import commit, hold_videos, make_clip, make_entries, timed
+from common import commit, hold_videos, make_clip, make_entries, timed, with_trailer
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -65,7 +65,7 @@ def main() -> None:
         )
 
         changed = entries[42]
-        new_video = clip + b"changed upstream" * 4096
+        new_video = with_trailer(clip, b"changed upstream" * 4096)
         with Archive(archive_root) as archive:
             commit(archive, changed, new_video, "42-480.mp4")
         start = time.perf_counter()

@@ -234,8 +234,14 @@ def commit(archive: Archive, entry: Entry, data: bytes, name: str) -> None:
 
 
 def hold_videos(root: Path, entries: list[Entry], clip: bytes, pad: int = 256) -> None:
-    """Every entry's video held: ``clip`` plus a trailer of its own (its own sha256)."""
+    """Every entry's video held: ``clip`` plus a ``free`` box of its own (its own sha256, still
+    a whole MP4)."""
     with Archive(root) as archive:
         for i, entry in enumerate(entries):
             archive.record_item(entry)
-            commit(archive, entry, clip + i.to_bytes(4, "big") * pad, f"{i}-480.mp4")
+            commit(archive, entry, with_trailer(clip, i.to_bytes(4, "big") * pad), f"{i}-480.mp4")
+
+
+def with_trailer(clip: bytes, trailer: bytes) -> bytes:
+    """The same MP4 with ``trailer`` in a ``free`` box: other bytes, still a whole MP4."""
+    return clip + (8 + len(trailer)).to_bytes(4, "big") + b"free" + trailer
