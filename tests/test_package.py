@@ -18,6 +18,7 @@ from archiver import media
 from archiver.archive import Archive, FetchedFile
 from archiver.bag import verify_bag
 from archiver.cli import cli
+from archiver.console import package_summary
 from archiver.download import DownloadSettings, download
 from archiver.entry import Credit, Entry, Licence, Video
 from archiver.manifest import Manifest, write_manifest
@@ -492,7 +493,9 @@ def test_transcode_re_encodes_taller_videos_once_and_again_when_the_preset_chang
     archive, kit = tmp_path / "archive", tmp_path / "kit"
     download(manifest, archive, settings=FAST)
     preset = media.PRESETS["360p"]
-    package(manifest, archive, kit, settings=PackageSettings(transcode=preset))
+    first = package(manifest, archive, kit, settings=PackageSettings(transcode=preset))
+    assert first.reencoded == 1
+    assert "1 video re-encoded" in package_summary(first)
     video = kit / "data" / "videos" / "hd" / "hd-720-360p.mp4"
     assert media.probe(video).height == 360
     assert "· 360p" in (kit / "data/videos/hd/index.html").read_text()

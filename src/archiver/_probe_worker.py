@@ -8,6 +8,7 @@ by its file path, so it imports PyAV and nothing of archiver: it starts in a few
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Any
 
@@ -35,9 +36,13 @@ def read(path: str) -> dict[str, Any]:
 def main() -> None:
     import av  # noqa: F401 - loaded now, while the first video is still arriving
 
+    # Answers go out on a descriptor of their own: whatever a C library prints to standard
+    # output goes where standard error goes, and never into an answer.
+    answers = os.fdopen(os.dup(sys.stdout.fileno()), "w", encoding="utf-8")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     for line in sys.stdin:
-        sys.stdout.write(json.dumps(read(json.loads(line))) + "\n")
-        sys.stdout.flush()
+        answers.write(json.dumps(read(json.loads(line))) + "\n")
+        answers.flush()
 
 
 if __name__ == "__main__":

@@ -37,6 +37,8 @@ def package_summary(report: PackageReport) -> str:
         changes.append(f"{report.linked} hard-linked")
     changes.append(f"{report.removed} removed")
     changes.append(f"{report.unchanged} unchanged")
+    if report.reencoded:
+        changes.append(f"{report.reencoded} video{'s' if report.reencoded != 1 else ''} re-encoded")
     videos = "video" if report.items == 1 else "videos"
     return (
         f"Kit: {report.items} {videos} in {report.kit}; {', '.join(changes)};"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import json
+import math
 import os
 import select
 import shutil
@@ -115,7 +116,7 @@ class Prober:
             if stdin is None or stdout is None:  # a bug if ever: both are pipes
                 raise MediaError(path, "the FFmpeg reader has no pipes")
             try:
-                stdin.write(json.dumps(str(path)).encode() + b"\n")
+                stdin.write(json.dumps(str(path.absolute())).encode() + b"\n")
                 stdin.flush()
             except BrokenPipeError:
                 pass  # it died: said below, when its answer does not come
@@ -126,10 +127,13 @@ class Prober:
                 if not ready:
                     raise MediaError(path, f"FFmpeg took more than {self.timeout:g} s to read it")
                 raise MediaError(path, f"FFmpeg crashed reading it ({_ending(worker.returncode)})")
-        answer = json.loads(line)
-        if "error" in answer:
-            raise MediaError(path, f"FFmpeg cannot read it: {answer['error']}")
-        return MediaInfo(answer["duration"], answer["width"], answer["height"])
+        try:
+            answer = json.loads(line)
+            if "error" in answer:
+                raise MediaError(path, f"FFmpeg cannot read it: {answer['error']}")
+            return MediaInfo(answer["duration"], answer["width"], answer["height"])
+        except (ValueError, TypeError, KeyError) as exc:  # a bug if ever: the reader is ours
+            raise MediaError(path, f"the FFmpeg reader answered {line[:80]!r}") from exc
 
     def _stop(self) -> None:
         if self._process is not None:
@@ -191,7 +195,7 @@ def confirm_playable(path: Path) -> MediaInfo:
     info = probe(path)
     if info.width is None or info.height is None:
         raise MediaError(path, "no video stream")
-    if not info.duration or info.duration <= 0:
+    if not info.duration or not math.isfinite(info.duration) or info.duration <= 0:
         raise MediaError(path, "no duration")
     return info
 

@@ -131,6 +131,7 @@ class PackageReport:
     warnings: tuple[str, ...]
     seconds: float
     changed: tuple[str, ...] = ()  # payload paths written or removed by this update
+    reencoded: int = 0  # videos carried re-encoded (--transcode)
 
 
 @dataclass(frozen=True)
@@ -153,6 +154,7 @@ class _Plan:
     payload: dict[str, _Source] = field(default_factory=dict)
     left_out: list[tuple[Entry, str]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    reencoded: int = 0  # videos the kit carries re-encoded
 
 
 def package(
@@ -356,7 +358,7 @@ def _shrink(plan: _Plan, archive: Archive, video: _Video, preset: media.Preset) 
     video.reencoded = True  # tried: never twice, whatever the outcome
     entry = video.entry
     try:
-        made = _transcoded(archive, video.record, video.facts, preset)
+        made = _transcoded(archive, video, preset)
     except media.MediaError as exc:
         video.kept_because = exc.reason
     else:
@@ -370,6 +372,7 @@ def _shrink(plan: _Plan, archive: Archive, video: _Video, preset: media.Preset) 
     video.source = made
     video.name = f"{Path(video.name).stem}-{preset.name}.mp4"
     video.resolution = preset.name
+    plan.reencoded += 1
 
 
 def _carry(plan: _Plan, archive: Archive, folder: str, record: FileRecord) -> str:
@@ -447,13 +450,13 @@ def _frame(
     return _derived_source(archive, cached), None
 
 
-def _transcoded(
-    archive: Archive, record: FileRecord, facts: Derived, preset: media.Preset
-) -> _Source:
+def _transcoded(archive: Archive, video: _Video, preset: media.Preset) -> _Source:
     """The video re-encoded with ``preset``: made once, kept in the archive by sha256."""
     kind = f"transcode-{preset.name}"
+    record, facts = video.record, video.facts
     cached = archive.derived(record.sha256, kind, preset.version)
     if cached is None or cached.path is None:
+        log.info("%s (%s): re-encoding to %s", video.entry.title, video.entry.id, preset.name)
         source = archive.root / record.path
         target = archive.derived_path(record.sha256, f"{kind}-v{preset.version}.mp4")
         info = media.MediaInfo(facts.duration, facts.width, facts.height)
@@ -574,6 +577,7 @@ def _apply(
         warnings=tuple(plan.warnings),
         seconds=time.monotonic() - start,
         changed=tuple(sorted([path for path, _ in todo] + stale)),
+        reencoded=plan.reencoded,
     )
 
 
