@@ -9,7 +9,8 @@ Layout of an archive folder::
     media/<id>/versions/<n>/<name>   earlier versions, kept when upstream changed
     partial/<id>/<role>.part     bytes of a download in progress (same filesystem: atomic rename)
     partial/<id>/<role>.json     its sidecar: URL, validators, expected length
-    quarantine/<id>/<stamp>-<name>   bytes that failed a pinned checksum, kept for inspection
+    quarantine/<id>/<stamp>-<name>   bytes that failed a check, kept for inspection
+    derived/<sha256[:2]>/<sha256>-<name>   made from a file once: posters, re-encodes
 
 A file reaches ``media/`` only by an atomic rename of a complete, checked, fsync'ed file; the
 catalog row that records it is written right after, in one transaction.
