@@ -25,13 +25,13 @@ import json
 import os
 import shutil
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from .entry import Entry
 from .errors import ArchiveError, LockHeld
-from .files import atomic_write_bytes, fsync_dir
+from .files import atomic_write_many, fsync_dir
 
 __all__ = [
     "TIME_FORMAT",
@@ -330,20 +330,33 @@ class Archive:
 
     def record_item(self, entry: Entry) -> None:
         """Note that ``entry`` is in the collection; keep its manifest entry beside its media."""
+        self.record_items([entry])
+
+    def record_items(self, entries: Sequence[Entry]) -> None:
+        """:meth:`record_item` for a whole collection: one transaction, the files written
+        together."""
         now = utc_now()
-        data = json.dumps(entry.to_json(), ensure_ascii=False, indent=2, sort_keys=True) + "\n"
-        entry_path = self.item_dir(entry.id) / "entry.json"
+        changed = []
+        for entry in entries:
+            data = json.dumps(entry.to_json(), ensure_ascii=False, indent=2, sort_keys=True)
+            path = self.item_dir(entry.id) / "entry.json"
+            encoded = (data + "\n").encode("utf-8")
+            try:
+                if not path.is_file() or path.read_bytes() != encoded:
+                    changed.append((path, encoded))
+            except OSError as exc:
+                raise ArchiveError(path, f"cannot read: {exc.strerror or exc}") from exc
         try:
-            if not entry_path.exists() or entry_path.read_bytes() != data.encode("utf-8"):
-                atomic_write_bytes(entry_path, data.encode("utf-8"))
+            atomic_write_many(changed)
         except OSError as exc:
-            raise ArchiveError(entry_path, f"cannot write: {exc.strerror or exc}") from exc
+            where = Path(exc.filename) if exc.filename else self.root / "media"
+            raise ArchiveError(where, f"cannot write: {exc.strerror or exc}") from exc
         with self._db:
-            self._db.execute(
+            self._db.executemany(
                 "INSERT INTO items (id, title, first_seen, last_seen) VALUES (?, ?, ?, ?)"
                 " ON CONFLICT(id) DO UPDATE SET title=excluded.title, last_seen=excluded.last_seen,"
                 " retired_at=NULL",
-                (entry.id, entry.title, now, now),
+                [(entry.id, entry.title, now, now) for entry in entries],
             )
 
     def current(self, item_id: str, role: str) -> FileRecord | None:

@@ -196,8 +196,8 @@ def plan(
     todo: list[Job] = []
     settled: list[Outcome] = []
     now = time.time()
+    archive.record_items(manifest.entries)
     for entry in manifest.entries:
-        archive.record_item(entry)
         jobs, problems = jobs_for(entry, (choices or {}).get(entry.id), (infos or {}).get(entry.id))
         settled.extend(video_failure(entry, problem) for problem in problems)
         for job in jobs:

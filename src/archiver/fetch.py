@@ -385,6 +385,12 @@ class Fetcher:
             return 0, None, {}
         return have, state, {"Range": f"bytes={have}-", "If-Range": validator}
 
+    def _start_partial(self, job: Job, side: Path, state: PartialState) -> None:
+        """A partial from zero. Its sidecar is written before the first byte, so that whatever
+        the partial holds is always described by the validators it came with."""
+        self._discard_partial(job)
+        atomic_write_bytes(side, state.to_json())  # makes the folder too
+
     def _discard_partial(self, job: Job) -> None:
         for path in self.archive.partial_paths(job.entry.id, job.role):
             with contextlib.suppress(FileNotFoundError):
@@ -409,11 +415,8 @@ class Fetcher:
                 offset, expected, state = self._check_response(job, response, have, state)
                 if offset is not None:
                     if offset == 0:
-                        self._discard_partial(job)
-                        part.parent.mkdir(parents=True, exist_ok=True)
-                        # The sidecar is written before the first byte, so that whatever the
-                        # partial holds is always described by the validators it came with.
-                        atomic_write_bytes(side, state.to_json())
+                        # Off the event loop: its fsyncs would hold up every other download.
+                        await asyncio.to_thread(self._start_partial, job, side, state)
                     self.progress.started(job, expected, offset)
                     sink = await asyncio.to_thread(_Sink, part, offset)
                     await self._receive(job, response, sink, counter)

@@ -80,8 +80,8 @@ class SyncReport:
 def _offline_report(manifest: Manifest, archive: Archive) -> DownloadReport:
     """What is held, without a single request: the kit is rebuilt from it."""
     outcomes: list[Outcome] = []
+    archive.record_items(manifest.entries)
     for entry in manifest.entries:
-        archive.record_item(entry)
         jobs, problems = jobs_for(entry)
         outcomes.extend(video_failure(entry, problem) for problem in problems)
         for job in jobs:
