@@ -92,8 +92,10 @@ class FileServer:
         # Bumped by reset(): a handler still busy from an earlier test (a stall, a trickle)
         # must not log into the next test's requests.
         self.generation = 0
-        self.active = 0  # requests being answered now
-        self.peak = 0  # the most answered at once since the last reset
+        # Requests being answered now, by generation (a handler left from an earlier test must
+        # not count), and the most answered at once since the last reset.
+        self.active: dict[int, int] = {}
+        self.peak = 0
         handler = type("Handler", (_Handler,), {"owner": self})
         self.httpd = _Server(("127.0.0.1", 0), handler)
         self.httpd.errors = []
@@ -168,13 +170,15 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         with self.owner.lock:
-            self.owner.active += 1
-            self.owner.peak = max(self.owner.peak, self.owner.active)
+            generation = self.owner.generation
+            active = self.owner.active
+            active[generation] = active.get(generation, 0) + 1
+            self.owner.peak = max(self.owner.peak, active[generation])
         try:
             self._answer()
         finally:
             with self.owner.lock:
-                self.owner.active -= 1
+                active[generation] -= 1
 
     def _answer(self) -> None:
         self.generation = self.owner.generation
