@@ -16,10 +16,9 @@ from click.testing import CliRunner
 from archiver.cli import cli
 from archiver.errors import UsageError
 from archiver.peertube import (
-    KIT_OVERHEAD,
-    KIT_OVERHEAD_PER_VIDEO,
     VideoFile,
     choose,
+    kit_overhead,
     parse_video,
     plan_fit,
 )
@@ -544,7 +543,7 @@ def test_fit_re_encodes_the_largest_videos_when_even_the_lowest_do_not_fit(
         }
         publish(server, uuid, seed=number, heights=(480, 360), videos=offered)
         fiche(tmp_path / "fiches", server, uuid)
-    overhead = KIT_OVERHEAD + 3 * KIT_OVERHEAD_PER_VIDEO
+    overhead = kit_overhead(3)
     budget = overhead + 1_400_000  # the lowest need 2.1 MB; the largest re-encoded, 1.2 MB
     assert run(*sync_args(tmp_path, "--fit", str(budget)))[0] == 2  # no re-encoding allowed
 

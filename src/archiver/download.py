@@ -39,8 +39,6 @@ from .fetch import (
 from .manifest import Manifest
 from .names import safe_filename
 from .peertube import (
-    KIT_OVERHEAD,
-    KIT_OVERHEAD_PER_VIDEO,
     FitPlan,
     VideoFile,
     VideoInfo,
@@ -321,7 +319,7 @@ async def _choose(
         raise UsageError(
             f"--fit needs each video's sizes from its PeerTube instance; none for: {names}"
         )
-    overhead = KIT_OVERHEAD + KIT_OVERHEAD_PER_VIDEO * len(manifest.entries)
+    overhead = peertube.kit_overhead(len(manifest.entries))
     fit = peertube.plan_fit(options, budget=budget, overhead=overhead, reencode=reencode)
     return Choices(files=dict(fit.choices), infos=described, fit=fit)
 

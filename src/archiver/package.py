@@ -50,7 +50,7 @@ from .files import atomic_write_bytes, fsync_dir
 from .manifest import Manifest
 from .meter import ByteMeter
 from .names import MAX_NAME_LENGTH
-from .peertube import KIT_OVERHEAD, KIT_OVERHEAD_PER_VIDEO, VideoFile, plan_fit
+from .peertube import VideoFile, kit_overhead, plan_fit
 from .site import (
     ASSET_LABELS,
     KitAsset,
@@ -114,6 +114,19 @@ class PackageSettings:
     # With ``fit``: choose among every version held (package), or take the current ones
     # (sync, which fitted the kit by choosing what to download).
     fit_versions: bool = True
+
+    @property
+    def reencode_cap(self) -> int | None:
+        """With ``transcode``: the height past which a video is re-encoded, if any.
+
+        ``max_height`` when given; else, without a budget, the preset's own height (with a
+        budget, only the budget calls for re-encoding).
+        """
+        if self.transcode is None:
+            return None
+        if self.max_height is not None or self.fit is not None:
+            return self.max_height
+        return self.transcode.max_height
 
 
 @dataclass(frozen=True)
@@ -206,7 +219,7 @@ def _fit_versions(
             options.setdefault(entry.id, []).append(
                 VideoFile(resolution=_height(archive, record), size=record.size, url=record.path)
             )
-    overhead = KIT_OVERHEAD + KIT_OVERHEAD_PER_VIDEO * len(manifest.entries)
+    overhead = kit_overhead(len(manifest.entries))
     plan = plan_fit(
         options, budget=budget, overhead=overhead, reencode=reencode.name if reencode else None
     )
@@ -238,8 +251,7 @@ class _Video:
 def _plan(manifest: Manifest, archive: Archive, settings: PackageSettings) -> _Plan:
     plan = _Plan()
     videos = _videos(plan, manifest, archive, settings)
-    if settings.transcode is not None:
-        _reencode(plan, archive, videos, settings, settings.transcode, len(manifest.entries))
+    _reencode(plan, archive, videos, settings, len(manifest.entries))
     ffmpeg_missing = False
     for video in videos:
         entry = video.entry
@@ -320,26 +332,24 @@ def _reencode(
     archive: Archive,
     videos: list[_Video],
     settings: PackageSettings,
-    preset: media.Preset,
     count: int,
 ) -> None:
     """Re-encode with ``preset``, as a last resort, the videos nothing else makes fit.
 
-    Without a budget: each video taller than the cap (``max_height``, else the preset's).
-    With a budget: each video taller than ``max_height`` if one was given; then, while the kit
-    is over budget, the largest video not yet re-encoded (its re-encoded size is known only
-    once made, so one at a time). A budget still exceeded when none is left: exit 2.
+    First each video taller than :attr:`PackageSettings.reencode_cap`; then, with a budget,
+    while the kit is over it, the largest video not yet re-encoded (its re-encoded size is
+    known only once made, so one at a time). A budget still exceeded when none is left: exit 2.
     """
-    cap = settings.max_height
-    if cap is None and settings.fit is None:
-        cap = preset.max_height
+    preset, cap = settings.transcode, settings.reencode_cap
+    if preset is None:
+        return
     if cap is not None:
         for video in videos:
             if (video.facts.height or 0) > cap:
                 _shrink(plan, archive, video, preset)
     if settings.fit is None:
         return
-    overhead = KIT_OVERHEAD + KIT_OVERHEAD_PER_VIDEO * count
+    overhead = kit_overhead(count)
     while (total := overhead + sum(v.source.size for v in videos)) > settings.fit:
         left = [v for v in videos if not v.reencoded]
         if not left:

@@ -40,6 +40,7 @@ __all__ = [
     "check_segments",
     "choose",
     "fetch_info",
+    "kit_overhead",
     "parse_captions",
     "parse_video",
     "plan_fit",
@@ -52,6 +53,13 @@ API_TIMEOUT = 10.0
 # 60 KiB a video with a 640 px poster), the catalog, scripts, styles and checksums; rounded up.
 KIT_OVERHEAD = 256 * 1024
 KIT_OVERHEAD_PER_VIDEO = 96 * 1024
+
+
+def kit_overhead(videos: int) -> int:
+    """What a kit of ``videos`` needs besides the videos: pages, posters, checksums."""
+    return KIT_OVERHEAD + KIT_OVERHEAD_PER_VIDEO * videos
+
+
 _RANGE = re.compile(r"^(\d+)-(\d+)$")
 _LANGUAGE = re.compile(r"[a-zA-Z-]{2,12}")  # it becomes part of a file name: keep it plain
 

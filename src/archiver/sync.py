@@ -153,9 +153,9 @@ def sync(
 def _choose(manifest: Manifest, archive: Archive, settings: SyncSettings) -> Choices:
     download = settings.download
     preset = settings.package.transcode
-    if preset is not None and download.max_height is None and settings.fit is None:
-        # Re-encoding is the last resort: first the instance's own resolution under the preset.
-        download = dataclasses.replace(download, max_height=preset.max_height)
+    if preset is not None:
+        # Re-encoding is the last resort: first the instance's own resolution under its cap.
+        download = dataclasses.replace(download, max_height=_kit_settings(settings).reencode_cap)
     return choose_files(
         manifest,
         archive,
@@ -194,7 +194,7 @@ def plan_sync(
     if choices.fit is not None:
         return choices.fit.lines(titles)
     kit = _kit_settings(settings)
-    cap = kit.max_height or (kit.transcode.max_height if kit.transcode else None)
+    cap = kit.reencode_cap
     lines = []
     for entry in manifest.entries:
         choice = choices.files.get(entry.id)
