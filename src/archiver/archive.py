@@ -160,6 +160,15 @@ class Derived:
     height: int | None
 
 
+def _media_facts(
+    sha256: str, duration: float | None, width: int | None, height: int | None
+) -> Derived:
+    """The derived row of what FFmpeg read of a file: facts, no file."""
+    return Derived(
+        sha256, MEDIA_FACTS, MEDIA_FACTS_VERSION, None, None, None, duration, width, height
+    )
+
+
 @dataclass(frozen=True)
 class FetchedFile:
     """What a finished download knows of the bytes it wrote, for the catalog."""
@@ -587,18 +596,12 @@ class Archive:
 
     def _insert_media_facts(self, fetched: FetchedFile) -> None:
         if fetched.media is not None:
-            duration, width, height = fetched.media
-            self._insert_derived(
-                Derived(fetched.sha256, MEDIA_FACTS, MEDIA_FACTS_VERSION, None, None, None,
-                        duration, width, height)
-            )  # fmt: skip
+            self._insert_derived(_media_facts(fetched.sha256, *fetched.media))
 
     def record_media_facts(
         self, sha256: str, duration: float | None, width: int | None, height: int | None
     ) -> Derived:
-        facts = Derived(
-            sha256, MEDIA_FACTS, MEDIA_FACTS_VERSION, None, None, None, duration, width, height
-        )
+        facts = _media_facts(sha256, duration, width, height)
         self.record_derived(facts)
         return facts
 

@@ -226,8 +226,10 @@ async def download_all(
 ) -> list[Outcome]:
     """Fetch ``jobs`` concurrently into ``archive``; one outcome per job, in order."""
     progress = progress or NullProgress()
-    if settings.check_media and any(job.role == "video" for job in jobs):
-        media.PROBER.start()  # it loads FFmpeg's libraries while the first video arrives
+    if settings.check_media and any(j.role == "video" and not j.revalidate for j in jobs):
+        # It loads FFmpeg's libraries while the first video arrives. Not for refreshes alone:
+        # most are answered "not modified", and one that is not starts the reader when needed.
+        media.PROBER.start()
     async with contextlib.AsyncExitStack() as stack:
         if client is None:
             client = await stack.enter_async_context(make_client(settings))
@@ -264,7 +266,7 @@ async def _describe_all(
     """Each video's description by its instance: several asked at once, as many as
     ``--per-host`` allows (a collection's videos are usually on one instance)."""
     cache = archive.root / PEERTUBE_CACHE
-    wanted = [entry for entry in manifest.entries if entry.peertube is not None]
+    wanted = [(entry.id, entry.peertube) for entry in manifest.entries if entry.peertube]
     if not wanted:
         return {}
     at_once = asyncio.Semaphore(max(settings.per_host, 1))
@@ -280,10 +282,8 @@ async def _describe_all(
             )
 
     async with make_client(settings) as client:
-        answers = await asyncio.gather(
-            *(describe(client, entry.peertube) for entry in wanted if entry.peertube is not None)
-        )
-    return {entry.id: info for entry, info in zip(wanted, answers, strict=True) if info is not None}
+        answers = await asyncio.gather(*(describe(client, ref) for _, ref in wanted))
+    return {item: info for (item, _), info in zip(wanted, answers, strict=True) if info is not None}
 
 
 async def _choose(
