@@ -20,8 +20,8 @@ import time
 from pathlib import Path
 
 from archiver.archive import Archive
+from archiver.kit import KitSettings, package
 from archiver.manifest import Manifest, write_manifest
-from archiver.package import PackageSettings, package
 from common import commit, hold_videos, make_clip, make_entries, timed, with_trailer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,7 +42,7 @@ def main() -> None:
         manifest_path = work / "m.json"
         write_manifest(manifest, manifest_path)
         kit = work / "kit"
-        settings = PackageSettings(copy=True)
+        settings = KitSettings(copy=True)
 
         start = time.perf_counter()
         first = package(manifest, archive_root, kit, settings=settings)

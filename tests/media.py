@@ -6,7 +6,9 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
+import ffmpeg
 import pytest
 
 
@@ -30,11 +32,11 @@ def make_mp4(
     fragmented: bool = True,
 ) -> Path:
     """An H.264/AAC MP4; fragmented like the files PeerTube serves unless told otherwise."""
-    ffmpeg = require("ffmpeg")
+    program = require("ffmpeg")
     movflags = "frag_keyframe+empty_moov+default_base_moof" if fragmented else "+faststart"
     subprocess.run(
         [
-            ffmpeg, "-v", "error", "-y",
+            program, "-v", "error", "-y",
             "-f", "lavfi", "-i", f"testsrc=duration={seconds}:size={width}x{height}:rate=25",
             "-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}",
             "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
@@ -47,22 +49,30 @@ def make_mp4(
     return path
 
 
+def _ffprobe(path: Path) -> dict[str, Any]:
+    """What the ``ffprobe`` program reads of ``path``: an independent check of what archiver
+    reads with PyAV, and where ffmpeg-python earns its place."""
+    require("ffprobe")
+    info: dict[str, Any] = ffmpeg.probe(str(path))
+    return info
+
+
 def probe_duration(path: Path) -> float:
-    ffprobe = require("ffprobe")
-    done = subprocess.run(
-        [ffprobe, "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", str(path)],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return float(done.stdout.strip())
+    """The duration (seconds) of ``path``'s container, as ffprobe reads it."""
+    return float(_ffprobe(path)["format"]["duration"])
+
+
+def probe_size(path: Path) -> tuple[int, int]:
+    """The width and height of ``path``'s first video stream, as ffprobe reads them."""
+    video = next(s for s in _ffprobe(path)["streams"] if s["codec_type"] == "video")
+    return int(video["width"]), int(video["height"])
 
 
 def make_jpeg(path: Path, *, colour: str = "red", width: int = 64, height: int = 36) -> Path:
     """A small JPEG of one colour, as a PeerTube instance's preview image."""
-    ffmpeg = require("ffmpeg")
+    program = require("ffmpeg")
     subprocess.run(
-        [ffmpeg, "-v", "error", "-y", "-f", "lavfi", "-i", f"color={colour}:s={width}x{height}",
+        [program, "-v", "error", "-y", "-f", "lavfi", "-i", f"color={colour}:s={width}x{height}",
          "-frames:v", "1", str(path)],
         check=True,
     )  # fmt: skip
@@ -71,9 +81,9 @@ def make_jpeg(path: Path, *, colour: str = "red", width: int = 64, height: int =
 
 def make_audio_only_mp4(path: Path, *, seconds: float = 1.0) -> Path:
     """An MP4 with sound and no picture: whole, but nothing for a video player to show."""
-    ffmpeg = require("ffmpeg")
+    program = require("ffmpeg")
     subprocess.run(
-        [ffmpeg, "-v", "error", "-y", "-f", "lavfi", "-i", f"sine=duration={seconds}",
+        [program, "-v", "error", "-y", "-f", "lavfi", "-i", f"sine=duration={seconds}",
          "-c:a", "aac", str(path)],
         check=True,
     )  # fmt: skip

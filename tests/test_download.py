@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from archiver.archive import Archive
-from archiver.download import DownloadSettings, Status, download
 from archiver.entry import Asset, Video
-from archiver.fetch import _Sink
+from archiver.fetch import DownloadSettings, Status, download
+from archiver.fetch.fetcher import _Sink
 from archiver.manifest import Manifest
 
 from .conftest import content_of, make_entry, sha256
@@ -338,7 +338,8 @@ def test_full_disk_is_a_clear_failure_and_keeps_the_partial(
 
     monkeypatch.setattr(_Sink, "write", write)
     report = download(single(server), tmp_path, settings=FAST)
-    assert report.outcomes[0].reason == "cannot write to the archive: No space left on device"
+    part = tmp_path / "partial" / "item-a" / "video.part"
+    assert report.outcomes[0].reason == f"cannot write {part}: no space left on the device"
     assert not media(tmp_path).exists()
     part = tmp_path / "partial" / "item-a" / "video.part"
     kept = part.stat().st_size
@@ -412,7 +413,7 @@ def test_restarting_from_zero_is_not_progress(server: FileServer, tmp_path: Path
 def test_progress_bars_show_bytes_and_files(server: FileServer, tmp_path: Path) -> None:
     import io
 
-    from archiver.progress import TqdmProgress
+    from archiver.cli.progress import TqdmProgress
 
     server.add("/v/a.mp4", content_of(SIZE))
     stream = io.StringIO()

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from archiver.archive import Archive
 from archiver.cli import cli
-from archiver.download import DownloadSettings, Status, download
+from archiver.fetch import DownloadSettings, Status, download
 from archiver.manifest import Manifest, write_manifest
 
 from .conftest import content_of, make_entry, sha256

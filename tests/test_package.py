@@ -13,16 +13,16 @@ import pytest
 from click.testing import CliRunner
 from playwright.sync_api import Browser, Page, sync_playwright
 
-import archiver.package as package_module
+import archiver.kit.write as kit_writer
 from archiver import media
 from archiver.archive import Archive, FetchedFile
-from archiver.bag import verify_bag
 from archiver.cli import cli
-from archiver.console import package_summary
-from archiver.download import DownloadSettings, download
+from archiver.cli.output import kit_summary
 from archiver.entry import Credit, Entry, Licence, Video
+from archiver.fetch import DownloadSettings, download
+from archiver.kit import KitError, KitSettings, package
+from archiver.kit.bag import verify_bag
 from archiver.manifest import Manifest, write_manifest
-from archiver.package import KitError, PackageSettings, package
 
 from .conftest import make_entry
 from .media import make_mp4, require
@@ -98,7 +98,7 @@ def build(
     manifest = Manifest(entries=tuple(items))
     archive, kit = tmp_path / "archive", tmp_path / "kit"
     download(manifest, archive, settings=FAST)
-    package(manifest, archive, kit, settings=PackageSettings(**settings))  # type: ignore[arg-type]
+    package(manifest, archive, kit, settings=KitSettings(**settings))  # type: ignore[arg-type]
     return manifest, archive, kit
 
 
@@ -185,7 +185,7 @@ def test_media_are_hard_linked_on_the_same_filesystem_unless_copy(
     in_kit = kit / "data" / "videos" / "evaluer" / "evaluer-480.mp4"
     assert os.stat(held).st_ino == os.stat(in_kit).st_ino
     copy_kit = tmp_path / "copy-kit"
-    package(Manifest(entries=tuple(items)), archive, copy_kit, settings=PackageSettings(copy=True))
+    package(Manifest(entries=tuple(items)), archive, copy_kit, settings=KitSettings(copy=True))
     copied = copy_kit / "data" / "videos" / "evaluer" / "evaluer-480.mp4"
     assert os.stat(copied).st_ino != os.stat(held).st_ino
     assert copied.read_bytes() == held.read_bytes()
@@ -262,7 +262,39 @@ def test_verify_of_a_whole_kit_exits_0(
     assert stderr.startswith("Verify: 14 files (") and stderr.endswith(": all intact\n")
 
 
-def test_an_interrupted_update_is_caught_by_verify(
+def test_an_update_killed_while_writing_leaves_the_previous_kit(
+    server: FileServer, clips: list[bytes], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    items = entries(server, clips)
+    _, archive, kit = build(tmp_path, server, items)
+    before = (kit / "manifest-sha256.txt").read_bytes()
+    server.add("/evaluer-720.mp4", clips[2])
+    items[1] = dataclasses.replace(items[1], video=Video(server.url("/evaluer-720.mp4"), None))
+    manifest = Manifest(entries=tuple(items))
+    download(manifest, archive, settings=FAST)
+    real_stage = kit_writer._stage
+    staged = []
+
+    def stage_then_die(*args: object, **kwargs: object) -> bool:
+        if staged:
+            raise KeyboardInterrupt  # the process dies after the first new file is written
+        staged.append(args[0])
+        return real_stage(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(kit_writer, "_stage", stage_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        package(manifest, archive, kit)
+    assert staged, "the update was killed before writing anything"
+    assert verify_bag(kit)[2] == []  # the previous kit, whole
+    assert (kit / "manifest-sha256.txt").read_bytes() == before
+    assert not list(kit.rglob(".*archiver-tmp"))
+    monkeypatch.setattr(kit_writer, "_stage", real_stage)
+    package(manifest, archive, kit)
+    assert verify_bag(kit)[2] == []
+    assert (kit / "manifest-sha256.txt").read_bytes() != before
+
+
+def test_an_update_killed_while_renaming_is_caught_by_verify(
     server: FileServer, clips: list[bytes], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     items = entries(server, clips)
@@ -271,24 +303,25 @@ def test_an_interrupted_update_is_caught_by_verify(
     items[1] = dataclasses.replace(items[1], video=Video(server.url("/evaluer-720.mp4"), None))
     manifest = Manifest(entries=tuple(items))
     download(manifest, archive, settings=FAST)
-    real_place = package_module._place
-    placed = []
+    real_replace = os.replace
+    renamed: list[object] = []
 
-    def place_then_die(*args: object, **kwargs: object) -> bool:
-        if placed:
-            raise KeyboardInterrupt  # the process dies after the first new file
-        placed.append(args[0])
-        return real_place(*args, **kwargs)  # type: ignore[arg-type]
+    def replace_then_die(source: object, target: object) -> None:
+        if str(source).endswith(".archiver-tmp"):
+            if renamed:
+                raise KeyboardInterrupt  # dies after the first file got its final name
+            renamed.append(target)
+        real_replace(source, target)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(package_module, "_place", place_then_die)
+    monkeypatch.setattr(kit_writer.os, "replace", replace_then_die)
     with pytest.raises(KeyboardInterrupt):
         package(manifest, archive, kit)
-    problems = verify_bag(kit)[2]
-    assert problems, "an interrupted update passed as whole"
-    assert not list(kit.rglob(".*archiver-tmp"))
-    monkeypatch.setattr(package_module, "_place", real_place)
+    monkeypatch.setattr(kit_writer.os, "replace", real_replace)
+    assert renamed
+    assert verify_bag(kit)[2], "an interrupted update passed as whole"
     package(manifest, archive, kit)
     assert verify_bag(kit)[2] == []
+    assert not list(kit.rglob(".*archiver-tmp"))
 
 
 def test_items_not_in_the_archive_are_named_and_the_kit_stays_valid(
@@ -302,7 +335,7 @@ def test_items_not_in_the_archive_are_named_and_the_kit_stays_valid(
     bagit.Bag(str(tmp_path / "kit")).validate()
 
 
-def test_package_summary_line(server: FileServer, clips: list[bytes], tmp_path: Path) -> None:
+def test_kit_summary_line(server: FileServer, clips: list[bytes], tmp_path: Path) -> None:
     items = entries(server, clips)
     archive = tmp_path / "archive"
     download(Manifest(entries=tuple(items)), archive, settings=FAST)
@@ -320,16 +353,16 @@ def test_a_kit_that_does_not_fit_is_refused_before_writing(
     items = entries(server, clips)
     archive = tmp_path / "archive"
     download(Manifest(entries=tuple(items)), archive, settings=FAST)
-    real = package_module.shutil.disk_usage
+    real = kit_writer.shutil.disk_usage
     monkeypatch.setattr(
-        package_module.shutil, "disk_usage", lambda p: real(p)._replace(free=100 * 1024)
+        kit_writer.shutil, "disk_usage", lambda p: real(p)._replace(free=100 * 1024)
     )
     with pytest.raises(KitError) as caught:
         package(
             Manifest(entries=tuple(items)),
             archive,
             tmp_path / "kit",
-            settings=PackageSettings(copy=True),
+            settings=KitSettings(copy=True),
         )
     assert "the kit does not fit: it needs " in caught.value.message
     assert caught.value.message.endswith("100.0 KiB is free")
@@ -493,19 +526,19 @@ def test_transcode_re_encodes_taller_videos_once_and_again_when_the_preset_chang
     archive, kit = tmp_path / "archive", tmp_path / "kit"
     download(manifest, archive, settings=FAST)
     preset = media.PRESETS["360p"]
-    first = package(manifest, archive, kit, settings=PackageSettings(transcode=preset))
+    first = package(manifest, archive, kit, settings=KitSettings(transcode=preset))
     assert first.reencoded == 1
-    assert "1 video re-encoded" in package_summary(first)
+    assert "1 video re-encoded" in kit_summary(first)
     video = kit / "data" / "videos" / "hd" / "hd-720-360p.mp4"
     assert media.probe(video).height == 360
     assert "· 360p" in (kit / "data/videos/hd/index.html").read_text()
     bagit.Bag(str(kit)).validate()
 
-    again = package(manifest, archive, kit, settings=PackageSettings(transcode=preset))
+    again = package(manifest, archive, kit, settings=KitSettings(transcode=preset))
     assert again.written == 0  # made once, kept in the archive
 
     newer = dataclasses.replace(preset, version=preset.version + 1, crf=35)
-    changed = package(manifest, archive, kit, settings=PackageSettings(transcode=newer))
+    changed = package(manifest, archive, kit, settings=KitSettings(transcode=newer))
     assert "data/videos/hd/hd-720-360p.mp4" in changed.changed
     made = list((archive / "derived").rglob("*transcode-360p-v*.mp4"))
     assert sorted(p.name.rsplit("-", 1)[1] for p in made) == ["v1.mp4", "v2.mp4"]

@@ -13,15 +13,10 @@ import bagit
 import pytest
 from click.testing import CliRunner
 
+from archiver.choose import Rendition, best_under, kit_overhead, plan_fit
 from archiver.cli import cli
 from archiver.errors import UsageError
-from archiver.peertube import (
-    VideoFile,
-    choose,
-    kit_overhead,
-    parse_video,
-    plan_fit,
-)
+from archiver.fetch.peertube import parse_video
 from archiver.units import format_bytes
 
 from .conftest import content_of, tagged
@@ -195,15 +190,19 @@ def test_parse_video_reads_every_resolution_and_skips_audio(server: FileServer) 
     )
     assert info.preview_url == server.url(f"/lazy-static/previews/{UUIDS[0]}.jpg")
     assert info.duration == 12.0
-    assert choose(info, 480) is not None
-    assert choose(info, 480).resolution == 480  # type: ignore[union-attr]
-    assert choose(info, 700).resolution == 480  # type: ignore[union-attr]
-    assert choose(info, 240).resolution == 360  # type: ignore[union-attr]  # the closest
-    assert choose(info, None).resolution == 1080  # type: ignore[union-attr]
+    offered = [f.rendition for f in info.files]
+
+    def best(cap: int | None) -> int:
+        chosen = best_under(offered, cap)
+        assert chosen is not None
+        return chosen.height
+
+    assert (best(480), best(700), best(None)) == (480, 480, 1080)
+    assert best(240) == 360  # none is low enough: the closest
 
 
-def ladder(*sizes: tuple[int, int]) -> list[VideoFile]:
-    return [VideoFile(resolution=h, size=s, url=f"https://x.org/{h}") for h, s in sizes]
+def ladder(*sizes: tuple[int, int]) -> list[Rendition]:
+    return [Rendition(height=h, size=s, key=f"https://x.org/{h}") for h, s in sizes]
 
 
 def test_plan_fit_lowers_the_tallest_first_and_stays_even() -> None:
@@ -214,7 +213,7 @@ def test_plan_fit_lowers_the_tallest_first_and_stays_even() -> None:
     }
     plan = plan_fit(options, budget=200, overhead=10)
     assert plan.total <= 200
-    chosen = {item: f.resolution for item, f in plan.choices}
+    chosen = {item: r.height for item, r in plan.choices}
     assert chosen == {"a": 720, "b": 720, "c": 720}  # 10 + 60 + 50 + 70 = 190
     assert max(chosen.values()) - min(chosen.values()) <= 240
 
@@ -431,7 +430,7 @@ def test_a_missing_preview_is_a_warning_not_a_failure(server: FileServer, tmp_pa
 
 
 def test_vtt_parsing_skips_what_it_cannot_read() -> None:
-    from archiver.site import parse_vtt
+    from archiver.kit.site import parse_vtt
 
     text = "WEBVTT\n\nNOTE a comment\n\n00:01.000 --> 00:00.500\nbackwards\n\n1:02:03.5 --> x\nbad\n\n01:00:00,000 --> 01:00:02,000 align:start\nHeure\n"
     assert parse_vtt(text) == ((3600.0, 3602.0, "Heure"),)

@@ -6,7 +6,7 @@ import pytest
 from markupsafe import escape
 
 from archiver.entry import Licence
-from archiver.site import CSP, KitItem, licence_summary, render_markdown, render_site
+from archiver.kit.site import CSP, KitItem, licence_summary, render_markdown, render_site
 
 from .conftest import make_entry
 

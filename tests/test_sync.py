@@ -16,8 +16,8 @@ import pytest
 from click.testing import CliRunner
 
 from archiver.archive import Archive, FetchedFile
-from archiver.bag import verify_bag
 from archiver.cli import cli
+from archiver.kit.bag import verify_bag
 
 from .conftest import content_of, make_entry, sha256, tagged
 from .media import make_mp4

@@ -1,7 +1,24 @@
-"""archiver: turn a folder of video fiches into a manifest, an archive and an offline kit."""
+"""archiver: turn a folder of video fiches into a manifest, an archive and an offline kit.
+
+The package, in pipeline order (imports point one way, from the top of this list down)::
+
+    cli/         the command line: click, tqdm, every line a person reads
+    sync         manifest + download + kit in one run, for cron
+    kit/         the offline kit: what goes in, derived files, the French site, BagIt, writing
+    fetch/       the download: PeerTube's API, the choice, the plan, the fetcher, HTTP
+    choose       which rendition each video gets (--max-height, --fit, --transcode)
+    media        FFmpeg: reading videos, posters, re-encodes
+    audit        fixity audits of the archive
+    archive      the archive folder: media tree, partials, quarantine, the lock
+    catalog      its SQLite catalog, the only module that speaks SQL
+    manifest     the deterministic JSON manifest
+    fiches       reading and validating fiches; entry: the records they become
+    errors, progress, files, names, units, urls: small utilities used by all
+"""
 
 from __future__ import annotations
 
+from ._version import __version__
 from .collection import default_collection
 from .entry import Asset, Credit, Entry, Licence, PeerTubeRef, Source, Video
 from .errors import (
@@ -16,8 +33,6 @@ from .errors import (
 )
 from .fiches import find_fiches, parse_fiche
 from .manifest import Manifest, build_manifest, dumps, load_manifest, write_manifest
-
-__version__ = "0.1.0"
 
 __all__ = [
     "ArchiverError",

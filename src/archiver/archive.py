@@ -3,17 +3,21 @@
 Layout of an archive folder::
 
     catalog.sqlite               what is held: every version of every file, with provenance
+                                 (see :mod:`archiver.catalog`, the only module that speaks SQL)
     archiver.lock                held (flock) by the run using the archive; names its PID
+    manifest.json                the manifest of the last sync
     media/<id>/entry.json        the manifest entry: title, transcript, credits, licence
-    media/<id>/<name>            the current version of each file (video, PDFs)
+    media/<id>/<name>            the current version of each file (video, PDFs, captions)
     media/<id>/versions/<n>/<name>   earlier versions, kept when upstream changed
     partial/<id>/<role>.part     bytes of a download in progress (same filesystem: atomic rename)
     partial/<id>/<role>.json     its sidecar: URL, validators, expected length
     quarantine/<id>/<stamp>-<name>   bytes that failed a check, kept for inspection
     derived/<sha256[:2]>/<sha256>-<name>   made from a file once: posters, re-encodes
+    peertube/<uuid>.json         the PeerTube API's last answer about a video
 
 A file reaches ``media/`` only by an atomic rename of a complete, checked, fsync'ed file; the
-catalog row that records it is written right after, in one transaction.
+catalog row that records it is written right after, in one transaction. Every ``OSError`` on
+the way is mapped to :class:`~archiver.errors.StorageError` naming the file.
 """
 
 from __future__ import annotations
@@ -24,140 +28,41 @@ import fcntl
 import json
 import os
 import shutil
-import sqlite3
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from .catalog import (
+    MEDIA_FACTS,
+    MEDIA_FACTS_VERSION,
+    Catalog,
+    Derived,
+    FileRecord,
+    Pruned,
+    format_time,
+    utc_now,
+)
 from .entry import Entry
-from .errors import ArchiveError, LockHeld
+from .errors import ArchiveError, LockHeld, StorageError, writing
 from .files import atomic_write_many, fsync_dir
 
 __all__ = [
-    "TIME_FORMAT",
+    "AUDIT_EVERY_DAYS",
     "Archive",
     "Derived",
     "FetchedFile",
     "FileRecord",
     "PartialState",
     "Pruned",
+    "archive_status",
     "utc_now",
 ]
 
 CATALOG_NAME = "catalog.sqlite"
 LOCK_NAME = "archiver.lock"
-CATALOG_SCHEMA = 1
-# The derived row that holds what FFmpeg read of a video's bytes: no file, only facts.
-MEDIA_FACTS = "probe"
-MEDIA_FACTS_VERSION = 1
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS items (
-    id TEXT PRIMARY KEY,
-    title TEXT NOT NULL,
-    first_seen TEXT NOT NULL,
-    last_seen TEXT NOT NULL,
-    retired_at TEXT
-);
-CREATE TABLE IF NOT EXISTS files (
-    item_id TEXT NOT NULL REFERENCES items(id),
-    role TEXT NOT NULL,
-    version INTEGER NOT NULL,
-    current INTEGER NOT NULL,
-    path TEXT NOT NULL,
-    url TEXT NOT NULL,
-    final_url TEXT NOT NULL,
-    sha256 TEXT NOT NULL,
-    size INTEGER NOT NULL,
-    etag TEXT,
-    last_modified TEXT,
-    content_type TEXT,
-    fetched_at TEXT NOT NULL,
-    checked_at TEXT NOT NULL,
-    audited_at TEXT,
-    resolution INTEGER,
-    PRIMARY KEY (item_id, role, version)
-);
-CREATE INDEX IF NOT EXISTS files_current ON files (item_id, role) WHERE current = 1;
-CREATE TABLE IF NOT EXISTS derived (
-    sha256 TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    version INTEGER NOT NULL,
-    path TEXT,
-    file_sha256 TEXT,
-    file_size INTEGER,
-    duration REAL,
-    width INTEGER,
-    height INTEGER,
-    made_at TEXT NOT NULL,
-    PRIMARY KEY (sha256, kind, version)
-);
-CREATE TABLE IF NOT EXISTS runs (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    command TEXT NOT NULL,
-    started_at TEXT NOT NULL,
-    finished_at TEXT,
-    outcome TEXT,
-    summary TEXT
-);
-CREATE TABLE IF NOT EXISTS failures (
-    run_id INTEGER NOT NULL REFERENCES runs(id),
-    item_id TEXT NOT NULL,
-    role TEXT NOT NULL,
-    url TEXT,
-    reason TEXT NOT NULL,
-    at TEXT NOT NULL
-);
-"""
-
-
-# How the catalog writes times: ISO 8601, UTC, to the second; such strings sort as times do.
-TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
-
-
-def utc_now() -> str:
-    """The current time as the catalog stores it."""
-    return dt.datetime.now(dt.UTC).strftime(TIME_FORMAT)
-
-
-@dataclass(frozen=True)
-class FileRecord:
-    """One version of one file of an item, as the catalog records it."""
-
-    item_id: str
-    role: str
-    version: int
-    path: str
-    url: str
-    final_url: str
-    sha256: str
-    size: int
-    etag: str | None
-    last_modified: str | None
-    fetched_at: str
-    current: bool
-    checked_at: str = ""
-    resolution: int | None = None
-
-
-@dataclass(frozen=True)
-class Derived:
-    """What was made from a file's bytes (a poster, its duration), cached by their sha256.
-
-    Keyed by the source's sha256 and the recipe's version, so an unchanged video is never
-    probed twice and a changed recipe makes its outputs again.
-    """
-
-    sha256: str
-    kind: str
-    version: int
-    path: str | None
-    file_sha256: str | None
-    file_size: int | None
-    duration: float | None
-    width: int | None
-    height: int | None
+# A file not audited for this long is due for its next fixity audit.
+AUDIT_EVERY_DAYS = 30
 
 
 def _media_facts(
@@ -223,17 +128,6 @@ class PartialState:
         return state if valid else None
 
 
-@dataclass(frozen=True)
-class Pruned:
-    """An item deleted (or, in a dry run, to be deleted) by ``archiver prune``."""
-
-    item_id: str
-    title: str
-    retired_at: str
-    files: int
-    size: int
-
-
 class Archive:
     """An archive folder: its catalog, its lock, and where each file goes."""
 
@@ -254,44 +148,12 @@ class Archive:
                 folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ArchiveError(root, f"cannot create the archive: {exc.strerror or exc}") from exc
-        self._db = self._open_catalog(root / CATALOG_NAME)
+        self.catalog = Catalog(root / CATALOG_NAME)
         self._lock_fd: int | None = None
-
-    # -- catalog -------------------------------------------------------------------------------
-
-    @staticmethod
-    def _open_catalog(path: Path) -> sqlite3.Connection:
-        try:
-            # The download may run in a worker thread (see download._run) while the opening
-            # thread waits for it: one user at a time, so sharing the connection is safe.
-            db = sqlite3.connect(path, timeout=30, check_same_thread=False)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")
-            db.execute("PRAGMA foreign_keys=ON")
-            with db:
-                db.executescript(_SCHEMA)
-                columns = {r[1] for r in db.execute("PRAGMA table_info(files)")}
-                if "resolution" not in columns:  # archives made before resolutions were chosen
-                    db.execute("ALTER TABLE files ADD COLUMN resolution INTEGER")
-                row = db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
-                if row is None:
-                    db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(CATALOG_SCHEMA),))
-                elif row[0] != str(CATALOG_SCHEMA):
-                    raise ArchiveError(
-                        path, f"catalog schema {row[0]} is not {CATALOG_SCHEMA}; upgrade archiver"
-                    )
-        except sqlite3.Error as exc:
-            raise ArchiveError(path, f"cannot open the catalog: {exc}") from exc
-        return db
 
     def close(self) -> None:
         self.unlock()
-        self._db.close()
-
-    @property
-    def db(self) -> sqlite3.Connection:
-        """The catalog, for the archive's own reports (status, audits)."""
-        return self._db
+        self.catalog.close()
 
     def __enter__(self) -> Archive:
         return self
@@ -308,7 +170,8 @@ class Archive:
         crashed run never leaves a stale lock behind.
         """
         path = self.root / LOCK_NAME
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        with writing(path, "cannot take the archive's lock"):
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -344,64 +207,39 @@ class Archive:
     def record_items(self, entries: Sequence[Entry]) -> None:
         """:meth:`record_item` for a whole collection: one transaction, the files written
         together."""
-        now = utc_now()
         changed = []
         for entry in entries:
             data = json.dumps(entry.to_json(), ensure_ascii=False, indent=2, sort_keys=True)
             path = self.item_dir(entry.id) / "entry.json"
             encoded = (data + "\n").encode("utf-8")
-            try:
+            with writing(path, "cannot read"):
                 if not path.is_file() or path.read_bytes() != encoded:
                     changed.append((path, encoded))
-            except OSError as exc:
-                raise ArchiveError(path, f"cannot read: {exc.strerror or exc}") from exc
-        try:
+        with writing(self.media, "cannot write"):
             atomic_write_many(changed)
-        except OSError as exc:
-            where = Path(exc.filename) if exc.filename else self.root / "media"
-            raise ArchiveError(where, f"cannot write: {exc.strerror or exc}") from exc
-        with self._db:
-            self._db.executemany(
-                "INSERT INTO items (id, title, first_seen, last_seen) VALUES (?, ?, ?, ?)"
-                " ON CONFLICT(id) DO UPDATE SET title=excluded.title, last_seen=excluded.last_seen,"
-                " retired_at=NULL",
-                [(entry.id, entry.title, now, now) for entry in entries],
-            )
+        self.catalog.record_items([(entry.id, entry.title) for entry in entries])
 
     def current(self, item_id: str, role: str) -> FileRecord | None:
         """The current version of a file, as recorded (whether or not it is still on disk)."""
-        row = self._db.execute(
-            f"{_SELECT_FILES} WHERE item_id=? AND role=? AND current=1",
-            (item_id, role),
-        ).fetchone()
-        return _record(row) if row else None
+        return self.catalog.current(item_id, role)
 
     def current_roles(self, item_id: str, prefix: str) -> list[FileRecord]:
         """The current files of an item whose role starts with ``prefix`` (``caption_``)."""
-        rows = self._db.execute(
-            f"{_SELECT_FILES} WHERE item_id=? AND current=1 AND substr(role, 1, ?)=? ORDER BY role",
-            (item_id, len(prefix), prefix),
-        ).fetchall()
-        records = [_record(row) for row in rows]
+        records = self.catalog.current_with_prefix(item_id, prefix)
         return [r for r in records if self.held(item_id, r.role) is not None]
 
     def held_versions(self, item_id: str, role: str) -> list[FileRecord]:
         """Every version of a file that is on disk at its recorded size."""
-        held = []
-        for record in self.versions(item_id, role):
-            try:
-                if (self.root / record.path).stat().st_size == record.size:
-                    held.append(record)
-            except OSError:
-                continue
-        return held
+        return [r for r in self.versions(item_id, role) if self._on_disk(r)]
 
     def versions(self, item_id: str, role: str) -> list[FileRecord]:
-        rows = self._db.execute(
-            f"{_SELECT_FILES} WHERE item_id=? AND role=? ORDER BY version",
-            (item_id, role),
-        ).fetchall()
-        return [_record(row) for row in rows]
+        return self.catalog.versions(item_id, role)
+
+    def _on_disk(self, record: FileRecord) -> bool:
+        try:
+            return (self.root / record.path).stat().st_size == record.size
+        except OSError:
+            return False
 
     def held(self, item_id: str, role: str, url: str | None = None) -> FileRecord | None:
         """The current version, if it is on disk at its recorded size (and came from ``url``).
@@ -412,19 +250,11 @@ class Archive:
         record = self.current(item_id, role)
         if record is None or (url is not None and record.url != url):
             return None
-        try:
-            size = (self.root / record.path).stat().st_size
-        except OSError:
-            return None
-        return record if size == record.size else None
+        return record if self._on_disk(record) else None
 
     def mark_checked(self, record: FileRecord) -> None:
         """Note that upstream confirmed this version unchanged just now."""
-        with self._db:
-            self._db.execute(
-                "UPDATE files SET checked_at=? WHERE item_id=? AND role=? AND version=?",
-                (utc_now(), record.item_id, record.role, record.version),
-            )
+        self.catalog.mark_checked(record)
 
     def partial_paths(self, item_id: str, role: str) -> tuple[Path, Path]:
         folder = self.partials / item_id
@@ -436,70 +266,66 @@ class Archive:
         """Move a complete, checked partial file into place and record it.
 
         If the current version has other bytes, it is moved to ``versions/<n>/`` first and
-        stays in the catalog: a changed upstream file never replaces the one held.
+        stays in the catalog: a changed upstream file never replaces the one held. Blocking
+        (renames, fsyncs, a catalog transaction): the downloader calls it off its event loop.
         """
         folder = self.item_dir(item_id)
         dest = folder / name
-        now = utc_now()
         old = self.current(item_id, role)
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            if old is not None and old.sha256 == fetched.sha256:
+        facts = _media_facts(fetched.sha256, *fetched.media) if fetched.media else None
+        if old is not None and old.sha256 == fetched.sha256:
+            with writing(self.root / old.path, "cannot store the file"):
                 os.replace(partial, self.root / old.path)
                 fsync_dir((self.root / old.path).parent)
-                # The same bytes again (maybe from a new URL): the version stays, its
-                # provenance is brought up to date.
-                values = (fetched.url, fetched.etag, fetched.last_modified, fetched.final_url, now)
-                with self._db:
-                    self._db.execute(
-                        "UPDATE files SET url=?, etag=?, last_modified=?, final_url=?,"
-                        " checked_at=? WHERE item_id=? AND role=? AND version=?",
-                        (*values, item_id, role, old.version),
-                    )
-                    self._insert_media_facts(fetched)
-                return self.current(item_id, role) or old
-            old_path: str | None = None
+            self.catalog.refresh_provenance(
+                old,
+                url=fetched.url,
+                final_url=fetched.final_url,
+                etag=fetched.etag,
+                last_modified=fetched.last_modified,
+                facts=facts,
+            )
+            return self.current(item_id, role) or old
+        superseded = None
+        with writing(dest, "cannot store the file"):
+            folder.mkdir(parents=True, exist_ok=True)
             if old is not None:
-                old_path = self._retire_version(old)
+                superseded = self._retire_version(old)
             os.replace(partial, dest)
             fsync_dir(folder)
-        except OSError as exc:
-            raise ArchiveError(dest, f"cannot store the file: {exc.strerror or exc}") from exc
-        version = (old.version + 1) if old else 1
-        with self._db:
-            if old is not None:
-                self._db.execute(
-                    "UPDATE files SET current=0, path=? WHERE item_id=? AND role=? AND version=?",
-                    (old_path, item_id, role, old.version),
-                )
-            self._db.execute(
-                "INSERT INTO files (item_id, role, version, current, path, url, final_url, sha256,"
-                " size, etag, last_modified, content_type, fetched_at, checked_at, resolution)"
-                " VALUES (?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    item_id,
-                    role,
-                    version,
-                    dest.relative_to(self.root).as_posix(),
-                    fetched.url,
-                    fetched.final_url,
-                    fetched.sha256,
-                    fetched.size,
-                    fetched.etag,
-                    fetched.last_modified,
-                    fetched.content_type,
-                    now,
-                    now,
-                    fetched.resolution,
-                ),
-            )
-            self._insert_media_facts(fetched)
-        record = self.current(item_id, role)
-        assert record is not None  # noqa: S101 - inserted just above, in this process
-        return record
+        now = utc_now()
+        record = FileRecord(
+            item_id=item_id,
+            role=role,
+            version=(old.version + 1) if old else 1,
+            path=dest.relative_to(self.root).as_posix(),
+            url=fetched.url,
+            final_url=fetched.final_url,
+            sha256=fetched.sha256,
+            size=fetched.size,
+            etag=fetched.etag,
+            last_modified=fetched.last_modified,
+            fetched_at=now,
+            current=True,
+            checked_at=now,
+            resolution=fetched.resolution,
+            content_type=fetched.content_type,
+        )
+        try:
+            self.catalog.add_version(record, superseded=superseded, facts=facts)
+        except StorageError:
+            # Not recorded: put the old version back where the catalog says it is, and the
+            # new bytes back in the partial, so the next run finds them and records them.
+            with contextlib.suppress(OSError):
+                os.replace(dest, partial)
+                if old is not None and superseded is not None:
+                    os.replace(self.root / superseded.path, self.root / old.path)
+            raise
+        return self.current(item_id, role) or record
 
-    def _retire_version(self, old: FileRecord) -> str:
-        """Move the file of a version being superseded to ``versions/<n>/``; return its path."""
+    def _retire_version(self, old: FileRecord) -> FileRecord:
+        """Move the file of a version being superseded to ``versions/<n>/``; the record it
+        will have."""
         source = self.root / old.path
         target = self.item_dir(old.item_id) / "versions" / str(old.version) / source.name
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -509,17 +335,17 @@ class Archive:
                 fsync_dir(target.parent)
         except FileNotFoundError:
             pass  # moved already by a run that died before recording it, or lost: verify says
-        return target.relative_to(self.root).as_posix()
+        return FileRecord(
+            **{**old.__dict__, "path": target.relative_to(self.root).as_posix(), "current": False}
+        )
 
     def quarantine(self, item_id: str, name: str, partial: Path) -> Path:
         """Keep bytes that failed a check out of ``media/``, for a person to inspect."""
         stamp = utc_now().replace(":", "")
         target = self.quarantine_dir / item_id / f"{stamp}-{name}"
-        try:
+        with writing(target, "cannot quarantine"):
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(partial, target)
-        except OSError as exc:
-            raise ArchiveError(target, f"cannot quarantine: {exc.strerror or exc}") from exc
         return target
 
     def retire_missing(self, present: set[str]) -> list[tuple[str, str]]:
@@ -527,50 +353,23 @@ class Archive:
 
         Their files stay in the archive; only ``archiver prune`` deletes them.
         """
-        rows = self._db.execute("SELECT id, title FROM items WHERE retired_at IS NULL").fetchall()
-        gone = [(str(item), str(title)) for item, title in rows if item not in present]
-        if gone:
-            now = utc_now()
-            with self._db:
-                self._db.executemany(
-                    "UPDATE items SET retired_at=? WHERE id=?", [(now, item) for item, _ in gone]
-                )
-        return gone
+        return self.catalog.retire_missing(present)
 
     def prune(self, retired_before: str, *, dry_run: bool = False) -> list[Pruned]:
         """Delete every file of the items retired before ``retired_before`` (ISO date)."""
-        rows = self._db.execute(
-            "SELECT i.id, i.title, i.retired_at, COUNT(f.version), COALESCE(SUM(f.size), 0)"
-            " FROM items i LEFT JOIN files f ON f.item_id = i.id"
-            " WHERE i.retired_at IS NOT NULL AND i.retired_at < ? GROUP BY i.id ORDER BY i.id",
-            (retired_before,),
-        ).fetchall()
-        pruned = [Pruned(str(r[0]), str(r[1]), str(r[2]), int(r[3]), int(r[4])) for r in rows]
+        pruned = self.catalog.retired_before(retired_before)
         if dry_run:
             return pruned
         for item in pruned:
             for folder in (self.item_dir(item.item_id), self.partials / item.item_id):
                 shutil.rmtree(folder, ignore_errors=True)
-            with self._db:
-                self._db.execute("DELETE FROM files WHERE item_id=?", (item.item_id,))
-                self._db.execute("DELETE FROM items WHERE id=?", (item.item_id,))
-        self._drop_orphan_derived()
-        return pruned
-
-    def _drop_orphan_derived(self) -> None:
-        rows = self._db.execute(
-            "SELECT sha256, kind, version, path FROM derived"
-            " WHERE sha256 NOT IN (SELECT sha256 FROM files)"
-        ).fetchall()
-        for sha256, kind, version, path in rows:
-            if path:
+            self.catalog.forget_item(item.item_id)
+        for derived in self.catalog.orphan_derived():
+            if derived.path:
                 with contextlib.suppress(FileNotFoundError):
-                    (self.root / path).unlink()
-            with self._db:
-                self._db.execute(
-                    "DELETE FROM derived WHERE sha256=? AND kind=? AND version=?",
-                    (sha256, kind, version),
-                )
+                    (self.root / derived.path).unlink()
+            self.catalog.forget_derived(derived)
+        return pruned
 
     # -- derived files -------------------------------------------------------------------------
 
@@ -578,25 +377,14 @@ class Archive:
         return self.root / "derived" / sha256[:2] / f"{sha256}-{name}"
 
     def derived(self, sha256: str, kind: str, version: int) -> Derived | None:
-        row = self._db.execute(
-            "SELECT sha256, kind, version, path, file_sha256, file_size, duration, width, height"
-            " FROM derived WHERE sha256=? AND kind=? AND version=?",
-            (sha256, kind, version),
-        ).fetchone()
-        if row is None:
-            return None
-        derived = Derived(*row)
-        if derived.path and not (self.root / derived.path).is_file():
+        derived = self.catalog.derived(sha256, kind, version)
+        if derived is not None and derived.path and not (self.root / derived.path).is_file():
             return None  # its file was removed: make it again
         return derived
 
     def media_facts(self, sha256: str) -> Derived | None:
         """What FFmpeg read of these bytes (duration, size) when they were confirmed playable."""
         return self.derived(sha256, MEDIA_FACTS, MEDIA_FACTS_VERSION)
-
-    def _insert_media_facts(self, fetched: FetchedFile) -> None:
-        if fetched.media is not None:
-            self._insert_derived(_media_facts(fetched.sha256, *fetched.media))
 
     def record_media_facts(
         self, sha256: str, duration: float | None, width: int | None, height: int | None
@@ -606,89 +394,63 @@ class Archive:
         return facts
 
     def record_derived(self, derived: Derived) -> None:
-        with self._db:
-            self._insert_derived(derived)
-
-    def _insert_derived(self, derived: Derived) -> None:
-        """Within the caller's transaction."""
-        self._db.execute(
-            "INSERT OR REPLACE INTO derived VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                derived.sha256,
-                derived.kind,
-                derived.version,
-                derived.path,
-                derived.file_sha256,
-                derived.file_size,
-                derived.duration,
-                derived.width,
-                derived.height,
-                utc_now(),
-            ),
-        )
+        self.catalog.record_derived(derived)
 
     # -- runs ----------------------------------------------------------------------------------
 
     def start_run(self, command: str) -> int:
-        with self._db:
-            cursor = self._db.execute(
-                "INSERT INTO runs (command, started_at) VALUES (?, ?)", (command, utc_now())
-            )
-        return int(cursor.lastrowid or 0)
+        return self.catalog.start_run(command)
 
-    def record_failure(
-        self, run_id: int, item_id: str, role: str, url: str | None, reason: str
+    def record_failures(
+        self, run_id: int, failures: Sequence[tuple[str, str, str | None, str]]
     ) -> None:
-        with self._db:
-            self._db.execute(
-                "INSERT INTO failures VALUES (?, ?, ?, ?, ?, ?)",
-                (run_id, item_id, role, url, reason, utc_now()),
-            )
+        """``(item, role, url, reason)`` of each file that failed in the run."""
+        self.catalog.record_failures(run_id, failures)
 
     def finish_run(self, run_id: int, outcome: str, summary: dict[str, object]) -> None:
-        with self._db:
-            self._db.execute(
-                "UPDATE runs SET finished_at=?, outcome=?, summary=? WHERE id=?",
-                (utc_now(), outcome, json.dumps(summary, sort_keys=True), run_id),
-            )
+        self.catalog.finish_run(run_id, outcome, summary)
 
 
-_SELECT_FILES = (
-    "SELECT item_id, role, version, path, url, final_url, sha256, size, etag, last_modified,"
-    " fetched_at, current, checked_at, resolution FROM files"
-)
+def archive_status(archive: Archive, *, now: dt.datetime | None = None) -> dict[str, Any]:
+    """Everything ``archiver status`` shows, as plain JSON values."""
+    now = now or dt.datetime.now(dt.UTC)
+    counts = archive.catalog.counts(format_time(now - dt.timedelta(days=AUDIT_EVERY_DAYS)))
+    items, retired = int(counts["items"] or 0), int(counts["retired"] or 0)
+    last_run = archive.catalog.last_run()
+    last_sync = archive.catalog.last_run("sync")
+    failures = archive.catalog.failures(last_run.id) if last_run is not None else []
 
+    def run(row: Any) -> dict[str, Any] | None:
+        if row is None:
+            return None
+        return {**row.__dict__, "outcome": row.outcome or "interrupted"}
 
-def _record(row: tuple[object, ...]) -> FileRecord:
-    (
-        item_id,
-        role,
-        version,
-        path,
-        url,
-        final_url,
-        sha256,
-        size,
-        etag,
-        modified,
-        at,
-        cur,
-        chk,
-        res,
-    ) = row
-    return FileRecord(
-        item_id=str(item_id),
-        role=str(role),
-        version=int(version),  # type: ignore[call-overload]
-        path=str(path),
-        url=str(url),
-        final_url=str(final_url),
-        sha256=str(sha256),
-        size=int(size),  # type: ignore[call-overload]
-        etag=etag if isinstance(etag, str) else None,
-        last_modified=modified if isinstance(modified, str) else None,
-        fetched_at=str(at),
-        current=bool(cur),
-        checked_at=str(chk),
-        resolution=int(res) if isinstance(res, int) else None,
-    )
+    return {
+        "archive": str(archive.root),
+        "items": {"total": items, "active": items - retired, "retired": retired},
+        "files": {
+            "current": counts["current_files"],
+            "current_bytes": counts["current_bytes"],
+            "versions": counts["versions"],
+            "all_bytes": counts["all_bytes"],
+        },
+        "last_run": run(last_run),
+        "last_sync": run(last_sync),
+        "failures": [
+            {
+                "item": f.item_id,
+                "title": f.title,
+                "role": f.role,
+                "url": f.url,
+                "reason": f.reason,
+                "at": f.at,
+            }
+            for f in failures
+        ],
+        "audit": {
+            "never_audited": counts["never_audited"],
+            "due": counts["due"],
+            "due_after_days": AUDIT_EVERY_DAYS,
+            "last_audit": counts["last_audit"],
+        },
+    }

@@ -7,13 +7,15 @@ still cover all of it over a cycle.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from dataclasses import dataclass
 
-from .archive import Archive, utc_now
-from .bag import file_sha256
-from .meter import ByteMeter
+from .archive import Archive
+from .catalog import AuditRow
+from .files import file_sha256
+from .progress import NullProgress, Progress
 
 __all__ = ["AuditProblem", "AuditReport", "audit"]
 
@@ -36,27 +38,29 @@ class AuditReport:
 
 
 def audit(
-    archive: Archive, *, sample_percent: float | None = None, meter: ByteMeter | None = None
+    archive: Archive, *, sample_percent: float | None = None, progress: Progress | None = None
 ) -> AuditReport:
     """Recompute the sha256 of held files (every version) and compare with the catalog.
 
     With ``sample_percent``, only that share of the files is read, least recently audited
-    first. Each file read gets its ``audited_at``; each problem is named.
+    first. Each file read gets its ``audited_at``; each problem is named. A catalog that fails
+    SQLite's own integrity check is a problem too, named first.
     """
     start = time.monotonic()
-    rows = archive.db.execute(
-        "SELECT item_id, role, version, path, sha256, size FROM files"
-        " ORDER BY audited_at IS NOT NULL, audited_at, item_id, role, version"
-    ).fetchall()
+    problems = [
+        AuditProblem(archive.catalog.path.name, f"the catalog is damaged: {found}")
+        for found in archive.catalog.integrity_problems()
+    ]
+    rows = archive.catalog.audit_order()
     total = len(rows)
     if sample_percent is not None:
         rows = rows[: math.ceil(total * sample_percent / 100)]
-    meter = meter or ByteMeter()
-    meter.begin(sum(row[5] for row in rows))
+    progress = progress or NullProgress()
+    progress.begin(len(rows), sum(row.size for row in rows))
     try:
-        problems, size = _check(archive, rows, meter)
+        size = _check(archive, rows, problems, progress)
     finally:
-        meter.end()
+        progress.end()
     return AuditReport(
         files=len(rows),
         size=size,
@@ -67,27 +71,27 @@ def audit(
 
 
 def _check(
-    archive: Archive, rows: list[tuple[str, str, int, str, str, int]], meter: ByteMeter
-) -> tuple[list[AuditProblem], int]:
-    problems: list[AuditProblem] = []
+    archive: Archive, rows: list[AuditRow], problems: list[AuditProblem], progress: Progress
+) -> int:
     size = 0
-    for item_id, role, version, path, expected, _ in rows:
-        target = archive.root / path
+    for row in rows:
+        target = archive.root / row.path
+        key = (row.item_id, row.role, row.version)
+        progress.started(key, row.path, row.size, 0)
+        failed = True
         try:
-            actual = file_sha256(target, on_bytes=meter.advance)
+            actual = file_sha256(target, on_bytes=functools.partial(progress.advance, key))
             size += target.stat().st_size
         except FileNotFoundError:
-            problems.append(AuditProblem(str(path), "missing"))
+            problems.append(AuditProblem(row.path, "missing"))
         except OSError as exc:
-            problems.append(AuditProblem(str(path), f"unreadable: {exc.strerror or exc}"))
+            problems.append(AuditProblem(row.path, f"unreadable: {exc.strerror or exc}"))
         else:
-            if actual != expected:
+            failed = actual != row.sha256
+            if failed:
                 problems.append(
-                    AuditProblem(str(path), f"corrupt: sha256 is {actual}, expected {expected}")
+                    AuditProblem(row.path, f"corrupt: sha256 is {actual}, expected {row.sha256}")
                 )
-        with archive.db:
-            archive.db.execute(
-                "UPDATE files SET audited_at=? WHERE item_id=? AND role=? AND version=?",
-                (utc_now(), item_id, role, version),
-            )
-    return problems, size
+        progress.finished(key, failed=failed)
+        archive.catalog.mark_audited(row)
+    return size

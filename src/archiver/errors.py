@@ -3,7 +3,9 @@
 Every error a user can cause or meet is an ``ArchiverError``. The CLI catches them in exactly
 one place, prints ``Error: <message>`` (and ``Hint: <hint>``) as one line each, and exits with
 the class's ``exit_code``. Foreign exceptions (``OSError``, ``yaml.YAMLError``, ``httpx``'s,
-``sqlite3``'s) are translated where they enter, with ``raise ... from exc``.
+``sqlite3``'s) are translated where they enter, with ``raise ... from exc``: where archiver
+touches the disk, :func:`writing` and :func:`catalog_access` do it, as context managers, so no
+``OSError`` or ``sqlite3.Error`` reaches the command line as "an internal error".
 
     ArchiverError                 exit 1 unless a subclass says otherwise
     ├── UsageError                exit 2: options that do not make sense together
@@ -15,6 +17,7 @@ the class's ``exit_code``. Foreign exceptions (``OSError``, ``yaml.YAMLError``, 
     ├── ArchiveError(path)        exit 2: an archive folder or catalog that cannot be used
     ├── DownloadError(url)        one item could not be fetched (reported, the run goes on)
     │   └── ChecksumMismatch(path, expected, actual)
+    ├── StorageError(path)        a write the disk refused: full, read-only, no permission
     ├── KitError(path)            a kit that cannot be written (no room on the key)
     ├── MediaError(path)          ffmpeg or ffprobe failed on a file
     │   └── MediaUnavailable(path)    they are not installed
@@ -23,7 +26,10 @@ the class's ``exit_code``. Foreign exceptions (``OSError``, ``yaml.YAMLError``, 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import errno
+import sqlite3
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 __all__ = [
@@ -44,7 +50,11 @@ __all__ = [
     "ManifestError",
     "MediaError",
     "MediaUnavailable",
+    "StorageError",
     "UsageError",
+    "catalog_access",
+    "describe_os_error",
+    "writing",
 ]
 
 EXIT_OK = 0
@@ -156,6 +166,19 @@ class ChecksumMismatch(DownloadError):
         super().__init__(url, f"{what} mismatch: expected {expected}, got {actual}")
 
 
+class StorageError(ArchiverError):
+    """A write to the archive that the disk refused: full, read-only, not permitted.
+
+    Exit 1: the run went as far as it could, and what was held before is intact (every write
+    goes through a temporary name or a transaction); the next run works once space is freed.
+    """
+
+    def __init__(self, path: Path | str, reason: str, *, hint: str | None = None) -> None:
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}", hint=hint)
+
+
 class KitError(ArchiverError):
     """A kit that cannot be written: no room on the key, an unusable folder."""
 
@@ -190,3 +213,59 @@ class LockHeld(ArchiverError):
             f"{self.path} is locked by {holder}",
             hint="another archiver run is using this archive; wait for it to finish",
         )
+
+
+_OS_REASONS = {
+    errno.ENOSPC: "no space left on the device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EROFS: "read-only file system",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.ENAMETOOLONG: "file name too long",
+    errno.EIO: "input/output error (a failing disk or a removed key?)",
+}
+
+
+def describe_os_error(exc: OSError) -> str:
+    """The reason of an ``OSError`` in a few plain words: ``no space left on the device``."""
+    return _OS_REASONS.get(exc.errno or 0) or exc.strerror or str(exc) or type(exc).__name__
+
+
+@contextlib.contextmanager
+def writing(
+    path: Path | str,
+    doing: str = "cannot write",
+    error: type[StorageError] | type[KitError] = StorageError,
+) -> Iterator[None]:
+    """Map an ``OSError`` raised inside to ``error``, naming the file it concerns.
+
+    >>> with writing("kit/", "cannot write the kit", KitError):
+    ...     raise OSError(errno.ENOSPC, "No space left on device", "kit/data/v.mp4")
+    Traceback (most recent call last):
+    archiver.errors.KitError: kit/data/v.mp4: cannot write the kit: no space left on the device
+    """
+    try:
+        yield
+    except OSError as exc:
+        where = exc.filename if isinstance(exc.filename, str | Path) else path
+        raise error(where, f"{doing}: {describe_os_error(exc)}") from exc
+
+
+def _sqlite_reason(exc: sqlite3.Error) -> str:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code == sqlite3.SQLITE_FULL or "disk is full" in str(exc):
+        return "no space left on the device (the catalog cannot grow)"
+    if code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
+        return f"the catalog is damaged: {exc}"
+    if code == sqlite3.SQLITE_READONLY:
+        return "the catalog is read-only"
+    return f"catalog error: {exc}"
+
+
+@contextlib.contextmanager
+def catalog_access(path: Path | str) -> Iterator[None]:
+    """Map a ``sqlite3.Error`` raised inside to :class:`StorageError` naming the catalog."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        raise StorageError(path, _sqlite_reason(exc)) from exc

@@ -1,14 +1,28 @@
-"""Filesystem writes that never leave a half-written file under its final name."""
+"""Filesystem writes that never leave a half-written file under its final name; checksums."""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-__all__ = ["atomic_write_bytes", "atomic_write_many", "fsync_dir"]
+__all__ = ["HASH_BLOCK", "atomic_write_bytes", "atomic_write_many", "file_sha256", "fsync_dir"]
+
+HASH_BLOCK = 4 * 1024 * 1024
+
+
+def file_sha256(path: Path, *, on_bytes: Callable[[int], None] | None = None) -> str:
+    """The sha256 of a file, read in large blocks; ``on_bytes`` is told of each block."""
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        while block := stream.read(HASH_BLOCK):
+            digest.update(block)
+            if on_bytes:
+                on_bytes(len(block))
+    return digest.hexdigest()
 
 
 def fsync_dir(folder: Path) -> None:

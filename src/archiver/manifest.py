@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from .entry import Asset, Credit, Entry, JSONValue, Licence, PeerTubeRef, Source, Video
-from .errors import FicheError, InputError, InvalidInputs, ManifestError
+from .errors import FicheError, InputError, InvalidInputs, ManifestError, describe_os_error
 from .fiches import FicheFile, find_fiches, parse_fiche
 from .files import atomic_write_bytes
 from .names import is_safe_id
@@ -192,7 +192,7 @@ def write_manifest(manifest: Manifest, path: Path) -> bool:
     try:
         atomic_write_bytes(path, data)
     except OSError as exc:
-        raise ManifestError(path, None, f"cannot write: {exc.strerror or exc}") from exc
+        raise ManifestError(path, None, f"cannot write: {describe_os_error(exc)}") from exc
     return True
 
 

@@ -6,6 +6,10 @@ to confirm every download, and a file that crashes FFmpeg costs only that file. 
 the ``ffmpeg`` program with arguments built by pure functions (tested without ffmpeg); what
 it writes goes to a temporary file, moved into place only when ffmpeg succeeded. Without the
 program, callers get :class:`MediaUnavailable` and carry on without posters or re-encodes.
+
+Commands are plain argument lists, written out flag by flag, so that each flag is visible,
+commented and tested; ffmpeg-python earns its place in the tests only, where ``ffmpeg.probe``
+(the ``ffprobe`` program) checks independently what archiver reads with PyAV.
 """
 
 from __future__ import annotations
@@ -24,8 +28,6 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-
-import ffmpeg
 
 from .errors import MediaError, MediaUnavailable
 
@@ -209,15 +211,26 @@ def poster_command(source: Path, target: Path, info: MediaInfo) -> list[str]:
     position = round((info.duration or 0) * POSTER_POSITION, 3)
     width = min(POSTER_MAX_WIDTH, info.width or POSTER_MAX_WIDTH)
     width -= width % 2  # even sizes, as every JPEG decoder likes
-    stream = (
-        ffmpeg.input(str(source), ss=position)
-        .filter("scale", width, -2)
-        .output(str(target), vframes=1, format="image2", vcodec="mjpeg", **{"q:v": POSTER_QUALITY})
-        .global_args("-v", "error", "-nostdin")
-        .overwrite_output()
-    )
-    command: list[str] = stream.compile()
-    return command
+    # Output options may come in any order before the output file, global ones anywhere: this
+    # is the order ffmpeg-python wrote them in, kept so that the recipe is byte for byte the same.
+    # fmt: off
+    return [
+        "ffmpeg",
+        "-ss", f"{position}",  # seek before opening the input: fast, and past black opening frames
+        "-i", str(source),
+        # Scale to that width; -2: the height that keeps the proportions, rounded to even.
+        "-filter_complex", f"[0]scale={width}:-2[s0]",
+        "-map", "[s0]",  # write the scaled picture only, no sound
+        "-f", "image2",  # an image file, whatever the target's name
+        "-q:v", f"{POSTER_QUALITY}",  # JPEG quality: 2 (best) … 31 (worst)
+        "-vcodec", "mjpeg",  # JPEG
+        "-vframes", "1",  # one frame, then stop
+        str(target),
+        "-v", "error",  # say nothing but errors: the last line is the reason we report
+        "-nostdin",  # never read the terminal: ffmpeg runs unattended, maybe in the background
+        "-y",  # overwrite the temporary file if a killed run left one
+    ]
+    # fmt: on
 
 
 def _make(
@@ -309,9 +322,10 @@ class Preset:
     """
 
     name: str
-    max_height: int
-    crf: int
-    audio_bitrate: str
+    max_height: int  # never upscaled: a smaller video keeps its height
+    crf: int  # x264's constant quality: 0 (lossless) … 51 (worst); 23 is its default
+    audio_bitrate: str  # AAC, e.g. "96k"
+    x264_preset: str = "medium"  # x264's speed for size trade-off: "ultrafast" … "veryslow"
     version: int = 1
 
 
@@ -330,22 +344,32 @@ def transcode_command(source: Path, target: Path, info: MediaInfo, preset: Prese
     ('28', '96k')
     """
     height = min(preset.max_height, info.height or preset.max_height)
-    height -= height % 2
-    stream = ffmpeg.input(str(source))
-    video = stream.video.filter("scale", -2, height)
-    output = ffmpeg.output(
-        video,
+    height -= height % 2  # H.264 in 4:2:0 needs even sizes
+    # Output options may come in any order before the output file, global ones anywhere, except
+    # that the two -map make the streams in their order: picture, then sound. This is the order
+    # ffmpeg-python wrote them in, kept so that the recipe is byte for byte the same.
+    # fmt: off
+    return [
+        "ffmpeg",
+        "-i", str(source),
+        # The picture at that height; -2: the width that keeps the proportions, rounded to even.
+        "-filter_complex", f"[0:v]scale=-2:{height}[s0]",
+        "-map", "[s0]",  # first stream: the scaled picture
+        "-f", "mp4",  # an MP4, whatever the target's name
+        "-acodec", "aac",  # AAC sound, which every browser plays
+        "-b:a", preset.audio_bitrate,  # sound bitrate
+        "-crf", f"{preset.crf}",  # constant quality rather than a bitrate: size follows content
+        "-map", "0:a?",  # then the sound if there is any: "?" maps nothing, rather than failing
+        "-movflags", "+faststart",  # index (moov) first: plays before it is all read
+        "-pix_fmt", "yuv420p",  # 4:2:0 colour, the one every H.264 decoder plays
+        "-preset", preset.x264_preset,  # x264's speed for size trade-off
+        "-vcodec", "libx264",  # H.264, which every browser plays
         str(target),
-        vcodec="libx264",
-        crf=preset.crf,
-        preset="medium",
-        pix_fmt="yuv420p",
-        acodec="aac",
-        # The sound if there is any: "0:a?" maps nothing, rather than failing, without it.
-        **{"map": "0:a?", "b:a": preset.audio_bitrate, "movflags": "+faststart", "f": "mp4"},
-    )
-    command: list[str] = output.global_args("-v", "error", "-nostdin").overwrite_output().compile()
-    return command
+        "-v", "error",  # say nothing but errors: the last line is the reason we report
+        "-nostdin",  # never read the terminal: ffmpeg runs unattended, maybe in the background
+        "-y",  # overwrite the temporary file if a killed run left one
+    ]
+    # fmt: on
 
 
 def transcode(source: Path, target: Path, info: MediaInfo, preset: Preset) -> None:

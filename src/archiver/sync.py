@@ -18,13 +18,12 @@ from typing import IO
 
 from .archive import Archive, utc_now
 from .collection import default_collection
-from .download import (
+from .fetch import (
     DEFAULT_SETTINGS,
     Choices,
     DownloadReport,
     DownloadSettings,
     Outcome,
-    Progress,
     Status,
     choose_files,
     fetch_into,
@@ -32,13 +31,18 @@ from .download import (
     record_report,
     video_failure,
 )
-from .errors import ArchiveError
+from .kit import KitReport, KitSettings, build_kit
 from .manifest import Manifest, build_manifest, write_manifest
-from .meter import ByteMeter
-from .package import PackageReport, PackageSettings, build_kit
-from .units import format_bytes
+from .progress import Progress
 
-__all__ = ["DEFAULT_REFRESH_AFTER", "SyncReport", "SyncSettings", "plan_sync", "sync"]
+__all__ = [
+    "DEFAULT_REFRESH_AFTER",
+    "PlannedVideo",
+    "SyncReport",
+    "SyncSettings",
+    "plan_sync",
+    "sync",
+]
 
 DEFAULT_REFRESH_AFTER = 24 * 3600.0
 LAST_MANIFEST = "manifest.json"
@@ -49,7 +53,7 @@ class SyncSettings:
     """How to sync: download settings, kit settings, how often to ask upstream again."""
 
     download: DownloadSettings = DEFAULT_SETTINGS
-    package: PackageSettings = PackageSettings()  # noqa: RUF009 - frozen, so safe to share
+    kit: KitSettings = KitSettings()  # noqa: RUF009 - frozen, so safe to share
     refresh_after: float | None = DEFAULT_REFRESH_AFTER
     offline: bool = False
     fit: int | None = None  # bytes the whole kit must fit in (--fit)
@@ -61,7 +65,7 @@ class SyncReport:
 
     manifest: Manifest
     download: DownloadReport
-    kit: PackageReport
+    kit: KitReport
     retired: tuple[tuple[str, str], ...]
     seconds: float
 
@@ -100,7 +104,7 @@ def sync(
     *,
     settings: SyncSettings = SyncSettings(),
     progress: Progress | None = None,
-    kit_progress: ByteMeter | None = None,
+    kit_progress: Progress | None = None,
     log: IO[str] | None = None,
 ) -> SyncReport:
     """Build the manifest from ``paths`` (the bundled collection when empty), fetch, package."""
@@ -112,19 +116,17 @@ def sync(
         if settings.offline:
             fetched = _offline_report(manifest, archive)
         else:
-            choices = _choose(manifest, archive, settings)
+            preset = settings.kit.transcode
             fetched = fetch_into(
                 manifest,
                 archive,
-                settings=settings.download,
+                settings=_download_settings(settings),
                 progress=progress,
                 refresh_after=settings.refresh_after,
-                choices=choices,
+                budget=settings.fit,
+                reencode=preset.name if preset else None,
             )
-        try:
-            write_manifest(manifest, archive_root / LAST_MANIFEST)
-        except OSError as exc:
-            raise ArchiveError(archive_root / LAST_MANIFEST, f"cannot write: {exc}") from exc
+        write_manifest(manifest, archive_root / LAST_MANIFEST)
         kit_report = build_kit(
             manifest, archive, kit, settings=_kit_settings(settings), progress=kit_progress
         )
@@ -136,7 +138,7 @@ def sync(
             seconds=time.monotonic() - start,
         )
         failures = report.failures()
-        record_report(archive, run_id, DownloadReport(tuple(failures), 0.0))
+        record_report(archive, run_id, failures)
         summary = {
             **fetched.summary(),
             "retired": len(retired),
@@ -150,31 +152,36 @@ def sync(
     return report
 
 
-def _choose(manifest: Manifest, archive: Archive, settings: SyncSettings) -> Choices:
-    download = settings.download
-    preset = settings.package.transcode
-    if preset is not None:
-        # Re-encoding is the last resort: first the instance's own resolution under its cap.
-        download = dataclasses.replace(download, max_height=_kit_settings(settings).reencode_cap)
-    return choose_files(
-        manifest,
-        archive,
-        settings=download,
-        refresh_after=settings.refresh_after,
-        budget=settings.fit,
-        reencode=preset.name if preset else None,
-    )
+def _download_settings(settings: SyncSettings) -> DownloadSettings:
+    """Re-encoding is the last resort: with ``--transcode``, first the instance's own
+    resolution under the re-encoding cap."""
+    if settings.kit.transcode is None:
+        return settings.download
+    return dataclasses.replace(settings.download, max_height=_kit_settings(settings).reencode_cap)
 
 
-def _kit_settings(settings: SyncSettings) -> PackageSettings:
+def _kit_settings(settings: SyncSettings) -> KitSettings:
     """The kit re-encodes (with ``--transcode``) past the same cap and budget the download
     chose under; the versions it shows are the current ones, which that choice fetched."""
     return dataclasses.replace(
-        settings.package,
+        settings.kit,
         max_height=settings.download.max_height,
-        fit=settings.fit if settings.package.transcode else None,
+        fit=settings.fit if settings.kit.transcode else None,
         fit_versions=False,
     )
+
+
+@dataclass(frozen=True)
+class PlannedVideo:
+    """What a dry run says of one video: the file chosen (None: the fiche's link, size
+    unknown), and the preset it will be re-encoded with for the kit, if any."""
+
+    entry_id: str
+    title: str
+    resolution: int | None
+    size: int | None
+    reencode: str | None
+    cap: int | None  # the height past which a video is re-encoded for the kit
 
 
 def plan_sync(
@@ -182,32 +189,38 @@ def plan_sync(
     archive_root: Path,
     *,
     settings: SyncSettings = SyncSettings(),
-) -> list[str]:
-    """What ``--fit``/``--max-height`` would fetch: one line per video and the total.
+) -> tuple[Choices, list[PlannedVideo]]:
+    """What ``--fit``/``--max-height``/``--transcode`` would fetch, video by video.
 
     Asks the PeerTube API (at most once per refresh period); downloads nothing.
     """
     manifest = build_manifest(paths or [default_collection()])
+    preset = settings.kit.transcode
     with Archive(archive_root) as archive, archive.locked():
-        choices = _choose(manifest, archive, settings)
-    titles = {entry.id: entry.title for entry in manifest.entries}
-    if choices.fit is not None:
-        return choices.fit.lines(titles)
-    kit = _kit_settings(settings)
-    cap = kit.reencode_cap
-    lines = []
+        choices = choose_files(
+            manifest,
+            archive,
+            settings=_download_settings(settings),
+            refresh_after=settings.refresh_after,
+            budget=settings.fit,
+            reencode=preset.name if preset else None,
+        )
+    cap = _kit_settings(settings).reencode_cap
+    planned = []
     for entry in manifest.entries:
         choice = choices.files.get(entry.id)
-        if choice is None:
-            line = f"{entry.title} ({entry.id}): the fiche's link (no size known)"
-            if kit.transcode is not None:
-                line += f"; re-encoded to {kit.transcode.name} for the kit if taller than {cap}p"
-        else:
-            line = f"{entry.title} ({entry.id}): {choice.resolution}p, {format_bytes(choice.size)}"
-            if kit.transcode is not None and cap is not None and choice.resolution > cap:
-                line += f"; none offered at most {cap}p: re-encoded to {kit.transcode.name}"
-        lines.append(line)
-    return lines
+        taller = choice is not None and cap is not None and choice.resolution > cap
+        planned.append(
+            PlannedVideo(
+                entry_id=entry.id,
+                title=entry.title,
+                resolution=choice.resolution if choice else None,
+                size=choice.size if choice else None,
+                reencode=preset.name if preset and (choice is None or taller) else None,
+                cap=cap,
+            )
+        )
+    return choices, planned
 
 
 def _log(stream: IO[str], report: SyncReport, failures: list[Outcome]) -> None:

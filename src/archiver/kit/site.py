@@ -1,4 +1,6 @@
-"""The kit's web pages: a catalog and one page per video, rendered from the manifest.
+"""The kit's French text: a catalog and one page per video rendered from the manifest, the
+root page to double-click, LISEZMOI.txt and the bag's description, from ``templates/``, with
+French number and duration formats as template filters (``taille``, ``duree``).
 
 Every string from a fiche is untrusted: jinja2 escapes it (autoescape), and the transcript's
 Markdown is rendered with raw HTML disabled, images disabled (they would reach the network) and
@@ -19,19 +21,24 @@ import jinja2
 from markdown_it import MarkdownIt
 from markupsafe import Markup
 
-from .entry import Entry, Licence
+from ..entry import Entry, Licence
+from ..units import format_bytes
 
 __all__ = [
     "CSP",
     "KitAsset",
     "KitCaptions",
     "KitItem",
+    "describe_kit",
+    "duree",
     "licence_summary",
     "parse_vtt",
     "render_markdown",
+    "render_readme",
     "render_root",
     "render_site",
     "static_files",
+    "taille",
 ]
 
 # No inline script or style, nothing from elsewhere; images may be data: URLs (none today).
@@ -99,9 +106,9 @@ class KitItem:
 
     entry: Entry
     video_name: str
-    video_size: str | None = None
+    video_size: int | None = None  # bytes
     poster_name: str | None = None
-    duration: str | None = None
+    duration: float | None = None  # seconds
     resolution: str | None = None
     assets: tuple[KitAsset, ...] = ()
     captions: tuple[KitCaptions, ...] = ()
@@ -176,14 +183,40 @@ def _fold(text: str) -> str:
     return "".join(c for c in decomposed if not unicodedata.combining(c)).lower()
 
 
+def taille(size: float) -> str:
+    """A file's size as a French page writes it.
+
+    >>> taille(1536)
+    '1,5 KiB'
+    """
+    return format_bytes(size).replace(".", ",")
+
+
+def duree(seconds: float) -> str:
+    """A video's length as a French page writes it.
+
+    >>> duree(42.4), duree(75.6)
+    ('42 s', '1 min 16 s')
+    """
+    total = round(seconds)
+    minutes, secs = divmod(total, 60)
+    if minutes == 0:
+        return f"{secs} s"
+    return f"{minutes} min {secs:02d} s"
+
+
 def _environment() -> jinja2.Environment:
-    return jinja2.Environment(
-        loader=jinja2.PackageLoader("archiver", "templates"),
-        autoescape=True,
+    environment = jinja2.Environment(
+        loader=jinja2.PackageLoader("archiver.kit", "templates"),
+        # HTML escapes every string from a fiche; LISEZMOI.txt is plain text.
+        autoescape=jinja2.select_autoescape(["html"], default_for_string=True),
         undefined=jinja2.StrictUndefined,
         trim_blocks=False,
         keep_trailing_newline=True,
     )
+    environment.filters["taille"] = taille
+    environment.filters["duree"] = duree
+    return environment
 
 
 _ENV = _environment()
@@ -256,8 +289,21 @@ def render_root(*, collection_title: str, count: int) -> bytes:
     return _render("root.html", collection_title=collection_title, count=count)
 
 
+def render_readme(*, collection_title: str, count: int) -> bytes:
+    """``LISEZMOI.txt``: how to open the kit, how to check a copy, the licences."""
+    return _render("LISEZMOI.txt", collection_title=collection_title, count=count)
+
+
+def describe_kit(collection_title: str, count: int) -> str:
+    """The bag's ``External-Description``: one French line."""
+    videos = f"{count} vidéo{'s' if count != 1 else ''}"
+    return (
+        f"{collection_title}: kit hors ligne de {videos}, à ouvrir par index.html, sans connexion."
+    )
+
+
 def static_files() -> dict[str, bytes]:
-    folder = resources.files("archiver") / "static"
+    folder = resources.files("archiver.kit") / "static"
     return {f"assets/{name}": (folder / name).read_bytes() for name in STATIC}
 
 

@@ -4,25 +4,28 @@ A kit is a bag: ``bagit.txt``, ``bag-info.txt``, ``manifest-sha256.txt`` listing
 file under ``data/``, and ``tagmanifest-sha256.txt`` listing the tag files. The payload manifest
 and the tag manifest are written last by the packager, so an update interrupted midway leaves
 manifests that disagree with the files: :func:`verify_bag` reports it instead of passing it.
+What the tag files say is the kit's (:mod:`.site`); how they are written, :mod:`.write`.
 """
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
+import functools
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ArchiverError
-from .meter import ByteMeter
+from ..errors import ArchiverError
+from ..files import file_sha256
+from ..progress import NullProgress, Progress
 
 __all__ = [
     "BAGIT_TXT",
     "MANIFEST",
     "TAGMANIFEST",
     "BagProblem",
-    "file_sha256",
+    "bag_info",
     "format_manifest",
     "payload_files",
     "read_manifest",
@@ -35,7 +38,6 @@ MANIFEST = "manifest-sha256.txt"
 TAGMANIFEST = "tagmanifest-sha256.txt"
 PAYLOAD = "data"
 BAGIT_DECLARATION = b"BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8\n"
-HASH_BLOCK = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -47,17 +49,6 @@ class BagProblem:
 
     def __str__(self) -> str:
         return f"{self.path}: {self.reason}"
-
-
-def file_sha256(path: Path, *, on_bytes: Callable[[int], None] | None = None) -> str:
-    """The sha256 of a file, read in large blocks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        while block := stream.read(HASH_BLOCK):
-            digest.update(block)
-            if on_bytes:
-                on_bytes(len(block))
-    return digest.hexdigest()
 
 
 def _encode(path: str) -> str:
@@ -110,18 +101,35 @@ def payload_files(kit: Path) -> Iterator[str]:
             yield (Path(folder, name).relative_to(kit)).as_posix()
 
 
-def verify_bag(kit: Path, *, meter: ByteMeter | None = None) -> tuple[int, int, list[BagProblem]]:
+def bag_info(fields: Sequence[tuple[str, str]]) -> bytes:
+    r"""``bag-info.txt``: one ``Label: value`` line a field, in order (RFC 8493, 2.2.2).
+
+    >>> bag_info([("Bag-Size", "1.5 Mo"), ("Payload-Oxum", "1536.2")])
+    b'Bag-Size: 1.5 Mo\nPayload-Oxum: 1536.2\n'
+    """
+    lines = []
+    for label, value in fields:
+        # A value is one line: a line break would start a field of the reader's guessing.
+        lines.append(f"{label}: {' '.join(value.split())}\n")
+    return "".join(lines).encode("utf-8")
+
+
+def verify_bag(kit: Path, *, progress: Progress | None = None) -> tuple[int, int, list[BagProblem]]:
     """Check every payload and tag file against the manifests: ``(files, bytes, problems)``."""
-    meter = meter or ByteMeter()
-    total = sum(p.stat().st_size for p in kit.rglob("*") if p.is_file()) if kit.is_dir() else 0
-    meter.begin(total)
+    progress = progress or NullProgress()
+    manifest = read_manifest(kit / MANIFEST) or {}
+    total = 0
+    for name in manifest:
+        with contextlib.suppress(OSError):
+            total += (kit / name).stat().st_size if _inside(kit, kit / name) else 0
+    progress.begin(len(manifest), total)
     try:
-        return _verify(kit, meter.advance)
+        return _verify(kit, progress)
     finally:
-        meter.end()
+        progress.end()
 
 
-def _verify(kit: Path, on_bytes: Callable[[int], None]) -> tuple[int, int, list[BagProblem]]:
+def _verify(kit: Path, progress: Progress) -> tuple[int, int, list[BagProblem]]:
     problems: list[BagProblem] = []
     if not (kit / BAGIT_TXT).is_file():
         return 0, 0, [BagProblem(str(kit), "not a kit: no bagit.txt")]
@@ -135,18 +143,22 @@ def _verify(kit: Path, on_bytes: Callable[[int], None]) -> tuple[int, int, list[
         if not _inside(kit, target):
             problems.append(BagProblem(name, "outside the kit; refusing to read it"))
             continue
+        progress.started(name, name, None, 0)
         try:
-            actual = file_sha256(target, on_bytes=on_bytes)
+            actual = file_sha256(target, on_bytes=functools.partial(progress.advance, name))
             size += target.stat().st_size
         except FileNotFoundError:
             problems.append(BagProblem(name, "missing"))
+            progress.finished(name, failed=True)
             continue
         except OSError as exc:
             problems.append(BagProblem(name, f"unreadable: {exc.strerror or exc}"))
+            progress.finished(name, failed=True)
             continue
         checked += 1
         if actual != expected:
             problems.append(BagProblem(name, f"corrupt: sha256 is {actual}, expected {expected}"))
+        progress.finished(name, failed=actual != expected)
     for name in payload_files(kit):
         if name not in manifest:
             problems.append(BagProblem(name, "not in the kit's manifest (extra file)"))

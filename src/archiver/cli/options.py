@@ -9,10 +9,10 @@ from typing import Any, TypeVar
 
 import click
 
-from . import media
-from .download import DEFAULT_SETTINGS, DownloadSettings
-from .package import DEFAULT_TITLE, PackageSettings
-from .units import parse_duration, parse_size
+from .. import media
+from ..fetch import DEFAULT_SETTINGS, DownloadSettings
+from ..kit import DEFAULT_TITLE, KitSettings
+from ..units import parse_duration, parse_size
 
 __all__ = [
     "DurationType",
@@ -160,13 +160,13 @@ def download_options(function: F) -> F:
 
 
 def kit_options(function: F) -> F:
-    """--title, --copy, --transcode: received as one ``kit_settings`` (:class:`PackageSettings`)."""
+    """--title, --copy, --transcode: received as one ``kit_settings`` (:class:`KitSettings`)."""
 
     @functools.wraps(function)
     def command(*args: Any, **kwargs: Any) -> Any:
         title, copy, transcode = (kwargs.pop(name) for name in _KIT_PARAMS)
         preset = media.PRESETS[transcode] if transcode else None
-        settings = PackageSettings(title=title, copy=copy, transcode=preset)
+        settings = KitSettings(title=title, copy=copy, transcode=preset)
         return function(*args, kit_settings=settings, **kwargs)
 
     decorators = [

@@ -1,5 +1,5 @@
-"""What a PeerTube instance says of a video: its files at every resolution, with their sizes,
-and the sha256 of every byte range of its fragmented MP4s.
+"""The PeerTube API client: what an instance says of a video, its files at every resolution with
+their sizes, and the sha256 of every byte range of its fragmented MP4s.
 
 ``GET /api/v1/videos/{uuid}`` describes a video: ``files`` (web videos) and
 ``streamingPlaylists[].files`` (fragmented MP4s, which PeerTube serves for HLS), each with a
@@ -11,12 +11,13 @@ archive. The API is a help, never a requirement: when it is down, the video priv
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hashlib
 import json
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,40 +25,24 @@ from urllib.parse import urljoin
 
 import httpx
 
-from .entry import PeerTubeRef
-from .errors import UsageError
-from .files import atomic_write_bytes
-from .units import format_bytes
+from ..choose import Rendition
+from ..entry import PeerTubeRef
+from ..files import atomic_write_bytes
 
 __all__ = [
     "API_TIMEOUT",
-    "KIT_OVERHEAD",
-    "KIT_OVERHEAD_PER_VIDEO",
     "Caption",
-    "FitPlan",
     "VideoFile",
     "VideoInfo",
     "check_segments",
-    "choose",
     "fetch_info",
-    "kit_overhead",
     "parse_captions",
     "parse_video",
-    "plan_fit",
 ]
 
 log = logging.getLogger(__name__)
 
 API_TIMEOUT = 10.0
-# What a kit holds besides its videos, for --fit's plan: its pages and posters (measured about
-# 60 KiB a video with a 640 px poster), the catalog, scripts, styles and checksums; rounded up.
-KIT_OVERHEAD = 256 * 1024
-KIT_OVERHEAD_PER_VIDEO = 96 * 1024
-
-
-def kit_overhead(videos: int) -> int:
-    """What a kit of ``videos`` needs besides the videos: pages, posters, checksums."""
-    return KIT_OVERHEAD + KIT_OVERHEAD_PER_VIDEO * videos
 
 
 _RANGE = re.compile(r"^(\d+)-(\d+)$")
@@ -72,6 +57,11 @@ class VideoFile:
     size: int
     url: str
     segments_url: str | None = None  # only for fragmented files of a streaming playlist
+
+    @property
+    def rendition(self) -> Rendition:
+        """The file as one choice among a video's renditions, found by its URL."""
+        return Rendition(height=self.resolution, size=self.size, key=self.url)
 
 
 @dataclass(frozen=True)
@@ -160,26 +150,6 @@ def _file(raw: Mapping[str, Any], instance: str, segments: Any) -> VideoFile | N
     )
 
 
-def choose(info: VideoInfo, max_height: int | None) -> VideoFile | None:
-    """The largest resolution at most ``max_height`` (any, when ``None``).
-
-    When every resolution offered is taller than the cap, the smallest one: the closest to
-    what was asked (``--transcode`` can shrink it for the kit), never the fiche's 1080p.
-    """
-    if not info.files:
-        return None
-    fitting = [f for f in info.files if max_height is None or f.resolution <= max_height]
-    if fitting:
-        return fitting[-1]
-    log.warning(
-        "%s: no resolution at most %sp offered; taking the smallest, %sp",
-        info.uuid,
-        max_height,
-        info.files[0].resolution,
-    )
-    return info.files[0]
-
-
 async def fetch_info(
     client: httpx.AsyncClient,
     ref: PeerTubeRef,
@@ -264,6 +234,11 @@ async def check_segments(
         return None
     if not isinstance(ranges, dict):
         return None
+    # Reading and hashing the whole file: in a worker thread, not on the event loop.
+    return await asyncio.to_thread(_first_mismatch, path, ranges)
+
+
+def _first_mismatch(path: Path, ranges: Mapping[str, Any]) -> tuple[str, str] | None:
     with path.open("rb") as stream:
         for span, expected in sorted(ranges.items(), key=lambda kv: _start(kv[0])):
             match = _RANGE.match(span)
@@ -271,7 +246,12 @@ async def check_segments(
                 continue
             start, end = int(match.group(1)), int(match.group(2))
             stream.seek(start)
-            actual = hashlib.sha256(stream.read(end - start + 1)).hexdigest()
+            digest = hashlib.sha256()
+            left = end - start + 1
+            while left > 0 and (block := stream.read(min(left, 4 * 1024 * 1024))):
+                digest.update(block)
+                left -= len(block)
+            actual = digest.hexdigest()
             if actual != expected.lower():
                 return f"{expected} for bytes {span}", actual
     return None
@@ -280,87 +260,3 @@ async def check_segments(
 def _start(span: str) -> int:
     match = _RANGE.match(span)
     return int(match.group(1)) if match else 0
-
-
-@dataclass(frozen=True)
-class FitPlan:
-    """The resolution chosen for each video so that the kit fits a budget.
-
-    Over budget only when the caller allowed it (``--transcode`` shrinks the rest): then every
-    video is at its lowest resolution.
-    """
-
-    choices: tuple[tuple[str, VideoFile], ...]  # (entry id, file)
-    overhead: int
-    budget: int
-    reencode: str | None = None  # the preset that will shrink the kit when it is over budget
-
-    @property
-    def total(self) -> int:
-        return self.overhead + sum(f.size for _, f in self.choices)
-
-    @property
-    def fits(self) -> bool:
-        return self.total <= self.budget
-
-    def lines(self, titles: Mapping[str, str]) -> list[str]:
-        rows = [
-            f"{titles.get(item, item)} ({item}): {f.resolution}p, {format_bytes(f.size)}"
-            for item, f in self.choices
-        ]
-        rows.append(
-            f"Total: {format_bytes(self.total)} of {format_bytes(self.budget)}"
-            f" (pages, posters and checksums: {format_bytes(self.overhead)})"
-        )
-        if not self.fits:
-            rows.append(
-                f"Over by {format_bytes(self.total - self.budget)} at the lowest resolutions:"
-                f" the largest videos will be re-encoded to {self.reencode}, one at a time, until"
-                " the kit fits (a re-encoded size is known only once it is made)"
-            )
-        return rows
-
-
-def plan_fit(
-    options: Mapping[str, Sequence[VideoFile]],
-    *,
-    budget: int,
-    overhead: int,
-    reencode: str | None = None,
-) -> FitPlan:
-    """Each video's resolution, as high and as even as the budget allows.
-
-    Every video starts at its highest resolution; while the kit is over budget, the video at
-    the highest resolution (the largest file among equals) steps down one resolution. When
-    even the lowest resolutions do not fit, :class:`UsageError` gives the smallest size
-    reachable, unless a ``reencode`` preset may shrink the videos further: then the plan is
-    the lowest resolutions, over budget.
-    """
-    ladders = {item: sorted(files, key=lambda f: f.resolution) for item, files in options.items()}
-    level = {item: len(files) - 1 for item, files in ladders.items() if files}
-    if not level:
-        return FitPlan(choices=(), overhead=overhead, budget=budget)
-
-    def total() -> int:
-        return overhead + sum(ladders[item][i].size for item, i in level.items())
-
-    while total() > budget:
-        candidates = [item for item, i in level.items() if i > 0]
-        if not candidates:
-            if reencode is not None:
-                break
-            raise UsageError(
-                f"the kit cannot fit in {format_bytes(budget)}: even at the lowest resolutions"
-                f" it needs {format_bytes(total())}",
-                hint="use a larger key, fewer videos, or --transcode",
-            )
-        item = max(
-            candidates, key=lambda c: (ladders[c][level[c]].resolution, ladders[c][level[c]].size)
-        )
-        level[item] -= 1
-    return FitPlan(
-        choices=tuple((item, ladders[item][i]) for item, i in sorted(level.items())),
-        overhead=overhead,
-        budget=budget,
-        reencode=reencode,
-    )

@@ -1,8 +1,11 @@
 """The ``archiver`` command line: parse options, call one core function, print a summary.
 
-This module owns click, logging and the terminal. Errors are handled in exactly one place,
-:meth:`_Group.invoke`: an :class:`ArchiverError` becomes ``Error: ...`` lines (and a ``Hint:``)
-on stderr with its exit code; a traceback is shown only with ``--verbose``.
+``cli/`` owns click, tqdm, logging and the terminal: nothing outside it imports them.
+:mod:`.options` declares the shared options, :mod:`.config` reads ``--config``,
+:mod:`.output` writes every line a person reads, :mod:`.progress` draws the bars. Errors
+are handled in exactly one place, :meth:`_Group.invoke`: an :class:`ArchiverError` becomes
+``Error: ...`` lines (and a ``Hint:``) on stderr with its exit code; a traceback is shown only
+with ``--verbose``.
 """
 
 from __future__ import annotations
@@ -21,22 +24,29 @@ from typing import Any, ClassVar, TypeVar
 
 import click
 
-from . import __version__
-from .archive import Archive
-from .audit import audit
-from .bag import verify_bag
-from .collection import default_collection
+from .._version import __version__
+from ..archive import Archive, archive_status
+from ..audit import audit
+from ..collection import default_collection
+from ..errors import EXIT_FAILED, EXIT_OK, ArchiverError, ConfigError, UsageError
+from ..fetch import DownloadSettings, download
+from ..kit import KitSettings, package
+from ..kit.bag import verify_bag
+from ..manifest import build_manifest, dumps, load_manifest, write_manifest
+from ..progress import NullProgress, Progress
+from ..sync import SyncSettings, plan_sync, sync
+from ..units import format_bytes
 from .config import load_config
-from .console import download_summary, failure_line, package_summary, sync_summary
-from .download import DownloadSettings, NullProgress, Progress, download
-from .errors import EXIT_FAILED, EXIT_OK, ArchiverError, ConfigError, UsageError
-from .manifest import build_manifest, dumps, load_manifest, write_manifest
-from .meter import ByteMeter
 from .options import DurationType, SizeType, archive_option, download_options, kit_options
-from .package import PackageSettings, package
-from .status import archive_status, format_status
-from .sync import SyncSettings, plan_sync, sync
-from .units import format_bytes
+from .output import (
+    download_summary,
+    failure_line,
+    fit_plan_lines,
+    kit_summary,
+    planned_lines,
+    status_lines,
+    sync_summary,
+)
 
 __all__ = ["EXIT_INTERNAL", "cli", "main"]
 
@@ -156,20 +166,12 @@ def _draws_bars(state: _State) -> bool:
     return not state.quiet and sys.stderr.isatty()
 
 
-def _progress(state: _State) -> Progress:
+def _progress(state: _State, description: str = "", *, per_file: bool = True) -> Progress:
     if not _draws_bars(state):
         return NullProgress()
     from .progress import TqdmProgress  # tqdm is only imported when bars are drawn
 
-    return TqdmProgress()
-
-
-def _bytes_progress(state: _State, description: str) -> ByteMeter:
-    if not _draws_bars(state):
-        return ByteMeter()
-    from .progress import TqdmBytes
-
-    return TqdmBytes(description)
+    return TqdmProgress(description, per_file=per_file)
 
 
 class _Group(click.Group):
@@ -337,7 +339,7 @@ def package_command(
     manifest_path: Path,
     archive: Path,
     kit: Path,
-    kit_settings: PackageSettings,
+    kit_settings: KitSettings,
     fit: int | None,
 ) -> None:
     """Build or update an offline kit from the archive.
@@ -362,12 +364,12 @@ def package_command(
         archive,
         kit,
         settings=dataclasses.replace(kit_settings, fit=fit),
-        progress=_bytes_progress(state, "Kit"),
+        progress=_progress(state, "Kit", per_file=False),
     )
     for entry, reason in report.left_out:
         click.echo(f"Error: {entry.title} ({entry.id}): {reason}", err=True)
     if not state.quiet:
-        click.echo(package_summary(report), err=True)
+        click.echo(kit_summary(report), err=True)
     ctx.exit(EXIT_FAILED if report.left_out else EXIT_OK)
 
 
@@ -412,15 +414,15 @@ def verify_command(
         raise UsageError("give a KIT folder, or --archive DIR, but not both")
     if sample is not None and archive is None:
         raise UsageError("--sample goes with --archive")
-    meter = _bytes_progress(state, "Verify")
+    meter = _progress(state, "Verify", per_file=False)
     if archive is not None:
         with Archive.existing(archive) as store, store.locked():
-            report = audit(store, sample_percent=sample, meter=meter)
+            report = audit(store, sample_percent=sample, progress=meter)
         problems = [(archive / p.path, p.reason) for p in report.problems]
         files, size, where = report.files, report.size, archive
     else:
         assert kit is not None  # noqa: S101 - checked above
-        files, size, found = verify_bag(kit, meter=meter)
+        files, size, found = verify_bag(kit, progress=meter)
         problems = [(kit / p.path, p.reason) for p in found]
         where = kit
     for path, reason in problems:
@@ -488,7 +490,7 @@ def sync_command(
     refresh_after: float,
     offline: bool,
     log_file: Path | None,
-    kit_settings: PackageSettings,
+    kit_settings: KitSettings,
     fit: int | None,
     dry_run: bool,
 ) -> None:
@@ -512,7 +514,7 @@ def sync_command(
     state = _state(ctx)
     settings = SyncSettings(
         download=download_settings,
-        package=kit_settings,
+        kit=kit_settings,
         refresh_after=refresh_after,
         offline=offline,
         fit=fit,
@@ -520,7 +522,13 @@ def sync_command(
     if dry_run:
         if fit is None and download_settings.max_height is None and not kit_settings.transcode:
             raise UsageError("--dry-run goes with --fit, --max-height or --transcode")
-        for line in plan_sync(list(paths), archive, settings=settings):
+        choices, planned = plan_sync(list(paths), archive, settings=settings)
+        if choices.fit is not None:
+            titles = {video.entry_id: video.title for video in planned}
+            lines = fit_plan_lines(choices.fit, titles)
+        else:
+            lines = planned_lines(planned)
+        for line in lines:
             click.echo(line)
         return
     with contextlib.ExitStack() as stack:
@@ -536,7 +544,7 @@ def sync_command(
             kit,
             settings=settings,
             progress=_progress(state),
-            kit_progress=_bytes_progress(state, "Kit"),
+            kit_progress=_progress(state, "Kit", per_file=False),
             log=log,
         )
     failures = report.failures()
@@ -564,7 +572,7 @@ def status_command(archive: Path, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(status, ensure_ascii=False, indent=2, sort_keys=True))
     else:
-        click.echo(format_status(status))
+        click.echo("\n".join(status_lines(status)))
 
 
 @cli.command(name="prune")

@@ -1,0 +1,679 @@
+"""The archive's catalog: an embedded SQLite database, and the only module that speaks SQL.
+
+It records every version of every file with its provenance, what was made from a file's bytes
+(posters, re-encodes, what FFmpeg read), and every run with its failures. Rows come out as
+frozen dataclasses, read by column name; times are ISO 8601 UTC strings to the microsecond,
+which sort as the times they write.
+
+The schema is versioned by ``PRAGMA user_version`` and brought up to date when the catalog is
+opened: each migration of :data:`MIGRATIONS`, in order, in one transaction with the version it
+reaches, so a catalog is always at one version or the next, never between. A catalog made by a
+newer archiver is refused rather than guessed at.
+
+Every ``sqlite3.Error`` is mapped where it arises (:func:`archiver.errors.catalog_access`): one
+that keeps the catalog from opening is an :class:`~archiver.errors.ArchiveError` (exit 2);
+one while writing (a full disk) a :class:`~archiver.errors.StorageError` naming the catalog.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import ArchiveError, catalog_access
+
+__all__ = [
+    "MEDIA_FACTS",
+    "MEDIA_FACTS_VERSION",
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "AuditRow",
+    "Catalog",
+    "Derived",
+    "FailureRow",
+    "FileRecord",
+    "Pruned",
+    "RunRow",
+    "format_time",
+    "parse_time",
+    "utc_now",
+]
+
+# The derived row that holds what FFmpeg read of a video's bytes: no file, only facts.
+MEDIA_FACTS = "probe"
+MEDIA_FACTS_VERSION = 1
+
+# How the catalog writes times: ISO 8601, UTC, to the microsecond; such strings sort as times.
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+# Catalogs made before version 2 wrote times to the second.
+_OLD_TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+
+def format_time(moment: dt.datetime) -> str:
+    """A time as the catalog stores it.
+
+    >>> format_time(dt.datetime(2026, 11, 26, 3, 0, tzinfo=dt.UTC))
+    '2026-11-26T03:00:00.000000Z'
+    """
+    return moment.astimezone(dt.UTC).strftime(TIME_FORMAT)
+
+
+def utc_now() -> str:
+    """The current time as the catalog stores it."""
+    return format_time(dt.datetime.now(dt.UTC))
+
+
+def parse_time(text: str) -> dt.datetime | None:
+    """A time the catalog stored (either precision), or ``None`` for anything else.
+
+    >>> parse_time("2026-11-26T03:00:00Z") == parse_time("2026-11-26T03:00:00.000000Z")
+    True
+    """
+    for layout in (TIME_FORMAT, _OLD_TIME_FORMAT):
+        try:
+            return dt.datetime.strptime(text, layout).replace(tzinfo=dt.UTC)
+        except (TypeError, ValueError):
+            continue
+    return None
+
+
+# -- the schema and its migrations -------------------------------------------------------------
+
+_SCHEMA_1 = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS items (
+    id TEXT PRIMARY KEY,
+    title TEXT NOT NULL,
+    first_seen TEXT NOT NULL,
+    last_seen TEXT NOT NULL,
+    retired_at TEXT
+);
+CREATE TABLE IF NOT EXISTS files (
+    item_id TEXT NOT NULL REFERENCES items(id),
+    role TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    current INTEGER NOT NULL,
+    path TEXT NOT NULL,
+    url TEXT NOT NULL,
+    final_url TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    etag TEXT,
+    last_modified TEXT,
+    content_type TEXT,
+    fetched_at TEXT NOT NULL,
+    checked_at TEXT NOT NULL,
+    audited_at TEXT,
+    PRIMARY KEY (item_id, role, version)
+);
+CREATE INDEX IF NOT EXISTS files_current ON files (item_id, role) WHERE current = 1;
+CREATE TABLE IF NOT EXISTS derived (
+    sha256 TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    path TEXT,
+    file_sha256 TEXT,
+    file_size INTEGER,
+    duration REAL,
+    width INTEGER,
+    height INTEGER,
+    made_at TEXT NOT NULL,
+    PRIMARY KEY (sha256, kind, version)
+);
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    command TEXT NOT NULL,
+    started_at TEXT NOT NULL,
+    finished_at TEXT,
+    outcome TEXT,
+    summary TEXT
+);
+CREATE TABLE IF NOT EXISTS failures (
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    item_id TEXT NOT NULL,
+    role TEXT NOT NULL,
+    url TEXT,
+    reason TEXT NOT NULL,
+    at TEXT NOT NULL
+);
+"""
+
+
+def _migrate_1(db: sqlite3.Connection) -> None:
+    """The first schema, and what the first releases added to it without a version: the
+    ``resolution`` of a file (archives made before resolutions were chosen lack it)."""
+    row = None
+    with contextlib.suppress(sqlite3.OperationalError):  # no meta table yet: a new catalog
+        row = db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+    if row is not None and row[0] != "1":
+        raise sqlite3.DatabaseError(f"catalog schema {row[0]} is not one archiver knows")
+    for statement in _SCHEMA_1.split(";"):
+        if statement.strip():
+            db.execute(statement)
+    columns = {r["name"] for r in db.execute("PRAGMA table_info(files)")}
+    if "resolution" not in columns:
+        db.execute("ALTER TABLE files ADD COLUMN resolution INTEGER")
+    db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', '1')")
+
+
+_TIME_COLUMNS = {
+    "items": ("first_seen", "last_seen", "retired_at"),
+    "files": ("fetched_at", "checked_at", "audited_at"),
+    "derived": ("made_at",),
+    "runs": ("started_at", "finished_at"),
+    "failures": ("at",),
+}
+
+
+def _migrate_2(db: sqlite3.Connection) -> None:
+    """Times to the microsecond: two events of one second keep their order. Times written to
+    the second gain ``.000000`` so that old and new sort together."""
+    for table, columns in _TIME_COLUMNS.items():
+        for column in columns:
+            db.execute(
+                f"UPDATE {table} SET {column} = substr({column}, 1, 19) || '.000000Z'"  # noqa: S608 - names from the table above
+                f" WHERE length({column}) = 20 AND {column} LIKE '%Z'"
+            )
+
+
+# Each migration brings the catalog from the version before it to its own (its index + 1).
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_migrate_1, _migrate_2)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+# -- rows --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    """One version of one file of an item, as the catalog records it."""
+
+    item_id: str
+    role: str
+    version: int
+    path: str
+    url: str
+    final_url: str
+    sha256: str
+    size: int
+    etag: str | None
+    last_modified: str | None
+    fetched_at: str
+    current: bool
+    checked_at: str = ""
+    resolution: int | None = None
+    content_type: str | None = None
+    audited_at: str | None = None
+
+
+@dataclass(frozen=True)
+class Derived:
+    """What was made from a file's bytes (a poster, its duration), cached by their sha256.
+
+    Keyed by the source's sha256 and the recipe's version, so an unchanged video is never
+    probed twice and a changed recipe makes its outputs again.
+    """
+
+    sha256: str
+    kind: str
+    version: int
+    path: str | None
+    file_sha256: str | None
+    file_size: int | None
+    duration: float | None
+    width: int | None
+    height: int | None
+
+
+@dataclass(frozen=True)
+class Pruned:
+    """An item deleted (or, in a dry run, to be deleted) by ``archiver prune``."""
+
+    item_id: str
+    title: str
+    retired_at: str
+    files: int
+    size: int
+
+
+@dataclass(frozen=True)
+class RunRow:
+    """One run of a command on the archive; ``outcome`` is None while it runs or if it died."""
+
+    id: int
+    command: str
+    started_at: str
+    finished_at: str | None
+    outcome: str | None
+    summary: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class FailureRow:
+    """A file that failed in a run."""
+
+    item_id: str
+    title: str | None
+    role: str
+    url: str | None
+    reason: str
+    at: str
+
+
+@dataclass(frozen=True)
+class AuditRow:
+    """A held file as an audit reads it."""
+
+    item_id: str
+    role: str
+    version: int
+    path: str
+    sha256: str
+    size: int
+
+
+_FILE_COLUMNS = (
+    "item_id, role, version, path, url, final_url, sha256, size, etag, last_modified,"
+    " fetched_at, current, checked_at, resolution, content_type, audited_at"
+)
+_DERIVED_COLUMNS = "sha256, kind, version, path, file_sha256, file_size, duration, width, height"
+
+
+def _file(row: sqlite3.Row) -> FileRecord:
+    return FileRecord(
+        item_id=row["item_id"],
+        role=row["role"],
+        version=row["version"],
+        path=row["path"],
+        url=row["url"],
+        final_url=row["final_url"],
+        sha256=row["sha256"],
+        size=row["size"],
+        etag=row["etag"],
+        last_modified=row["last_modified"],
+        fetched_at=row["fetched_at"],
+        current=bool(row["current"]),
+        checked_at=row["checked_at"],
+        resolution=row["resolution"],
+        content_type=row["content_type"],
+        audited_at=row["audited_at"],
+    )
+
+
+def _derived(row: sqlite3.Row) -> Derived:
+    return Derived(**{key: row[key] for key in row.keys()})  # noqa: SIM118 - Row has no iter of keys
+
+
+def _run(row: sqlite3.Row | None) -> RunRow | None:
+    if row is None:
+        return None
+    summary = None
+    with contextlib.suppress(TypeError, ValueError):
+        summary = json.loads(row["summary"]) if row["summary"] else None
+    return RunRow(
+        id=row["id"],
+        command=row["command"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        outcome=row["outcome"],
+        summary=summary if isinstance(summary, dict) else None,
+    )
+
+
+class Catalog:
+    """An open catalog. Safe to share between the event loop and worker threads: one lock
+    serialises every statement and transaction."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.RLock()
+        try:
+            # The download commits from worker threads while the loop reads: the lock above
+            # keeps them one at a time, so sharing the connection is safe.
+            self._db = sqlite3.connect(path, timeout=30, check_same_thread=False)
+            self._db.row_factory = sqlite3.Row
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._migrate()
+        except sqlite3.Error as exc:
+            with contextlib.suppress(Exception):
+                self._db.close()
+            raise ArchiveError(path, f"cannot open the catalog: {exc}") from exc
+
+    def _migrate(self) -> None:
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise sqlite3.DatabaseError(
+                f"made by a newer archiver (catalog version {version}, this one knows"
+                f" {SCHEMA_VERSION}); upgrade archiver"
+            )
+        for number in range(version + 1, SCHEMA_VERSION + 1):
+            with self._db:  # the migration and the version it reaches: one transaction
+                self._db.execute("BEGIN IMMEDIATE")  # DDL too: Python begins only before DML
+                MIGRATIONS[number - 1](self._db)
+                self._db.execute(f"PRAGMA user_version = {number:d}")
+
+    @property
+    def version(self) -> int:
+        with self._lock:
+            return int(self._db.execute("PRAGMA user_version").fetchone()[0])
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One transaction, under the lock; a failure (a full disk) rolls it back whole."""
+        with self._lock, catalog_access(self.path), self._db:
+            yield self._db
+
+    def _one(self, sql: str, *params: object) -> sqlite3.Row | None:
+        with self._lock, catalog_access(self.path):
+            row: sqlite3.Row | None = self._db.execute(sql, params).fetchone()
+            return row
+
+    def _all(self, sql: str, *params: object) -> list[sqlite3.Row]:
+        with self._lock, catalog_access(self.path):
+            return self._db.execute(sql, params).fetchall()
+
+    def integrity_problems(self) -> list[str]:
+        """What SQLite's own integrity check finds wrong with the catalog (nothing: ``[]``)."""
+        rows = self._all("PRAGMA integrity_check")
+        found = [str(row[0]) for row in rows]
+        return [] if found == ["ok"] else found
+
+    # -- items ---------------------------------------------------------------------------------
+
+    def record_items(self, items: Sequence[tuple[str, str]]) -> None:
+        """Note that these ``(id, title)`` are in the collection now (not retired)."""
+        now = utc_now()
+        with self._write() as db:
+            db.executemany(
+                "INSERT INTO items (id, title, first_seen, last_seen) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT(id) DO UPDATE SET title=excluded.title, last_seen=excluded.last_seen,"
+                " retired_at=NULL",
+                [(item, title, now, now) for item, title in items],
+            )
+
+    def retire_missing(self, present: set[str]) -> list[tuple[str, str]]:
+        """Mark retired, now, every active item not in ``present``: ``[(id, title)]``."""
+        rows = self._all("SELECT id, title FROM items WHERE retired_at IS NULL ORDER BY id")
+        gone = [(row["id"], row["title"]) for row in rows if row["id"] not in present]
+        if gone:
+            now = utc_now()
+            with self._write() as db:
+                db.executemany(
+                    "UPDATE items SET retired_at=? WHERE id=?", [(now, item) for item, _ in gone]
+                )
+        return gone
+
+    def retired_before(self, before: str) -> list[Pruned]:
+        """Items retired before ``before`` (a date or time), with their files' count and size."""
+        rows = self._all(
+            "SELECT i.id, i.title, i.retired_at, COUNT(f.version) AS files,"
+            " COALESCE(SUM(f.size), 0) AS size"
+            " FROM items i LEFT JOIN files f ON f.item_id = i.id"
+            " WHERE i.retired_at IS NOT NULL AND i.retired_at < ? GROUP BY i.id ORDER BY i.id",
+            before,
+        )
+        return [
+            Pruned(row["id"], row["title"], row["retired_at"], row["files"], row["size"])
+            for row in rows
+        ]
+
+    def forget_item(self, item_id: str) -> None:
+        """Drop an item and every record of its files (prune, once its files are deleted)."""
+        with self._write() as db:
+            db.execute("DELETE FROM files WHERE item_id=?", (item_id,))
+            db.execute("DELETE FROM items WHERE id=?", (item_id,))
+
+    # -- files ---------------------------------------------------------------------------------
+
+    def current(self, item_id: str, role: str) -> FileRecord | None:
+        row = self._one(
+            f"SELECT {_FILE_COLUMNS} FROM files WHERE item_id=? AND role=? AND current=1",  # noqa: S608
+            item_id,
+            role,
+        )
+        return _file(row) if row else None
+
+    def current_with_prefix(self, item_id: str, prefix: str) -> list[FileRecord]:
+        """The current files of an item whose role starts with ``prefix``, by role."""
+        rows = self._all(
+            f"SELECT {_FILE_COLUMNS} FROM files WHERE item_id=? AND current=1"  # noqa: S608
+            " AND substr(role, 1, ?)=? ORDER BY role",
+            item_id,
+            len(prefix),
+            prefix,
+        )
+        return [_file(row) for row in rows]
+
+    def versions(self, item_id: str, role: str) -> list[FileRecord]:
+        rows = self._all(
+            f"SELECT {_FILE_COLUMNS} FROM files WHERE item_id=? AND role=? ORDER BY version",  # noqa: S608
+            item_id,
+            role,
+        )
+        return [_file(row) for row in rows]
+
+    def mark_checked(self, record: FileRecord) -> None:
+        """Upstream confirmed this version unchanged, now."""
+        with self._write() as db:
+            db.execute(
+                "UPDATE files SET checked_at=? WHERE item_id=? AND role=? AND version=?",
+                (utc_now(), record.item_id, record.role, record.version),
+            )
+
+    def refresh_provenance(
+        self,
+        record: FileRecord,
+        *,
+        url: str,
+        final_url: str,
+        etag: str | None,
+        last_modified: str | None,
+        facts: Derived | None,
+    ) -> None:
+        """The same bytes came again (maybe from a new URL): the version stays, its
+        provenance is brought up to date, with what FFmpeg read of it."""
+        with self._write() as db:
+            db.execute(
+                "UPDATE files SET url=?, etag=?, last_modified=?, final_url=?, checked_at=?"
+                " WHERE item_id=? AND role=? AND version=?",
+                (
+                    url,
+                    etag,
+                    last_modified,
+                    final_url,
+                    utc_now(),
+                    record.item_id,
+                    record.role,
+                    record.version,
+                ),
+            )
+            if facts is not None:
+                self._put_derived(db, facts)
+
+    def add_version(
+        self, record: FileRecord, *, superseded: FileRecord | None, facts: Derived | None
+    ) -> None:
+        """Record a new current version; the one it supersedes (moved to ``superseded.path``)
+        stays, no longer current. One transaction."""
+        with self._write() as db:
+            if superseded is not None:
+                db.execute(
+                    "UPDATE files SET current=0, path=? WHERE item_id=? AND role=? AND version=?",
+                    (superseded.path, superseded.item_id, superseded.role, superseded.version),
+                )
+            db.execute(
+                "INSERT INTO files (item_id, role, version, current, path, url, final_url, sha256,"
+                " size, etag, last_modified, content_type, fetched_at, checked_at, resolution)"
+                " VALUES (?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    record.item_id,
+                    record.role,
+                    record.version,
+                    record.path,
+                    record.url,
+                    record.final_url,
+                    record.sha256,
+                    record.size,
+                    record.etag,
+                    record.last_modified,
+                    record.content_type,
+                    record.fetched_at,
+                    record.checked_at,
+                    record.resolution,
+                ),
+            )
+            if facts is not None:
+                self._put_derived(db, facts)
+
+    # -- audits --------------------------------------------------------------------------------
+
+    def audit_order(self) -> list[AuditRow]:
+        """Every version of every file, the least recently audited first."""
+        rows = self._all(
+            "SELECT item_id, role, version, path, sha256, size FROM files"
+            " ORDER BY audited_at IS NOT NULL, audited_at, item_id, role, version"
+        )
+        return [AuditRow(**{key: row[key] for key in row.keys()}) for row in rows]  # noqa: SIM118
+
+    def mark_audited(self, row: AuditRow) -> None:
+        with self._write() as db:
+            db.execute(
+                "UPDATE files SET audited_at=? WHERE item_id=? AND role=? AND version=?",
+                (utc_now(), row.item_id, row.role, row.version),
+            )
+
+    # -- derived files -------------------------------------------------------------------------
+
+    def derived(self, sha256: str, kind: str, version: int) -> Derived | None:
+        row = self._one(
+            f"SELECT {_DERIVED_COLUMNS} FROM derived WHERE sha256=? AND kind=? AND version=?",  # noqa: S608
+            sha256,
+            kind,
+            version,
+        )
+        return _derived(row) if row else None
+
+    def record_derived(self, derived: Derived) -> None:
+        with self._write() as db:
+            self._put_derived(db, derived)
+
+    @staticmethod
+    def _put_derived(db: sqlite3.Connection, derived: Derived) -> None:
+        db.execute(
+            f"INSERT OR REPLACE INTO derived ({_DERIVED_COLUMNS}, made_at)"  # noqa: S608
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                derived.sha256,
+                derived.kind,
+                derived.version,
+                derived.path,
+                derived.file_sha256,
+                derived.file_size,
+                derived.duration,
+                derived.width,
+                derived.height,
+                utc_now(),
+            ),
+        )
+
+    def orphan_derived(self) -> list[Derived]:
+        """What was made from bytes no file of the archive has any more."""
+        rows = self._all(
+            f"SELECT {_DERIVED_COLUMNS} FROM derived"  # noqa: S608
+            " WHERE sha256 NOT IN (SELECT sha256 FROM files)"
+        )
+        return [_derived(row) for row in rows]
+
+    def forget_derived(self, derived: Derived) -> None:
+        with self._write() as db:
+            db.execute(
+                "DELETE FROM derived WHERE sha256=? AND kind=? AND version=?",
+                (derived.sha256, derived.kind, derived.version),
+            )
+
+    # -- runs ----------------------------------------------------------------------------------
+
+    def start_run(self, command: str) -> int:
+        with self._write() as db:
+            cursor = db.execute(
+                "INSERT INTO runs (command, started_at) VALUES (?, ?)", (command, utc_now())
+            )
+        return int(cursor.lastrowid or 0)
+
+    def record_failures(
+        self, run_id: int, failures: Sequence[tuple[str, str, str | None, str]]
+    ) -> None:
+        """``(item, role, url, reason)`` of each file that failed in the run."""
+        now = utc_now()
+        with self._write() as db:
+            db.executemany(
+                "INSERT INTO failures (run_id, item_id, role, url, reason, at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                [(run_id, item, role, url, reason, now) for item, role, url, reason in failures],
+            )
+
+    def finish_run(self, run_id: int, outcome: str, summary: dict[str, object]) -> None:
+        with self._write() as db:
+            db.execute(
+                "UPDATE runs SET finished_at=?, outcome=?, summary=? WHERE id=?",
+                (utc_now(), outcome, json.dumps(summary, sort_keys=True), run_id),
+            )
+
+    def last_run(self, command: str | None = None) -> RunRow | None:
+        columns = "id, command, started_at, finished_at, outcome, summary"
+        if command is None:
+            return _run(self._one(f"SELECT {columns} FROM runs ORDER BY id DESC LIMIT 1"))  # noqa: S608
+        return _run(
+            self._one(
+                f"SELECT {columns} FROM runs WHERE command=? ORDER BY id DESC LIMIT 1",  # noqa: S608
+                command,
+            )
+        )
+
+    def failures(self, run_id: int) -> list[FailureRow]:
+        rows = self._all(
+            "SELECT f.item_id, i.title, f.role, f.url, f.reason, f.at FROM failures f"
+            " LEFT JOIN items i ON i.id = f.item_id WHERE f.run_id=? ORDER BY f.item_id, f.role",
+            run_id,
+        )
+        return [
+            FailureRow(
+                row["item_id"], row["title"], row["role"], row["url"], row["reason"], row["at"]
+            )
+            for row in rows
+        ]
+
+    # -- counts for status ---------------------------------------------------------------------
+
+    def counts(self, audit_due_before: str) -> dict[str, int | str | None]:
+        """Items, files, bytes and audit counts, in one read."""
+        items = self._one("SELECT COUNT(*) AS total, COUNT(retired_at) AS retired FROM items")
+        files = self._one(
+            "SELECT COUNT(*) FILTER (WHERE current=1) AS current_files,"
+            " COALESCE(SUM(size) FILTER (WHERE current=1), 0) AS current_bytes,"
+            " COUNT(*) AS versions, COALESCE(SUM(size), 0) AS all_bytes,"
+            " COUNT(*) FILTER (WHERE audited_at IS NULL) AS never_audited,"
+            " COUNT(*) FILTER (WHERE audited_at IS NULL OR audited_at < ?) AS due,"
+            " MAX(audited_at) AS last_audit FROM files",
+            audit_due_before,
+        )
+        assert items is not None  # noqa: S101 - an aggregate always returns a row
+        assert files is not None  # noqa: S101
+        return {
+            "items": items["total"],
+            "retired": items["retired"],
+            **{key: files[key] for key in files.keys()},  # noqa: SIM118
+        }

@@ -1,0 +1,148 @@
+"""Every line the CLI prints: closing summaries, failure lines, status, plans and dry runs.
+
+The core returns data; this module alone turns it into words for a terminal or a log.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ..choose import FitPlan
+from ..fetch import DownloadReport, Outcome, Status
+from ..kit import KitReport
+from ..sync import PlannedVideo, SyncReport
+from ..units import format_bytes, format_duration
+
+__all__ = [
+    "download_summary",
+    "failure_line",
+    "fit_plan_lines",
+    "kit_summary",
+    "planned_lines",
+    "status_lines",
+    "sync_summary",
+]
+
+
+def failure_line(outcome: Outcome) -> str:
+    """``"Title" (id, role): URL: reason`` for an item that failed."""
+    job = outcome.job
+    where = f"{job.url}: " if job.url else ""
+    return f"{job.entry.title} ({job.entry.id}, {job.role}): {where}{outcome.reason}"
+
+
+def download_summary(report: DownloadReport) -> str:
+    """One line: what was fetched, held and failed, with bytes and time."""
+    fetched = report.count(Status.FETCHED)
+    seconds = max(report.seconds, 1e-3)
+    parts = [
+        f"{fetched} downloaded ({format_bytes(report.bytes_fetched)}"
+        f" at {format_bytes(report.bytes_fetched / seconds)}/s)",
+        f"{report.count(Status.HELD)} already held",
+        f"{report.count(Status.FAILED)} failed",
+    ]
+    return f"Download: {', '.join(parts)} in {format_duration(report.seconds)}"
+
+
+def kit_summary(report: KitReport) -> str:
+    """One line: how many videos the kit holds and what the update wrote."""
+    changes = [f"{report.written} files written ({format_bytes(report.bytes_written)})"]
+    if report.linked:
+        changes.append(f"{report.linked} hard-linked")
+    changes.append(f"{report.removed} removed")
+    changes.append(f"{report.unchanged} unchanged")
+    if report.reencoded:
+        changes.append(f"{report.reencoded} video{'s' if report.reencoded != 1 else ''} re-encoded")
+    videos = "video" if report.items == 1 else "videos"
+    return (
+        f"Kit: {report.items} {videos} in {report.kit}; {', '.join(changes)};"
+        f" {len(report.left_out)} left out, in {format_duration(report.seconds)}"
+    )
+
+
+def sync_summary(report: SyncReport) -> str:
+    """One line for a sync: what was fetched, changed, held, failed, retired; the kit."""
+    counts = report.download
+    failed = len(report.failures())
+    count = len(report.manifest.entries)
+    return (
+        f"Sync: {count} video{'s' if count != 1 else ''}; {counts.count(Status.FETCHED)} fetched,"
+        f" {counts.count(Status.CHANGED)} changed, {counts.count(Status.HELD)} held,"
+        f" {failed} failed, {len(report.retired)} retired"
+        f" ({format_bytes(counts.bytes_fetched)}); kit: {report.kit.items} video"
+        f"{'s' if report.kit.items != 1 else ''},"
+        f" {report.kit.written} files written; in {format_duration(report.seconds)}"
+    )
+
+
+def fit_plan_lines(plan: FitPlan, titles: Mapping[str, str]) -> list[str]:
+    """``--fit --dry-run``: each video's resolution and size, the total, what is over."""
+    rows = [
+        f"{titles.get(item, item)} ({item}): {r.height}p, {format_bytes(r.size)}"
+        for item, r in plan.choices
+    ]
+    rows.append(
+        f"Total: {format_bytes(plan.total)} of {format_bytes(plan.budget)}"
+        f" (pages, posters and checksums: {format_bytes(plan.overhead)})"
+    )
+    if not plan.fits:
+        rows.append(
+            f"Over by {format_bytes(plan.total - plan.budget)} at the lowest resolutions:"
+            f" the largest videos will be re-encoded to {plan.reencode}, one at a time, until"
+            " the kit fits (a re-encoded size is known only once it is made)"
+        )
+    return rows
+
+
+def planned_lines(planned: list[PlannedVideo]) -> list[str]:
+    """``--max-height``/``--transcode --dry-run``: one line a video."""
+    lines = []
+    for video in planned:
+        head = f"{video.title} ({video.entry_id}): "
+        if video.resolution is None or video.size is None:
+            line = head + "the fiche's link (no size known)"
+            if video.reencode is not None:
+                line += f"; re-encoded to {video.reencode} for the kit if taller than {video.cap}p"
+        else:
+            line = head + f"{video.resolution}p, {format_bytes(video.size)}"
+            if video.reencode is not None:
+                line += f"; none offered at most {video.cap}p: re-encoded to {video.reencode}"
+        lines.append(line)
+    return lines
+
+
+_COUNTS = ("fetched", "changed", "held", "failed", "retired")
+
+
+def status_lines(status: Mapping[str, Any]) -> list[str]:
+    """``archiver status`` for a person."""
+    items, files, audit = status["items"], status["files"], status["audit"]
+    lines = [
+        f"Archive: {status['archive']}",
+        f"Items: {items['active']} in the collection, {items['retired']} retired",
+        f"Files: {files['current']} current ({format_bytes(files['current_bytes'])}),"
+        f" {files['versions']} versions in all ({format_bytes(files['all_bytes'])})",
+    ]
+    for label, key in (("Last sync", "last_sync"), ("Last run", "last_run")):
+        run = status[key]
+        if run is None:
+            lines.append(f"{label}: never")
+            continue
+        counts = run["summary"] or {}
+        detail = ", ".join(f"{counts[k]} {k}" for k in _COUNTS if k in counts)
+        lines.append(
+            f"{label}: {run['command']} started {run['started_at']}, {run['outcome']}"
+            + (f" ({detail})" if detail else "")
+        )
+    if status["failures"]:
+        lines.append(f"Failures in the last run: {len(status['failures'])}")
+        lines.extend(
+            f"  {f['title'] or f['item']} ({f['item']}, {f['role']}): {f['reason']}"
+            for f in status["failures"]
+        )
+    lines.append(
+        f"Audit: {audit['due']} file(s) due (never audited: {audit['never_audited']};"
+        f" every {audit['due_after_days']} days), last audit {audit['last_audit'] or 'never'}"
+    )
+    return lines

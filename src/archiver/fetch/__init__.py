@@ -1,0 +1,290 @@
+"""Fetch every file of a manifest into the archive: ask PeerTube, choose, plan, then run.
+
+One run is one event loop (``asyncio.run``) and one HTTP client: the instance's API is asked
+about every video, each video's rendition is chosen (:mod:`archiver.choose`), the files to
+fetch are planned (:mod:`.plan`, pure), then fetched concurrently (:mod:`.fetcher`) in a task
+group. Blocking work (hashing, fsync, the catalog's transactions) runs in worker threads, so
+that no callback holds the loop for long.
+
+    plan.py       what to fetch: jobs, the held, the due; the choice among renditions
+    fetcher.py    one file: resume, checks, retries, the sink that hashes and writes
+    http.py       the client, the run's settings, validators, error words
+    peertube.py   the PeerTube API client
+    throttle.py   the bandwidth cap shared by every download
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import time
+from collections.abc import Coroutine, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+
+from .. import media
+from ..archive import Archive
+from ..entry import PeerTubeRef
+from ..manifest import Manifest
+from ..progress import NullProgress, Progress
+from .fetcher import Fetcher
+from .http import DEFAULT_SETTINGS, DownloadSettings, make_client
+from .peertube import VideoInfo, fetch_info
+from .plan import Choices, Job, Outcome, Status, choose, jobs_for, plan, video_failure
+
+__all__ = [
+    "DEFAULT_SETTINGS",
+    "Choices",
+    "DownloadReport",
+    "DownloadSettings",
+    "Job",
+    "Outcome",
+    "Status",
+    "choose_files",
+    "download",
+    "download_all",
+    "fetch_into",
+    "jobs_for",
+    "record_report",
+    "video_failure",
+]
+
+T = TypeVar("T")
+PEERTUBE_CACHE = "peertube"
+
+
+@dataclass(frozen=True)
+class DownloadReport:
+    """The outcome of every job of a run, and how long it took."""
+
+    outcomes: tuple[Outcome, ...]
+    seconds: float
+    choices: Choices | None = None
+
+    def count(self, status: Status) -> int:
+        return sum(1 for o in self.outcomes if o.status is status)
+
+    @property
+    def failures(self) -> list[Outcome]:
+        """Files that failed, but for optional ones (previews, captions)."""
+        return [o for o in self.outcomes if o.status is Status.FAILED and not o.job.optional]
+
+    @property
+    def bytes_fetched(self) -> int:
+        return sum(o.bytes_fetched for o in self.outcomes)
+
+    def summary(self) -> dict[str, object]:
+        """Counts for the catalog's record of the run."""
+        return {
+            "fetched": self.count(Status.FETCHED),
+            "changed": self.count(Status.CHANGED),
+            "held": self.count(Status.HELD),
+            "failed": self.count(Status.FAILED),
+            "bytes": self.bytes_fetched,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def _run(coroutine: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run``, also from a thread whose event loop is already running.
+
+    Jupyter, and Playwright's sync API, keep a loop running in the calling thread, where
+    ``asyncio.run`` refuses to start: there the run gets a thread and a loop of its own.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
+async def download_all(
+    jobs: Sequence[Job],
+    archive: Archive,
+    *,
+    settings: DownloadSettings = DEFAULT_SETTINGS,
+    progress: Progress | None = None,
+    client: httpx.AsyncClient | None = None,
+) -> list[Outcome]:
+    """Fetch ``jobs`` concurrently into ``archive``; one outcome per job, in order."""
+    progress = progress or NullProgress()
+    if settings.check_media and any(j.role == "video" and not j.revalidate for j in jobs):
+        # It loads FFmpeg's libraries while the first video arrives. Not for refreshes alone:
+        # most are answered "not modified", and one that is not starts the reader when needed.
+        media.PROBER.start()
+    async with contextlib.AsyncExitStack() as stack:
+        if client is None:
+            client = await stack.enter_async_context(make_client(settings))
+        fetcher = Fetcher(client, archive, settings, progress)
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(fetcher.run(job)) for job in jobs]
+    return [task.result() for task in tasks]
+
+
+async def _describe_all(
+    client: httpx.AsyncClient,
+    manifest: Manifest,
+    archive: Archive,
+    settings: DownloadSettings,
+    refresh_after: float | None,
+) -> dict[str, VideoInfo]:
+    """Each video's description by its instance: several asked at once, as many as
+    ``--per-host`` allows (a collection's videos are usually on one instance)."""
+    cache = archive.root / PEERTUBE_CACHE
+    wanted = [(entry.id, entry.peertube) for entry in manifest.entries if entry.peertube]
+    if not wanted:
+        return {}
+    at_once = asyncio.Semaphore(max(settings.per_host, 1))
+
+    async def describe(ref: PeerTubeRef) -> VideoInfo | None:
+        cached = cache / f"{ref.uuid}.json"
+        fresh = cached.is_file() and (
+            refresh_after is None or time.time() - cached.stat().st_mtime < refresh_after
+        )
+        async with at_once:
+            return await fetch_info(
+                client, ref, cache, fresh=fresh, api_base=settings.request_url(ref.instance)
+            )
+
+    answers = await asyncio.gather(*(describe(ref) for _, ref in wanted))
+    return {item: info for (item, _), info in zip(wanted, answers, strict=True) if info is not None}
+
+
+async def _choose(
+    client: httpx.AsyncClient,
+    manifest: Manifest,
+    archive: Archive,
+    settings: DownloadSettings,
+    refresh_after: float | None,
+    budget: int | None,
+    reencode: str | None,
+) -> Choices:
+    described = await _describe_all(client, manifest, archive, settings, refresh_after)
+    return choose(
+        manifest, described, max_height=settings.max_height, budget=budget, reencode=reencode
+    )
+
+
+def choose_files(
+    manifest: Manifest,
+    archive: Archive,
+    *,
+    settings: DownloadSettings = DEFAULT_SETTINGS,
+    refresh_after: float | None = None,
+    budget: int | None = None,
+    reencode: str | None = None,
+) -> Choices:
+    """Ask each video's PeerTube instance about it and pick its file (``--max-height``,
+    ``--fit``), fetching nothing: a dry run's plan.
+
+    Asks each instance's API at most once per ``refresh_after`` (answers, even "private", are
+    cached in the archive); a video the API does not describe keeps its fiche's link.
+    """
+
+    async def run() -> Choices:
+        async with make_client(settings) as client:
+            return await _choose(
+                client, manifest, archive, settings, refresh_after, budget, reencode
+            )
+
+    return _run(run())
+
+
+async def _fetch(
+    manifest: Manifest,
+    archive: Archive,
+    settings: DownloadSettings,
+    progress: Progress,
+    refresh_after: float | None,
+    budget: int | None,
+    reencode: str | None,
+) -> DownloadReport:
+    start = time.monotonic()
+    async with make_client(settings) as client:
+        choices = await _choose(
+            client, manifest, archive, settings, refresh_after, budget, reencode
+        )
+        # Files and a catalog transaction: off the loop, like every write of the run.
+        await asyncio.to_thread(archive.record_items, manifest.entries)
+        todo, settled = await asyncio.to_thread(
+            plan,
+            manifest,
+            archive,
+            refresh_after=refresh_after,
+            choices=choices.files,
+            infos=choices.infos,
+        )
+        progress.begin(len(todo), None)
+        try:
+            fetched = await download_all(
+                todo, archive, settings=settings, progress=progress, client=client
+            )
+        finally:
+            progress.end()
+    outcomes = sorted(
+        (*settled, *fetched), key=lambda o: (o.job.entry.source.path, o.job.entry.id, o.job.role)
+    )
+    return DownloadReport(
+        outcomes=tuple(outcomes), seconds=time.monotonic() - start, choices=choices
+    )
+
+
+def fetch_into(
+    manifest: Manifest,
+    archive: Archive,
+    *,
+    settings: DownloadSettings = DEFAULT_SETTINGS,
+    progress: Progress | None = None,
+    refresh_after: float | None = None,
+    budget: int | None = None,
+    reencode: str | None = None,
+) -> DownloadReport:
+    """Fetch what the archive lacks of ``manifest`` (and what is due for a refresh), in one
+    event loop with one HTTP client.
+
+    ``budget`` (``--fit``) plans every video's rendition so the kit fits; with a ``reencode``
+    preset, a budget the lowest renditions exceed is left to the kit's re-encoding. The
+    caller holds the archive's lock: :func:`download` for one command, sync for a run.
+    """
+    return _run(
+        _fetch(
+            manifest,
+            archive,
+            settings,
+            progress or NullProgress(),
+            refresh_after,
+            budget,
+            reencode,
+        )
+    )
+
+
+def record_report(archive: Archive, run_id: int, failures: Sequence[Outcome]) -> None:
+    """Note a run's failures in the catalog, for ``archiver status``."""
+    archive.record_failures(
+        run_id, [(o.job.entry.id, o.job.role, o.job.url, o.reason or "") for o in failures]
+    )
+
+
+def download(
+    manifest: Manifest,
+    archive_root: Path,
+    *,
+    settings: DownloadSettings = DEFAULT_SETTINGS,
+    progress: Progress | None = None,
+    refresh_after: float | None = None,
+) -> DownloadReport:
+    """Fetch every file of ``manifest`` into the archive at ``archive_root``, under its lock."""
+    with Archive(archive_root) as archive, archive.locked():
+        run_id = archive.start_run("download")
+        report = fetch_into(
+            manifest, archive, settings=settings, progress=progress, refresh_after=refresh_after
+        )
+        record_report(archive, run_id, report.failures)
+        archive.finish_run(run_id, "failed" if report.failures else "ok", report.summary())
+    return report

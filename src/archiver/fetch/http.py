@@ -1,0 +1,146 @@
+"""HTTP as the downloader speaks it: the client, the settings of a run, validators, and the
+words that say what went wrong."""
+
+from __future__ import annotations
+
+import email.utils
+import re
+import socket
+import time
+from dataclasses import dataclass
+
+import httpcore
+import httpx
+
+from .._version import __version__
+
+__all__ = [
+    "DEFAULT_SETTINGS",
+    "NOT_RETRIED",
+    "RETRIED",
+    "USER_AGENT",
+    "DownloadSettings",
+    "describe",
+    "make_client",
+    "retry_after",
+    "strong_etag",
+    "unknown_host",
+]
+
+USER_AGENT = f"archiver/{__version__} (offline video archiver)"
+NOT_RETRIED = frozenset({400, 401, 403, 404, 405, 410, 451})
+RETRIED = frozenset({408, 425, 429, 500, 502, 503, 504})
+CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", re.I)
+UNSATISFIED_RANGE = re.compile(r"^\s*bytes\s+\*/(\d+)\s*$", re.I)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DownloadSettings:
+    """How to download: concurrency, retries, timeouts, bandwidth.
+
+    >>> DownloadSettings(jobs=8, rate_limit=512 * 1024).retries
+    10
+    """
+
+    jobs: int = 4
+    per_host: int = 4
+    rate_limit: int | None = None
+    retries: int = 10
+    timeout: float = 60.0
+    max_redirects: int = 10
+    backoff_base: float = 1.0
+    backoff_max: float = 60.0
+    retry_after_max: float = 300.0
+    # A failed attempt that grew the partial file past its best by this much made progress:
+    # the retry budget starts again, so a line that drops every few minutes still finishes.
+    progress_resets_after: int = 1024 * 1024
+    # Check that each video is a whole MP4 (its boxes tile the file) before keeping it.
+    check_media: bool = True
+    # The tallest video wanted (--max-height): the largest resolution the instance offers
+    # at most this tall, instead of the fiche's link.
+    max_height: int | None = None
+    # (from, to) URL prefixes: fetch from a regional mirror or a LAN cache; provenance keeps
+    # the original URL.
+    mirrors: tuple[tuple[str, str], ...] = ()
+    user_agent: str = USER_AGENT
+
+    def request_url(self, url: str) -> str:
+        """The URL to ask for ``url``: rewritten by the first mirror whose prefix matches."""
+        for prefix, replacement in self.mirrors:
+            if url.startswith(prefix):
+                return replacement + url[len(prefix) :]
+        return url
+
+
+DEFAULT_SETTINGS = DownloadSettings()
+
+
+def strong_etag(etag: str | None) -> str | None:
+    """An ETag usable in If-Range: weak ones (``W/"…"``) are not allowed there (RFC 9110)."""
+    return etag if etag and not etag.startswith("W/") else None
+
+
+def retry_after(value: str | None, cap: float) -> float | None:
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return min(float(value), cap)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return min(max(when.timestamp() - time.time(), 0.0), cap)
+
+
+def unknown_host(exc: BaseException) -> bool:
+    """Whether a connection failed because DNS answered that the host does not exist.
+
+    That is an answer, not a time-out (``EAI_AGAIN``, which is retried): retrying it for
+    minutes would only delay the report, so it fails the file at once.
+    """
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, socket.gaierror) and seen.errno == socket.EAI_NONAME:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def describe(exc: httpx.HTTPError, timeout: float) -> str:
+    if isinstance(exc, httpx.ConnectTimeout):
+        return f"cannot connect: no answer within {timeout:g} s"
+    if isinstance(exc, httpx.ConnectError):
+        return f"cannot reach the host: {exc}"
+    if isinstance(exc, httpx.TimeoutException):
+        return f"stalled: no data for {timeout:g} s"
+    if isinstance(exc, httpx.RemoteProtocolError):
+        return f"connection broken: {exc}"
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+# httpcore reads a socket 64 KiB at a time, and every read pays for a cancel scope and an h11
+# event; for video files that per-read cost dominates. 256 KiB reads measured 1.6x faster on a
+# 512 MiB file (bench/bench_download.py). httpcore offers this class constant as its only knob.
+SOCKET_READ_SIZE = 256 * 1024
+
+
+def make_client(settings: DownloadSettings, **overrides: object) -> httpx.AsyncClient:
+    """The HTTP client: keep-alive, redirects, proxies from the environment, no compression."""
+    if httpcore.AsyncHTTP11Connection.READ_NUM_BYTES < SOCKET_READ_SIZE:
+        httpcore.AsyncHTTP11Connection.READ_NUM_BYTES = SOCKET_READ_SIZE
+    limits = httpx.Limits(
+        max_connections=max(settings.jobs, 1) + 2,
+        max_keepalive_connections=max(settings.jobs, 1),
+    )
+    options: dict[str, object] = {
+        "follow_redirects": True,
+        "max_redirects": settings.max_redirects,
+        "timeout": httpx.Timeout(settings.timeout),
+        "limits": limits,
+        "trust_env": True,  # HTTP_PROXY, HTTPS_PROXY, NO_PROXY: school networks need them
+        # Byte ranges count bytes of the file as stored, so ask for it as stored.
+        "headers": {"User-Agent": settings.user_agent, "Accept-Encoding": "identity"},
+    }
+    options.update(overrides)
+    return httpx.AsyncClient(**options)  # type: ignore[arg-type]

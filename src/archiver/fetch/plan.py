@@ -1,0 +1,243 @@
+"""What a download run fetches: pure planning, no network.
+
+For each entry of a manifest: which files (the video, in the rendition chosen among those its
+PeerTube instance offers; its companion PDFs; the instance's preview and captions), and, for
+each, whether the archive already holds it, holds it but is due to ask upstream whether it
+changed, or must fetch it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
+
+from ..archive import Archive, FileRecord
+from ..catalog import parse_time
+from ..choose import FitPlan, Rendition, best_under, kit_overhead, plan_fit
+from ..entry import Entry
+from ..errors import UsageError
+from ..manifest import Manifest
+from ..names import safe_filename
+from .peertube import VideoFile, VideoInfo
+
+__all__ = [
+    "Choices",
+    "Job",
+    "Outcome",
+    "Status",
+    "choose",
+    "jobs_for",
+    "plan",
+    "video_failure",
+]
+
+
+class Status(enum.Enum):
+    """What a run did with one file."""
+
+    FETCHED = "fetched"  # its first version
+    CHANGED = "changed"  # a new version, the old one kept
+    HELD = "held"  # already held (and, if it was due, upstream confirmed unchanged)
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class Job:
+    """One file to fetch: an entry's video or one of its companion files."""
+
+    entry: Entry
+    role: str
+    url: str
+    name: str
+    sha256: str | None = None
+    size: int | None = None
+    revalidate: FileRecord | None = None  # held, but due for a check that upstream is the same
+    resolution: int | None = None  # the height chosen among those the PeerTube instance offers
+    optional: bool = False  # a preview or captions: missing them fails nothing
+    segments_url: str | None = None  # the instance's sha256 of each byte range of the file
+
+    @property
+    def name_upstream(self) -> str:
+        """The file's name as its source knows it: the key of its segments' checksums."""
+        return unquote(urlsplit(self.url).path.rpartition("/")[2])
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """The file, as progress reports name it."""
+        return (self.entry.id, self.role)
+
+    @property
+    def label(self) -> str:
+        return f"{self.entry.title} ({self.entry.id}, {self.role})"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one job."""
+
+    job: Job
+    status: Status
+    record: FileRecord | None = None
+    reason: str | None = None
+    bytes_fetched: int = 0
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class Choices:
+    """What the PeerTube instances said: each video's chosen file, its description, the plan."""
+
+    files: dict[str, VideoFile]
+    infos: dict[str, VideoInfo]
+    fit: FitPlan | None = None
+
+
+def choose(
+    manifest: Manifest,
+    described: Mapping[str, VideoInfo],
+    *,
+    max_height: int | None,
+    budget: int | None,
+    reencode: str | None,
+) -> Choices:
+    """Each video's file among those its instance ``described`` (``--max-height``, ``--fit``).
+
+    A video the instance did not describe keeps its fiche's link; ``--fit`` needs every size.
+    With a ``reencode`` preset, a budget that even the lowest resolutions exceed is left to it.
+    """
+    infos = {item: info for item, info in described.items() if info.files}
+    if budget is None and max_height is None:
+        return Choices(files={}, infos=dict(described))
+    by_url = {f.url: f for info in infos.values() for f in info.files}
+    if budget is None:
+        files = {}
+        for item, info in infos.items():
+            best = best_under([f.rendition for f in info.files], max_height)
+            if best is not None:
+                files[item] = by_url[best.key]
+        return Choices(files=files, infos=dict(described))
+    options: dict[str, list[Rendition]] = {
+        item: [f.rendition for f in info.files if max_height is None or f.resolution <= max_height]
+        for item, info in infos.items()
+    }
+    unknown = [e for e in manifest.entries if not options.get(e.id)]
+    if unknown:
+        names = ", ".join(f"{e.title} ({e.id})" for e in unknown)
+        raise UsageError(
+            f"--fit needs each video's sizes from its PeerTube instance; none for: {names}"
+        )
+    overhead = kit_overhead(len(manifest.entries))
+    fit = plan_fit(options, budget=budget, overhead=overhead, reencode=reencode)
+    files = {item: by_url[rendition.key] for item, rendition in fit.choices}
+    return Choices(files=files, infos=dict(described), fit=fit)
+
+
+def _file_name(url: str, *, role: str, default_suffix: str) -> str:
+    last = unquote(urlsplit(url).path.rstrip("/").rpartition("/")[2])
+    return safe_filename(last, default_stem=role.replace("_", "-"), default_suffix=default_suffix)
+
+
+def jobs_for(
+    entry: Entry, choice: VideoFile | None = None, info: VideoInfo | None = None
+) -> tuple[list[Job], list[str]]:
+    """The files of one entry, and the reasons any cannot be fetched at all.
+
+    ``choice`` is the file picked among those the PeerTube instance offers (``--max-height``,
+    ``--fit``); the fiche's own link otherwise. A checksum pinned for the fiche's file does not
+    apply to another resolution. ``info``, when the instance described the video, adds its
+    preview image and its captions, as optional files.
+    """
+    jobs: list[Job] = []
+    problems: list[str] = []
+    if choice is None and info is not None and entry.video.url:
+        # The fiche's own file, when the instance describes it: its height and checksums.
+        choice = next((f for f in info.files if f.url == entry.video.url), None)
+    url = choice.url if choice is not None else entry.video.url
+    if url:
+        own = url == entry.video.url
+        jobs.append(
+            Job(
+                entry=entry,
+                role="video",
+                url=url,
+                name=_file_name(url, role="video", default_suffix=".mp4"),
+                sha256=entry.video.sha256 if own else None,
+                size=entry.video.size if own else None,
+                resolution=choice.resolution if choice is not None else None,
+                segments_url=choice.segments_url if choice is not None else None,
+            )
+        )
+    else:
+        problems.append("no download URL in the manifest (only an embed URL)")
+    for asset in entry.assets:
+        name = _file_name(asset.url, role=asset.kind, default_suffix=".pdf")
+        jobs.append(Job(entry=entry, role=asset.kind, url=asset.url, name=name))
+    if info is not None and info.preview_url:
+        jobs.append(
+            Job(
+                entry=entry, role="preview", url=info.preview_url, name="preview.jpg", optional=True
+            )
+        )
+    for caption in info.captions if info is not None else ():
+        jobs.append(
+            Job(
+                entry=entry,
+                role=f"caption_{caption.language}",
+                url=caption.url,
+                name=f"captions-{caption.language}.vtt",
+                optional=True,
+            )
+        )
+    return jobs, problems
+
+
+def video_failure(entry: Entry, reason: str) -> Outcome:
+    """An entry's video failed before any file could be named: a video with no usable link,
+    a video left out of the kit. Named by the URL the manifest gives for it."""
+    url = entry.video.url or entry.video.embed_url or ""
+    return Outcome(Job(entry=entry, role="video", url=url, name=""), Status.FAILED, reason=reason)
+
+
+def _due(checked_at: str, refresh_after: float, now: float) -> bool:
+    checked = parse_time(checked_at)
+    return checked is None or now - checked.timestamp() >= refresh_after
+
+
+def plan(
+    manifest: Manifest,
+    archive: Archive,
+    *,
+    refresh_after: float | None = None,
+    choices: Mapping[str, VideoFile] | None = None,
+    infos: Mapping[str, VideoInfo] | None = None,
+) -> tuple[list[Job], list[Outcome]]:
+    """Split the manifest's files into those to fetch and those already settled.
+
+    A file is held when the catalog's current version came from the same URL, is on disk at
+    its recorded size and matches any pinned checksum: a second run fetches nothing. With
+    ``refresh_after`` (seconds), a held file last checked longer ago than that is asked for
+    again, conditionally, to learn whether upstream changed.
+    """
+    todo: list[Job] = []
+    settled: list[Outcome] = []
+    now = time.time()
+    for entry in manifest.entries:
+        jobs, problems = jobs_for(entry, (choices or {}).get(entry.id), (infos or {}).get(entry.id))
+        settled.extend(video_failure(entry, problem) for problem in problems)
+        for job in jobs:
+            record = archive.held(entry.id, job.role, job.url)
+            pinned_ok = record is not None and (
+                (job.sha256 is None or record.sha256 == job.sha256)
+                and (job.size is None or record.size == job.size)
+            )
+            if record is None or not pinned_ok:
+                todo.append(job)
+            elif refresh_after is not None and _due(record.checked_at, refresh_after, now):
+                todo.append(dataclasses.replace(job, revalidate=record))
+            else:
+                settled.append(Outcome(job, Status.HELD, record=record))
+    return todo, settled

@@ -1,0 +1,302 @@
+"""What goes into a kit: for each video of the manifest, the held version it shows (or why it
+is left out), re-encoded when nothing else fits, with its poster, captions and companion files.
+
+Planning reads the archive and may make derived files (:mod:`.derive`); it writes nothing in
+the kit. The result is a :class:`KitPlan`: every file of the kit's payload by its path, with
+where its bytes come from.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .. import media
+from ..archive import Archive, Derived, FileRecord
+from ..choose import Rendition, kit_overhead, plan_fit, reencode_cap
+from ..entry import Entry
+from ..errors import UsageError
+from ..manifest import Manifest
+from ..units import format_bytes
+from . import derive
+from .bag import PAYLOAD
+from .derive import Source
+from .site import ASSET_LABELS, KitAsset, KitCaptions, KitItem, parse_vtt
+
+__all__ = ["DEFAULT_SETTINGS", "DEFAULT_TITLE", "KitPlan", "KitSettings", "plan_kit"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TITLE = "Vidéos de formation"
+FAT32_LIMIT = 4 * 1024**3 - 1
+POSTER_NAME = "poster.jpg"
+# Caption languages as a French page names them; others keep their code.
+LANGUAGES = {
+    "fr": "Français",
+    "en": "Anglais",
+    "de": "Allemand",
+    "es": "Espagnol",
+    "it": "Italien",
+    "pt": "Portugais",
+    "ar": "Arabe",
+    "oc": "Occitan",
+    "br": "Breton",
+    "eu": "Basque",
+    "ca": "Catalan",
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class KitSettings:
+    """How to build the kit."""
+
+    title: str = DEFAULT_TITLE
+    copy: bool = False  # copy media even when a hard link to the archive would do
+    # Re-encoding, a last resort: for a video taller than ``max_height`` (the preset's own
+    # height when not given and there is no budget), and for a budget the videos held exceed.
+    transcode: media.Preset | None = None
+    max_height: int | None = None
+    fit: int | None = None  # bytes the kit must fit in
+    # With ``fit``: choose among every version held (package), or take the current ones
+    # (sync, which fitted the kit by choosing what to download).
+    fit_versions: bool = True
+
+    @property
+    def reencode_cap(self) -> int | None:
+        """With ``transcode``: the height past which a video is re-encoded, if any."""
+        height = self.transcode.max_height if self.transcode else None
+        return reencode_cap(height, max_height=self.max_height, budget=self.fit)
+
+
+DEFAULT_SETTINGS = KitSettings()
+
+
+@dataclass
+class KitPlan:
+    """Everything the kit will hold, before a byte of it is written."""
+
+    items: list[KitItem] = field(default_factory=list)
+    payload: dict[str, Source] = field(default_factory=dict)
+    left_out: list[tuple[Entry, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    reencoded: int = 0  # videos the kit carries re-encoded
+
+
+@dataclass
+class _Video:
+    """A video on its way into the kit: the held version, and what the kit will show."""
+
+    entry: Entry
+    record: FileRecord
+    facts: Derived
+    source: Source
+    name: str
+    resolution: str | None
+    reencoded: bool = False  # tried, whatever came of it
+    kept_because: str | None = None  # why a re-encode did not replace it
+
+    @property
+    def label(self) -> str:
+        return f"{self.entry.title} ({self.entry.id})"
+
+
+def plan_kit(manifest: Manifest, archive: Archive, settings: KitSettings) -> KitPlan:
+    """Every video's files in the kit, and the videos left out with their reason."""
+    plan = KitPlan()
+    videos = _videos(plan, manifest, archive, settings)
+    _reencode(plan, archive, videos, settings, len(manifest.entries))
+    ffmpeg_missing = False
+    for video in videos:
+        entry = video.entry
+        folder = f"{PAYLOAD}/videos/{entry.id}"
+        preview = archive.held(entry.id, "preview")
+        poster: Source | None = None
+        if preview is not None:  # the instance's own preview image beats a frame of ours
+            poster = Source.held(archive, preview)
+        else:
+            try:
+                poster = derive.poster(archive, video.record, video.facts)
+            except media.MediaUnavailable:
+                ffmpeg_missing = True  # said once, after the loop
+            except media.MediaError as exc:
+                plan.warnings.append(f"{video.label}: no poster: {exc.reason}")
+        if poster is not None:
+            plan.payload[f"{folder}/{POSTER_NAME}"] = poster
+        plan.payload[f"{folder}/{video.name}"] = video.source
+        assets = []
+        for asset in entry.assets:
+            held = archive.held(entry.id, asset.kind)
+            if held is None:
+                plan.warnings.append(f"{video.label}: {asset.kind} not in the archive")
+                continue
+            name = _carry(plan, archive, folder, held)
+            assets.append(KitAsset(ASSET_LABELS.get(asset.kind, asset.kind), name))
+        plan.items.append(
+            KitItem(
+                entry=entry,
+                video_name=video.name,
+                video_size=video.source.size,
+                poster_name=POSTER_NAME if poster is not None else None,
+                duration=video.facts.duration or None,
+                resolution=video.resolution,
+                captions=_captions(plan, archive, entry, folder),
+                assets=tuple(assets),
+            )
+        )
+    if ffmpeg_missing:
+        plan.warnings.append("ffmpeg is not installed: the kit has no poster frames")
+    return plan
+
+
+def _fit_versions(
+    manifest: Manifest, archive: Archive, budget: int, reencode: media.Preset | None
+) -> dict[str, FileRecord]:
+    """For ``--fit``: the held version of each video that makes the kit fit, tallest lowered
+    first (the archive keeps every version: an earlier 480p beside a current 1080p). With a
+    preset to re-encode with, the lowest versions when even they do not fit."""
+    records: dict[str, FileRecord] = {}
+    options: dict[str, list[Rendition]] = {}
+    for entry in manifest.entries:
+        for record in archive.held_versions(entry.id, "video"):
+            records[record.path] = record
+            options.setdefault(entry.id, []).append(
+                Rendition(height=_height(archive, record), size=record.size, key=record.path)
+            )
+    overhead = kit_overhead(len(manifest.entries))
+    fit = plan_fit(
+        options, budget=budget, overhead=overhead, reencode=reencode.name if reencode else None
+    )
+    return {item: records[choice.key] for item, choice in fit.choices}
+
+
+def _height(archive: Archive, record: FileRecord) -> int:
+    """A version's height: chosen from the instance, or as FFmpeg read it, else 0."""
+    if record.resolution:
+        return record.resolution
+    facts = archive.media_facts(record.sha256)
+    return facts.height if facts is not None and facts.height else 0
+
+
+def _videos(
+    plan: KitPlan, manifest: Manifest, archive: Archive, settings: KitSettings
+) -> list[_Video]:
+    """The held version of each video that goes into the kit; the others are left out, named."""
+    chosen = {}
+    if settings.fit is not None and settings.fit_versions:
+        chosen = _fit_versions(manifest, archive, settings.fit, settings.transcode)
+    videos = []
+    for entry in manifest.entries:
+        if not entry.video.url:
+            plan.left_out.append((entry, "no download URL: nothing to show"))
+            continue
+        # The current version, whichever URL it came from: a capped resolution, a mirror.
+        record = chosen.get(entry.id) or archive.held(entry.id, "video")
+        if record is None:
+            plan.left_out.append((entry, "not in the archive yet (run 'archiver download')"))
+            continue
+        if record.size > FAT32_LIMIT:
+            plan.warnings.append(
+                f"{entry.title} ({entry.id}): {format_bytes(record.size)} is over 4 GiB, more than"
+                " a FAT32 key can hold in one file; format the key as exFAT or NTFS"
+            )
+        try:
+            known = derive.facts(archive, record)
+        except derive.Unplayable as exc:
+            plan.left_out.append((entry, f"not a playable MP4: {exc}"))
+            continue
+        resolution = f"{record.resolution}p" if record.resolution else None
+        videos.append(
+            _Video(entry, record, known, Source.held(archive, record), _leaf(record), resolution)
+        )
+    return videos
+
+
+def _reencode(
+    plan: KitPlan,
+    archive: Archive,
+    videos: list[_Video],
+    settings: KitSettings,
+    count: int,
+) -> None:
+    """Re-encode with ``preset``, as a last resort, the videos nothing else makes fit.
+
+    First each video taller than :attr:`KitSettings.reencode_cap`; then, with a budget,
+    while the kit is over it, the largest video not yet re-encoded (its re-encoded size is
+    known only once made, so one at a time). A budget still exceeded when none is left: exit 2.
+    """
+    preset, cap = settings.transcode, settings.reencode_cap
+    if preset is None:
+        return
+    if cap is not None:
+        for video in videos:
+            if (video.facts.height or 0) > cap:
+                _shrink(plan, archive, video, preset)
+    if settings.fit is None:
+        return
+    overhead = kit_overhead(count)
+    while (total := overhead + sum(v.source.size for v in videos)) > settings.fit:
+        left = [v for v in videos if not v.reencoded]
+        if not left:
+            kept = [v for v in videos if v.kept_because]
+            unmade = f" ({len(kept)} kept as they were: {kept[0].kept_because})" if kept else ""
+            raise UsageError(
+                f"the kit cannot fit in {format_bytes(settings.fit)}: even re-encoded to"
+                f" {preset.name} it needs {format_bytes(total)}{unmade}",
+                hint="use a larger key, fewer videos, or a smaller preset",
+            )
+        _shrink(plan, archive, max(left, key=lambda v: v.source.size), preset)
+
+
+def _shrink(plan: KitPlan, archive: Archive, video: _Video, preset: media.Preset) -> None:
+    """Put ``video`` re-encoded with ``preset`` in the kit, when that makes it smaller."""
+    video.reencoded = True  # tried: never twice, whatever the outcome
+    try:
+        made = derive.transcoded(archive, video.record, video.facts, preset, video.label)
+    except media.MediaError as exc:
+        video.kept_because = exc.reason
+    else:
+        if made.size >= video.source.size:
+            video.kept_because = (
+                f"re-encoded to {preset.name} it is no smaller ({format_bytes(made.size)})"
+            )
+    if video.kept_because:
+        plan.warnings.append(f"{video.label}: kept as it was: {video.kept_because}")
+        return
+    video.source = made
+    video.name = f"{Path(video.name).stem}-{preset.name}.mp4"
+    video.resolution = preset.name
+    plan.reencoded += 1
+
+
+def _carry(plan: KitPlan, archive: Archive, folder: str, record: FileRecord) -> str:
+    """Put a held file in the video's folder of the kit; its name there."""
+    plan.payload[f"{folder}/{_leaf(record)}"] = Source.held(archive, record)
+    return _leaf(record)
+
+
+def _captions(
+    plan: KitPlan, archive: Archive, entry: Entry, folder: str
+) -> tuple[KitCaptions, ...]:
+    """The video's held caption files, carried into the kit and read into cues."""
+    captions = []
+    for track in archive.current_roles(entry.id, "caption_"):
+        language = track.role.removeprefix("caption_")
+        try:
+            text = (archive.root / track.path).read_text(encoding="utf-8-sig")
+        except (OSError, UnicodeDecodeError) as exc:
+            plan.warnings.append(f"{entry.title} ({entry.id}): captions {language}: {exc}")
+            continue
+        captions.append(
+            KitCaptions(
+                language=language,
+                label=LANGUAGES.get(language, language),
+                href=_carry(plan, archive, folder, track),
+                cues=parse_vtt(text),
+            )
+        )
+    return tuple(captions)
+
+
+def _leaf(record: FileRecord) -> str:
+    return record.path.rsplit("/", 1)[-1]
