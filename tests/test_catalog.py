@@ -1,0 +1,151 @@
+"""The catalog: migrations by ``PRAGMA user_version``, rows by name, times that sort."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import archiver.catalog as catalog_module
+from archiver.archive import Archive
+from archiver.catalog import SCHEMA_VERSION, Catalog, parse_time, utc_now
+from archiver.cli import cli
+from archiver.errors import ArchiveError
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+def old_archive(root: Path, *, without_resolution: bool = False) -> Path:
+    """An archive whose catalog the release before catalog versions made (tests/fixtures)."""
+    root.mkdir(parents=True)
+    script = (FIXTURES / "catalog-0.1.0.sql").read_text(encoding="utf-8")
+    db = sqlite3.connect(root / "catalog.sqlite")
+    db.executescript(script)
+    if without_resolution:  # the first releases, before resolutions were chosen
+        db.execute("ALTER TABLE files DROP COLUMN resolution")  # SQLite >= 3.35
+    db.close()
+    for version, data in ((1, b"first version"), (2, b"second version!")):
+        folder = root / "media" / "differencier"
+        path = folder / ("versions/1/u-720.mp4" if version == 1 else "u-720.mp4")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    return root
+
+
+def user_version(path: Path) -> int:
+    db = sqlite3.connect(path)
+    try:
+        return int(db.execute("PRAGMA user_version").fetchone()[0])
+    finally:
+        db.close()
+
+
+def test_an_archive_of_the_previous_release_opens_and_is_migrated(tmp_path: Path) -> None:
+    root = old_archive(tmp_path / "archive")
+    assert user_version(root / "catalog.sqlite") == 0
+    with Archive(root) as archive:
+        versions = archive.versions("differencier", "video")
+        assert [(r.version, r.current, r.size, r.resolution) for r in versions] == [
+            (1, False, 13, 720),
+            (2, True, 15, 720),
+        ]
+        assert versions[1].etag == '"abc2"'
+        assert versions[0].path == "media/differencier/versions/1/u-720.mp4"
+        # Times to the microsecond now, the old ones padded so that all sort together.
+        assert versions[1].fetched_at.endswith(".000000Z")
+        assert utc_now() > versions[1].fetched_at
+        facts = archive.media_facts(versions[1].sha256)
+        assert facts is not None
+        assert (facts.duration, facts.height) == (12.5, 720)
+        held = archive.held("differencier", "video")
+        assert held is not None
+        assert held.version == 2
+    assert user_version(root / "catalog.sqlite") == SCHEMA_VERSION
+    # The CLI reads the migrated archive: its run, its failure, nothing audited yet.
+    result = CliRunner().invoke(cli, ["status", "--archive", str(root)])
+    assert result.exit_code == 0, result.output
+    assert "Last sync: sync started 2026-11-26T12:55:22.000000Z, failed (1 fetched, 1 failed)" in (
+        result.output
+    )
+    assert "differencier, fiche_pdf): HTTP 404 Not Found" in result.output
+    audit = CliRunner().invoke(cli, ["verify", "--archive", str(root)])
+    assert audit.exit_code == 0, audit.output
+    assert "Verify: 2 files" in audit.output
+
+
+def test_the_first_releases_catalog_gains_its_resolution_column(tmp_path: Path) -> None:
+    root = old_archive(tmp_path / "archive", without_resolution=True)
+    with Archive(root) as archive:
+        record = archive.current("differencier", "video")
+        assert record is not None
+        assert record.resolution is None
+        assert record.version == 2
+
+
+def test_opening_twice_migrates_once(tmp_path: Path) -> None:
+    root = old_archive(tmp_path / "archive")
+    Archive(root).close()
+    db = sqlite3.connect(root / "catalog.sqlite")
+    first = db.execute("SELECT fetched_at FROM files ORDER BY version").fetchall()
+    db.close()
+    Archive(root).close()
+    db = sqlite3.connect(root / "catalog.sqlite")
+    assert db.execute("SELECT fetched_at FROM files ORDER BY version").fetchall() == first
+    db.close()
+    assert first[0][0] == "2026-11-26T12:55:22.000000Z"
+
+
+def test_a_failing_migration_leaves_the_catalog_at_the_version_before(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = old_archive(tmp_path / "archive")
+
+    def broken(db: sqlite3.Connection) -> None:
+        db.execute("UPDATE files SET size = 0")  # done, then the migration fails
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(catalog_module, "MIGRATIONS", (*catalog_module.MIGRATIONS[:1], broken))
+    with pytest.raises(ArchiveError, match="cannot open the catalog: disk I/O error"):
+        Archive(root)
+    assert user_version(root / "catalog.sqlite") == 1  # the first migration held
+    db = sqlite3.connect(root / "catalog.sqlite")
+    assert db.execute("SELECT size FROM files ORDER BY version").fetchall() == [(13,), (15,)]
+    db.close()
+
+
+def test_a_catalog_from_a_newer_archiver_is_refused(tmp_path: Path) -> None:
+    root = tmp_path / "archive"
+    Archive(root).close()
+    db = sqlite3.connect(root / "catalog.sqlite")
+    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    db.close()
+    result = CliRunner().invoke(cli, ["status", "--archive", str(root)])
+    assert result.exit_code == 2
+    assert result.output == (
+        f"Error: {root / 'catalog.sqlite'}: cannot open the catalog: made by a newer archiver"
+        f" (catalog version {SCHEMA_VERSION + 1}, this one knows {SCHEMA_VERSION});"
+        " upgrade archiver\n"
+    )
+
+
+def test_a_new_catalog_is_at_the_latest_version(tmp_path: Path) -> None:
+    catalog = Catalog(tmp_path / "catalog.sqlite")
+    try:
+        assert catalog.version == SCHEMA_VERSION
+        assert catalog.integrity_problems() == []
+    finally:
+        catalog.close()
+
+
+def test_times_sort_as_they_happen_within_a_second() -> None:
+    stamps = [utc_now() for _ in range(200)]
+    assert stamps == sorted(stamps)
+    assert len(set(stamps)) > 1  # microseconds: two events of one second are told apart
+    parsed = parse_time(stamps[0])
+    assert parsed is not None
+    assert parsed.tzinfo is dt.UTC
+    assert catalog_module.format_time(parsed) == stamps[0]  # exact to the microsecond
+    assert parse_time("yesterday") is None
