@@ -149,3 +149,24 @@ def test_times_sort_as_they_happen_within_a_second() -> None:
     assert parsed.tzinfo is dt.UTC
     assert catalog_module.format_time(parsed) == stamps[0]  # exact to the microsecond
     assert parse_time("yesterday") is None
+
+
+def test_verify_names_a_catalog_that_fails_sqlites_integrity_check(tmp_path: Path) -> None:
+    root = old_archive(tmp_path / "archive")
+    Archive(root).close()
+    # An index that no longer matches its table: the catalog opens, but is damaged.
+    db = sqlite3.connect(root / "catalog.sqlite")
+    db.execute("PRAGMA writable_schema=ON")
+    db.execute(
+        "UPDATE sqlite_master SET sql=replace(sql, 'current = 1', 'current = 0')"
+        " WHERE name='files_current'"
+    )
+    db.commit()
+    db.close()
+    result = CliRunner().invoke(cli, ["verify", "--archive", str(root)])
+    assert result.exit_code == 1
+    assert result.output.startswith(
+        f"Error: {root / 'catalog.sqlite'}: the catalog is damaged:"
+        " row 1 missing from index files_current\n"
+    )
+    assert "all intact" not in result.output

@@ -1,7 +1,8 @@
 """What archiver knows of one video: the records a fiche becomes and a manifest holds.
 
 They are frozen dataclasses so that a parsed fiche, a loaded manifest and a rebuilt one compare
-equal field by field, and ``to_json``/``from_json`` are exact inverses (the manifest's round trip).
+equal field by field: :meth:`Entry.to_json` writes an entry, and the manifest's strict loader
+(:func:`archiver.manifest.loads`) reads it back to an equal one (the manifest's round trip).
 """
 
 from __future__ import annotations
