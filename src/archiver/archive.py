@@ -26,6 +26,7 @@ import contextlib
 import datetime as dt
 import fcntl
 import json
+import logging
 import os
 import shutil
 from collections.abc import Iterator, Sequence
@@ -44,7 +45,7 @@ from .catalog import (
     utc_now,
 )
 from .entry import Entry
-from .errors import ArchiveError, LockHeld, StorageError, writing
+from .errors import ArchiveError, LockHeld, StorageError, describe_os_error, writing
 from .files import atomic_write_many, fsync_dir
 
 __all__ = [
@@ -58,6 +59,8 @@ __all__ = [
     "archive_status",
     "utc_now",
 ]
+
+log = logging.getLogger(__name__)
 
 CATALOG_NAME = "catalog.sqlite"
 LOCK_NAME = "archiver.lock"
@@ -147,9 +150,11 @@ class Archive:
             for folder in (self.media, self.partials, self.quarantine_dir):
                 folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise ArchiveError(root, f"cannot create the archive: {exc.strerror or exc}") from exc
+            reason = f"cannot create the archive: {describe_os_error(exc)}"
+            raise ArchiveError(exc.filename or root, reason) from exc
         self.catalog = Catalog(root / CATALOG_NAME)
         self._lock_fd: int | None = None
+        self._run_unrecorded = False  # warned already that the catalog cannot note this run
 
     def close(self) -> None:
         self.unlock()
@@ -175,11 +180,19 @@ class Archive:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.read(fd, 32).decode("ascii", "replace").strip()
+            holder = _lock_holder(fd)
             os.close(fd)
-            raise LockHeld(self.root, int(holder) if holder.isdigit() else None) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode("ascii"))
+            raise LockHeld(self.root, holder) from None
+        except OSError as exc:  # a file system without locks (some network shares)
+            os.close(fd)
+            reason = f"cannot take the archive's lock: {describe_os_error(exc)}"
+            raise StorageError(path, reason) from exc
+        # The PID is a courtesy to whoever meets the lock held; the flock is the lock. A full
+        # disk, which may refuse even these few bytes, must not stop a run that frees space
+        # (prune) or only reads (verify).
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode("ascii"))
         self._lock_fd = fd
 
     def unlock(self) -> None:
@@ -362,12 +375,15 @@ class Archive:
             return pruned
         for item in pruned:
             for folder in (self.item_dir(item.item_id), self.partials / item.item_id):
-                shutil.rmtree(folder, ignore_errors=True)
+                # Not ignore_errors: an item whose files stay must stay in the catalog too.
+                with writing(folder, "cannot delete"), contextlib.suppress(FileNotFoundError):
+                    shutil.rmtree(folder)
             self.catalog.forget_item(item.item_id)
         for derived in self.catalog.orphan_derived():
             if derived.path:
-                with contextlib.suppress(FileNotFoundError):
-                    (self.root / derived.path).unlink()
+                made = self.root / derived.path
+                with writing(made, "cannot delete"), contextlib.suppress(FileNotFoundError):
+                    made.unlink()
             self.catalog.forget_derived(derived)
         return pruned
 
@@ -404,11 +420,41 @@ class Archive:
     def record_failures(
         self, run_id: int, failures: Sequence[tuple[str, str, str | None, str]]
     ) -> None:
-        """``(item, role, url, reason)`` of each file that failed in the run."""
-        self.catalog.record_failures(run_id, failures)
+        """``(item, role, url, reason)`` of each file that failed in the run.
+
+        A catalog that cannot note them (the disk that failed them is full) is a warning, not
+        an error: the caller names every failure all the same, and the run exits 1 for them.
+        """
+        if failures:
+            with self._noting_failed_run():
+                self.catalog.record_failures(run_id, failures)
 
     def finish_run(self, run_id: int, outcome: str, summary: dict[str, object]) -> None:
-        self.catalog.finish_run(run_id, outcome, summary)
+        """Note how the run ended: a :class:`StorageError` if the catalog cannot, unless the
+        run failed items, which are named all the same (see :meth:`record_failures`)."""
+        if outcome == "ok":
+            self.catalog.finish_run(run_id, outcome, summary)
+            return
+        with self._noting_failed_run():
+            self.catalog.finish_run(run_id, outcome, summary)
+
+    @contextlib.contextmanager
+    def _noting_failed_run(self) -> Iterator[None]:
+        try:
+            yield
+        except StorageError as exc:
+            if not self._run_unrecorded:
+                log.warning("%s; this run and its failures are not recorded in it", exc.message)
+            self._run_unrecorded = True
+
+
+def _lock_holder(fd: int) -> int | None:
+    """The PID the lock file names, if it names one."""
+    try:
+        holder = os.read(fd, 32).decode("ascii", "replace").strip()
+    except OSError:
+        return None
+    return int(holder) if holder.isdigit() else None
 
 
 def archive_status(archive: Archive, *, now: dt.datetime | None = None) -> dict[str, Any]:

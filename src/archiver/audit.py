@@ -8,16 +8,20 @@ still cover all of it over a cycle.
 from __future__ import annotations
 
 import functools
+import logging
 import math
 import time
 from dataclasses import dataclass
 
 from .archive import Archive
 from .catalog import AuditRow
+from .errors import StorageError, describe_os_error
 from .files import file_sha256
 from .progress import NullProgress, Progress
 
 __all__ = ["AuditProblem", "AuditReport", "audit"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -44,7 +48,8 @@ def audit(
 
     With ``sample_percent``, only that share of the files is read, least recently audited
     first. Each file read gets its ``audited_at``; each problem is named. A catalog that fails
-    SQLite's own integrity check is a problem too, named first.
+    SQLite's own integrity check is a problem too, named first. A catalog that cannot note the
+    dates (a full disk) is a warning: the audit still reads every file and says what it found.
     """
     start = time.monotonic()
     problems = [
@@ -74,6 +79,7 @@ def _check(
     archive: Archive, rows: list[AuditRow], problems: list[AuditProblem], progress: Progress
 ) -> int:
     size = 0
+    marking = True
     for row in rows:
         target = archive.root / row.path
         key = (row.item_id, row.role, row.version)
@@ -85,7 +91,7 @@ def _check(
         except FileNotFoundError:
             problems.append(AuditProblem(row.path, "missing"))
         except OSError as exc:
-            problems.append(AuditProblem(row.path, f"unreadable: {exc.strerror or exc}"))
+            problems.append(AuditProblem(row.path, f"unreadable: {describe_os_error(exc)}"))
         else:
             failed = actual != row.sha256
             if failed:
@@ -93,5 +99,10 @@ def _check(
                     AuditProblem(row.path, f"corrupt: sha256 is {actual}, expected {row.sha256}")
                 )
         progress.finished(key, failed=failed)
-        archive.catalog.mark_audited(row)
+        if marking:
+            try:
+                archive.catalog.mark_audited(row)
+            except StorageError as exc:
+                log.warning("%s; the audit goes on, but its dates are not recorded", exc.message)
+                marking = False
     return size

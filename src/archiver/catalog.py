@@ -11,8 +11,9 @@ reaches, so a catalog is always at one version or the next, never between. A cat
 newer archiver is refused rather than guessed at.
 
 Every ``sqlite3.Error`` is mapped where it arises (:func:`archiver.errors.catalog_access`): one
-that keeps the catalog from opening is an :class:`~archiver.errors.ArchiveError` (exit 2);
-one while writing (a full disk) a :class:`~archiver.errors.StorageError` naming the catalog.
+that keeps the catalog from opening is an :class:`~archiver.errors.ArchiveError` (exit 2),
+unless the disk refused a write; that one, like any while writing (a full disk), is a
+:class:`~archiver.errors.StorageError` naming the catalog (exit 1).
 """
 
 from __future__ import annotations
@@ -27,7 +28,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import ArchiveError, catalog_access
+from .errors import (
+    ArchiveError,
+    StorageError,
+    catalog_access,
+    describe_sqlite_error,
+    disk_refused,
+)
 
 __all__ = [
     "MEDIA_FACTS",
@@ -346,6 +353,9 @@ class Catalog:
         except sqlite3.Error as exc:
             with contextlib.suppress(Exception):
                 self._db.close()
+            if disk_refused(exc):  # the disk, not the catalog: exit 1, as for any full disk
+                reason = f"cannot open the catalog: {describe_sqlite_error(exc)}"
+                raise StorageError(path, reason) from exc
             raise ArchiveError(path, f"cannot open the catalog: {exc}") from exc
 
     def _migrate(self) -> None:
@@ -363,8 +373,8 @@ class Catalog:
 
     @property
     def version(self) -> int:
-        with self._lock:
-            return int(self._db.execute("PRAGMA user_version").fetchone()[0])
+        row = self._one("PRAGMA user_version")
+        return int(row[0]) if row is not None else 0
 
     def close(self) -> None:
         with self._lock:

@@ -54,6 +54,8 @@ __all__ = [
     "UsageError",
     "catalog_access",
     "describe_os_error",
+    "describe_sqlite_error",
+    "disk_refused",
     "writing",
 ]
 
@@ -251,9 +253,20 @@ def writing(
         raise error(where, f"{doing}: {describe_os_error(exc)}") from exc
 
 
-def _sqlite_reason(exc: sqlite3.Error) -> str:
+def disk_refused(exc: sqlite3.Error) -> bool:
+    """Whether SQLite failed because the disk refused a write: ``SQLITE_FULL`` ("database or
+    disk is full"), or ``SQLITE_IOERR_SHMSIZE`` (the shared-memory index of a WAL catalog,
+    ``catalog.sqlite-shm``, could not be written: a disk full to its last byte, mostly)."""
     code = getattr(exc, "sqlite_errorcode", None)
-    if code == sqlite3.SQLITE_FULL or "disk is full" in str(exc):
+    return code in (sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR_SHMSIZE) or "disk is full" in str(exc)
+
+
+def describe_sqlite_error(exc: sqlite3.Error) -> str:
+    """The reason of a ``sqlite3.Error`` in a few plain words."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code == sqlite3.SQLITE_IOERR_SHMSIZE:
+        return "cannot write its index, catalog.sqlite-shm (is the disk full?)"
+    if disk_refused(exc):
         return "no space left on the device (the catalog cannot grow)"
     if code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
         return f"the catalog is damaged: {exc}"
@@ -268,4 +281,4 @@ def catalog_access(path: Path | str) -> Iterator[None]:
     try:
         yield
     except sqlite3.Error as exc:
-        raise StorageError(path, _sqlite_reason(exc)) from exc
+        raise StorageError(path, describe_sqlite_error(exc)) from exc

@@ -51,28 +51,49 @@ def atomic_write_many(files: Sequence[tuple[Path, bytes]]) -> None:
     """:func:`atomic_write_bytes` for many files at once.
 
     Every file is written before the first fsync, so the filesystem makes them durable in one
-    journal commit rather than one a file (100 small files: 0.19 s one by one).
+    journal commit rather than one a file (100 small files: 0.19 s one by one). An ``OSError``
+    names the file it concerns by its final name: a full disk raises one that names no file,
+    and a temporary name means nothing to whoever reads the message.
     """
     temps: list[str] = []
+    current: Path | None = None
     try:
-        for path, data in files:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        for current, data in files:
+            current.parent.mkdir(parents=True, exist_ok=True)
+            fd, temp = tempfile.mkstemp(
+                dir=current.parent, prefix=f".{current.name}.", suffix=".tmp"
+            )
             temps.append(temp)
             with os.fdopen(fd, "wb") as stream:
                 stream.write(data)
-        for temp in temps:
+        for (path, _), temp in zip(files, temps, strict=True):
+            current = path
             fd = os.open(temp, os.O_RDONLY)
             try:
                 os.fsync(fd)
             finally:
                 os.close(fd)
         for (path, _), temp in zip(files, temps, strict=True):
+            current = path
             os.replace(temp, path)
-    except BaseException:
+    except BaseException as exc:
         for temp in temps:
             with contextlib.suppress(OSError):
                 os.unlink(temp)
+        if isinstance(exc, OSError) and current is not None:
+            raise _named(exc, current) from exc
         raise
     for folder in dict.fromkeys(path.parent for path, _ in files):
         fsync_dir(folder)
+
+
+def _named(exc: OSError, path: Path) -> OSError:
+    """``exc``, naming ``path`` as the file it concerns (unless it names it already).
+
+    >>> _named(OSError(28, "No space left on device"), Path("a/v.mp4")).filename
+    'a/v.mp4'
+    """
+    if exc.filename == str(path):
+        return exc
+    # OSError(errno, strerror, filename) comes back as the errno's own subclass.
+    return OSError(exc.errno, exc.strerror or str(exc), str(path))

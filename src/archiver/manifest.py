@@ -9,6 +9,7 @@ folder names: a bad one must not reach the filesystem.
 from __future__ import annotations
 
 import contextlib
+import errno
 import gc
 import json
 import os
@@ -19,7 +20,14 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from .entry import Asset, Credit, Entry, JSONValue, Licence, PeerTubeRef, Source, Video
-from .errors import FicheError, InputError, InvalidInputs, ManifestError, describe_os_error
+from .errors import (
+    FicheError,
+    InputError,
+    InvalidInputs,
+    ManifestError,
+    StorageError,
+    describe_os_error,
+)
 from .fiches import FicheFile, find_fiches, parse_fiche
 from .files import atomic_write_bytes
 from .names import is_safe_id
@@ -181,6 +189,10 @@ def _layout(document: dict[str, JSONValue]) -> str:
     return "\n".join(lines) + "\n"
 
 
+# Errors of the disk itself rather than of the path a user gave.
+DISK_REFUSED = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS})
+
+
 def write_manifest(manifest: Manifest, path: Path) -> bool:
     """Write the manifest atomically; return whether the file changed."""
     data = dumps(manifest).encode("utf-8")
@@ -192,6 +204,8 @@ def write_manifest(manifest: Manifest, path: Path) -> bool:
     try:
         atomic_write_bytes(path, data)
     except OSError as exc:
+        if exc.errno in DISK_REFUSED:  # the disk, not the path given: exit 1, not 2
+            raise StorageError(path, f"cannot write: {describe_os_error(exc)}") from exc
         raise ManifestError(path, None, f"cannot write: {describe_os_error(exc)}") from exc
     return True
 

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import MediaError, MediaUnavailable
+from .errors import MediaError, MediaUnavailable, describe_os_error
 
 __all__ = [
     "POSTER_VERSION",
@@ -189,9 +189,12 @@ def confirm_playable(path: Path) -> MediaInfo:
 
     Its boxes must tile the file (nothing cut short, the last fragment complete) and FFmpeg
     must find a video stream with a size and a duration; otherwise :class:`MediaError` with
-    the reason.
+    the reason (a file that cannot be read included).
     """
-    problem = mp4_problem(path)
+    try:
+        problem = mp4_problem(path)
+    except OSError as exc:
+        raise MediaError(path, f"cannot read it: {describe_os_error(exc)}") from exc
     if problem:
         raise MediaError(path, problem)
     info = probe(path)
@@ -243,15 +246,22 @@ def _make(
     timeout: float | None = None,
 ) -> None:
     """Run the ffmpeg ``command`` (built for a temporary path) and move its output to
-    ``target`` only when ffmpeg succeeded and ``check`` finds nothing wrong with it."""
+    ``target`` only when ffmpeg succeeded and ``check`` finds nothing wrong with it.
+
+    Every failure is a :class:`MediaError`, a disk that refuses the output included: a poster
+    or a re-encode that cannot be written is done without, never the end of the run.
+    """
     if not available():
         raise MediaUnavailable(source, "ffmpeg is not installed (Debian package: ffmpeg)")
     temp = target.with_name(f".{target.name}.tmp{target.suffix}")
-    target.parent.mkdir(parents=True, exist_ok=True)
     try:
-        done = subprocess.run(  # noqa: S603 - arguments built by a pure function, no shell
-            command(temp), capture_output=True, check=False, timeout=timeout
-        )
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            done = subprocess.run(  # noqa: S603 - arguments built by a pure function, no shell
+                command(temp), capture_output=True, check=False, timeout=timeout
+            )
+        except OSError as exc:
+            raise MediaError(source, f"cannot run ffmpeg: {describe_os_error(exc)}") from exc
         if done.returncode != 0 or not temp.exists() or temp.stat().st_size == 0:
             raise MediaError(source, f"ffmpeg could not {what}: {_last_line(done.stderr)}")
         problem = check(temp) if check else None
@@ -260,8 +270,10 @@ def _make(
         os.replace(temp, target)
     except subprocess.TimeoutExpired as exc:
         raise MediaError(source, f"ffmpeg took more than {timeout:g} s to {what}") from exc
+    except OSError as exc:  # the folder, the rename: a full or read-only archive
+        raise MediaError(source, f"cannot write {target}: {describe_os_error(exc)}") from exc
     finally:
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):
             temp.unlink()
 
 

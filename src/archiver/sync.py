@@ -8,6 +8,7 @@ appended to a JSON-lines log for whoever watches the cron job.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import time
@@ -18,6 +19,7 @@ from typing import IO
 
 from .archive import Archive, utc_now
 from .collection import default_collection
+from .errors import StorageError, describe_os_error
 from .fetch import (
     DEFAULT_SETTINGS,
     Choices,
@@ -224,7 +226,23 @@ def plan_sync(
 
 
 def _log(stream: IO[str], report: SyncReport, failures: list[Outcome]) -> None:
-    """One JSON line per file (held, fetched, changed, failed) and per retired item."""
+    """One JSON line per file (held, fetched, changed, failed) and per retired item.
+
+    A log that cannot be written (its disk is full) is a :class:`StorageError` naming it: the
+    run is done and recorded, but whoever watches the log would never hear of it.
+    """
+    try:
+        _write_log(stream, report, failures)
+    except OSError as exc:
+        # Closed now, dropping what it could not take: the caller's close would flush it
+        # again and raise the same error where nothing maps it.
+        with contextlib.suppress(OSError):
+            stream.close()
+        name = getattr(stream, "name", "the log file")
+        raise StorageError(name, f"cannot write the log: {describe_os_error(exc)}") from exc
+
+
+def _write_log(stream: IO[str], report: SyncReport, failures: list[Outcome]) -> None:
     at = utc_now()
     failed = {(o.job.entry.id, o.job.role): o for o in failures}
     for outcome in report.download.outcomes:

@@ -16,7 +16,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import ArchiverError
+from ..errors import ArchiverError, describe_os_error
 from ..files import file_sha256
 from ..progress import NullProgress, Progress
 
@@ -78,7 +78,9 @@ def read_manifest(path: Path) -> dict[str, str] | None:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return None
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
+        raise ArchiverError(f"{path}: cannot read: {describe_os_error(exc)}") from exc
+    except UnicodeDecodeError as exc:
         raise ArchiverError(f"{path}: cannot read: {exc}") from exc
     checksums: dict[str, str] = {}
     for number, line in enumerate(text.splitlines(), start=1):
@@ -152,7 +154,7 @@ def _verify(kit: Path, progress: Progress) -> tuple[int, int, list[BagProblem]]:
             progress.finished(name, failed=True)
             continue
         except OSError as exc:
-            problems.append(BagProblem(name, f"unreadable: {exc.strerror or exc}"))
+            problems.append(BagProblem(name, f"unreadable: {describe_os_error(exc)}"))
             progress.finished(name, failed=True)
             continue
         checked += 1
@@ -170,7 +172,13 @@ def _verify(kit: Path, progress: Progress) -> tuple[int, int, list[BagProblem]]:
             target = kit / name
             if not _inside(kit, target) or not target.is_file():
                 problems.append(BagProblem(name, "missing"))
-            elif file_sha256(target) != expected:
+                continue
+            try:
+                actual = file_sha256(target)
+            except OSError as exc:
+                problems.append(BagProblem(name, f"unreadable: {describe_os_error(exc)}"))
+                continue
+            if actual != expected:
                 problems.append(BagProblem(name, "corrupt: does not match the tag manifest"))
     return checked, size, problems
 

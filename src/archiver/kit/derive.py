@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .. import media
 from ..archive import Archive, Derived, FileRecord
+from ..errors import describe_os_error
 from ..files import file_sha256
 
 __all__ = ["Source", "Unplayable", "facts", "poster", "transcoded"]
@@ -105,13 +106,17 @@ def _record_made(
     info: media.MediaInfo,
 ) -> Derived:
     """Note in the catalog what was made from ``record``'s bytes, so it is never made again."""
+    try:
+        checksum, size = file_sha256(made), made.stat().st_size
+    except OSError as exc:
+        raise media.MediaError(made, f"cannot read it: {describe_os_error(exc)}") from exc
     derived = Derived(
         sha256=record.sha256,
         kind=kind,
         version=version,
         path=made.relative_to(archive.root).as_posix(),
-        file_sha256=file_sha256(made),
-        file_size=made.stat().st_size,
+        file_sha256=checksum,
+        file_size=size,
         duration=info.duration,
         width=info.width,
         height=info.height,

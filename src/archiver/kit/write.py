@@ -105,15 +105,10 @@ def write_kit(
             staged.append((temp, kit / name))
             atomic_write_bytes(temp, tag_files[name])
     except OSError as exc:
-        _discard(temp for temp, _ in staged)
-        where = exc.filename if isinstance(exc.filename, str) else kit
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            reason = "the key is full; the kit was left as it was"
-        else:
-            reason = f"cannot write the kit ({describe_os_error(exc)}); it was left as it was"
-        raise KitError(where, reason) from exc
+        _unstage(kit, staged)
+        raise _kit_error(exc, kit, staged[-1][1] if staged else kit) from exc
     except BaseException:
-        _discard(temp for temp, _ in staged)
+        _unstage(kit, staged)
         raise
     finally:
         progress.end()
@@ -163,10 +158,32 @@ def _is_temp(path: str) -> bool:
     return name.startswith(".") and name.endswith(TEMP_SUFFIX)
 
 
-def _discard(temps: Iterable[Path]) -> None:
-    for temp in temps:
+def _unstage(kit: Path, staged: Iterable[tuple[Path, Path]]) -> None:
+    """Remove the temporary files of an update that failed, and the folders made for them:
+    the kit is left exactly as it was."""
+    for temp, _ in staged:
         with contextlib.suppress(OSError):
             temp.unlink()
+        folder = temp.parent
+        while folder != kit and folder.is_relative_to(kit):
+            try:
+                folder.rmdir()  # only when empty: a folder of the previous kit is not
+            except OSError:
+                break
+            folder = folder.parent
+
+
+def _kit_error(exc: OSError, kit: Path, writing_to: Path) -> KitError:
+    """A failed update as one line: the file concerned (by its final name, not its temporary
+    one; a full disk's error names none) and the reason."""
+    named = Path(exc.filename) if isinstance(exc.filename, str) else None
+    if named is not None and not named.is_relative_to(kit):  # a file of the archive
+        reason = f"cannot read it ({describe_os_error(exc)}); the kit was left as it was"
+        return KitError(named, reason)
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return KitError(writing_to, "the key is full; the kit was left as it was")
+    reason = f"cannot write the kit ({describe_os_error(exc)}); it was left as it was"
+    return KitError(writing_to, reason)
 
 
 def _unchanged(target: Path, source: Source, recorded: str | None) -> bool:
@@ -193,7 +210,8 @@ def _same_filesystem(archive_root: Path, kit: Path) -> bool:
 
 
 def _check_space(kit: Path, needed: int) -> None:
-    free = shutil.disk_usage(kit).free
+    with writing(kit, "cannot read the free space", KitError):
+        free = shutil.disk_usage(kit).free
     if needed + SPACE_MARGIN > free:
         raise KitError(
             kit,
