@@ -256,7 +256,7 @@ class _Handler(BaseHTTPRequestHandler):
             status = 206
         else:
             start, end, status = 0, size - 1, 200
-        body = content[start : end + 1]
+        body = memoryview(content)[start : end + 1]  # no copy of a large file per request
         self.send_response(status)
         self.send_header("Content-Type", served.content_type)
         self.send_header("Content-Length", str(len(body) + served.extra_length))
@@ -279,7 +279,7 @@ class _Handler(BaseHTTPRequestHandler):
         sent = self._write_body(served, body)
         self._record(status, sent)
 
-    def _write_body(self, served: Served, body: bytes) -> int:
+    def _write_body(self, served: Served, body: bytes | memoryview) -> int:
         limit = len(body)
         drop = False
         stall = False

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import stat
 import time
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
@@ -32,7 +33,7 @@ from ..entry import PeerTubeRef
 from ..manifest import Manifest
 from ..progress import NullProgress, Progress
 from .fetcher import Fetcher
-from .http import DEFAULT_SETTINGS, DownloadSettings, make_client
+from .http import DEFAULT_SETTINGS, DownloadSettings, open_client
 from .peertube import VideoInfo, fetch_info
 from .plan import Choices, Job, Outcome, Status, choose, jobs_for, plan, video_failure
 
@@ -116,14 +117,27 @@ async def download_all(
     if settings.check_media and any(j.role == "video" and not j.revalidate for j in jobs):
         # It loads FFmpeg's libraries while the first video arrives. Not for refreshes alone:
         # most are answered "not modified", and one that is not starts the reader when needed.
-        media.PROBER.start()
+        # In a thread: starting a process (and the reader's lock, held while it reads a file
+        # for another caller) must not hold the loop.
+        await asyncio.to_thread(media.PROBER.start)
     async with contextlib.AsyncExitStack() as stack:
         if client is None:
-            client = await stack.enter_async_context(make_client(settings))
+            client = await stack.enter_async_context(await open_client(settings))
         fetcher = Fetcher(client, archive, settings, progress)
         async with asyncio.TaskGroup() as group:
             tasks = [group.create_task(fetcher.run(job)) for job in jobs]
     return [task.result() for task in tasks]
+
+
+def _fresh(cached: Path, refresh_after: float | None) -> bool:
+    """Whether a cached API answer is recent enough to use without asking (a disk's metadata:
+    slow on a USB key, so asked from a worker thread)."""
+    try:
+        found = cached.stat()
+    except OSError:
+        return False
+    age = time.time() - found.st_mtime
+    return stat.S_ISREG(found.st_mode) and (refresh_after is None or age < refresh_after)
 
 
 async def _describe_all(
@@ -142,10 +156,7 @@ async def _describe_all(
     at_once = asyncio.Semaphore(max(settings.per_host, 1))
 
     async def describe(ref: PeerTubeRef) -> VideoInfo | None:
-        cached = cache / f"{ref.uuid}.json"
-        fresh = cached.is_file() and (
-            refresh_after is None or time.time() - cached.stat().st_mtime < refresh_after
-        )
+        fresh = await asyncio.to_thread(_fresh, cache / f"{ref.uuid}.json", refresh_after)
         async with at_once:
             return await fetch_info(
                 client, ref, cache, fresh=fresh, api_base=settings.request_url(ref.instance)
@@ -187,7 +198,7 @@ def choose_files(
     """
 
     async def run() -> Choices:
-        async with make_client(settings) as client:
+        async with await open_client(settings) as client:
             return await _choose(
                 client, manifest, archive, settings, refresh_after, budget, reencode
             )
@@ -205,7 +216,7 @@ async def _fetch(
     reencode: str | None,
 ) -> DownloadReport:
     start = time.monotonic()
-    async with make_client(settings) as client:
+    async with await open_client(settings) as client:
         choices = await _choose(
             client, manifest, archive, settings, refresh_after, budget, reencode
         )

@@ -110,12 +110,16 @@ class _NotModified(Exception):
 
 
 class _Retry(Exception):
-    """This attempt failed in a way another attempt may fix."""
+    """This attempt failed in a way another attempt may fix; with ``restart``, its partial
+    file cannot be resumed and is thrown away first."""
 
-    def __init__(self, reason: str, *, retry_after: float | None = None) -> None:
+    def __init__(
+        self, reason: str, *, retry_after: float | None = None, restart: bool = False
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.retry_after = retry_after
+        self.restart = restart
 
 
 class _Sink:
@@ -210,14 +214,13 @@ class Fetcher:
             backoff_base=self.settings.backoff_base,
             backoff_max=self.settings.backoff_max,
         )
-        part, _ = self.archive.partial_paths(job.entry.id, job.role)
         while True:
             counter = [0]
             try:
                 record = await self._attempt(job, counter)
             except _Retry as exc:
                 fetched += counter[0]
-                held = part.stat().st_size if part.exists() else 0
+                held = await asyncio.to_thread(self._held_after, job, restart=exc.restart)
                 if not budget.failed(held=held):
                     reason = f"{exc.reason} (gave up after {budget.attempt} attempts)"
                     return Outcome(job, Status.FAILED, reason=reason, bytes_fetched=fetched)
@@ -256,6 +259,17 @@ class Fetcher:
             return 0, None, {}
         return have, state, {"Range": f"bytes={have}-", "If-Range": validator}
 
+    def _held_after(self, job: Job, *, restart: bool) -> int:
+        """The bytes a failed attempt left in the partial file, once it is thrown away if it
+        cannot be resumed. Blocking (an unlink, a stat)."""
+        if restart:
+            self._discard_partial(job)
+        part, _ = self.archive.partial_paths(job.entry.id, job.role)
+        try:
+            return part.stat().st_size
+        except FileNotFoundError:
+            return 0
+
     def _start_partial(self, job: Job, side: Path, state: PartialState) -> None:
         """A partial from zero. Its sidecar is written before the first byte, so that whatever
         the partial holds is always described by the validators it came with."""
@@ -263,6 +277,7 @@ class Fetcher:
         atomic_write_bytes(side, state.to_json())  # makes the folder too
 
     def _discard_partial(self, job: Job) -> None:
+        """Blocking: unlinking a large file frees its blocks, tens of ms on a slow disk."""
         for path in self.archive.partial_paths(job.entry.id, job.role):
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
@@ -272,7 +287,8 @@ class Fetcher:
         host = urlsplit(url).hostname or ""
         if host in self.unknown_hosts:
             raise DownloadError(job.url, self.unknown_hosts[host])
-        have, state, headers = self._resume_point(job)
+        # The sidecar's bytes and the partial's size: the disk's, so from a worker thread.
+        have, state, headers = await asyncio.to_thread(self._resume_point, job)
         if not headers and job.revalidate is not None:
             # A refresh: ask for the file only if it changed since the version held.
             if job.revalidate.etag:
@@ -330,9 +346,10 @@ class Fetcher:
             match = UNSATISFIED_RANGE.match(response.headers.get("Content-Range", ""))
             if match and int(match.group(1)) == have and state.length in (None, have):
                 return None, have, state
-            self._discard_partial(job)
             raise _Retry(
-                "the partial file does not match the server's; starting again", retry_after=0
+                "the partial file does not match the server's; starting again",
+                retry_after=0,
+                restart=True,
             )
         if status in RETRIED:
             after = retry_after(response.headers.get("Retry-After"), self.settings.retry_after_max)
@@ -347,10 +364,10 @@ class Fetcher:
                 and (etag is None or state.etag is None or etag == state.etag)
             )
             if not same_version:
-                self._discard_partial(job)
                 raise _Retry(
                     "the resumed range does not match the partial file; starting again",
                     retry_after=0,
+                    restart=True,
                 )
             return have, total, state
         if status == 200:
@@ -411,7 +428,10 @@ class Fetcher:
 
     async def _reject(self, job: Job, part: Path) -> None:
         """Bad bytes go to quarantine, for a person to look at; the partial starts over."""
-        await asyncio.to_thread(self.archive.quarantine, job.entry.id, job.name, part)
+        await asyncio.to_thread(self._quarantine, job, part)
+
+    def _quarantine(self, job: Job, part: Path) -> None:
+        self.archive.quarantine(job.entry.id, job.name, part)
         self._discard_partial(job)
 
     async def _finish(
@@ -431,8 +451,7 @@ class Fetcher:
         part, side = self.archive.partial_paths(job.entry.id, job.role)
         size, digest = sink.size, sink.hexdigest()
         if expected is not None and size != expected:
-            self._discard_partial(job)
-            raise _Retry(f"received {size} bytes but the server announced {expected}")
+            raise _Retry(f"received {size} bytes but the server announced {expected}", restart=True)
         if job.size is not None and size != job.size:
             await self._reject(job, part)
             raise ChecksumMismatch(job.url, "size", str(job.size), str(size))
@@ -454,9 +473,10 @@ class Fetcher:
             media=(info.duration, info.width, info.height) if info else None,
         )
         # Renames, fsyncs and a catalog transaction: off the event loop.
-        record = await asyncio.to_thread(
-            self.archive.commit, job.entry.id, job.role, job.name, part, fetched
-        )
+        return await asyncio.to_thread(self._commit, job, part, side, fetched)
+
+    def _commit(self, job: Job, part: Path, side: Path, fetched: FetchedFile) -> FileRecord:
+        record = self.archive.commit(job.entry.id, job.role, job.name, part, fetched)
         with contextlib.suppress(FileNotFoundError):
             side.unlink()
         return record

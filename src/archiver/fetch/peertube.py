@@ -27,6 +27,7 @@ import httpx
 
 from ..choose import Rendition
 from ..entry import PeerTubeRef
+from ..errors import describe_os_error
 from ..files import atomic_write_bytes
 
 __all__ = [
@@ -166,24 +167,26 @@ async def fetch_info(
     requests (a mirror).
     """
     cached = cache / f"{ref.uuid}.json"
-    if fresh and cached.is_file():
-        return _read_cached(cached, ref)
+    # The cache is on the archive's disk (a USB key, perhaps): read and written, with its
+    # fsync, in worker threads.
+    if fresh and await asyncio.to_thread(cached.is_file):
+        return await asyncio.to_thread(_read_cached, cached, ref)
     url = f"{api_base or ref.instance}/api/v1/videos/{ref.uuid}"
     fallback = "using the fiche's link"
     try:
         response = await client.get(url, timeout=API_TIMEOUT)
     except httpx.HTTPError as exc:
         log.info("%s: PeerTube API not reachable (%s); %s", ref.uuid, exc, fallback)
-        return _read_cached(cached, ref)
+        return await asyncio.to_thread(_read_cached, cached, ref)
     if response.status_code in (401, 403, 404, 410):
         if response.status_code in (401, 403):
             log.warning("%s: the video is private on %s; %s", ref.uuid, ref.instance, fallback)
         # Remembered, so that the next runs in the refresh period do not ask again.
-        _store(cache, cached, {"unavailable": response.status_code})
+        await asyncio.to_thread(_store, cache, cached, {"unavailable": response.status_code})
         return None
     if response.status_code != 200:
         log.info("%s: PeerTube API answered %s; %s", ref.uuid, response.status_code, fallback)
-        return _read_cached(cached, ref)
+        return await asyncio.to_thread(_read_cached, cached, ref)
     try:
         video = response.json()
         info = parse_video(video, ref.instance)
@@ -197,13 +200,18 @@ async def fetch_info(
             captions = answer.json()
     except (httpx.HTTPError, ValueError) as exc:
         log.info("%s: captions not listed (%s)", ref.uuid, exc)
-    _store(cache, cached, {"video": video, "captions": captions})
+    await asyncio.to_thread(_store, cache, cached, {"video": video, "captions": captions})
     return dataclasses.replace(info, captions=parse_captions(captions, ref.instance))
 
 
 def _store(cache: Path, path: Path, document: Mapping[str, Any]) -> None:
-    cache.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(path, json.dumps(document, ensure_ascii=False, sort_keys=True).encode())
+    """Keep an answer for the next runs. A cache: a disk that refuses it costs a question to
+    the API next time, never this run."""
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(path, json.dumps(document, ensure_ascii=False, sort_keys=True).encode())
+    except OSError as exc:
+        log.warning("%s: cannot keep the PeerTube API's answer: %s", path, describe_os_error(exc))
 
 
 def _read_cached(path: Path, ref: PeerTubeRef) -> VideoInfo | None:
@@ -228,17 +236,22 @@ async def check_segments(
     try:
         response = await client.get(url, timeout=API_TIMEOUT)
         response.raise_for_status()
-        ranges = response.json().get(name)
-    except (httpx.HTTPError, ValueError, AttributeError) as exc:
+    except httpx.HTTPError as exc:
+        log.info("%s: segment checksums not available (%s)", name, exc)
+        return None
+    # Reading and hashing the whole file, and reading the instance's list (one line per
+    # segment of every file of the video): in a worker thread, not on the event loop.
+    return await asyncio.to_thread(_first_mismatch, path, response.content, name)
+
+
+def _first_mismatch(path: Path, document: bytes, name: str) -> tuple[str, str] | None:
+    try:
+        ranges = json.loads(document).get(name)
+    except (ValueError, AttributeError) as exc:
         log.info("%s: segment checksums not available (%s)", name, exc)
         return None
     if not isinstance(ranges, dict):
         return None
-    # Reading and hashing the whole file: in a worker thread, not on the event loop.
-    return await asyncio.to_thread(_first_mismatch, path, ranges)
-
-
-def _first_mismatch(path: Path, ranges: Mapping[str, Any]) -> tuple[str, str] | None:
     with path.open("rb") as stream:
         for span, expected in sorted(ranges.items(), key=lambda kv: _start(kv[0])):
             match = _RANGE.match(span)
