@@ -22,7 +22,15 @@ from pathlib import Path
 from archiver.archive import Archive
 from archiver.kit import KitSettings, package
 from archiver.manifest import Manifest, write_manifest
-from common import commit, hold_videos, make_clip, make_entries, timed, with_trailer
+from common import (
+    commit,
+    ensure_tools,
+    hold_videos,
+    make_clip,
+    make_entries,
+    timed,
+    with_trailer,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -32,6 +40,7 @@ def main() -> None:
     parser.add_argument("--videos", type=int, default=100)
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
+    ensure_tools()
     with tempfile.TemporaryDirectory(prefix="bench-kit-") as temp:
         work = Path(temp)
         clip = make_clip(work / "clip.mp4")

@@ -16,7 +16,13 @@ from pathlib import Path
 from archiver.archive import Archive, FetchedFile
 from archiver.entry import Credit, Entry, Licence, Source, Video
 
-DEBIAN_TOOLS = {"nginx": "nginx-light", "curl": "curl", "wget": "wget", "aria2c": "aria2"}
+DEBIAN_TOOLS = {
+    "nginx": "nginx-light",
+    "curl": "curl",
+    "wget": "wget",
+    "aria2c": "aria2",
+    "rsync": "rsync",  # bench_package's peer
+}
 
 
 def ensure_tools() -> None:

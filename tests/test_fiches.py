@@ -91,9 +91,31 @@ def test_fiche_without_uuid_gets_an_ascii_slug_of_its_file_name(write_fiche: Wri
     assert entry.peertube is None
 
 
-def test_short_uuid_watch_url_is_not_mistaken_for_a_uuid(write_fiche: WriteFiche) -> None:
-    path = write_fiche("court.md", embed="https://tube.example.org/w/kkGMgK9ZtnKfYAgnEtQxbv")
-    assert parse_fiche(path).id == "court"
+LONG = "9c9de5e8-0a1e-484a-b099-e80766180a6d"
+SHORT = "kkGMgK9ZtnKfYAgnEtQxbv"  # the same video (PeerTube's short-uuid, flickr base58)
+
+
+@pytest.mark.parametrize(
+    "link",
+    [
+        f"https://tube.example.org/w/{SHORT}",
+        f"https://tube.example.org/w/{SHORT}?start=1m2s",
+        f"https://tube.example.org/videos/watch/{SHORT}",
+        f"https://tube.example.org/videos/watch/{LONG}",
+        f"https://tube.example.org/videos/embed/{SHORT}?autoplay=1",
+        f"https://tube.example.org/videos/embed/{LONG.upper()}",
+    ],
+)
+def test_every_peertube_link_form_names_its_video(write_fiche: WriteFiche, link: str) -> None:
+    entry = parse_fiche(write_fiche("court.md", embed=link))
+    assert entry.peertube is not None
+    assert (entry.peertube.instance, entry.peertube.uuid) == ("https://tube.example.org", LONG)
+    assert entry.id == LONG
+
+
+def test_a_playlist_link_names_no_video(write_fiche: WriteFiche) -> None:
+    path = write_fiche("liste.md", embed=f"https://tube.example.org/w/p/{SHORT}")
+    assert parse_fiche(path).peertube is None
 
 
 def test_pinned_checksum_and_size_are_read(write_fiche: WriteFiche) -> None:

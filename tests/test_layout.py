@@ -29,7 +29,7 @@ LAYERS: list[set[str]] = [
     {"manifest", "collection"},
     {"fiches"},
     {"entry"},
-    {"errors", "progress", "files", "names", "units", "urls", "_version", "_probe_worker"},
+    {"errors", "progress", "files", "names", "units", "urls", "links", "_version", "_probe_worker"},
 ]
 SIDEWAYS: set[tuple[str, str]] = set()
 ROOT = {"__init__"}  # the package's public face re-exports from below; nothing imports it

@@ -24,7 +24,7 @@ from archiver.manifest import (
     write_manifest,
 )
 
-from .conftest import SEED, SEED_UUID, WriteFiche
+from .conftest import SEED, SEED_UUID, WriteFiche, make_entry
 
 REPO = Path(__file__).resolve().parent.parent
 BUNDLED_MANIFEST = REPO / "manifests" / "default.json"
@@ -204,7 +204,7 @@ entries = st.builds(
     description=optional_texts,
     source=st.builds(Source, path=texts, sha256=st.just("0" * 64)),
     video=st.builds(Video, url=urls, embed_url=st.none() | urls, sha256=st.none(), size=st.none()),
-    peertube=st.none() | st.builds(PeerTubeRef, instance=urls, uuid=texts),
+    peertube=st.none() | st.builds(PeerTubeRef, instance=urls, uuid=st.uuids().map(str)),
     assets=st.lists(st.builds(Asset, kind=st.just("fiche_pdf"), url=urls)).map(tuple),
     transcript=texts,
     credits=st.lists(st.builds(Credit, role=texts, names=st.lists(texts).map(tuple))).map(tuple),
@@ -281,3 +281,12 @@ def test_input_errors_survive_pickling() -> None:
         "add a title",
         "a.md: title: missing required field",
     )
+
+
+def test_a_peertube_uuid_that_is_not_a_uuid_is_refused() -> None:
+    """It names files in the archive (the API's cached answer): a path must not pass."""
+    text = dumps(Manifest(entries=(make_entry("a", "https://x.org/a.mp4"),)))
+    document = json.loads(text)
+    document["entries"][0]["peertube"] = {"instance": "https://x.org", "uuid": "../../victim"}
+    with pytest.raises(ManifestError, match=r"entries\[0\]\.peertube\.uuid: expected a UUID"):
+        loads(json.dumps(document))

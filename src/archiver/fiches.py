@@ -27,6 +27,7 @@ from frontmatter.default_handlers import YAMLHandler
 
 from .entry import Asset, Credit, Entry, JSONValue, Licence, PeerTubeRef, Source, Video
 from .errors import FicheError
+from .links import video_id
 from .names import slugify
 from .urls import url_problem
 
@@ -292,10 +293,14 @@ def _peertube_ref(embed_url: str | None, video_url: str | None, path: Path) -> P
         if url is None:
             continue
         parts = urlsplit(url)
-        found = _UUID.search(parts.path)
+        # Every link form of the instance (embed, watch, /w/, short or long id), else a UUID
+        # anywhere in the path (a mirror's or a bucket's address of the file).
+        found = video_id(parts.path) or next(
+            (m.group(0).lower() for m in [_UUID.search(parts.path)] if m), None
+        )
         if found:
             instance = f"{parts.scheme.lower()}://{parts.netloc.lower()}"
-            refs[name] = PeerTubeRef(instance=instance, uuid=found.group(0).lower())
+            refs[name] = PeerTubeRef(instance=instance, uuid=found)
     embed, download = refs.get("videoEmbedSrc"), refs.get("videoDLHref")
     if embed and download and embed.uuid != download.uuid:
         raise FicheError(

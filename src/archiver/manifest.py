@@ -13,6 +13,7 @@ import errno
 import gc
 import json
 import os
+import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -189,6 +190,7 @@ def _layout(document: dict[str, JSONValue]) -> str:
     return "\n".join(lines) + "\n"
 
 
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 # Errors of the disk itself rather than of the path a user gave.
 DISK_REFUSED = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS})
 
@@ -298,7 +300,7 @@ class _Reader:
             peertube=(
                 PeerTubeRef(
                     instance=self.url(peertube.get("instance"), f"{at}.peertube.instance"),
-                    uuid=self.string(peertube.get("uuid"), f"{at}.peertube.uuid"),
+                    uuid=self.uuid(peertube.get("uuid"), f"{at}.peertube.uuid"),
                 )
                 if peertube is not None
                 else None
@@ -378,6 +380,13 @@ class _Reader:
         text = self.string(value, at)
         if len(text) != 64 or any(c not in "0123456789abcdef" for c in text):
             raise self.fail(at, "expected 64 lowercase hexadecimal digits")
+        return text
+
+    def uuid(self, value: JSONValue, at: str) -> str:
+        """A video's UUID, lowercase: it names files in the archive, so nothing else passes."""
+        text = self.string(value, at)
+        if not _UUID.fullmatch(text):
+            raise self.fail(at, "expected a UUID (8-4-4-4-12 lowercase hexadecimal digits)")
         return text
 
     def size(self, value: JSONValue, at: str) -> int:
