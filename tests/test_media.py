@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 
@@ -10,7 +11,16 @@ import pytest
 from archiver import media
 from archiver.media import MediaError, MediaInfo, poster_command
 
-from .media import make_mp4, probe_duration, probe_size
+from .media import (
+    make_audio_only_mp4,
+    make_mp4,
+    make_split_audio_mp4,
+    make_split_video_mp4,
+    probe_duration,
+    probe_size,
+    probe_streams,
+    require,
+)
 
 
 def test_poster_command_for_a_full_hd_video() -> None:
@@ -271,3 +281,129 @@ def test_the_reader_ends_with_its_input(tmp_path: Path) -> None:
     assert worker is not None
     prober.close()
     assert worker.returncode == 0
+
+
+# -- PeerTube's split sound: reading whether there is sound, and joining it -------------------
+
+
+def test_mux_command_copies_the_first_picture_then_the_first_sound() -> None:
+    command = media.mux_command(Path("v.mp4"), Path("a.mp4"), Path("out.mp4"))
+    assert command == [
+        "ffmpeg",
+        "-i", "v.mp4",
+        "-i", "a.mp4",
+        "-map", "0:v:0",
+        "-map", "1:a:0",
+        "-c", "copy",
+        "-f", "mp4",
+        "-movflags", "+faststart",
+        "out.mp4",
+        "-v", "error",
+        "-nostdin",
+        "-y",
+    ]  # fmt: skip
+
+
+def test_mux_command_never_re_encodes_and_never_reads_the_terminal() -> None:
+    command = media.mux_command(Path("-v.mp4"), Path("a b.mp4"), Path("out.mp4"))
+    assert [command[i + 1] for i, flag in enumerate(command) if flag == "-i"] == [
+        "-v.mp4",  # a path, never taken for a flag: it follows -i
+        "a b.mp4",  # one argument, no shell
+    ]
+    assert _value(command, "-c") == "copy"
+    assert not {"-vcodec", "-acodec", "-c:v", "-c:a", "-filter_complex"} & set(command)
+    assert "-nostdin" in command
+
+
+def test_probe_says_whether_a_file_has_sound(tmp_path: Path) -> None:
+    both = media.probe(make_mp4(tmp_path / "both.mp4", seconds=1))
+    picture = media.probe(make_split_video_mp4(tmp_path / "v.mp4", seconds=1))
+    sound = media.probe(make_split_audio_mp4(tmp_path / "a.mp4", seconds=1))
+    assert (both.audio, picture.audio, sound.audio) == (True, False, True)
+    assert (picture.width, picture.height) == (320, 240)
+    assert (sound.width, sound.height) == (None, None)
+    assert sound.duration == pytest.approx(1.0, abs=0.1)
+
+
+def test_confirm_audio_takes_a_sound_only_mp4_and_names_what_is_wrong(tmp_path: Path) -> None:
+    sound = make_split_audio_mp4(tmp_path / "a.mp4", seconds=1)
+    info = media.confirm_audio(sound)
+    assert info.audio is True
+    assert info.duration == pytest.approx(probe_duration(sound), abs=0.05)
+    assert media.confirm_audio(make_audio_only_mp4(tmp_path / "plain.mp4")).audio is True
+    picture = make_split_video_mp4(tmp_path / "v.mp4", seconds=1)
+    with pytest.raises(MediaError) as caught:
+        media.confirm_audio(picture)
+    assert caught.value.message == f"{picture}: no audio stream"
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(sound.read_bytes()[:-100])
+    with pytest.raises(MediaError) as caught:
+        media.confirm_audio(cut)
+    assert caught.value.reason.startswith("truncated: the last 'mdat' box ends ")
+    with pytest.raises(MediaError) as caught:
+        media.confirm_audio(tmp_path / "absent.mp4")
+    assert caught.value.reason.startswith("cannot read it: ")
+
+
+def test_confirm_playable_requires_sound_only_when_asked(tmp_path: Path) -> None:
+    picture = make_split_video_mp4(tmp_path / "v.mp4", seconds=1)
+    assert media.confirm_playable(picture).audio is False  # a video file of a split video
+    with pytest.raises(MediaError) as caught:
+        media.confirm_playable(picture, require_audio=True)
+    assert caught.value.message == f"{picture}: no audio stream"
+    both = make_mp4(tmp_path / "both.mp4", seconds=1)
+    assert media.confirm_playable(both, require_audio=True).audio is True
+
+
+def test_an_answer_without_audio_from_an_older_reader_reads_as_unknown() -> None:
+    answer = '{"duration": 2.0, "width": 320, "height": 240}'
+    code = f"import sys\nfor line in sys.stdin:\n    print({answer!r}, flush=True)"
+    prober = media.Prober([sys.executable, "-c", code])
+    try:
+        assert prober.probe(Path("any.mp4")) == MediaInfo(2.0, 320, 240, None)
+    finally:
+        prober.close()
+
+
+def _stream_hash(path: Path, stream: str) -> str:
+    """The md5 of every packet of ``path``'s first ``stream`` ("v" or "a"), as ffmpeg reads them."""
+    done = subprocess.run(
+        [require("ffmpeg"), "-v", "error", "-i", str(path), "-map", f"0:{stream}:0",
+         "-c", "copy", "-f", "streamhash", "-hash", "md5", "-"],
+        check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    return done.stdout.strip().rsplit("=", 1)[1]
+
+
+def test_mux_joins_fragmented_picture_and_sound_copied_bit_for_bit(tmp_path: Path) -> None:
+    picture = make_split_video_mp4(tmp_path / "v.mp4", seconds=2, width=640, height=360)
+    sound = make_split_audio_mp4(tmp_path / "a.mp4", seconds=2)
+    target = tmp_path / "joined" / "j.mp4"
+    media.mux(picture, sound, target)
+    assert probe_streams(target) == ["video", "audio"]
+    assert probe_size(target) == (640, 360)
+    assert probe_duration(target) == pytest.approx(2.0, abs=0.1)
+    info = media.confirm_playable(target, require_audio=True)
+    assert info.duration == pytest.approx(probe_duration(target), abs=0.05)
+    # Copied, not re-encoded: the same packets as in the two files it was made from.
+    assert _stream_hash(target, "v") == _stream_hash(picture, "v")
+    assert _stream_hash(target, "a") == _stream_hash(sound, "a")
+    # +faststart: the index (moov) before the samples (mdat), no fragments left.
+    boxes = []
+    data = target.read_bytes()
+    position = 0
+    while position < len(data):
+        boxes.append(data[position + 4 : position + 8].decode())
+        position += int.from_bytes(data[position : position + 4], "big")
+    assert boxes.index("moov") < boxes.index("mdat")
+    assert "moof" not in boxes
+    assert sorted(p.name for p in target.parent.iterdir()) == ["j.mp4"]  # no temporary file
+
+
+def test_mux_of_two_silent_files_fails_and_leaves_nothing(tmp_path: Path) -> None:
+    picture = make_split_video_mp4(tmp_path / "v.mp4", seconds=1)
+    target = tmp_path / "out" / "j.mp4"
+    with pytest.raises(MediaError) as caught:
+        media.mux(picture, picture, target)  # no sound in the second file to map
+    assert caught.value.message.startswith(f"{picture}: ffmpeg could not join the sound: ")
+    assert list(target.parent.iterdir()) == []

@@ -1,5 +1,5 @@
-"""What FFmpeg reads and makes: whether a video plays, its duration and size, a poster frame
-and a re-encoded copy.
+"""What FFmpeg reads and makes: whether a video plays (and has sound), its duration and size, a
+poster frame, a re-encoded copy, and a video joined with the sound PeerTube stores apart.
 
 Reading goes through FFmpeg's libraries (PyAV) in a worker process started once: fast enough
 to confirm every download, and a file that crashes FFmpeg costs only that file. Making runs
@@ -32,6 +32,7 @@ from pathlib import Path
 from .errors import MediaError, MediaUnavailable, describe_os_error
 
 __all__ = [
+    "MUX_VERSION",
     "POSTER_VERSION",
     "PRESETS",
     "PROBER",
@@ -41,9 +42,12 @@ __all__ = [
     "Preset",
     "Prober",
     "available",
+    "confirm_audio",
     "confirm_playable",
     "make_poster",
     "mp4_problem",
+    "mux",
+    "mux_command",
     "poster_command",
     "probe",
     "transcode",
@@ -55,15 +59,22 @@ POSTER_VERSION = 1
 POSTER_MAX_WIDTH = 640
 POSTER_POSITION = 0.10  # a frame at 10% of the video: past any black opening frames
 POSTER_QUALITY = 4  # mjpeg qscale: 2 (best) … 31 (worst)
+# Bumped when the recipe that joins a video with its sound changes, so joined files are made again.
+MUX_VERSION = 1
 
 
 @dataclass(frozen=True)
 class MediaInfo:
-    """What FFmpeg reads of a video file."""
+    """What FFmpeg reads of a video file.
+
+    ``audio``: whether it has a sound stream; ``None`` when not read (facts rebuilt from the
+    catalog, which keeps duration and size only, or a reader that does not say).
+    """
 
     duration: float | None
     width: int | None
     height: int | None
+    audio: bool | None = None
 
 
 def available() -> bool:
@@ -111,7 +122,8 @@ class Prober:
         return self._process
 
     def probe(self, path: Path) -> MediaInfo:
-        """Duration (seconds) and size of the first video stream of ``path``."""
+        """Duration (seconds) and size of the first video stream of ``path``, and whether it
+        has sound."""
         with self._lock:
             worker = self._worker()
             stdin, stdout = worker.stdin, worker.stdout
@@ -133,7 +145,13 @@ class Prober:
             answer = json.loads(line)
             if "error" in answer:
                 raise MediaError(path, f"FFmpeg cannot read it: {answer['error']}")
-            return MediaInfo(answer["duration"], answer["width"], answer["height"])
+            audio = answer.get("audio")  # absent from a reader older than split sound: unknown
+            return MediaInfo(
+                answer["duration"],
+                answer["width"],
+                answer["height"],
+                audio if isinstance(audio, bool) else None,
+            )
         except (ValueError, TypeError, KeyError) as exc:  # a bug if ever: the reader is ours
             raise MediaError(path, f"the FFmpeg reader answered {line[:80]!r}") from exc
 
@@ -179,30 +197,59 @@ atexit.register(PROBER.close)
 
 
 def probe(path: Path) -> MediaInfo:
-    """Duration (seconds) and size of the first video stream, as FFmpeg reads them (in the
-    shared worker process); :class:`MediaError` when FFmpeg cannot read it."""
+    """Duration (seconds) and size of the first video stream, and whether there is sound, as
+    FFmpeg reads them (in the shared worker process); :class:`MediaError` when FFmpeg cannot
+    read it."""
     return PROBER.probe(path)
 
 
-def confirm_playable(path: Path) -> MediaInfo:
+def confirm_playable(path: Path, *, require_audio: bool = False) -> MediaInfo:
     """What FFmpeg reads of ``path`` once it is known to be a playable MP4.
 
     Its boxes must tile the file (nothing cut short, the last fragment complete) and FFmpeg
-    must find a video stream with a size and a duration; otherwise :class:`MediaError` with
-    the reason (a file that cannot be read included).
+    must find a video stream with a size and a duration, and with ``require_audio`` a sound
+    stream as well (a video joined with its sound); otherwise :class:`MediaError` with the
+    reason (a file that cannot be read included).
     """
+    info = _read_whole(path)
+    if info.width is None or info.height is None:
+        raise MediaError(path, "no video stream")
+    if require_audio and not info.audio:
+        raise MediaError(path, "no audio stream")
+    _require_duration(path, info)
+    return info
+
+
+def confirm_audio(path: Path) -> MediaInfo:
+    """What FFmpeg reads of ``path`` once it is known to be a playable sound-only MP4.
+
+    PeerTube (6.3 and later, ``split_audio_and_video``) can store a video's sound in a file of
+    its own, beside picture-only files: the downloader checks that file with this, as it checks
+    a video with :func:`confirm_playable`. Its boxes must tile the file and FFmpeg must find a
+    sound stream and a duration; a picture is not needed (``width`` and ``height`` are ``None``
+    without one). Otherwise :class:`MediaError` with the reason.
+    """
+    info = _read_whole(path)
+    if not info.audio:
+        raise MediaError(path, "no audio stream")
+    _require_duration(path, info)
+    return info
+
+
+def _read_whole(path: Path) -> MediaInfo:
+    """What FFmpeg reads of ``path``, once its boxes are known to tile it (:func:`mp4_problem`)."""
     try:
         problem = mp4_problem(path)
     except OSError as exc:
         raise MediaError(path, f"cannot read it: {describe_os_error(exc)}") from exc
     if problem:
         raise MediaError(path, problem)
-    info = probe(path)
-    if info.width is None or info.height is None:
-        raise MediaError(path, "no video stream")
+    return probe(path)
+
+
+def _require_duration(path: Path, info: MediaInfo) -> None:
     if not info.duration or not math.isfinite(info.duration) or info.duration <= 0:
         raise MediaError(path, "no duration")
-    return info
 
 
 def poster_command(source: Path, target: Path, info: MediaInfo) -> list[str]:
@@ -391,5 +438,57 @@ def transcode(source: Path, target: Path, info: MediaInfo, preset: Preset) -> No
         target,
         lambda temp: transcode_command(source, temp, info, preset),
         what="re-encode it",
+        check=mp4_problem,
+    )
+
+
+def mux_command(video: Path, audio: Path, target: Path) -> list[str]:
+    """The ffmpeg command that joins the picture of ``video`` and the sound of ``audio`` into
+    one MP4, ``target``, copying both as they are (no re-encode: as fast as the disk).
+
+    PeerTube stores a video's sound apart when ``split_audio_and_video`` is on: a picture-only
+    fragmented MP4 per resolution, and one sound-only fragmented MP4. A ``<video>`` plays one
+    file, so the kit carries the two joined.
+
+    >>> mux_command(Path("v.mp4"), Path("a.mp4"), Path("j.mp4"))[:9]
+    ['ffmpeg', '-i', 'v.mp4', '-i', 'a.mp4', '-map', '0:v:0', '-map', '1:a:0']
+    """
+    # Output options may come in any order before the output file, global ones anywhere, except
+    # that the two -map make the streams in their order: picture, then sound, as transcode's.
+    # +faststart with fragmented inputs: ffmpeg reads every fragment of both (the mp4 demuxer
+    # follows moof after moof), writes one ordinary MP4 with a full index, then moves that
+    # index (moov) before the samples in a second pass. Checked on ffmpeg 5.1 with PeerTube-like
+    # inputs (frag_keyframe+empty_moov+default_base_moof, B-frames): moov first, both streams,
+    # the duration of the longer one. An unfragmented result is also what the kit's other
+    # videos (re-encodes) are, and what every player, old desktop ones included, seeks in.
+    # fmt: off
+    return [
+        "ffmpeg",
+        "-i", str(video),  # input 0: the picture
+        "-i", str(audio),  # input 1: the sound
+        "-map", "0:v:0",  # first stream: the first picture stream of the video file
+        "-map", "1:a:0",  # then the first sound stream of the sound file; nothing else
+        "-c", "copy",  # both as they are: no re-encode, no loss, only boxes rewritten
+        "-f", "mp4",  # an MP4, whatever the target's name
+        "-movflags", "+faststart",  # index (moov) first: plays before it is all read
+        str(target),
+        "-v", "error",  # say nothing but errors: the last line is the reason we report
+        "-nostdin",  # never read the terminal: ffmpeg runs unattended, maybe in the background
+        "-y",  # overwrite the temporary file if a killed run left one
+    ]
+    # fmt: on
+
+
+def mux(video: Path, audio: Path, target: Path) -> None:
+    """Join the picture of ``video`` and the sound of ``audio`` into ``target`` (atomically,
+    checked whole); :class:`MediaError` on failure, :class:`MediaUnavailable` without ffmpeg.
+
+    No timeout, as for a re-encode: a copy takes as long as the disk needs to read both files.
+    """
+    _make(
+        video,
+        target,
+        lambda temp: mux_command(video, audio, temp),
+        what="join the sound",
         check=mp4_problem,
     )

@@ -10,7 +10,8 @@ Kit layout::
     data/assets/               style.css, app.js, player.js
     data/videos/<id>/          index.html, the MP4, poster.jpg, captions, companion PDFs
 
-    plan.py     what goes in: each video's held version, re-encodes, posters, captions
+    plan.py     what goes in: each video's held version (joined with its sound when PeerTube
+                stores that apart), re-encodes, posters, captions
     derive.py   what is made from a video once and kept in the archive by sha256
     site.py     the French pages and text (templates/, static/)
     bag.py      BagIt: manifests, bag-info, verification

@@ -1,5 +1,6 @@
 """What the kit makes from a held video, once per sha256, kept in the archive: what FFmpeg
-reads of it, its poster frame, its re-encoded copy (``--transcode``).
+reads of it, its poster frame, its re-encoded copy (``--transcode``), and the video joined
+with its sound when PeerTube stores that apart (role ``"audio"``).
 
 Each is cached in the catalog by the source's sha256 and the recipe's version (see
 :class:`~archiver.catalog.Derived`): an unchanged video is never read or encoded twice, and a
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,13 +20,35 @@ from ..archive import Archive, Derived, FileRecord
 from ..errors import describe_os_error
 from ..files import file_sha256
 
-__all__ = ["Source", "Unplayable", "facts", "poster", "transcoded"]
+__all__ = [
+    "Silent",
+    "Source",
+    "Unjoinable",
+    "Unplayable",
+    "carried_size",
+    "facts",
+    "joined",
+    "joined_kind",
+    "poster",
+    "silent",
+    "transcoded",
+]
 
 log = logging.getLogger(__name__)
 
 
 class Unplayable(Exception):
     """FFmpeg finds no playable video in a held file: it stays out of the kit."""
+
+
+class Unjoinable(Exception):
+    """A video and its sound, both readable, did not make one playable MP4 with picture and
+    sound: the video stays out of the kit, named, rather than carried by a recipe gone wrong."""
+
+
+class Silent(Exception):
+    """A video's sound is not there to join (its file missing or unplayable, or no ffmpeg):
+    the video goes into the kit without sound, with a warning."""
 
 
 @dataclass(frozen=True)
@@ -61,57 +85,174 @@ def facts(archive: Archive, record: FileRecord) -> Derived:
     return archive.record_media_facts(record.sha256, info.duration, info.width, info.height)
 
 
-def poster(archive: Archive, record: FileRecord, known: Derived) -> Source:
-    """A frame of the video as its poster: from the cache or made once with ffmpeg.
+def poster(archive: Archive, origin: Source, known: Derived) -> Source:
+    """A frame of the video ``origin`` as its poster: from the cache or made once with ffmpeg.
 
     Raises :class:`~archiver.media.MediaError` (``MediaUnavailable`` without ffmpeg).
     """
-    cached = archive.derived(record.sha256, "poster", media.POSTER_VERSION)
+    path = _path(origin)
+    cached = archive.derived(origin.sha256, "poster", media.POSTER_VERSION)
     if cached is None:
-        target = archive.derived_path(record.sha256, f"poster-v{media.POSTER_VERSION}.jpg")
+        target = archive.derived_path(origin.sha256, f"poster-v{media.POSTER_VERSION}.jpg")
         info = media.MediaInfo(known.duration, known.width, known.height)
-        media.make_poster(archive.root / record.path, target, info)
-        cached = _record_made(archive, record, "poster", media.POSTER_VERSION, target, info)
+        media.make_poster(path, target, info)
+        cached = _record_made(archive, origin.sha256, "poster", media.POSTER_VERSION, target, info)
     made = _source(archive, cached)
     if made is None:
-        raise media.MediaError(archive.root / record.path, "no poster was recorded")
+        raise media.MediaError(path, "no poster was recorded")
     return made
 
 
 def transcoded(
-    archive: Archive, record: FileRecord, known: Derived, preset: media.Preset, label: str
+    archive: Archive, origin: Source, known: Derived, preset: media.Preset, label: str
 ) -> Source:
-    """The video re-encoded with ``preset``: made once, kept in the archive by sha256."""
+    """The video ``origin`` (held, or joined with its sound) re-encoded with ``preset``: made
+    once, kept in the archive by ``origin``'s sha256."""
+    path = _path(origin)
     kind = f"transcode-{preset.name}"
-    cached = archive.derived(record.sha256, kind, preset.version)
+    cached = archive.derived(origin.sha256, kind, preset.version)
     if cached is None or cached.path is None:
         log.info("%s: re-encoding to %s", label, preset.name)
-        source = archive.root / record.path
-        target = archive.derived_path(record.sha256, f"{kind}-v{preset.version}.mp4")
+        target = archive.derived_path(origin.sha256, f"{kind}-v{preset.version}.mp4")
         info = media.MediaInfo(known.duration, known.width, known.height)
-        media.transcode(source, target, info, preset)
-        cached = _record_made(archive, record, kind, preset.version, target, media.probe(target))
+        media.transcode(path, target, info, preset)
+        made_info = media.probe(target)
+        cached = _record_made(archive, origin.sha256, kind, preset.version, target, made_info)
     made = _source(archive, cached)
     if made is None:
-        raise media.MediaError(archive.root / record.path, f"no {kind} was recorded")
+        raise media.MediaError(path, f"no {kind} was recorded")
     return made
+
+
+# -- PeerTube's split sound ----------------------------------------------------------------------
+
+# What a joined file may hold beyond its two inputs, a second of video, for --fit's estimate
+# before it is made. Fragments index their samples in ``trun`` boxes; the joined MP4 indexes
+# them again in its ``moov`` (stsz, stco, stsc, ctts): measured 225 B/s for 120 s of 25 fps
+# H.264 with 44.1 kHz AAC, 491 B/s for 10 min of 720p at 30 fps with 48 kHz AAC (574.13 MB
+# joined from 573.84 MB); at worst about 24 B a picture and 16 B a sound frame, 2.2 KB/s at
+# 60 fps with 48 kHz AAC. Rounded up.
+JOIN_INDEX_PER_SECOND = 2560
+
+
+def joined_kind(audio_sha256: str) -> str:
+    """The derived kind of a video joined with the sound file of sha256 ``audio_sha256``: the
+    sound's in it, so a changed sound makes a new joined file (kept under the video's sha256).
+
+    >>> joined_kind("0123456789abcdef" + "f" * 48)
+    'joined-0123456789abcdef'
+    """
+    return f"joined-{audio_sha256[:16]}"
+
+
+def silent(archive: Archive, video: FileRecord) -> bool:
+    """Whether FFmpeg finds no sound stream in the held ``video`` (PeerTube's picture-only
+    files); :class:`Unplayable` when it cannot read it.
+
+    Read each time it is asked (the catalog keeps duration and size, not streams): about a
+    millisecond, and only for items that hold a sound file.
+    """
+    return _read(archive, video).audio is False
+
+
+def joined(
+    archive: Archive, video: FileRecord, audio: FileRecord, label: str = ""
+) -> tuple[Source, Derived] | None:
+    """The held ``video`` joined with the held sound file ``audio`` (:func:`media.mux`) and what
+    FFmpeg read of it; ``None`` when the video has sound of its own (nothing to join).
+
+    Made once, kept in the archive's derived store under the video's sha256 (the kind names the
+    sound's, :func:`joined_kind`), checked before it is recorded: picture, sound and duration.
+    Raises :class:`Silent` when the sound cannot be joined (not a playable sound file, no
+    ffmpeg), :class:`Unjoinable` when ffmpeg fails or makes a file without both streams, and
+    :class:`Unplayable` when the video itself cannot be read.
+    """
+    kind = joined_kind(audio.sha256)
+    cached = archive.derived(video.sha256, kind, media.MUX_VERSION)
+    if cached is None or cached.path is None:
+        if not silent(archive, video):
+            return None
+        cached = _join(archive, video, audio, kind, label)
+    made = _source(archive, cached)
+    if made is None:  # a bug if ever: _record_made records the path, sha256 and size
+        raise Unjoinable(f"no {kind} was recorded")
+    known = archive.media_facts(made.sha256) or archive.record_media_facts(
+        made.sha256, cached.duration, cached.width, cached.height
+    )
+    return made, known
+
+
+def _join(archive: Archive, video: FileRecord, audio: FileRecord, kind: str, label: str) -> Derived:
+    """Make, check and record the joined file (see :func:`joined`)."""
+    sound = archive.root / audio.path
+    try:
+        media.confirm_audio(sound)
+    except media.MediaError as exc:
+        raise Silent(f"its sound file {audio.path} is not playable: {exc.reason}") from exc
+    log.info("%s: joining its picture and its sound", label)
+    target = archive.derived_path(video.sha256, f"{kind}-v{media.MUX_VERSION}.mp4")
+    try:
+        media.mux(archive.root / video.path, sound, target)
+    except media.MediaUnavailable as exc:
+        raise Silent(f"{exc.reason}: cannot join its sound") from exc
+    except media.MediaError as exc:
+        raise Unjoinable(exc.reason) from exc
+    try:
+        info = media.confirm_playable(target, require_audio=True)
+        made = _record_made(archive, video.sha256, kind, media.MUX_VERSION, target, info)
+    except media.MediaError as exc:
+        target.unlink(missing_ok=True)  # never recorded, never carried: made again next run
+        raise Unjoinable(f"the joined file: {exc.reason}") from exc
+    if made.file_sha256 is not None:
+        archive.record_media_facts(made.file_sha256, info.duration, info.width, info.height)
+    return made
+
+
+def carried_size(archive: Archive, video: FileRecord, audio: FileRecord | None) -> int:
+    """For ``--fit``, before anything is made: the bytes ``video`` takes in the kit.
+
+    With a sound file to join to a picture-only video, the joined file's size once made, and
+    until then the two files' sizes and room for the index the joined file adds
+    (:data:`JOIN_INDEX_PER_SECOND`); else the video's own size.
+    """
+    if audio is None:
+        return video.size
+    cached = archive.derived(video.sha256, joined_kind(audio.sha256), media.MUX_VERSION)
+    if cached is not None and cached.file_size is not None:
+        return cached.file_size
+    try:
+        info = _read(archive, video)
+    except Unplayable:
+        return video.size  # left out when chosen, said then
+    if info.audio is not False:
+        return video.size
+    seconds = info.duration if info.duration and math.isfinite(info.duration) else 0.0
+    return video.size + audio.size + math.ceil(seconds * JOIN_INDEX_PER_SECOND)
+
+
+def _read(archive: Archive, record: FileRecord) -> media.MediaInfo:
+    try:
+        return media.probe(archive.root / record.path)
+    except media.MediaError as exc:
+        raise Unplayable(exc.reason) from exc
 
 
 def _record_made(
     archive: Archive,
-    record: FileRecord,
+    sha256: str,
     kind: str,
     version: int,
     made: Path,
     info: media.MediaInfo,
 ) -> Derived:
-    """Note in the catalog what was made from ``record``'s bytes, so it is never made again."""
+    """Note in the catalog what was made from the bytes of ``sha256``, so it is never made
+    again."""
     try:
         checksum, size = file_sha256(made), made.stat().st_size
     except OSError as exc:
         raise media.MediaError(made, f"cannot read it: {describe_os_error(exc)}") from exc
     derived = Derived(
-        sha256=record.sha256,
+        sha256=sha256,
         kind=kind,
         version=version,
         path=made.relative_to(archive.root).as_posix(),
@@ -132,3 +273,10 @@ def _source(archive: Archive, derived: Derived) -> Source | None:
     return Source(
         sha256=derived.file_sha256, size=derived.file_size, path=archive.root / derived.path
     )
+
+
+def _path(origin: Source) -> Path:
+    """The file a derived file is made from: a held video, or one made from it."""
+    if origin.path is None:  # a bug if ever: derived files are made from files
+        raise ValueError("a derived file is made from a file, not from bytes in memory")
+    return origin.path

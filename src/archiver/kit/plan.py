@@ -1,5 +1,6 @@
 """What goes into a kit: for each video of the manifest, the held version it shows (or why it
-is left out), re-encoded when nothing else fits, with its poster, captions and companion files.
+is left out), joined with its sound when PeerTube stores that apart, re-encoded when nothing
+else fits, with its poster, captions and companion files.
 
 Planning reads the archive and may make derived files (:mod:`.derive`); it writes nothing in
 the kit. The result is a :class:`KitPlan`: every file of the kit's payload by its path, with
@@ -29,6 +30,7 @@ __all__ = ["DEFAULT_SETTINGS", "DEFAULT_TITLE", "KitPlan", "KitSettings", "plan_
 log = logging.getLogger(__name__)
 
 DEFAULT_TITLE = "Vidéos de formation"
+AUDIO = "audio"  # the archive's role of a video's sound, when PeerTube stores it apart
 FAT32_LIMIT = 4 * 1024**3 - 1
 POSTER_NAME = "poster.jpg"
 # Caption languages as a French page names them; others keep their code.
@@ -90,9 +92,11 @@ class _Video:
     entry: Entry
     record: FileRecord
     facts: Derived
-    source: Source
+    source: Source  # what the kit carries
     name: str
     resolution: str | None
+    # What re-encodes are made from: the held video, or it joined with its sound.
+    origin: Source
     reencoded: bool = False  # tried, whatever came of it
     kept_because: str | None = None  # why a re-encode did not replace it
 
@@ -116,7 +120,8 @@ def plan_kit(manifest: Manifest, archive: Archive, settings: KitSettings) -> Kit
             poster = Source.held(archive, preview)
         else:
             try:
-                poster = derive.poster(archive, video.record, video.facts)
+                # From the held video: the same picture as its joined copy, made once.
+                poster = derive.poster(archive, Source.held(archive, video.record), video.facts)
             except media.MediaUnavailable:
                 ffmpeg_missing = True  # said once, after the loop
             except media.MediaError as exc:
@@ -158,10 +163,12 @@ def _fit_versions(
     records: dict[str, FileRecord] = {}
     options: dict[str, list[Rendition]] = {}
     for entry in manifest.entries:
+        audio = archive.held(entry.id, AUDIO)  # carried with each picture-only version
         for record in archive.held_versions(entry.id, "video"):
             records[record.path] = record
+            size = derive.carried_size(archive, record, audio)
             options.setdefault(entry.id, []).append(
-                Rendition(height=_height(archive, record), size=record.size, key=record.path)
+                Rendition(height=_height(archive, record), size=size, key=record.path)
             )
     overhead = kit_overhead(len(manifest.entries))
     fit = plan_fit(
@@ -195,21 +202,72 @@ def _videos(
         if record is None:
             plan.left_out.append((entry, "not in the archive yet (run 'archiver download')"))
             continue
-        if record.size > FAT32_LIMIT:
-            plan.warnings.append(
-                f"{entry.title} ({entry.id}): {format_bytes(record.size)} is over 4 GiB, more than"
-                " a FAT32 key can hold in one file; format the key as exFAT or NTFS"
-            )
+        _warn_over_fat32(plan, entry, record.size)
         try:
             known = derive.facts(archive, record)
         except derive.Unplayable as exc:
             plan.left_out.append((entry, f"not a playable MP4: {exc}"))
             continue
-        resolution = f"{record.resolution}p" if record.resolution else None
-        videos.append(
-            _Video(entry, record, known, Source.held(archive, record), _leaf(record), resolution)
+        held = Source.held(archive, record)
+        video = _Video(
+            entry=entry,
+            record=record,
+            facts=known,
+            source=held,
+            name=_leaf(record),  # joined with its sound or not: the same name, kits stay stable
+            resolution=f"{record.resolution}p" if record.resolution else None,
+            origin=held,
         )
+        if not _join_sound(plan, archive, video):
+            continue
+        if record.size <= FAT32_LIMIT:  # joined with its sound, it may have grown past it
+            _warn_over_fat32(plan, entry, video.source.size)
+        videos.append(video)
     return videos
+
+
+def _warn_over_fat32(plan: KitPlan, entry: Entry, size: int) -> None:
+    if size > FAT32_LIMIT:
+        plan.warnings.append(
+            f"{entry.title} ({entry.id}): {format_bytes(size)} is over 4 GiB, more than"
+            " a FAT32 key can hold in one file; format the key as exFAT or NTFS"
+        )
+
+
+def _join_sound(plan: KitPlan, archive: Archive, video: _Video) -> bool:
+    """With PeerTube's split sound (a picture-only video and a sound file, role ``"audio"``):
+    carry the two joined into one MP4. False when the video must stay out of the kit.
+
+    A sound file missing or unplayable, or no ffmpeg to join it, leaves the video silent with
+    a warning rather than out of the kit: its page still has the transcript and captions, a
+    teacher can still show the picture, and once the archive holds the sound again (the next
+    download fetches a missing file, and names it if it cannot) the next update makes the kit
+    whole under the same name. A join that ffmpeg botches, though, is an error: the video
+    stays out, named, exit 1.
+    """
+    entry = video.entry
+    audio = archive.held(entry.id, AUDIO)
+    try:
+        if audio is None:
+            if archive.current(entry.id, AUDIO) is not None and derive.silent(
+                archive, video.record
+            ):  # recorded, but not on disk at its size
+                raise derive.Silent("its sound file is missing (run 'archiver download')")
+            return True
+        made = derive.joined(archive, video.record, audio, video.label)
+    except derive.Silent as exc:
+        plan.warnings.append(f"{video.label}: carried without sound: {exc}")
+        return True
+    except derive.Unplayable as exc:
+        plan.left_out.append((entry, f"not a playable MP4: {exc}"))
+        return False
+    except derive.Unjoinable as exc:
+        plan.left_out.append((entry, f"cannot join its picture and its sound: {exc}"))
+        return False
+    if made is not None:
+        video.source, video.facts = made
+        video.origin = video.source
+    return True
 
 
 def _reencode(
@@ -252,7 +310,7 @@ def _shrink(plan: KitPlan, archive: Archive, video: _Video, preset: media.Preset
     """Put ``video`` re-encoded with ``preset`` in the kit, when that makes it smaller."""
     video.reencoded = True  # tried: never twice, whatever the outcome
     try:
-        made = derive.transcoded(archive, video.record, video.facts, preset, video.label)
+        made = derive.transcoded(archive, video.origin, video.facts, preset, video.label)
     except media.MediaError as exc:
         video.kept_because = exc.reason
     else:
