@@ -92,6 +92,9 @@ class FetchedFile:
     # What FFmpeg read of a video when the download confirmed it plays: (duration, width,
     # height). Recorded with the file, so the kit never reads it again.
     media: tuple[float | None, int | None, int | None] | None = None
+    # What the source's segment checksums said: "verified", "not published", or
+    # "not verified: <why>"; None for files that have none (PDFs, images).
+    segments: str | None = None
 
 
 @dataclass(frozen=True)
@@ -323,6 +326,7 @@ class Archive:
             checked_at=now,
             resolution=fetched.resolution,
             content_type=fetched.content_type,
+            segments=fetched.segments,
         )
         try:
             self.catalog.add_version(record, superseded=superseded, facts=facts)

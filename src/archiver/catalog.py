@@ -190,8 +190,14 @@ def _migrate_2(db: sqlite3.Connection) -> None:
             )
 
 
+def _migrate_3(db: sqlite3.Connection) -> None:
+    """What the instance's segment checksums said of a file: ``verified``, ``not published``
+    or ``not verified: <why>`` (NULL for files before this version, and for those with none)."""
+    db.execute("ALTER TABLE files ADD COLUMN segments TEXT")
+
+
 # Each migration brings the catalog from the version before it to its own (its index + 1).
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_migrate_1, _migrate_2)
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_migrate_1, _migrate_2, _migrate_3)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -218,6 +224,7 @@ class FileRecord:
     resolution: int | None = None
     content_type: str | None = None
     audited_at: str | None = None
+    segments: str | None = None  # what the source's segment checksums said of it
 
 
 @dataclass(frozen=True)
@@ -288,7 +295,7 @@ class AuditRow:
 
 _FILE_COLUMNS = (
     "item_id, role, version, path, url, final_url, sha256, size, etag, last_modified,"
-    " fetched_at, current, checked_at, resolution, content_type, audited_at"
+    " fetched_at, current, checked_at, resolution, content_type, audited_at, segments"
 )
 _DERIVED_COLUMNS = "sha256, kind, version, path, file_sha256, file_size, duration, width, height"
 
@@ -311,6 +318,7 @@ def _file(row: sqlite3.Row) -> FileRecord:
         resolution=row["resolution"],
         content_type=row["content_type"],
         audited_at=row["audited_at"],
+        segments=row["segments"],
     )
 
 
@@ -526,8 +534,8 @@ class Catalog:
                 )
             db.execute(
                 "INSERT INTO files (item_id, role, version, current, path, url, final_url, sha256,"
-                " size, etag, last_modified, content_type, fetched_at, checked_at, resolution)"
-                " VALUES (?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " size, etag, last_modified, content_type, fetched_at, checked_at, resolution,"
+                " segments) VALUES (?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     record.item_id,
                     record.role,
@@ -543,6 +551,7 @@ class Catalog:
                     record.fetched_at,
                     record.checked_at,
                     record.resolution,
+                    record.segments,
                 ),
             )
             if facts is not None:

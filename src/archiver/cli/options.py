@@ -86,12 +86,22 @@ def archive_option(function: F) -> F:
     )(function)
 
 
-_DOWNLOAD_PARAMS = ("jobs", "per_host", "rate_limit", "retries", "timeout", "max_height", "mirrors")
+_DOWNLOAD_PARAMS = (
+    "jobs",
+    "per_host",
+    "rate_limit",
+    "retries",
+    "timeout",
+    "max_height",
+    "mirrors",
+    "video_password",
+)
 _KIT_PARAMS = ("title", "copy", "transcode")
 
 
 def download_options(function: F) -> F:
-    """--jobs, --per-host, --rate-limit, --retries, --timeout, --max-height, --mirror.
+    """--jobs, --per-host, --rate-limit, --retries, --timeout, --max-height, --mirror,
+    --video-password.
 
     The command receives them as one ``download_settings`` (:class:`DownloadSettings`).
     """
@@ -152,6 +162,14 @@ def download_options(function: F) -> F:
             multiple=True,
             help="Fetch URLs starting with FROM from TO instead (a regional mirror, a LAN "
             "cache); the archive records the original URL. Repeatable.",
+        ),
+        click.option(
+            "--video-password",
+            envvar="ARCHIVER_VIDEO_PASSWORD",
+            default=None,
+            metavar="TEXT",
+            help="The password of password-protected PeerTube videos, sent to their instance "
+            "only, never shown. Better from the environment: ARCHIVER_VIDEO_PASSWORD.",
         ),
     ]
     for decorator in reversed(decorators):

@@ -34,7 +34,7 @@ from ..manifest import Manifest
 from ..progress import NullProgress, Progress
 from .fetcher import Fetcher
 from .http import DEFAULT_SETTINGS, DownloadSettings, open_client
-from .peertube import VideoInfo, fetch_info
+from .peertube import ApiBudget, Unavailable, VideoInfo, fetch_info
 from .plan import Choices, Job, Outcome, Status, choose, jobs_for, plan, video_failure
 
 __all__ = [
@@ -146,24 +146,33 @@ async def _describe_all(
     archive: Archive,
     settings: DownloadSettings,
     refresh_after: float | None,
-) -> dict[str, VideoInfo]:
+) -> dict[str, VideoInfo | Unavailable]:
     """Each video's description by its instance: several asked at once, as many as
-    ``--per-host`` allows (a collection's videos are usually on one instance)."""
+    ``--per-host`` allows (a collection's videos are usually on one instance), within each
+    instance's API rate limit (one :class:`ApiBudget` per instance)."""
     cache = archive.root / PEERTUBE_CACHE
     wanted = [(entry.id, entry.peertube) for entry in manifest.entries if entry.peertube]
     if not wanted:
         return {}
     at_once = asyncio.Semaphore(max(settings.per_host, 1))
+    budgets: dict[str, ApiBudget] = {}
 
-    async def describe(ref: PeerTubeRef) -> VideoInfo | None:
+    async def describe(ref: PeerTubeRef) -> VideoInfo | Unavailable:
         fresh = await asyncio.to_thread(_fresh, cache / f"{ref.uuid}.json", refresh_after)
+        budget = budgets.setdefault(ref.instance, ApiBudget(reserve=settings.per_host + 1))
         async with at_once:
             return await fetch_info(
-                client, ref, cache, fresh=fresh, api_base=settings.request_url(ref.instance)
+                client,
+                ref,
+                cache,
+                budget=budget,
+                fresh=fresh,
+                api_base=settings.request_url(ref.instance),
+                password=settings.video_password,
             )
 
     answers = await asyncio.gather(*(describe(ref) for _, ref in wanted))
-    return {item: info for (item, _), info in zip(wanted, answers, strict=True) if info is not None}
+    return dict(zip((item for item, _ in wanted), answers, strict=True))
 
 
 async def _choose(
@@ -229,6 +238,7 @@ async def _fetch(
             refresh_after=refresh_after,
             choices=choices.files,
             infos=choices.infos,
+            failed=choices.failed,
         )
         progress.begin(len(todo), None)
         try:

@@ -43,7 +43,7 @@ from .http import (
     strong_etag,
     unknown_host,
 )
-from .peertube import check_segments
+from .peertube import PASSWORD_HEADER, check_segments
 from .plan import Job, Outcome, Status
 from .throttle import RateLimiter
 
@@ -259,6 +259,14 @@ class Fetcher:
             return 0, None, {}
         return have, state, {"Range": f"bytes={have}-", "If-Range": validator}
 
+    def _password_for(self, job: Job, url: str) -> str | None:
+        """``--video-password``, for the video's own instance only: never another host."""
+        ref = job.entry.peertube
+        if not self.settings.video_password or ref is None or job.role not in ("video", "audio"):
+            return None
+        instance = urlsplit(self.settings.request_url(ref.instance)).netloc.lower()
+        return self.settings.video_password if urlsplit(url).netloc.lower() == instance else None
+
     def _held_after(self, job: Job, *, restart: bool) -> int:
         """The bytes a failed attempt left in the partial file, once it is thrown away if it
         cannot be resumed. Blocking (an unlink, a stat)."""
@@ -297,6 +305,9 @@ class Fetcher:
                 headers["If-Modified-Since"] = job.revalidate.last_modified
         part, side = self.archive.partial_paths(job.entry.id, job.role)
         sink: _Sink | None = None
+        password = self._password_for(job, url)
+        if password:
+            headers[PASSWORD_HEADER] = password
         try:
             async with self.client.stream("GET", url, headers=headers) as response:
                 offset, expected, state = self._check_response(job, response, have, state)
@@ -411,20 +422,29 @@ class Fetcher:
             if buffer:
                 await asyncio.to_thread(sink.write, buffer)
 
-    async def _check_video(self, job: Job, part: Path) -> media.MediaInfo:
-        """A video must be a whole MP4 that FFmpeg reads (a video stream, a duration) and whose
-        bytes match what its source publishes."""
+    async def _check_media(self, job: Job, part: Path) -> tuple[media.MediaInfo, str]:
+        """A video must be a whole MP4 that FFmpeg reads (a video stream, a duration), a sound
+        file stored apart a whole MP4 with a sound stream, and both must match the checksums
+        their instance publishes for each byte range. Returns what FFmpeg read, and what the
+        segment checksums said (``verified``, or why nothing was verified)."""
+        confirm = media.confirm_audio if job.role == "audio" else media.confirm_playable
         try:
-            info = await asyncio.to_thread(media.confirm_playable, part)
+            info = await asyncio.to_thread(confirm, part)
         except media.MediaError as exc:
             await self._reject(job, part)
             raise DownloadError(job.url, f"not a playable MP4: {exc.reason}") from exc
+        segments = "not published"
         if job.segments_url:
-            mismatch = await check_segments(self.client, job.segments_url, part, job.name_upstream)
-            if mismatch:
+            found = await check_segments(self.client, job.segments_url, part, job.name_upstream)
+            if isinstance(found, tuple):
                 await self._reject(job, part)
-                raise ChecksumMismatch(job.url, "segment sha256", mismatch[0], mismatch[1])
-        return info
+                raise ChecksumMismatch(job.url, "segment sha256", found[0], found[1])
+            if found is None:
+                segments = "verified"
+            else:
+                segments = f"not verified: {found}"
+                log.warning("%s: segment checksums %s", job.label, segments)
+        return info, segments
 
     async def _reject(self, job: Job, part: Path) -> None:
         """Bad bytes go to quarantine, for a person to look at; the partial starts over."""
@@ -458,9 +478,9 @@ class Fetcher:
         if job.sha256 is not None and digest != job.sha256:
             await self._reject(job, part)
             raise ChecksumMismatch(job.url, "sha256", job.sha256, digest)
-        info = None
-        if job.role == "video" and self.settings.check_media:
-            info = await self._check_video(job, part)
+        info, segments = None, None
+        if job.role in ("video", "audio") and self.settings.check_media:
+            info, segments = await self._check_media(job, part)
         fetched = FetchedFile(
             url=job.url,
             final_url=str(response.url),
@@ -471,6 +491,7 @@ class Fetcher:
             content_type=response.headers.get("Content-Type"),
             resolution=job.resolution,
             media=(info.duration, info.width, info.height) if info else None,
+            segments=segments,
         )
         # Renames, fsyncs and a catalog transaction: off the event loop.
         return await asyncio.to_thread(self._commit, job, part, side, fetched)

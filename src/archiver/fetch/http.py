@@ -8,7 +8,7 @@ import email.utils
 import re
 import socket
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import httpcore
 import httpx
@@ -65,6 +65,9 @@ class DownloadSettings:
     # the original URL.
     mirrors: tuple[tuple[str, str], ...] = ()
     user_agent: str = USER_AGENT
+    # A password-protected video's password (--video-password), sent to its instance only in
+    # PeerTube's header; never shown (repr=False keeps it out of logs and tracebacks).
+    video_password: str | None = field(default=None, repr=False)
 
     def request_url(self, url: str) -> str:
         """The URL to ask for ``url``: rewritten by the first mirror whose prefix matches."""

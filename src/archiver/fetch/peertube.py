@@ -1,27 +1,43 @@
-"""The PeerTube API client: what an instance says of a video, its files at every resolution with
-their sizes, and the sha256 of every byte range of its fragmented MP4s.
+"""The PeerTube API client: what an instance says of a video, asked as a real instance wants.
 
-``GET /api/v1/videos/{uuid}`` describes a video: ``files`` (web videos) and
-``streamingPlaylists[].files`` (fragmented MP4s, which PeerTube serves for HLS), each with a
-``resolution.id`` (the height), a ``size`` and a ``fileDownloadUrl``; a playlist may carry a
-``segmentsSha256Url``: a JSON ``{file name: {"start-end": sha256}}``. Answers are cached in the
-archive. The API is a help, never a requirement: when it is down, the video private (401,
-403) or unknown (404), archiver falls back to the fiche's own link.
+``GET /api/v1/videos/{uuid}`` describes a video (``VideoDetails`` in PeerTube's
+``support/doc/api/openapi.yaml``): its state, whether it is a live, its privacy, and its files:
+``files[]`` (web videos) and ``streamingPlaylists[].files[]`` (the fragmented MP4s of HLS),
+each with ``resolution.id`` (the height; 0 for a sound-only file), ``size``, ``fileUrl`` (where
+the instance stores it: ``{random uuid}-{height}-fragmented.mp4``) and ``fileDownloadUrl``
+(``/download/streaming-playlists/hls/videos/{video uuid}-{height}-fragmented.mp4``), and from
+6.2 ``hasAudio``/``hasVideo``: with ``transcoding.hls.split_audio_and_video`` (6.3 and
+later) every video file is silent and one more file holds the sound. A playlist's
+``segmentsSha256Url`` is a JSON ``{stored file name: {"start-end": sha256}}``
+(``server/core/lib/hls.ts``), keyed by the name in ``fileUrl``, not the download name.
+
+The API is rate limited (``rates_limit.api``: 50 calls per 10 s per client, every
+``/api/v1/videos/*`` route, captions included; express-rate-limit's ``X-RateLimit-Limit``,
+``-Remaining`` and ``-Reset`` on every answer, then ``429`` with ``Retry-After``): each
+instance gets an :class:`ApiBudget` that paces the calls under it and waits out a 429.
+
+Only a ``200`` answer is kept (in the archive's ``peertube/`` folder) and reused within the
+refresh period. An answer that says the video cannot be had (private, password-protected,
+unknown, a live, not published yet) is an :class:`Unavailable` with a reason for a person,
+never cached: the next run asks again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
+import email.utils
 import hashlib
 import json
 import logging
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urljoin
+from urllib.parse import unquote, urljoin, urlsplit
 
 import httpx
 
@@ -32,7 +48,10 @@ from ..files import atomic_write_bytes
 
 __all__ = [
     "API_TIMEOUT",
+    "PASSWORD_HEADER",
+    "ApiBudget",
     "Caption",
+    "Unavailable",
     "VideoFile",
     "VideoInfo",
     "check_segments",
@@ -44,25 +63,56 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 API_TIMEOUT = 10.0
-
+API_ATTEMPTS = 5  # per call, when the instance answers 429 or 503
+RETRY_AFTER_MAX = 60.0
+# config/default.yaml, rates_limit.api: "50 attempts in 10 seconds"
+DEFAULT_LIMIT, DEFAULT_WINDOW = 50, 10.0
+# The header PeerTube reads a video's password from (server/core/middlewares/validators/
+# shared/videos.ts, checkCanSeeVideo / checkCanAccessVideoStaticFiles).
+PASSWORD_HEADER = "x-peertube-video-password"  # noqa: S105 - a header's name, no secret
 
 _RANGE = re.compile(r"^(\d+)-(\d+)$")
-_LANGUAGE = re.compile(r"[a-zA-Z-]{2,12}")  # it becomes part of a file name: keep it plain
+# Caption language ids: ISO 639 codes, and es-419, pt-PT, zh-Hans, zh-Hant, ca-valencia
+# (server/core/initializers/constants.ts, buildLanguages). They become part of file names.
+_LANGUAGE = re.compile(r"[A-Za-z]{2,3}(?:-[A-Za-z0-9]{2,8})?")
+
+# packages/models/src/videos/video-state.enum.ts
+_STATES = {
+    2: "waiting to be transcoded",
+    3: "being imported",
+    4: "a live waiting for its stream",
+    5: "a live that has ended",
+    6: "being moved to another storage",
+    7: "its transcoding failed",
+    8: "its move to another storage failed",
+    9: "being edited",
+    10: "being moved to another storage",
+    11: "its move to another storage failed",
+}
 
 
 @dataclass(frozen=True)
 class VideoFile:
-    """One file of a video: its height (0 for audio only), size and download URL."""
+    """One file of a video: its height (0 for sound only), size and download URL."""
 
     resolution: int
     size: int
-    url: str
+    url: str  # fileDownloadUrl: what archiver asks for
     segments_url: str | None = None  # only for fragmented files of a streaming playlist
+    stored_name: str | None = None  # fileUrl's last segment: the key of its segments' sha256
+    file_id: int | None = None
+    has_audio: bool | None = None  # None: an instance older than 6.2 does not say
+    has_video: bool | None = None
 
     @property
     def rendition(self) -> Rendition:
         """The file as one choice among a video's renditions, found by its URL."""
         return Rendition(height=self.resolution, size=self.size, key=self.url)
+
+    @property
+    def checksum_name(self) -> str:
+        """The name the instance's segment checksums know this file by."""
+        return self.stored_name or unquote(urlsplit(self.url).path.rpartition("/")[2])
 
 
 @dataclass(frozen=True)
@@ -81,26 +131,55 @@ class VideoInfo:
     uuid: str
     name: str
     duration: float | None
-    files: tuple[VideoFile, ...]
+    files: tuple[VideoFile, ...]  # the files with a picture, by height
     preview_url: str | None
     captions: tuple[Caption, ...] = ()
+    audio: VideoFile | None = None  # the sound, when the instance stores it apart
+    is_live: bool = False
+    state: int | None = None
+
+    def sound_for(self, chosen: VideoFile) -> VideoFile | None:
+        """The sound-only file to join to ``chosen``, when ``chosen`` has no sound of its own."""
+        return self.audio if chosen.has_audio is False else None
+
+    @property
+    def problem(self) -> str | None:
+        """Why nothing of this video can be downloaded, or ``None``."""
+        if self.is_live:
+            return "a live stream on the instance: there is no file to download"
+        if not self.files:
+            if self.state is not None and self.state != 1:
+                state = _STATES.get(self.state, f"state {self.state}")
+                return f"not published yet on the instance ({state})"
+            return "the instance lists no file for it"
+        return None
+
+
+@dataclass(frozen=True)
+class Unavailable:
+    """Why an instance did not describe a video, for a person; ``refused`` when the instance
+    answered that it will not give it (private, password, unknown): its download link would
+    be refused too, so none is tried."""
+
+    reason: str
+    refused: bool
+    instance: bool = True  # False: the host answered as no PeerTube instance does
 
 
 def parse_captions(document: Mapping[str, Any], instance: str) -> tuple[Caption, ...]:
-    """Read ``GET /api/v1/videos/{uuid}/captions`` (``captionPath``, or ``fileUrl`` lately)."""
+    """Read ``GET /api/v1/videos/{uuid}/captions``: ``fileUrl`` (7.1 and later, absolute) or
+    ``captionPath`` (relative; null in 8.x when the file is on object storage)."""
     captions = []
     for raw in document.get("data") or []:
+        if not isinstance(raw, Mapping):
+            continue
         language = raw.get("language") or {}
         path = raw.get("fileUrl") or raw.get("captionPath")
-        code = language.get("id")
-        if (
-            isinstance(path, str)
-            and isinstance(code, str)
-            and re.fullmatch(r"[a-zA-Z-]{2,12}", code)
-        ):
+        code = language.get("id") if isinstance(language, Mapping) else None
+        if isinstance(path, str) and isinstance(code, str) and _LANGUAGE.fullmatch(code):
             captions.append(
                 Caption(
-                    language=code.lower(),
+                    language=code,
                     label=str(language.get("label") or code),
                     url=urljoin(instance + "/", path),
                 )
@@ -108,47 +187,227 @@ def parse_captions(document: Mapping[str, Any], instance: str) -> tuple[Caption,
     return tuple(sorted(captions, key=lambda c: c.language))
 
 
+def _preview(document: Mapping[str, Any], instance: str) -> str | None:
+    """The largest thumbnail (``thumbnails[]``, 8.x), else ``previewUrl``, else ``previewPath``."""
+    best: tuple[int, str] | None = None
+    for raw in document.get("thumbnails") or []:
+        if isinstance(raw, Mapping) and isinstance(raw.get("fileUrl"), str):
+            width: int = raw["width"] if isinstance(raw.get("width"), int) else 0
+            if best is None or width > best[0]:
+                best = (width, str(raw["fileUrl"]))
+    for candidate in (
+        best[1] if best else None,
+        document.get("previewUrl"),
+        document.get("previewPath"),
+    ):
+        if isinstance(candidate, str) and candidate:
+            return urljoin(instance + "/", candidate)
+    return None
+
+
 def parse_video(
     document: Mapping[str, Any], instance: str, captions: Mapping[str, Any] | None = None
 ) -> VideoInfo:
     """Read ``GET /api/v1/videos/{uuid}``; raises ``ValueError`` on a shape it cannot use."""
     files: dict[int, VideoFile] = {}
+    audio: VideoFile | None = None
     for playlist in document.get("streamingPlaylists") or []:
         segments = playlist.get("segmentsSha256Url")
         for raw in playlist.get("files") or []:
             parsed = _file(raw, instance, segments)
-            if parsed is not None:
+            if parsed is None:
+                continue
+            if parsed.resolution == 0 or parsed.has_video is False:
+                audio = audio or (parsed if parsed.has_audio is not False else None)
+            else:
                 files.setdefault(parsed.resolution, parsed)
     for raw in document.get("files") or []:  # web videos: used when no playlist has the height
         parsed = _file(raw, instance, None)
-        if parsed is not None:
+        if parsed is not None and parsed.resolution > 0 and parsed.has_video is not False:
             files.setdefault(parsed.resolution, parsed)
-    preview = document.get("previewPath")
     duration = document.get("duration")
+    state = document.get("state")
+    state_id = state.get("id") if isinstance(state, Mapping) else None
     return VideoInfo(
         uuid=str(document["uuid"]),
         name=str(document.get("name") or ""),
         duration=float(duration) if isinstance(duration, int | float) else None,
         files=tuple(sorted(files.values(), key=lambda f: f.resolution)),
-        preview_url=urljoin(instance + "/", preview) if isinstance(preview, str) else None,
+        preview_url=_preview(document, instance),
         captions=parse_captions(captions, instance) if captions else (),
+        audio=audio if any(f.has_audio is False for f in files.values()) else None,
+        is_live=document.get("isLive") is True,
+        state=state_id if isinstance(state_id, int) else None,
     )
 
 
-def _file(raw: Mapping[str, Any], instance: str, segments: Any) -> VideoFile | None:
+def _file(raw: Any, instance: str, segments: Any) -> VideoFile | None:
+    if not isinstance(raw, Mapping):
+        return None
     resolution = (raw.get("resolution") or {}).get("id")
     size = raw.get("size")
     url = raw.get("fileDownloadUrl") or raw.get("fileUrl")
-    if not isinstance(resolution, int) or resolution <= 0 or not isinstance(size, int):
-        return None  # audio-only files (resolution 0) make no video page
+    if not isinstance(resolution, int) or resolution < 0 or not isinstance(size, int) or size < 0:
+        return None
     if not isinstance(url, str) or not url.startswith(("http://", "https://", "/")):
         return None
+    stored = raw.get("fileUrl")
+    file_id = raw.get("id")
     return VideoFile(
         resolution=resolution,
         size=size,
         url=urljoin(instance + "/", url),
         segments_url=urljoin(instance + "/", segments) if isinstance(segments, str) else None,
+        stored_name=(
+            unquote(urlsplit(stored).path.rpartition("/")[2]) if isinstance(stored, str) else None
+        ),
+        file_id=file_id if isinstance(file_id, int) else None,
+        has_audio=raw["hasAudio"] if isinstance(raw.get("hasAudio"), bool) else None,
+        has_video=raw["hasVideo"] if isinstance(raw.get("hasVideo"), bool) else None,
     )
+
+
+class ApiBudget:
+    """One instance's API rate limit, kept from our side: calls are paced under it.
+
+    The instance says where its fixed window stands on every answer (``X-RateLimit-Remaining``,
+    ``X-RateLimit-Reset`` in seconds since the epoch, express-rate-limit's legacy headers):
+    when only ``reserve`` calls are left, the next waits for the window's reset. An instance
+    that says nothing gets at most its default budget less ``reserve`` in any window. A 429
+    or 503 blocks every call for its ``Retry-After``.
+    """
+
+    def __init__(
+        self, *, limit: int = DEFAULT_LIMIT, window: float = DEFAULT_WINDOW, reserve: int = 5
+    ) -> None:
+        self.limit = limit
+        self.window = window
+        self.reserve = reserve
+        self.calls: collections.deque[float] = collections.deque()
+        self.remaining: int | None = None
+        self.reset_at = 0.0  # monotonic time the instance's window resets
+        self.blocked_until = 0.0
+        self.waited = 0.0  # seconds spent waiting, for the run's record
+        self._lock = asyncio.Lock()
+
+    async def slot(self) -> None:
+        """Wait until a call may be made, and count it."""
+        async with self._lock:
+            while True:
+                now = time.monotonic()
+                wait = self.blocked_until - now
+                if wait <= 0 and self.remaining is not None:
+                    if self.remaining > self.reserve:
+                        self.remaining -= 1
+                        return
+                    wait = self.reset_at - now
+                    if wait <= 0:
+                        self.remaining = None  # a new window: the next answer says how much
+                        continue
+                if wait <= 0:
+                    while self.calls and now - self.calls[0] >= self.window:
+                        self.calls.popleft()
+                    if len(self.calls) < max(self.limit - self.reserve, 1):
+                        self.calls.append(now)
+                        return
+                    wait = self.calls[0] + self.window - now
+                self.waited += wait
+                await asyncio.sleep(wait)
+
+    def learn(self, response: httpx.Response) -> None:
+        """Read where the instance's window stands from an answer's headers."""
+        headers = response.headers
+        remaining = _integer(headers.get("X-RateLimit-Remaining"))
+        reset = _integer(headers.get("X-RateLimit-Reset"))
+        limit = _integer(headers.get("X-RateLimit-Limit"))
+        if limit:
+            self.limit = limit
+        if remaining is not None:
+            self.remaining = remaining
+            clock = (
+                email.utils.parsedate_to_datetime(headers["Date"]).timestamp()
+                if _dated(headers)
+                else time.time()
+            )
+            ahead = (reset - clock) if reset is not None else self.window
+            self.reset_at = time.monotonic() + min(max(ahead, 0.0), RETRY_AFTER_MAX)
+        if response.status_code in (429, 503):
+            self.block(_retry_after(headers.get("Retry-After")) or self.window)
+
+    def block(self, seconds: float) -> None:
+        self.blocked_until = max(
+            self.blocked_until, time.monotonic() + min(seconds, RETRY_AFTER_MAX)
+        )
+
+
+def _integer(value: str | None) -> int | None:
+    return int(value) if value is not None and value.strip().isdigit() else None
+
+
+def _dated(headers: httpx.Headers) -> bool:
+    try:
+        return email.utils.parsedate_to_datetime(headers.get("Date", "")) is not None
+    except (TypeError, ValueError):
+        return False
+
+
+def _retry_after(value: str | None) -> float | None:
+    if value is None:
+        return None
+    if value.strip().isdigit():
+        return float(value.strip())
+    try:
+        return max(email.utils.parsedate_to_datetime(value).timestamp() - time.time(), 0.0)
+    except (TypeError, ValueError):
+        return None
+
+
+async def _api_get(
+    client: httpx.AsyncClient, url: str, budget: ApiBudget, headers: Mapping[str, str]
+) -> httpx.Response:
+    """``GET url`` within the instance's budget; a 429 or 503 is waited out and asked again."""
+    for attempt in range(1, API_ATTEMPTS + 1):
+        await budget.slot()
+        response = await client.get(url, timeout=API_TIMEOUT, headers=dict(headers))
+        budget.learn(response)
+        if response.status_code not in (429, 503) or attempt == API_ATTEMPTS:
+            return response
+        log.info("%s: HTTP %s, asking again (attempt %d)", url, response.status_code, attempt + 1)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _problem(response: httpx.Response) -> bool:
+    """Whether an error answer is PeerTube's own: ``application/problem+json``
+    (``server/core/middlewares/error.ts``). A host that is no PeerTube instance (a mirror, a
+    bucket whose paths hold a UUID) answers its 404 otherwise: then the fiche's link is used."""
+    kind = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
+    return kind in ("application/problem+json", "application/json")
+
+
+def _refusal(response: httpx.Response, has_password: bool) -> Unavailable:
+    """What a 4xx answer of the API says, in words (problem+json ``code`` and ``detail``)."""
+    code = detail = None
+    try:
+        problem = response.json()
+        if isinstance(problem, Mapping):
+            code, detail = problem.get("code"), problem.get("detail")
+    except ValueError:
+        pass
+    status = response.status_code
+    if code == "video_requires_password":
+        return Unavailable("protected by a password: give it with --video-password", True)
+    if code == "incorrect_video_password":
+        return Unavailable("protected by a password, and the one given is wrong", True)
+    if status == 401:
+        return Unavailable("private on the instance: it asks for an account (HTTP 401)", True)
+    if status == 403:
+        said = f": {detail}" if isinstance(detail, str) and detail else ""
+        return Unavailable(f"the instance refuses it (HTTP 403{said})", True)
+    if status in (404, 410):
+        return Unavailable(
+            f"unknown to the instance (HTTP {status}): removed, or a wrong link", True
+        )
+    return Unavailable(f"the instance's API answered HTTP {status}", False)
 
 
 async def fetch_info(
@@ -156,46 +415,52 @@ async def fetch_info(
     ref: PeerTubeRef,
     cache: Path,
     *,
+    budget: ApiBudget | None = None,
     fresh: bool = False,
     api_base: str | None = None,
-) -> VideoInfo | None:
-    """The instance's description of a video, from the cache or the API; ``None`` if neither.
+    password: str | None = None,
+) -> VideoInfo | Unavailable:
+    """The instance's description of a video: from the cache when ``fresh``, else the API.
 
-    With ``fresh`` a cached answer, even "this video is private", is used without asking.
-    Otherwise the API is asked; when it cannot answer, the cached answer (if any) serves, and
-    failing that the fiche's link will. ``api_base`` replaces the instance's address in the
-    requests (a mirror).
+    When the API cannot answer (down, rate limited past its retries), a cached answer serves
+    if there is one. ``api_base`` replaces the instance's address in the requests (a mirror);
+    ``password`` is sent in PeerTube's header, never logged.
     """
+    budget = budget or ApiBudget()
     cached = cache / f"{ref.uuid}.json"
     # The cache is on the archive's disk (a USB key, perhaps): read and written, with its
     # fsync, in worker threads.
-    if fresh and await asyncio.to_thread(cached.is_file):
-        return await asyncio.to_thread(_read_cached, cached, ref)
+    if fresh:
+        held = await asyncio.to_thread(_read_cached, cached, ref)
+        if held is not None:
+            return held
     url = f"{api_base or ref.instance}/api/v1/videos/{ref.uuid}"
-    fallback = "using the fiche's link"
+    headers = {PASSWORD_HEADER: password} if password else {}
     try:
-        response = await client.get(url, timeout=API_TIMEOUT)
+        response = await _api_get(client, url, budget, headers)
     except httpx.HTTPError as exc:
-        log.info("%s: PeerTube API not reachable (%s); %s", ref.uuid, exc, fallback)
-        return await asyncio.to_thread(_read_cached, cached, ref)
-    if response.status_code in (401, 403, 404, 410):
-        if response.status_code in (401, 403):
-            log.warning("%s: the video is private on %s; %s", ref.uuid, ref.instance, fallback)
-        # Remembered, so that the next runs in the refresh period do not ask again.
-        await asyncio.to_thread(_store, cache, cached, {"unavailable": response.status_code})
-        return None
+        log.info("%s: PeerTube API not reachable (%s)", ref.uuid, exc)
+        held = await asyncio.to_thread(_read_cached, cached, ref)
+        return held or Unavailable(f"the instance's API cannot be reached ({exc})", False)
+    if response.status_code in (401, 403, 404, 410) and _problem(response):
+        return _refusal(response, bool(password))
     if response.status_code != 200:
-        log.info("%s: PeerTube API answered %s; %s", ref.uuid, response.status_code, fallback)
-        return await asyncio.to_thread(_read_cached, cached, ref)
+        held = await asyncio.to_thread(_read_cached, cached, ref)
+        if held is not None:
+            return held
+        if response.status_code in (401, 403, 404, 410):
+            said = f"no PeerTube API there (HTTP {response.status_code})"
+            return Unavailable(said, False, instance=False)
+        return _refusal(response, bool(password))
     try:
         video = response.json()
         info = parse_video(video, ref.instance)
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        log.warning("%s: PeerTube API answer not understood (%s); %s", ref.uuid, exc, fallback)
-        return None
+        log.warning("%s: PeerTube API answer not understood (%s)", ref.uuid, exc)
+        return Unavailable(f"the instance's answer is not understood ({exc})", False)
     captions: dict[str, Any] = {}
     try:
-        answer = await client.get(f"{url}/captions", timeout=API_TIMEOUT)
+        answer = await _api_get(client, f"{url}/captions", budget, headers)
         if answer.status_code == 200:
             captions = answer.json()
     except (httpx.HTTPError, ValueError) as exc:
@@ -218,7 +483,7 @@ def _read_cached(path: Path, ref: PeerTubeRef) -> VideoInfo | None:
     try:
         document = json.loads(path.read_bytes())
         if "video" not in document:
-            return None  # "unavailable": private, unknown or gone when last asked
+            return None  # what older releases kept of a refusal: ask again
         return parse_video(document["video"], ref.instance, document.get("captions"))
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
@@ -226,32 +491,32 @@ def _read_cached(path: Path, ref: PeerTubeRef) -> VideoInfo | None:
 
 async def check_segments(
     client: httpx.AsyncClient, url: str, path: Path, name: str
-) -> tuple[str, str] | None:
-    """Check ``path`` against the sha256 PeerTube publishes for each of its byte ranges.
+) -> tuple[str, str] | str | None:
+    """Check ``path`` against the sha256 PeerTube publishes for each of its byte ranges, under
+    ``name`` (the file's stored name).
 
     Returns ``(expected, actual)`` for the first range that does not match, ``None`` when all
-    match or when the instance publishes nothing for this file (its checksums are a bonus:
-    a failing lookup never fails the download).
+    match, or a reason (``str``) when nothing was checked: the instance publishes no checksum
+    for this file, or its list cannot be had.
     """
     try:
         response = await client.get(url, timeout=API_TIMEOUT)
         response.raise_for_status()
     except httpx.HTTPError as exc:
-        log.info("%s: segment checksums not available (%s)", name, exc)
-        return None
+        return f"the instance's segment checksums cannot be had ({exc})"
     # Reading and hashing the whole file, and reading the instance's list (one line per
     # segment of every file of the video): in a worker thread, not on the event loop.
     return await asyncio.to_thread(_first_mismatch, path, response.content, name)
 
 
-def _first_mismatch(path: Path, document: bytes, name: str) -> tuple[str, str] | None:
+def _first_mismatch(path: Path, document: bytes, name: str) -> tuple[str, str] | str | None:
     try:
         ranges = json.loads(document).get(name)
     except (ValueError, AttributeError) as exc:
-        log.info("%s: segment checksums not available (%s)", name, exc)
-        return None
-    if not isinstance(ranges, dict):
-        return None
+        return f"the instance's segment checksums are not understood ({exc})"
+    if not isinstance(ranges, dict) or not ranges:
+        return f"the instance publishes no segment checksum for {name}"
+    checked = 0
     with path.open("rb") as stream:
         for span, expected in sorted(ranges.items(), key=lambda kv: _start(kv[0])):
             match = _RANGE.match(span)
@@ -264,10 +529,13 @@ def _first_mismatch(path: Path, document: bytes, name: str) -> tuple[str, str] |
             while left > 0 and (block := stream.read(min(left, 4 * 1024 * 1024))):
                 digest.update(block)
                 left -= len(block)
+            if left > 0:
+                return f"{expected} for bytes {span}", "bytes past the end of the file"
             actual = digest.hexdigest()
             if actual != expected.lower():
                 return f"{expected} for bytes {span}", actual
-    return None
+            checked += 1
+    return None if checked else f"the instance publishes no usable segment checksum for {name}"
 
 
 def _start(span: str) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -20,9 +21,12 @@ from ..catalog import parse_time
 from ..choose import FitPlan, Rendition, best_under, kit_overhead, plan_fit
 from ..entry import Entry
 from ..errors import UsageError
+from ..links import height_in_link
 from ..manifest import Manifest
 from ..names import safe_filename
-from .peertube import VideoFile, VideoInfo
+from .peertube import Unavailable, VideoFile, VideoInfo
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "Choices",
@@ -59,11 +63,13 @@ class Job:
     resolution: int | None = None  # the height chosen among those the PeerTube instance offers
     optional: bool = False  # a preview or captions: missing them fails nothing
     segments_url: str | None = None  # the instance's sha256 of each byte range of the file
+    segments_name: str | None = None  # the name those checksums know the file by
 
     @property
     def name_upstream(self) -> str:
-        """The file's name as its source knows it: the key of its segments' checksums."""
-        return unquote(urlsplit(self.url).path.rpartition("/")[2])
+        """The name the source's segment checksums know the file by: the instance's stored
+        name when it said it, else the last segment of the download URL."""
+        return self.segments_name or unquote(urlsplit(self.url).path.rpartition("/")[2])
 
     @property
     def key(self) -> tuple[str, str]:
@@ -94,11 +100,14 @@ class Choices:
     files: dict[str, VideoFile]
     infos: dict[str, VideoInfo]
     fit: FitPlan | None = None
+    # Videos that must not be fetched, with the reason: the instance refuses them, or could
+    # not say what they are while a cap or a budget needs to know.
+    failed: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 def choose(
     manifest: Manifest,
-    described: Mapping[str, VideoInfo],
+    described: Mapping[str, VideoInfo | Unavailable],
     *,
     max_height: int | None,
     budget: int | None,
@@ -106,12 +115,29 @@ def choose(
 ) -> Choices:
     """Each video's file among those its instance ``described`` (``--max-height``, ``--fit``).
 
-    A video the instance did not describe keeps its fiche's link; ``--fit`` needs every size.
-    With a ``reencode`` preset, a budget that even the lowest resolutions exceed is left to it.
+    A video the instance refuses (private, password, unknown, a live, not published) is not
+    fetched: it fails with the instance's reason. One it could not describe (its API down or
+    rate limited past its retries) keeps its fiche's link, but under a cap only when the link's
+    file name says a height within it, and under a budget never: a run is never over the cap
+    nor over the key for want of an answer. A video whose sound is stored apart counts its
+    sound file's size with each of its renditions.
     """
-    infos = {item: info for item, info in described.items() if info.files}
+    infos: dict[str, VideoInfo] = {}
+    failed: dict[str, str] = {}
+    for entry in manifest.entries:
+        answer = described.get(entry.id)
+        if isinstance(answer, VideoInfo):
+            if answer.problem:
+                failed[entry.id] = answer.problem
+            else:
+                infos[entry.id] = answer
+        elif isinstance(answer, Unavailable):
+            problem = _without_answer(entry, answer, max_height, budget)
+            if problem:
+                failed[entry.id] = problem
+    described_ok = dict(infos)
     if budget is None and max_height is None:
-        return Choices(files={}, infos=dict(described))
+        return Choices(files={}, infos=described_ok, failed=failed)
     by_url = {f.url: f for info in infos.values() for f in info.files}
     if budget is None:
         files = {}
@@ -119,12 +145,16 @@ def choose(
             best = best_under([f.rendition for f in info.files], max_height)
             if best is not None:
                 files[item] = by_url[best.key]
-        return Choices(files=files, infos=dict(described))
+        return Choices(files=files, infos=described_ok, failed=failed)
     options: dict[str, list[Rendition]] = {
-        item: [f.rendition for f in info.files if max_height is None or f.resolution <= max_height]
+        item: [
+            dataclasses.replace(f.rendition, size=f.size + _sound_size(info, f))
+            for f in info.files
+            if max_height is None or f.resolution <= max_height
+        ]
         for item, info in infos.items()
     }
-    unknown = [e for e in manifest.entries if not options.get(e.id)]
+    unknown = [e for e in manifest.entries if not options.get(e.id) and e.id not in failed]
     if unknown:
         names = ", ".join(f"{e.title} ({e.id})" for e in unknown)
         raise UsageError(
@@ -133,7 +163,40 @@ def choose(
     overhead = kit_overhead(len(manifest.entries))
     fit = plan_fit(options, budget=budget, overhead=overhead, reencode=reencode)
     files = {item: by_url[rendition.key] for item, rendition in fit.choices}
-    return Choices(files=files, infos=dict(described), fit=fit)
+    return Choices(files=files, infos=described_ok, fit=fit, failed=failed)
+
+
+def _sound_size(info: VideoInfo, chosen: VideoFile) -> int:
+    sound = info.sound_for(chosen)
+    return sound.size if sound is not None else 0
+
+
+def _without_answer(
+    entry: Entry, answer: Unavailable, max_height: int | None, budget: int | None
+) -> str | None:
+    """Why a video the instance did not describe is not fetched, or ``None`` to fetch its
+    fiche's link."""
+    if answer.refused:
+        return answer.reason
+    if budget is not None:
+        return f"{answer.reason}; --fit needs its size, so it is left out"
+    if max_height is None:
+        # A host that is no PeerTube instance (a mirror, a plain web server) is no news.
+        say = log.warning if answer.instance else log.info
+        say("%s (%s): %s; using the fiche's link", entry.title, entry.id, answer.reason)
+        return None
+    height = height_in_link(urlsplit(entry.video.url).path) if entry.video.url else None
+    if height is not None and height <= max_height:
+        log.warning(
+            "%s (%s): %s; the fiche's link is %sp, within --max-height: using it",
+            entry.title,
+            entry.id,
+            answer.reason,
+            height,
+        )
+        return None
+    said = f"{height}p" if height is not None else "of unknown height"
+    return f"{answer.reason}; the fiche's link is {said}, not within --max-height {max_height}"
 
 
 def _file_name(url: str, *, role: str, default_suffix: str) -> str:
@@ -153,9 +216,8 @@ def jobs_for(
     """
     jobs: list[Job] = []
     problems: list[str] = []
-    if choice is None and info is not None and entry.video.url:
-        # The fiche's own file, when the instance describes it: its height and checksums.
-        choice = next((f for f in info.files if f.url == entry.video.url), None)
+    if choice is None and info is not None:
+        choice = _own_file(entry, info)
     url = choice.url if choice is not None else entry.video.url
     if url:
         own = url == entry.video.url
@@ -169,8 +231,22 @@ def jobs_for(
                 size=entry.video.size if own else None,
                 resolution=choice.resolution if choice is not None else None,
                 segments_url=choice.segments_url if choice is not None else None,
+                segments_name=choice.stored_name if choice is not None else None,
             )
         )
+        sound = info.sound_for(choice) if info is not None and choice is not None else None
+        if sound is not None:  # stored apart: the kit joins it to the picture
+            jobs.append(
+                Job(
+                    entry=entry,
+                    role="audio",
+                    url=sound.url,
+                    name=_file_name(sound.url, role="audio", default_suffix=".mp4"),
+                    resolution=0,
+                    segments_url=sound.segments_url,
+                    segments_name=sound.stored_name,
+                )
+            )
     else:
         problems.append("no download URL in the manifest (only an embed URL)")
     for asset in entry.assets:
@@ -195,6 +271,19 @@ def jobs_for(
     return jobs, problems
 
 
+def _own_file(entry: Entry, info: VideoInfo) -> VideoFile | None:
+    """The instance's file for a fiche's own link: the very file, else the file of the height
+    the link's name says (an old ``/download/videos/…`` link an instance no longer serves),
+    else, for a fiche with only a player link, the tallest."""
+    if not entry.video.url:
+        return info.files[-1] if info.files else None
+    same = next((f for f in info.files if f.url == entry.video.url), None)
+    if same is not None:
+        return same
+    height = height_in_link(urlsplit(entry.video.url).path)
+    return next((f for f in info.files if f.resolution == height), None)
+
+
 def video_failure(entry: Entry, reason: str) -> Outcome:
     """An entry's video failed before any file could be named: a video with no usable link,
     a video left out of the kit. Named by the URL the manifest gives for it."""
@@ -214,6 +303,7 @@ def plan(
     refresh_after: float | None = None,
     choices: Mapping[str, VideoFile] | None = None,
     infos: Mapping[str, VideoInfo] | None = None,
+    failed: Mapping[str, str] | None = None,
 ) -> tuple[list[Job], list[Outcome]]:
     """Split the manifest's files into those to fetch and those already settled.
 
@@ -227,6 +317,10 @@ def plan(
     now = time.time()
     for entry in manifest.entries:
         jobs, problems = jobs_for(entry, (choices or {}).get(entry.id), (infos or {}).get(entry.id))
+        refused = (failed or {}).get(entry.id)
+        if refused is not None:  # its companion files may still be had
+            problems = [refused]
+            jobs = [job for job in jobs if job.role not in ("video", "audio")]
         settled.extend(video_failure(entry, problem) for problem in problems)
         for job in jobs:
             record = archive.held(entry.id, job.role, job.url)
