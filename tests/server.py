@@ -4,19 +4,29 @@ Each file is registered with :meth:`FileServer.add` and may carry faults: drop t
 after N bytes, answer 503 with Retry-After, stall, change its content between requests, ignore
 Range, lie about its length, trickle slowly. Every request is logged so that tests can assert
 what the client actually asked for (``Range: bytes=N-`` after a crash, no request at all on a
-second run).
+second run), with its query string and headers.
+
+A service with behaviour of its own (a fake PeerTube instance, see ``tests/peertube.py``)
+registers a handler with :meth:`FileServer.route`: it sees each matching request as a
+:class:`Call` and answers a :class:`Reply`, or a :class:`Served` file (sent with Range, ETag and
+the file's faults), or ``None`` to let the files registered with ``add`` answer.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
+import socket
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from email.utils import formatdate
+from email.message import Message
+from email.utils import formatdate, parsedate_to_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Literal
+from urllib.parse import parse_qs
 
 
 @dataclass
@@ -44,6 +54,11 @@ class Served:
     trickle: tuple[int, float] | None = None  # (bytes per write, seconds between writes)
     delay: float = 0.0  # seconds to think before answering
     weak_etag: bool = False
+    # More headers on every answer (Content-Disposition, Cache-Control, CORS...).
+    headers: dict[str, str] = field(default_factory=dict)
+    # How If-Range and If-None-Match are judged: "strict" is RFC 9110 (a weak validator never
+    # satisfies If-Range); "send" is what Express's ``send`` does (see ``_range``).
+    validators: Literal["strict", "send"] = "strict"
     responses: int = 0
 
     def __post_init__(self) -> None:
@@ -60,13 +75,45 @@ def _etag(content: bytes, *, weak: bool = False) -> str:
 
 @dataclass(frozen=True)
 class Request:
-    """One request as the server saw it."""
+    """One request as the server saw it; ``path`` keeps its query string, as it was sent."""
 
     path: str
     method: str
     headers: dict[str, str]
     status: int
     sent: int
+    query: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def bare_path(self) -> str:
+        """The path without its query string."""
+        return self.path.split("?", 1)[0]
+
+
+@dataclass(frozen=True)
+class Call:
+    """A request as a route's handler sees it."""
+
+    method: str
+    path: str  # as sent (percent-encoded), without the query string
+    query: dict[str, list[str]]
+    headers: Message  # case-insensitive: ``call.headers.get("range")``
+    body: bytes
+    client: str  # the peer's address
+
+
+@dataclass
+class Reply:
+    """A route's answer. With ``chunked`` the body goes out in chunks with no Content-Length,
+    as a streamed Express response does."""
+
+    status: int
+    body: bytes = b""
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    chunked: bool = False
+
+
+Handler = Callable[[Call], "Reply | Served | None"]
 
 
 class _Server(ThreadingHTTPServer):
@@ -87,6 +134,7 @@ class FileServer:
     def __init__(self) -> None:
         self.files: dict[str, Served] = {}
         self.redirects: dict[str, str] = {}
+        self.routes: list[tuple[re.Pattern[str], Handler]] = []
         self.log: list[Request] = []
         self.lock = threading.Lock()
         # Bumped by reset(): a handler still busy from an earlier test (a stall, a trickle)
@@ -115,7 +163,20 @@ class FileServer:
     def redirect(self, path: str, to: str) -> None:
         self.redirects[path] = to
 
+    def route(self, pattern: str | re.Pattern[str], handler: Handler) -> None:
+        """Send requests whose path (without query) starts with ``pattern`` (a string) or
+        matches it (a compiled regex, with ``re.match``) to ``handler``, before the files.
+
+        Routes are tried in the order they were added; a handler that returns ``None`` lets
+        the next route, then the redirects and files, answer.
+        """
+        compiled = re.compile(re.escape(pattern)) if isinstance(pattern, str) else pattern
+        with self.lock:
+            self.routes.append((compiled, handler))
+
     def requests(self, path: str | None = None) -> list[Request]:
+        """The requests logged since the last reset; with ``path``, those sent to exactly that
+        path (with its query string, if it had one)."""
         with self.lock:
             return [r for r in self.log if path is None or r.path == path]
 
@@ -130,6 +191,7 @@ class FileServer:
             self.generation += 1
             self.files.clear()
             self.redirects.clear()
+            self.routes.clear()
             self.log.clear()
             self.peak = 0
 
@@ -143,15 +205,22 @@ class _Handler(BaseHTTPRequestHandler):
     generation: int
     protocol_version = "HTTP/1.1"
 
+    def setup(self) -> None:
+        super().setup()
+        # Headers and a small body go out in two writes: without this, Nagle's algorithm and
+        # the client's delayed ACK hold the second one back ~40 ms, and 50 API calls take 2 s.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
     def log_message(self, format: str, *args: object) -> None:
         pass
 
     def _record(self, status: int, sent: int) -> None:
+        query = parse_qs(self.path.partition("?")[2], keep_blank_values=True)
         with self.owner.lock:
             if self.generation != self.owner.generation:
                 return
             self.owner.log.append(
-                Request(self.path, self.command, dict(self.headers.items()), status, sent)
+                Request(self.path, self.command, dict(self.headers.items()), status, sent, query)
             )
 
     def _plain(self, status: int, headers: dict[str, str] | None = None) -> None:
@@ -166,6 +235,9 @@ class _Handler(BaseHTTPRequestHandler):
         self._record(status, 0)
 
     def do_HEAD(self) -> None:
+        self.do_GET()
+
+    def do_POST(self) -> None:
         self.do_GET()
 
     def do_GET(self) -> None:
@@ -183,6 +255,13 @@ class _Handler(BaseHTTPRequestHandler):
     def _answer(self) -> None:
         self.generation = self.owner.generation
         path = self.path.split("?", 1)[0]
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length > 0 else b""
+        if self._route(path, body):
+            return
+        if self.command == "POST":
+            self._plain(404)
+            return
         if path in self.owner.redirects:
             self._plain(302, {"Location": self.owner.redirects[path]})
             return
@@ -194,6 +273,58 @@ class _Handler(BaseHTTPRequestHandler):
         if served is None:
             self._plain(404)
             return
+        self._serve(served, number)
+
+    def _route(self, path: str, body: bytes) -> bool:
+        """Let the first route that answers do so; whether one did."""
+        with self.owner.lock:
+            routes = list(self.owner.routes)
+        call: Call | None = None
+        for pattern, handler in routes:
+            if not pattern.match(path):
+                continue
+            if call is None:
+                query = parse_qs(self.path.partition("?")[2], keep_blank_values=True)
+                call = Call(self.command, path, query, self.headers, body, self.client_address[0])
+            answer = handler(call)
+            if answer is None:
+                continue
+            if isinstance(answer, Served):
+                with self.owner.lock:
+                    answer.responses += 1
+                    number = answer.responses
+                self._serve(answer, number)
+            else:
+                self._reply(answer)
+            return True
+        return False
+
+    def _reply(self, reply: Reply) -> None:
+        self.send_response(reply.status)
+        names = {name.lower() for name, _ in reply.headers}
+        for name, value in reply.headers:
+            self.send_header(name, value)
+        if reply.chunked:
+            self.send_header("Transfer-Encoding", "chunked")
+        elif "content-length" not in names:
+            self.send_header("Content-Length", str(len(reply.body)))
+        self.end_headers()
+        if self.command == "HEAD":
+            self._record(reply.status, 0)
+            return
+        try:
+            if reply.chunked:
+                for piece in _pieces(reply.body, None):
+                    self.wfile.write(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
+                self.wfile.write(b"0\r\n\r\n")
+            else:
+                self.wfile.write(reply.body)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+        self._record(reply.status, len(reply.body))
+
+    def _serve(self, served: Served, number: int) -> None:
+        """Answer with ``served``, its faults first."""
         if served.delay:
             time.sleep(served.delay)
         if served.statuses:
@@ -214,25 +345,45 @@ class _Handler(BaseHTTPRequestHandler):
         if not header or served.ignore_range or not header.startswith("bytes="):
             return None
         if_range = self.headers.get("If-Range")
-        if (
-            if_range is not None
-            and not served.ignore_if_range
-            and if_range not in (served.etag, served.last_modified)
-        ):
-            return None  # the file changed: RFC 9110 says send it all, with 200
-        if if_range is not None and if_range.startswith("W/"):
-            return None  # weak validators never satisfy If-Range
-        first, _, last = header[len("bytes=") :].partition("-")
+        if served.validators == "send":
+            if if_range is not None and not _send_range_fresh(if_range, served):
+                return None
+        else:
+            if (
+                if_range is not None
+                and not served.ignore_if_range
+                and if_range not in (served.etag, served.last_modified)
+            ):
+                return None  # the file changed: RFC 9110 says send it all, with 200
+            if if_range is not None and if_range.startswith("W/"):
+                return None  # weak validators never satisfy If-Range
+        spec = header[len("bytes=") :]
+        if "," in spec:
+            return None  # several ranges: answered whole, as Express's send does
+        first, dash, last = spec.strip().partition("-")
         size = len(served.content)
+        if not dash or not (first + last).isdigit():
+            return None  # a malformed Range is ignored (RFC 9110 section 14.2)
+        if not first:  # a suffix: the last N bytes
+            if int(last) == 0:
+                return "416"
+            return max(size - int(last), 0), size - 1
         start = int(first)
         end = int(last) if last else size - 1
         if start >= size:
             return "416"
+        if end < start:
+            return None  # an invalid range is ignored
         return start, min(end, size - 1)
 
     def _not_modified(self, served: Served) -> bool:
         match = self.headers.get("If-None-Match")
-        if match is not None:
+        if served.validators == "send":
+            # jshttp/fresh (used by send): If-None-Match compares weakly, "*" matches all.
+            if match is not None:
+                tags = [t.strip().removeprefix("W/") for t in match.split(",")]
+                return "*" in tags or (served.etag or "").removeprefix("W/") in tags
+        elif match is not None:
             return match == served.etag
         since = self.headers.get("If-Modified-Since")
         return since is not None and since == served.last_modified
@@ -258,6 +409,8 @@ class _Handler(BaseHTTPRequestHandler):
             start, end, status = 0, size - 1, 200
         body = memoryview(content)[start : end + 1]  # no copy of a large file per request
         self.send_response(status)
+        for name, value in served.headers.items():
+            self.send_header(name, value)
         self.send_header("Content-Type", served.content_type)
         self.send_header("Content-Length", str(len(body) + served.extra_length))
         self.send_header("Accept-Ranges", "bytes")
@@ -310,7 +463,24 @@ class _Handler(BaseHTTPRequestHandler):
         return sent
 
 
-def _pieces(body: bytes, trickle: tuple[int, float] | None) -> Iterator[bytes]:
+def _send_range_fresh(if_range: str, served: Served) -> bool:
+    """Whether Express's ``send`` honours a Range under this If-Range.
+
+    pillarjs/send ``SendStream.prototype.isRangeFresh`` (index.js): a value with a quote is an
+    ETag and is looked for *as a substring* of the ETag sent, so a weak ``W/"..."`` matches
+    too, against RFC 9110; any other value is a date, fresh when Last-Modified is not later.
+    """
+    if '"' in if_range:
+        return bool(served.etag) and (served.etag or "") in if_range
+    try:
+        asked = parsedate_to_datetime(if_range)
+        modified = parsedate_to_datetime(served.last_modified or "")
+    except (TypeError, ValueError):
+        return False
+    return modified <= asked
+
+
+def _pieces(body: bytes | memoryview, trickle: tuple[int, float] | None) -> Iterator[bytes]:
     step = trickle[0] if trickle else 256 * 1024
     view = memoryview(body)
     for offset in range(0, len(body), step):

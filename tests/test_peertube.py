@@ -320,13 +320,41 @@ def test_right_segment_checksums_are_checked(server: FileServer, tmp_path: Path)
     assert len(asked) == 1
 
 
-@pytest.mark.parametrize("status", [401, 403, 404, 500])
-def test_private_unknown_or_broken_api_falls_back_to_the_fiche_link(
+@pytest.mark.parametrize("status", [401, 403, 404])
+def test_an_error_that_is_not_peertubes_means_no_api_there(
     server: FileServer, tmp_path: Path, status: int
 ) -> None:
+    """PeerTube's own errors are problem+json (server/core/middlewares/error.ts); a plain-text
+    4xx comes from a host that is no PeerTube instance: the fiche's link is all there is, so it
+    is fetched without a cap, and refused, named, over one (refusals by a real instance are in
+    tests/test_peertube_real.py)."""
     files = publish(server, UUIDS[0], api_status=status)
     fiche(tmp_path / "fiches", server, UUIDS[0])
     code, _, stderr = run(*sync_args(tmp_path, "--max-height", "480"))
+    assert code == 1
+    assert stderr.endswith(
+        f"no PeerTube API there (HTTP {status}); the fiche's link is 1080p,"
+        " not within --max-height 480\n"
+    )
+    assert run(*sync_args(tmp_path)) == (0, "", "")
+    assert (
+        tmp_path / "archive/media" / UUIDS[0] / f"{UUIDS[0]}-1080-fragmented.mp4"
+    ).read_bytes() == files[1080]
+
+
+def test_a_broken_api_never_lets_a_video_over_the_cap(server: FileServer, tmp_path: Path) -> None:
+    """An API that answers 500 says nothing of the video: the fiche's 1080p link is not
+    within --max-height 480, so the video fails, named; within the cap it is fetched."""
+    files = publish(server, UUIDS[0], api_status=500)
+    fiche(tmp_path / "fiches", server, UUIDS[0])
+    code, _, stderr = run(*sync_args(tmp_path, "--max-height", "480"))
+    assert code == 1
+    assert stderr.endswith(
+        "the instance's API answered HTTP 500; the fiche's link is 1080p,"
+        " not within --max-height 480\n"
+    )
+    assert held(tmp_path / "archive") == {}
+    code, _, stderr = run(*sync_args(tmp_path, "--max-height", "1080"))
     assert code == 0, stderr
     resolution, url = held(tmp_path / "archive")[UUIDS[0]]
     assert resolution is None
@@ -339,7 +367,7 @@ def test_private_unknown_or_broken_api_falls_back_to_the_fiche_link(
 def test_unreachable_api_falls_back_to_the_fiche_link(server: FileServer, tmp_path: Path) -> None:
     publish(server, UUIDS[0])
     fiche(tmp_path / "fiches", server, UUIDS[0], instance="http://tube.example.invalid")
-    assert run(*sync_args(tmp_path, "--max-height", "480")) == (0, "", "")
+    assert run(*sync_args(tmp_path)) == (0, "", "")
     assert held(tmp_path / "archive")[UUIDS[0]][0] is None
 
 

@@ -465,7 +465,8 @@ async def fetch_info(
             captions = answer.json()
     except (httpx.HTTPError, ValueError) as exc:
         log.info("%s: captions not listed (%s)", ref.uuid, exc)
-    await asyncio.to_thread(_store, cache, cached, {"video": video, "captions": captions})
+    if info.problem is None:  # a live, a video not published yet: asked again next time
+        await asyncio.to_thread(_store, cache, cached, {"video": video, "captions": captions})
     return dataclasses.replace(info, captions=parse_captions(captions, ref.instance))
 
 

@@ -194,11 +194,12 @@ def _videos(
         chosen = _fit_versions(manifest, archive, settings.fit, settings.transcode)
     videos = []
     for entry in manifest.entries:
-        if not entry.video.url:
+        # The current version, whichever URL it came from: a capped resolution, a mirror, the
+        # instance's API for a fiche with only a player link.
+        record = chosen.get(entry.id) or archive.held(entry.id, "video")
+        if record is None and not entry.video.url and entry.peertube is None:
             plan.left_out.append((entry, "no download URL: nothing to show"))
             continue
-        # The current version, whichever URL it came from: a capped resolution, a mirror.
-        record = chosen.get(entry.id) or archive.held(entry.id, "video")
         if record is None:
             plan.left_out.append((entry, "not in the archive yet (run 'archiver download')"))
             continue
