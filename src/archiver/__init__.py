@@ -13,7 +13,8 @@ The package, in pipeline order (imports point one way, from the top of this list
     catalog      its SQLite catalog, the only module that speaks SQL
     manifest     the deterministic JSON manifest
     fiches       reading and validating fiches; entry: the records they become
-    errors, progress, files, names, units, urls: small utilities used by all
+    errors, progress, files, names, units, urls, links: small utilities used by all
+                 (links: PeerTube's link forms and short UUIDs)
 """
 
 from __future__ import annotations
