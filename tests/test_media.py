@@ -145,26 +145,12 @@ def test_transcode_command_for_an_odd_sized_video_makes_even_sizes() -> None:
     command = media.transcode_command(
         Path("in.mp4"), Path("out.mp4"), MediaInfo(100.0, 853, 479), media.PRESETS["480p"]
     )
+    full_hd = media.transcode_command(
+        Path("in.mp4"), Path("out.mp4"), MediaInfo(100.0, 1920, 1080), media.PRESETS["480p"]
+    )
     # 479 rows become 478; "-2" makes the width that keeps the proportions, even as well.
-    assert command == [
-        "ffmpeg",
-        "-i", "in.mp4",
-        "-filter_complex", "[0:v]scale=-2:478[s0]",
-        "-map", "[s0]",
-        "-f", "mp4",
-        "-acodec", "aac",
-        "-b:a", "96k",
-        "-crf", "28",
-        "-map", "0:a?",
-        "-movflags", "+faststart",
-        "-pix_fmt", "yuv420p",
-        "-preset", "medium",
-        "-vcodec", "libx264",
-        "out.mp4",
-        "-v", "error",
-        "-nostdin",
-        "-y",
-    ]  # fmt: skip
+    assert command[command.index("-filter_complex") + 1] == "[0:v]scale=-2:478[s0]"
+    assert [a for a in command if "scale" not in a] == [a for a in full_hd if "scale" not in a]
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,7 @@ from click.testing import CliRunner
 
 from archiver.cli import cli
 
+from .media import make_split_video_mp4
 from .peertube import FakeInstance, PublishedVideo
 from .server import FileServer
 
@@ -276,3 +277,21 @@ def test_resume_over_a_dropping_line_fetches_little_twice(
     sent = sum(r.sent for r in bodies)
     assert sent <= size * 1.02, f"fetched {sent / size - 1:.1%} twice"
     assert len([r for r in bodies if r.status == 206]) >= 4  # resumed, not restarted
+
+
+def test_a_video_the_instance_says_has_sound_must_have_it(
+    server: FileServer, tmp_path: Path
+) -> None:
+    """hasAudio (PeerTube 6.2) says the file carries sound: a silent file is refused at
+    download, quarantined and named, never kept."""
+    silent = make_split_video_mp4(tmp_path / "silent.mp4").read_bytes()
+    tube = FakeInstance(server, api_window=2.0)
+    video = tube.publish(heights=(240,), videos={240: silent})
+    write(tmp_path, "v", video.fiche(height=240, title="Muette"))
+    code, _, stderr = sync(tmp_path)
+    assert code == 1
+    assert stderr == (
+        f"Error: Muette ({video.uuid}, video): {video.download_url(240)}:"
+        " not a playable MP4: no audio stream\n"
+    )
+    assert list((tmp_path / "archive" / "quarantine" / video.uuid).iterdir())

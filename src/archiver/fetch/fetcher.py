@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import logging
 import os
@@ -427,9 +428,13 @@ class Fetcher:
         file stored apart a whole MP4 with a sound stream, and both must match the checksums
         their instance publishes for each byte range. Returns what FFmpeg read, and what the
         segment checksums said (``verified``, or why nothing was verified)."""
-        confirm = media.confirm_audio if job.role == "audio" else media.confirm_playable
         try:
-            info = await asyncio.to_thread(confirm, part)
+            if job.role == "audio":
+                info = await asyncio.to_thread(media.confirm_audio, part)
+            else:  # with sound when the instance says it has some (hasAudio, PeerTube 6.2)
+                info = await asyncio.to_thread(
+                    functools.partial(media.confirm_playable, require_audio=job.has_sound), part
+                )
         except media.MediaError as exc:
             await self._reject(job, part)
             raise DownloadError(job.url, f"not a playable MP4: {exc.reason}") from exc

@@ -64,6 +64,7 @@ class Job:
     optional: bool = False  # a preview or captions: missing them fails nothing
     segments_url: str | None = None  # the instance's sha256 of each byte range of the file
     segments_name: str | None = None  # the name those checksums know the file by
+    has_sound: bool = False  # the instance says the file carries sound: it must have it
 
     @property
     def name_upstream(self) -> str:
@@ -232,6 +233,7 @@ def jobs_for(
                 resolution=choice.resolution if choice is not None else None,
                 segments_url=choice.segments_url if choice is not None else None,
                 segments_name=choice.stored_name if choice is not None else None,
+                has_sound=choice is not None and choice.has_audio is True,
             )
         )
         sound = info.sound_for(choice) if info is not None and choice is not None else None
