@@ -1,13 +1,16 @@
-"""PeerTube-aware downloads against a fake instance on the loopback server."""
+"""PeerTube-aware downloads: against a fake instance as strict as a real one
+(``tests/peertube.py``), and against plain hosts that are no PeerTube instance."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 import sqlite3
 import subprocess
+import time
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 import bagit
 import pytest
@@ -20,13 +23,14 @@ from archiver.fetch.peertube import parse_video
 from archiver.units import format_bytes
 
 from .conftest import content_of, tagged
-from .media import make_jpeg, make_mp4, require
-from .server import FileServer
+from .media import make_mp4, require
+from .peertube import FakeInstance, PublishedVideo
+from .peertube_api import problem
+from .peertube_http import PROBLEM_TYPE
+from .server import Call, FileServer, Reply
 
-UUIDS = [f"aaaaaaa{i}-bbbb-4ccc-8ddd-eeeeeeeeeeee" for i in range(1, 5)]
-SIZES = {1080: 400_000, 720: 250_000, 480: 120_000, 360: 80_000}
-SEGMENT = 50_000
-
+FIXTURES = Path(__file__).parent / "fixtures" / "peertube"
+FIXTURE_HOST = "https://tube.example.org"  # the host the fixtures were written with
 
 VTT = """WEBVTT
 
@@ -40,126 +44,32 @@ Bonjour à tous.
 """
 
 
-@pytest.fixture(scope="module")
-def preview(tmp_path_factory: pytest.TempPathFactory) -> bytes:
-    return make_jpeg(tmp_path_factory.mktemp("preview") / "p.jpg").read_bytes()
-
-
 def run(*args: str | Path) -> tuple[int, str, str]:
     result = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
     return result.exit_code, result.stdout, result.stderr
 
 
-def segments_of(data: bytes) -> dict[str, str]:
-    return {
-        f"{start}-{min(start + SEGMENT, len(data)) - 1}": hashlib.sha256(
-            data[start : start + SEGMENT]
-        ).hexdigest()
-        for start in range(0, len(data), SEGMENT)
-    }
+def instance(server: FileServer) -> FakeInstance:
+    """A PeerTube 7.1 instance whose API window is 2 s, not 10: the tests stay fast."""
+    return FakeInstance(server, api_window=2.0)
 
 
-def publish(
-    server: FileServer,
-    uuid: str,
-    *,
-    seed: int = 0,
-    heights: tuple[int, ...] = (1080, 720, 480, 360),
-    tamper: bool = False,
-    api_status: int | None = None,
-    api_delay: float = 0.0,
-    preview: bytes | None = None,
-    captions: dict[str, str] | None = None,
-    videos: dict[int, bytes] | None = None,
-) -> dict[int, bytes]:
-    """A video on the fake instance: its files (``videos`` by height, when given), its
-    segments' checksums, its API answer, and when given its preview image and captions
-    (language → WebVTT text)."""
-    files, playlist_files, segments = {}, [], {}
-    for height in heights:
-        data = (videos or {}).get(height) or content_of(SIZES[height], seed * 10 + height)
-        name = f"{uuid}-{height}-fragmented.mp4"
-        server.add(f"/download/streaming-playlists/hls/videos/{name}", data)
-        files[height] = data
-        segments[name] = segments_of(data)
-        playlist_files.append(
-            {
-                "id": height,
-                "resolution": {"id": height, "label": f"{height}p"},
-                "size": len(data),
-                "fps": 25,
-                "fileUrl": server.url(f"/static/streaming-playlists/hls/{uuid}/{name}"),
-                "fileDownloadUrl": server.url(f"/download/streaming-playlists/hls/videos/{name}"),
-                "torrentUrl": server.url(f"/lazy-static/torrents/{height}.torrent"),
-            }
-        )
-    if tamper:
-        name = f"{uuid}-{heights[-1]}-fragmented.mp4"
-        first = next(iter(segments[name]))
-        segments[name][first] = "0" * 64
-    segments_path = f"/static/streaming-playlists/hls/{uuid}/segments-sha256.json"
-    server.add(segments_path, json.dumps(segments).encode(), content_type="application/json")
-    document = {
-        "id": 42,
-        "uuid": uuid,
-        "shortUUID": "x",
-        "name": f"Vidéo {uuid[:8]}",
-        "duration": 12,
-        "previewPath": f"/lazy-static/previews/{uuid}.jpg",
-        "licence": {"id": 4, "label": "Attribution - Non Commercial - No Derivatives"},
-        "language": {"id": "fr", "label": "French"},
-        "files": [
-            {
-                "resolution": {"id": 0, "label": "Audio"},
-                "size": 1000,
-                "fileDownloadUrl": server.url("/download/audio.mp4"),
-            },
-        ],
-        "streamingPlaylists": [
-            {
-                "id": 1,
-                "type": 1,
-                "playlistUrl": server.url(f"/static/streaming-playlists/hls/{uuid}/master.m3u8"),
-                "segmentsSha256Url": server.url(segments_path),
-                "files": playlist_files,
-            }
-        ],
-    }
-    if preview is not None:
-        server.add(f"/lazy-static/previews/{uuid}.jpg", preview, content_type="image/jpeg")
-    listed = []
-    for language, text in (captions or {}).items():
-        path = f"/lazy-static/video-captions/{uuid}-{language}.vtt"
-        server.add(path, text.encode(), content_type="text/vtt")
-        listed.append(
-            {"language": {"id": language, "label": language.upper()}, "captionPath": path}
-        )
-    server.add(
-        f"/api/v1/videos/{uuid}/captions",
-        json.dumps({"total": len(listed), "data": listed}).encode(),
-        content_type="application/json",
-    )
-    body = json.dumps(document).encode()
-    if api_status is None:
-        server.add(f"/api/v1/videos/{uuid}", body, content_type="application/json", delay=api_delay)
-    else:
-        server.add(f"/api/v1/videos/{uuid}", body, statuses=[api_status] * 100)
-    return files
-
-
-def fiche(folder: Path, server: FileServer, uuid: str, *, instance: str | None = None) -> Path:
-    """A fiche as Canopé writes them: an embed URL and the 1080p download link."""
+def fiche(tmp_path: Path, video: PublishedVideo, text: str | None = None) -> Path:
+    """A fiche as the producer writes them (an embed URL and the 1080p download link), or
+    ``text``, named after the video."""
+    folder = tmp_path / "fiches"
     folder.mkdir(parents=True, exist_ok=True)
-    base = instance or server.url("")
-    path = folder / f"{uuid}.md"
-    path.write_text(
-        f"---\ntitle: Vidéo {uuid[:8]}\narea: Domaine 1\n"
-        f"videoEmbedSrc: {base}/videos/embed/{uuid}\n"
-        f"videoDLHref: {server.url(f'/download/streaming-playlists/hls/videos/{uuid}-1080-fragmented.mp4')}\n"
-        "---\n\n## Script\n\nTexte.\n",
-        encoding="utf-8",
-    )
+    path = folder / f"{video.uuid}.md"
+    path.write_text(video.fiche() if text is None else text, encoding="utf-8")
     return path
+
+
+def path_of(url: str) -> str:
+    return urlsplit(url).path
+
+
+def downloads(server: FileServer) -> list[str]:
+    return [r.bare_path for r in server.requests() if r.bare_path.startswith("/download/")]
 
 
 def sync_args(tmp_path: Path, *extra: str | Path) -> list[str | Path]:
@@ -168,37 +78,65 @@ def sync_args(tmp_path: Path, *extra: str | Path) -> list[str | Path]:
 
 
 def held(archive: Path) -> dict[str, tuple[int | None, str]]:
+    """The video file the archive holds for each item (its poster and captions aside)."""
     db = sqlite3.connect(archive / "catalog.sqlite")
     try:
-        rows = db.execute("SELECT item_id, resolution, url FROM files WHERE current=1").fetchall()
+        rows = db.execute(
+            "SELECT item_id, resolution, url FROM files WHERE current=1 AND role='video'"
+        ).fetchall()
     finally:
         db.close()
     return {item: (resolution, url) for item, resolution, url in rows}
 
 
+def segments_checked(archive: Path) -> list[str]:
+    db = sqlite3.connect(archive / "catalog.sqlite")
+    try:
+        rows = db.execute("SELECT segments FROM files WHERE current=1 AND role='video'")
+        return [row[0] for row in rows]
+    finally:
+        db.close()
+
+
 # -- pure parts --------------------------------------------------------------------------------
 
 
-def test_parse_video_reads_every_resolution_and_skips_audio(server: FileServer) -> None:
-    publish(server, UUIDS[0])
-    document = json.loads(server.files[f"/api/v1/videos/{UUIDS[0]}"].content)
-    info = parse_video(document, server.url(""))
+def fixture(name: str) -> dict[str, Any]:
+    """A real-shaped answer of ``GET /api/v1/videos/{id}`` (tests/fixtures/peertube)."""
+    document: dict[str, Any] = json.loads((FIXTURES / name).read_text(encoding="utf-8"))
+    return document
+
+
+def test_parse_video_reads_every_resolution_and_skips_audio() -> None:
+    document = fixture("v7-video.json")
+    info = parse_video(document, FIXTURE_HOST)
     assert [f.resolution for f in info.files] == [360, 480, 720, 1080]
     assert [f.size for f in info.files] == [80_000, 120_000, 250_000, 400_000]
-    assert info.files[0].segments_url == server.url(
-        f"/static/streaming-playlists/hls/{UUIDS[0]}/segments-sha256.json"
-    )
-    assert info.preview_url == server.url(f"/lazy-static/previews/{UUIDS[0]}.jpg")
+    (playlist,) = document["streamingPlaylists"]
+    assert info.files[0].segments_url == playlist["segmentsSha256Url"]
+    raw_360 = next(f for f in playlist["files"] if f["resolution"]["id"] == 360)
+    assert info.files[0].url == raw_360["fileDownloadUrl"]  # downloaded under the video's UUID
+    assert info.files[0].checksum_name == raw_360["fileUrl"].rpartition("/")[2]  # stored name
+    assert info.preview_url == FIXTURE_HOST + str(document["previewPath"])
     assert info.duration == 12.0
     offered = [f.rendition for f in info.files]
 
-    def best(cap: int | None) -> int:
+    def best(offered: list[Rendition], cap: int | None) -> int:
         chosen = best_under(offered, cap)
         assert chosen is not None
         return chosen.height
 
-    assert (best(480), best(700), best(None)) == (480, 480, 1080)
-    assert best(240) == 360  # none is low enough: the closest
+    assert (best(offered, 480), best(offered, 700), best(offered, None)) == (480, 480, 1080)
+    assert best(offered, 240) == 360  # none is low enough: the closest
+
+    # Sound stored apart (split_audio_and_video): the audio-only file (resolution 0) is never
+    # a choice, even under a cap no picture is under; it is the sound joined to the choice.
+    split = parse_video(fixture("v7-video-split-audio.json"), FIXTURE_HOST)
+    assert [f.resolution for f in split.files] == [360, 720]
+    assert split.audio is not None and split.audio.resolution == 0
+    pictures = [f.rendition for f in split.files]
+    assert (best(pictures, 240), best(pictures, None)) == (360, 720)
+    assert split.sound_for(split.files[0]) == split.audio
 
 
 def ladder(*sizes: tuple[int, int]) -> list[Rendition]:
@@ -231,17 +169,18 @@ def test_plan_fit_says_the_smallest_size_reachable() -> None:
 
 
 def test_max_height_fetches_the_largest_resolution_under_the_cap(
-    server: FileServer, tmp_path: Path, preview: bytes
+    server: FileServer, tmp_path: Path
 ) -> None:
-    files = publish(server, UUIDS[0], preview=preview)
-    fiche(tmp_path / "fiches", server, UUIDS[0])
+    tube = instance(server)
+    video = tube.publish()
+    fiche(tmp_path, video)
     assert run(*sync_args(tmp_path, "--max-height", "600")) == (0, "", "")
-    resolution, url = held(tmp_path / "archive")[UUIDS[0]]
+    resolution, url = held(tmp_path / "archive")[video.uuid]
     assert resolution == 480
-    assert url.endswith(f"{UUIDS[0]}-480-fragmented.mp4")
-    kit_video = tmp_path / "kit/data/videos" / UUIDS[0] / f"{UUIDS[0]}-480-fragmented.mp4"
-    assert kit_video.read_bytes() == files[480]
-    assert "· 480p" in (tmp_path / "kit/data/videos" / UUIDS[0] / "index.html").read_text()
+    assert url == video.download_url(480)
+    kit_video = tmp_path / "kit/data/videos" / video.uuid / f"{video.uuid}-480-fragmented.mp4"
+    assert kit_video.read_bytes() == video.data[480]
+    assert "· 480p" in (tmp_path / "kit/data/videos" / video.uuid / "index.html").read_text()
     # a second run asks nothing: the API's answer is cached, the file held
     before = len(server.requests())
     assert run(*sync_args(tmp_path, "--max-height", "600")) == (0, "", "")
@@ -251,10 +190,12 @@ def test_max_height_fetches_the_largest_resolution_under_the_cap(
 def test_fit_fills_a_budget_between_the_smallest_and_largest_totals(
     server: FileServer, tmp_path: Path
 ) -> None:
-    for number, uuid in enumerate(UUIDS[:3]):
-        publish(server, uuid, seed=number)
-        fiche(tmp_path / "fiches", server, uuid)
-    smallest, largest = 3 * SIZES[360], 3 * SIZES[1080]
+    tube = instance(server)
+    videos = [tube.publish() for _ in range(3)]
+    for video in videos:
+        fiche(tmp_path, video)
+    smallest = sum(len(v.data[360]) for v in videos)
+    largest = sum(len(v.data[1080]) for v in videos)
     budget = 900_000  # room for some videos above 360p, not all at 1080p
     assert smallest < budget < largest
 
@@ -263,7 +204,7 @@ def test_fit_fills_a_budget_between_the_smallest_and_largest_totals(
     lines = stdout.splitlines()
     assert len(lines) == 4
     assert lines[-1].startswith("Total: ")
-    assert not [r for r in server.requests() if "/download/" in r.path]  # nothing fetched
+    assert downloads(server) == []  # nothing fetched
 
     assert run(*sync_args(tmp_path, "--fit", str(budget))) == (0, "", "")
     kit = tmp_path / "kit"
@@ -275,49 +216,61 @@ def test_fit_fills_a_budget_between_the_smallest_and_largest_totals(
 
 
 def test_the_api_is_asked_about_several_videos_at_once(server: FileServer, tmp_path: Path) -> None:
-    for uuid in UUIDS:
-        publish(server, uuid, api_delay=0.3)  # an instance far away
-        fiche(tmp_path / "fiches", server, uuid)
+    def far_away(call: Call) -> None:
+        time.sleep(0.3)  # an instance far away: each API answer takes 0.3 s...
+        # ...then the instance answers it (the next route)
+
+    server.route("/api/", far_away)  # before the instance's own route
+    tube = instance(server)
+    videos = [tube.publish() for _ in range(4)]
+    for video in videos:
+        fiche(tmp_path, video)
     code, stdout, _ = run(*sync_args(tmp_path, "--max-height", "480", "--per-host", "4",
                                      "--dry-run"))  # fmt: skip
     assert code == 0
-    assert len(stdout.splitlines()) == len(UUIDS)
-    assert len(server.requests()) == 2 * len(UUIDS)  # each video, then its captions
+    assert len(stdout.splitlines()) == len(videos)
+    assert len(server.requests()) == 2 * len(videos)  # each video, then its captions
     assert server.peak >= 2  # one after the other, never more than one would be answered
 
 
 def test_fit_that_cannot_be_reached_exits_2_with_the_smallest_size(
     server: FileServer, tmp_path: Path
 ) -> None:
-    publish(server, UUIDS[0])
-    fiche(tmp_path / "fiches", server, UUIDS[0])
+    tube = instance(server)
+    fiche(tmp_path, tube.publish())
     code, _, stderr = run(*sync_args(tmp_path, "--fit", "50k"))
     assert code == 2
     assert stderr.startswith(
         "Error: the kit cannot fit in 50.0 KiB: even at the lowest resolutions it needs "
     )
-    assert not [r for r in server.requests() if "/download/" in r.path]
+    assert downloads(server) == []
 
 
 def test_tampered_segment_checksums_fail_the_item_and_quarantine_it(
     server: FileServer, tmp_path: Path
 ) -> None:
-    publish(server, UUIDS[0], tamper=True, heights=(720, 360))
-    fiche(tmp_path / "fiches", server, UUIDS[0])
+    tube = instance(server)
+    video = tube.publish(heights=(720, 360), tamper_segment_of=360)
+    fiche(tmp_path, video)
+    # The instance's checksums are keyed by the stored name and start after the init segment.
+    span, expected = next(iter(video.segments[video.files[360].stored_name].items()))
     code, _, stderr = run(*sync_args(tmp_path, "--max-height", "360"))
     assert code == 1
-    assert f"({UUIDS[0]}, video)" in stderr
-    assert "segment sha256 mismatch: expected " + "0" * 64 + " for bytes 0-49999, got " in stderr
+    assert f"({video.uuid}, video)" in stderr
+    assert f"segment sha256 mismatch: expected {expected} for bytes {span}, got " in stderr
     assert held(tmp_path / "archive") == {}
-    assert len(list((tmp_path / "archive" / "quarantine" / UUIDS[0]).iterdir())) == 1
+    assert len(list((tmp_path / "archive" / "quarantine" / video.uuid).iterdir())) == 1
 
 
 def test_right_segment_checksums_are_checked(server: FileServer, tmp_path: Path) -> None:
-    publish(server, UUIDS[0], heights=(720, 360))
-    fiche(tmp_path / "fiches", server, UUIDS[0])
+    tube = instance(server)
+    video = tube.publish(heights=(720, 360))
+    fiche(tmp_path, video)
     assert run(*sync_args(tmp_path, "--max-height", "360")) == (0, "", "")
-    asked = [r.path for r in server.requests() if r.path.endswith("segments-sha256.json")]
+    asked = [r.path for r in server.requests() if r.bare_path.endswith(video.segments_name)]
     assert len(asked) == 1
+    # checked, found under the stored name: not merely asked for
+    assert segments_checked(tmp_path / "archive") == ["verified"]
 
 
 @pytest.mark.parametrize("status", [401, 403, 404])
@@ -328,8 +281,19 @@ def test_an_error_that_is_not_peertubes_means_no_api_there(
     4xx comes from a host that is no PeerTube instance: the fiche's link is all there is, so it
     is fetched without a cap, and refused, named, over one (refusals by a real instance are in
     tests/test_peertube_real.py)."""
-    files = publish(server, UUIDS[0], api_status=status)
-    fiche(tmp_path / "fiches", server, UUIDS[0])
+    uuid = "9c9de5e8-0a1e-484a-b099-e80766180a6d"
+    link = f"/download/streaming-playlists/hls/videos/{uuid}-1080-fragmented.mp4"
+    data = content_of(400_000, 1)
+    server.add(link, data)  # a mirror whose paths hold the UUID
+    server.add(f"/api/v1/videos/{uuid}", b"", statuses=[status] * 100)  # plain text, not JSON
+    folder = tmp_path / "fiches"
+    folder.mkdir()
+    (folder / f"{uuid}.md").write_text(
+        f"---\ntitle: Vidéo {uuid[:8]}\narea: Domaine 1\n"
+        f"videoEmbedSrc: {server.url(f'/videos/embed/{uuid}')}\n"
+        f"videoDLHref: {server.url(link)}\n---\n\n## Script\n\nTexte.\n",
+        encoding="utf-8",
+    )
     code, _, stderr = run(*sync_args(tmp_path, "--max-height", "480"))
     assert code == 1
     assert stderr.endswith(
@@ -337,16 +301,27 @@ def test_an_error_that_is_not_peertubes_means_no_api_there(
         " not within --max-height 480\n"
     )
     assert run(*sync_args(tmp_path)) == (0, "", "")
-    assert (
-        tmp_path / "archive/media" / UUIDS[0] / f"{UUIDS[0]}-1080-fragmented.mp4"
-    ).read_bytes() == files[1080]
+    assert (tmp_path / "archive/media" / uuid / f"{uuid}-1080-fragmented.mp4").read_bytes() == data
 
 
 def test_a_broken_api_never_lets_a_video_over_the_cap(server: FileServer, tmp_path: Path) -> None:
     """An API that answers 500 says nothing of the video: the fiche's 1080p link is not
-    within --max-height 480, so the video fails, named; within the cap it is fetched."""
-    files = publish(server, UUIDS[0], api_status=500)
-    fiche(tmp_path / "fiches", server, UUIDS[0])
+    within --max-height 480, so the video fails, named; within the cap it is fetched.
+
+    The 500 is PeerTube's own: its last error handler (server.ts) answers what a route threw
+    with ``res.fail({status: 500, message: err.message, type: err.name})``, problem+json."""
+
+    def database_down(call: Call) -> Reply | None:
+        if not call.path.startswith("/api/v1/videos/"):
+            return None
+        body = problem(500, "connect ECONNREFUSED 127.0.0.1:5432",
+                       code="SequelizeConnectionRefusedError")  # fmt: skip
+        return Reply(500, body, [PROBLEM_TYPE])
+
+    server.route("/api/", database_down)  # before the instance's own route
+    tube = instance(server)
+    video = tube.publish()
+    fiche(tmp_path, video)
     code, _, stderr = run(*sync_args(tmp_path, "--max-height", "480"))
     assert code == 1
     assert stderr.endswith(
@@ -356,19 +331,21 @@ def test_a_broken_api_never_lets_a_video_over_the_cap(server: FileServer, tmp_pa
     assert held(tmp_path / "archive") == {}
     code, _, stderr = run(*sync_args(tmp_path, "--max-height", "1080"))
     assert code == 0, stderr
-    resolution, url = held(tmp_path / "archive")[UUIDS[0]]
+    resolution, url = held(tmp_path / "archive")[video.uuid]
     assert resolution is None
-    assert url.endswith(f"{UUIDS[0]}-1080-fragmented.mp4")
+    assert url == video.download_url(1080)
     assert (
-        tmp_path / "archive/media" / UUIDS[0] / f"{UUIDS[0]}-1080-fragmented.mp4"
-    ).read_bytes() == files[1080]
+        tmp_path / "archive/media" / video.uuid / f"{video.uuid}-1080-fragmented.mp4"
+    ).read_bytes() == video.data[1080]
 
 
 def test_unreachable_api_falls_back_to_the_fiche_link(server: FileServer, tmp_path: Path) -> None:
-    publish(server, UUIDS[0])
-    fiche(tmp_path / "fiches", server, UUIDS[0], instance="http://tube.example.invalid")
+    tube = instance(server)
+    video = tube.publish()
+    away = f"http://tube.example.invalid/videos/embed/{video.uuid}"
+    fiche(tmp_path, video, video.fiche().replace(video.embed_url(), away))
     assert run(*sync_args(tmp_path)) == (0, "", "")
-    assert held(tmp_path / "archive")[UUIDS[0]][0] is None
+    assert held(tmp_path / "archive")[video.uuid] == (None, video.download_url(1080))
 
 
 def test_fiche_without_uuid_asks_no_api(server: FileServer, tmp_path: Path) -> None:
@@ -404,15 +381,16 @@ def test_a_truncated_mp4_is_refused_and_kept_out_of_the_kit(
 
 
 def test_the_instance_preview_is_the_poster_and_captions_are_tracks(
-    server: FileServer, tmp_path: Path, preview: bytes
+    server: FileServer, tmp_path: Path
 ) -> None:
     from playwright.sync_api import sync_playwright
 
-    publish(server, UUIDS[0], heights=(480, 360), preview=preview, captions={"fr": VTT})
-    fiche(tmp_path / "fiches", server, UUIDS[0])
+    tube = instance(server)
+    video = tube.publish(heights=(480, 360), captions={"fr": VTT})
+    fiche(tmp_path, video)
     assert run(*sync_args(tmp_path, "--max-height", "480")) == (0, "", "")
-    folder = tmp_path / "kit" / "data" / "videos" / UUIDS[0]
-    assert (folder / "poster.jpg").read_bytes() == preview
+    folder = tmp_path / "kit" / "data" / "videos" / video.uuid
+    assert (folder / "poster.jpg").read_bytes() == video.preview
     assert (folder / "captions-fr.vtt").read_text() == VTT
     page = (folder / "index.html").read_text()
     assert "Sous-titres : Français" in page
@@ -450,11 +428,19 @@ def test_the_instance_preview_is_the_poster_and_captions_are_tracks(
 
 
 def test_a_missing_preview_is_a_warning_not_a_failure(server: FileServer, tmp_path: Path) -> None:
-    publish(server, UUIDS[0], heights=(360,))  # the API names a preview the instance lacks
-    fiche(tmp_path / "fiches", server, UUIDS[0])
+    def lost(call: Call) -> Reply:
+        return Reply(404, b"")  # what the instance's lazy-static answers for a file it lacks
+
+    server.route("/lazy-static/previews/", lost)  # before the instance's own route
+    tube = instance(server)
+    video = tube.publish(heights=(360,))  # the API names a preview the instance lacks
+    fiche(tmp_path, video)
     code, _, stderr = run(*sync_args(tmp_path, "--max-height", "360"))
     assert (code, stderr) == (0, "")
-    assert (tmp_path / "kit" / "data" / "videos" / UUIDS[0] / "poster.jpg").exists()  # ffmpeg's
+    assert server.requests(f"/lazy-static/previews/{video.preview_name}")  # asked, not found
+    poster = tmp_path / "kit" / "data" / "videos" / video.uuid / "poster.jpg"
+    assert poster.exists()  # ffmpeg's
+    assert poster.read_bytes() != video.preview
 
 
 def test_vtt_parsing_skips_what_it_cannot_read() -> None:
@@ -465,15 +451,18 @@ def test_vtt_parsing_skips_what_it_cannot_read() -> None:
 
 
 def test_package_fit_chooses_among_the_versions_held(server: FileServer, tmp_path: Path) -> None:
-    for number, uuid in enumerate(UUIDS[:3]):
-        publish(server, uuid, seed=number, heights=(1080, 360))
-        fiche(tmp_path / "fiches", server, uuid)
+    tube = instance(server)
+    videos = [tube.publish(heights=(1080, 360)) for _ in range(3)]
+    for video in videos:
+        fiche(tmp_path, video)
     # First at 360p, then at 1080p: the archive keeps both versions of each video.
     assert run(*sync_args(tmp_path, "--max-height", "360"))[0] == 0
     assert run(*sync_args(tmp_path))[0] == 0
     manifest = tmp_path / "archive" / "manifest.json"
     # With the plan's allowance for pages and posters (544,768 bytes for 3 videos), room for
     # one video at 1080p (400 kB) and two at 360p (80 kB), not more.
+    assert {len(v.data[1080]) for v in videos} == {400_000}
+    assert {len(v.data[360]) for v in videos} == {80_000}
     budget = 1_150_000
     kit = tmp_path / "usb"
     code, _, stderr = run("package", manifest, "--archive", tmp_path / "archive", "-o", kit,
@@ -481,7 +470,7 @@ def test_package_fit_chooses_among_the_versions_held(server: FileServer, tmp_pat
     assert (code, stderr) == (0, "")
     size = sum(p.stat().st_size for p in kit.rglob("*") if p.is_file())
     assert size <= budget
-    shown = [(kit / "data/videos" / u / "index.html").read_text() for u in UUIDS[:3]]
+    shown = [(kit / "data/videos" / v.uuid / "index.html").read_text() for v in videos]
     assert sum("· 1080p" in page for page in shown) == 1  # the budget allows one at 1080p
     assert sum("· 360p" in page for page in shown) == 2
     bagit.Bag(str(kit)).validate()
@@ -525,32 +514,31 @@ def kit_video(kit: Path, uuid: str) -> Path:
 def test_transcode_re_encodes_only_what_no_offered_resolution_brings_under_the_cap(
     server: FileServer, tmp_path: Path, real: dict[int, bytes]
 ) -> None:
-    only_tall, both = UUIDS[0], UUIDS[1]
-    publish(server, only_tall, heights=(720,), videos=real)
-    publish(server, both, heights=(720, 360), videos=real)
-    for uuid in (only_tall, both):
-        fiche(tmp_path / "fiches", server, uuid)
+    tube = instance(server)
+    only_tall = tube.publish(heights=(720,), videos=real)
+    both = tube.publish(heights=(720, 360), videos=real)
+    for video in (only_tall, both):
+        fiche(tmp_path, video)
 
     code, stdout, _ = run(*sync_args(tmp_path, "--transcode", "360p", "--dry-run"))
     assert code == 0
     assert stdout.splitlines() == [
-        f"Vidéo {only_tall[:8]} ({only_tall}): 720p, {format_bytes(len(real[720]))};"
+        f"{only_tall.name} ({only_tall.uuid}): 720p, {format_bytes(len(real[720]))};"
         " none offered at most 360p: re-encoded to 360p",
-        f"Vidéo {both[:8]} ({both}): 360p, {format_bytes(len(real[360]))}",
+        f"{both.name} ({both.uuid}): 360p, {format_bytes(len(real[360]))}",
     ]
 
     assert run(*sync_args(tmp_path, "--transcode", "360p")) == (0, "", "")
-    fetched = {r.path for r in server.requests() if "/download/" in r.path}
-    assert fetched == {
-        f"/download/streaming-playlists/hls/videos/{only_tall}-720-fragmented.mp4",
-        f"/download/streaming-playlists/hls/videos/{both}-360-fragmented.mp4",
+    assert set(downloads(server)) == {
+        path_of(only_tall.download_url(720)),
+        path_of(both.download_url(360)),
     }  # the 720p of the second video, which the instance offers at 360p, is never fetched
     kit = tmp_path / "kit"
-    reencoded = kit_video(kit, only_tall)
-    assert reencoded.name == f"{only_tall}-720-fragmented-360p.mp4"
+    reencoded = kit_video(kit, only_tall.uuid)
+    assert reencoded.name == f"{only_tall.uuid}-720-fragmented-360p.mp4"
     assert probe_height(reencoded) == 360
     assert "· 360p" in (reencoded.parent / "index.html").read_text()
-    assert kit_video(kit, both).read_bytes() == real[360]  # the instance's own, as it was
+    assert kit_video(kit, both.uuid).read_bytes() == real[360]  # the instance's own, as it was
     bagit.Bag(str(kit)).validate()
 
 
@@ -562,14 +550,18 @@ def padded(video: bytes, size: int, seed: int) -> bytes:
 def test_fit_re_encodes_the_largest_videos_when_even_the_lowest_do_not_fit(
     server: FileServer, tmp_path: Path, real: dict[int, bytes]
 ) -> None:
-    sizes = {UUIDS[0]: 900_000, UUIDS[1]: 700_000, UUIDS[2]: 500_000}
-    for number, (uuid, size) in enumerate(sizes.items()):
+    tube = instance(server)
+    sizes = [900_000, 700_000, 500_000]
+    videos = []
+    for number, size in enumerate(sizes):
         offered = {
             480: padded(real[360], size + 300_000, number),
             360: padded(real[360], size, number),
         }
-        publish(server, uuid, seed=number, heights=(480, 360), videos=offered)
-        fiche(tmp_path / "fiches", server, uuid)
+        videos.append(tube.publish(heights=(480, 360), videos=offered))
+    for video in videos:
+        fiche(tmp_path, video)
+    largest, middle, smallest = (v.uuid for v in videos)
     overhead = kit_overhead(3)
     budget = overhead + 1_400_000  # the lowest need 2.1 MB; the largest re-encoded, 1.2 MB
     assert run(*sync_args(tmp_path, "--fit", str(budget)))[0] == 2  # no re-encoding allowed
@@ -583,13 +575,13 @@ def test_fit_re_encodes_the_largest_videos_when_even_the_lowest_do_not_fit(
     kit = tmp_path / "kit"
     used = sum(f.stat().st_size for f in kit.rglob("*") if f.is_file())
     assert used <= budget
-    names = {uuid: kit_video(kit, uuid).name for uuid in sizes}
+    names = {video.uuid: kit_video(kit, video.uuid).name for video in videos}
     assert names == {
-        UUIDS[0]: f"{UUIDS[0]}-360-fragmented-360p.mp4",  # the largest, re-encoded
-        UUIDS[1]: f"{UUIDS[1]}-360-fragmented.mp4",  # enough: the others as offered
-        UUIDS[2]: f"{UUIDS[2]}-360-fragmented.mp4",
+        largest: f"{largest}-360-fragmented-360p.mp4",  # the largest, re-encoded
+        middle: f"{middle}-360-fragmented.mp4",  # enough: the others as offered
+        smallest: f"{smallest}-360-fragmented.mp4",
     }
-    assert probe_height(kit_video(kit, UUIDS[0])) == 360
+    assert probe_height(kit_video(kit, largest)) == 360
     bagit.Bag(str(kit)).validate()
 
     # package does the same from what the archive holds, reusing the re-encode it keeps
@@ -598,8 +590,8 @@ def test_fit_re_encodes_the_largest_videos_when_even_the_lowest_do_not_fit(
                           tmp_path / "archive", "-o", usb, "--fit", str(budget),
                           "--transcode", "360p", "-q")  # fmt: skip
     assert (code, stderr) == (0, "")
-    assert {uuid: kit_video(usb, uuid).name for uuid in sizes} == names
-    assert kit_video(usb, UUIDS[0]).read_bytes() == kit_video(kit, UUIDS[0]).read_bytes()
+    assert {video.uuid: kit_video(usb, video.uuid).name for video in videos} == names
+    assert kit_video(usb, largest).read_bytes() == kit_video(kit, largest).read_bytes()
 
     code, _, stderr = run(*sync_args(tmp_path, "--fit", str(overhead), "--transcode", "360p"))
     assert code == 2
