@@ -26,7 +26,7 @@ A fiche pointing at it (``tube.url`` is ``http://127.0.0.1:<port>``)::
     videoDLHref: {tube.url}/download/streaming-playlists/hls/videos/{video.uuid}-1080-fragmented.mp4
 
 ``video.fiche()`` writes that text. What the fake does, each behaviour with its source in
-PeerTube (details in /tmp/peertube-spec.md, shapes in ``tests/peertube_api.py``):
+PeerTube (details in tests/fixtures/peertube/SOURCES.md, shapes in ``tests/peertube_api.py``):
 
 - ``GET /api/v1/videos/{uuid|shortUUID|id}``, ``.../captions``, ``POST .../token``: VideoDetails
   and captions shaped per ``version`` ("4.3", "7.0", "7.1", "8.0"). Every ``/api/v1/videos*``

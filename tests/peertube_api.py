@@ -2,7 +2,7 @@
 
 Pure functions used by the fake instance in ``tests/peertube.py``; each names the PeerTube (or
 library) source its shape comes from. "Chocobozzz/PeerTube" is implied when only a path is
-given; the commits are those of the copies read for /tmp/peertube-spec.md.
+given; the commits are those of the copies read for tests/fixtures/peertube/SOURCES.md.
 """
 
 from __future__ import annotations

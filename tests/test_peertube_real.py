@@ -17,7 +17,7 @@ from archiver.cli import cli
 
 from .media import make_split_video_mp4
 from .peertube import FakeInstance, PublishedVideo
-from .server import FileServer
+from .server import FileServer, Reply
 
 
 def run(*args: str | Path) -> tuple[int, str, str]:
@@ -180,7 +180,7 @@ def test_a_password_protected_video_comes_with_its_password(
     assert (code, stderr) == (0, "")
     held = tmp_path / "archive" / "media" / video.uuid / f"{video.uuid}-360-fragmented.mp4"
     assert held.read_bytes() == video.data[360]
-    sent = [r for r in server.requests() if r.bare_path.startswith(("/download/", "/api/"))]
+    sent = [r for r in server.requests() if r.bare_path.startswith("/download/")]
     assert sent
     assert all(r.headers.get("x-peertube-video-password") == "s3cret" for r in sent)
     code, _, stderr = run("sync", tmp_path / "fiches", "--archive", tmp_path / "a2", "--kit",
@@ -295,3 +295,138 @@ def test_a_video_the_instance_says_has_sound_must_have_it(
         " not a playable MP4: no audio stream\n"
     )
     assert list((tmp_path / "archive" / "quarantine" / video.uuid).iterdir())
+
+
+# -- what the review found -------------------------------------------------------------------------
+
+
+def test_the_password_goes_only_to_the_instance_that_asked_for_it(
+    server: FileServer, tmp_path: Path
+) -> None:
+    """A public video is asked for without it; the protected one's instance gets it only after
+    answering video_requires_password, then with each of that video's requests."""
+    tube = FakeInstance(server, api_window=2.0)
+    public = tube.publish(heights=(240,))
+    protected = tube.publish(heights=(240,), privacy=5, password="s3cret")
+    write(tmp_path, "public", public.fiche(height=240, title="Publique"))
+    write(tmp_path, "protected", protected.fiche(height=240, title="Protégée"))
+    code, _, stderr = sync(tmp_path, "--video-password", "s3cret")
+    assert (code, stderr) == (0, "")
+    carried = [
+        (r.bare_path, bool(r.headers.get("x-peertube-video-password"))) for r in server.requests()
+    ]
+    assert not [path for path, sent in carried if sent and public.uuid in path]
+    asked = [sent for path, sent in carried if path == f"/api/v1/videos/{protected.uuid}"]
+    assert asked == [False, True]  # first without, then because the instance asked for it
+    fetched = [
+        sent for path, sent in carried if path == protected.download_url(240).removeprefix(tube.url)
+    ]
+    assert fetched == [True]
+
+
+def test_the_password_never_follows_a_redirect_to_another_host(server: FileServer) -> None:
+    """httpx keeps custom headers across redirects (it strips only Authorization): the
+    client's hook drops the password when a 302 leaves the instance (object storage)."""
+    import asyncio
+
+    from archiver.fetch.http import (
+        PASSWORD_HEADER,
+        PASSWORD_ORIGIN,
+        DownloadSettings,
+        make_client,
+        origin,
+    )
+
+    from .server import FileServer as Other
+
+    bucket = Other()
+    try:
+        bucket.add("/bucket/v.mp4", b"bytes")
+        server.redirect("/download/v.mp4", bucket.url("/bucket/v.mp4"))
+
+        async def fetch() -> int:
+            async with make_client(DownloadSettings()) as client:
+                url = server.url("/download/v.mp4")
+                response = await client.get(
+                    url,
+                    headers={PASSWORD_HEADER: "s3cret"},
+                    extensions={PASSWORD_ORIGIN: origin(url)},
+                )
+                return response.status_code
+
+        assert asyncio.run(fetch()) == 200
+        assert server.requests()[0].headers.get(PASSWORD_HEADER) == "s3cret"
+        assert [r.headers.get(PASSWORD_HEADER) for r in bucket.requests()] == [None]
+    finally:
+        bucket.close()
+
+
+@pytest.mark.parametrize(
+    ("header", "document"),
+    [
+        ({"X-RateLimit-Remaining": "²"}, None),  # "²".isdigit() is True; int("²") fails
+        ({"Retry-After": "²", "X-RateLimit-Remaining": "0"}, None),
+        ({}, {"duration": 10**400}),
+        ({}, {"resolution": 2**70}),
+        ({}, {"captions": {"data": 5}}),
+    ],
+)
+def test_a_hostile_answer_fails_one_video_at_most_never_the_run(
+    server: FileServer, tmp_path: Path, header: dict[str, str], document: dict[str, object] | None
+) -> None:
+    tube = FakeInstance(server, api_window=2.0)
+    video = tube.publish(heights=(240,))
+    answer = json.loads(httpx.get(video.api_url()).content)
+    if document and "duration" in document:
+        answer["duration"] = document["duration"]
+    if document and "resolution" in document:
+        answer["streamingPlaylists"][0]["files"][0]["resolution"]["id"] = document["resolution"]
+    body = json.dumps(answer).encode()
+    captions = json.dumps((document or {}).get("captions", {"total": 0, "data": []})).encode()
+    hostile = FileServer()
+    try:
+        hostile.add(
+            f"/api/v1/videos/{video.uuid}", body, content_type="application/json", headers=header
+        )
+        hostile.add(
+            f"/api/v1/videos/{video.uuid}/captions", captions, content_type="application/json"
+        )
+        fiche = video.fiche(height=240).replace(
+            video.embed_url(), hostile.url(f"/videos/embed/{video.uuid}")
+        )
+        write(tmp_path, "v", fiche)
+        code, _, stderr = sync(tmp_path)
+    finally:
+        hostile.close()
+    assert code in (0, 1), stderr
+    assert "internal error" not in stderr
+    assert len(stderr.splitlines()) <= 1
+
+
+def test_captions_the_instance_would_not_list_are_not_kept_as_none(
+    server: FileServer, tmp_path: Path
+) -> None:
+    """A 429 on the captions after the video's 200: nothing is kept, so the next run asks
+    again and gets them (only 200 answers are kept)."""
+    refused = {"left": 20}
+
+    def captions_429(call: object) -> Reply | None:
+        if refused["left"] > 0:
+            refused["left"] -= 1
+            return Reply(429, b"Too many requests, please try again later.", [("Retry-After", "0")])
+        return None
+
+    uuid = "5d0c4c9a-37a8-4c6e-9f5e-8c2a6f1a2b3c"
+    server.route(f"/api/v1/videos/{uuid}/captions", captions_429)
+    tube = FakeInstance(server, api_window=2.0)
+    video = tube.publish(
+        uuid, heights=(240,), captions={"fr": "WEBVTT\n\n00:00.000 --> 00:01.000\nBonjour\n"}
+    )
+    write(tmp_path, "v", video.fiche(height=240))
+    sync(tmp_path)
+    assert not (tmp_path / "archive" / "peertube" / f"{uuid}.json").exists()
+    refused["left"] = 0
+    assert sync(tmp_path)[0] == 0
+    cached = json.loads((tmp_path / "archive" / "peertube" / f"{uuid}.json").read_bytes())
+    assert [c["language"]["id"] for c in cached["captions"]["data"]] == ["fr"]
+    assert (tmp_path / "kit" / "data" / "videos" / uuid / "captions-fr.vtt").is_file()

@@ -158,18 +158,25 @@ async def _describe_all(
     budgets: dict[str, ApiBudget] = {}
 
     async def describe(ref: PeerTubeRef) -> VideoInfo | Unavailable:
-        fresh = await asyncio.to_thread(_fresh, cache / f"{ref.uuid}.json", refresh_after)
         budget = budgets.setdefault(ref.instance, ApiBudget(reserve=settings.per_host + 1))
         async with at_once:
-            return await fetch_info(
-                client,
-                ref,
-                cache,
-                budget=budget,
-                fresh=fresh,
-                api_base=settings.request_url(ref.instance),
-                password=settings.video_password,
-            )
+            try:
+                return await _ask(ref, budget)
+            except (httpx.HTTPError, ValueError, TypeError, AttributeError, OverflowError) as exc:
+                # An answer no check foresaw: this video goes without, the others go on.
+                return Unavailable(f"the instance's answer is not understood ({exc})", False)
+
+    async def _ask(ref: PeerTubeRef, budget: ApiBudget) -> VideoInfo | Unavailable:
+        fresh = await asyncio.to_thread(_fresh, cache / f"{ref.uuid}.json", refresh_after)
+        return await fetch_info(
+            client,
+            ref,
+            cache,
+            budget=budget,
+            fresh=fresh,
+            api_base=settings.request_url(ref.instance),
+            password=settings.video_password,
+        )
 
     answers = await asyncio.gather(*(describe(ref) for _, ref in wanted))
     return dict(zip((item for item, _ in wanted), answers, strict=True))
@@ -202,8 +209,8 @@ def choose_files(
     """Ask each video's PeerTube instance about it and pick its file (``--max-height``,
     ``--fit``), fetching nothing: a dry run's plan.
 
-    Asks each instance's API at most once per ``refresh_after`` (answers, even "private", are
-    cached in the archive); a video the API does not describe keeps its fiche's link.
+    Asks each instance's API at most once per ``refresh_after`` (its 200 answers are cached
+    in the archive); what happens to a video it does not describe is :func:`.plan.choose`'s.
     """
 
     async def run() -> Choices:

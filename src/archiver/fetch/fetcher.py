@@ -36,6 +36,8 @@ from ..progress import Progress
 from .http import (
     CONTENT_RANGE,
     NOT_RETRIED,
+    PASSWORD_HEADER,
+    PASSWORD_ORIGIN,
     RETRIED,
     UNSATISFIED_RANGE,
     DownloadSettings,
@@ -44,7 +46,10 @@ from .http import (
     strong_etag,
     unknown_host,
 )
-from .peertube import PASSWORD_HEADER, check_segments
+from .http import (
+    origin as _origin,
+)
+from .peertube import check_segments
 from .plan import Job, Outcome, Status
 from .throttle import RateLimiter
 
@@ -195,7 +200,12 @@ class Fetcher:
         # job for another host could use.
         async with self._host_slot(job.url), self.jobs:
             start = time.monotonic()
-            outcome = await self._with_retries(job)
+            try:
+                outcome = await self._with_retries(job)
+            except Exception as exc:  # a bug, or an answer no check foresaw: this file only
+                log.debug("%s", job.label, exc_info=True)
+                reason = f"internal error: {type(exc).__name__}: {exc} (a bug: please report it)"
+                outcome = Outcome(job, Status.FAILED, reason=reason)
             outcome = dataclasses.replace(outcome, seconds=time.monotonic() - start)
         self.progress.finished(job.key, failed=outcome.status is Status.FAILED)
         return outcome
@@ -261,9 +271,10 @@ class Fetcher:
         return have, state, {"Range": f"bytes={have}-", "If-Range": validator}
 
     def _password_for(self, job: Job, url: str) -> str | None:
-        """``--video-password``, for the video's own instance only: never another host."""
+        """``--video-password``, for a video its instance said is protected, to that instance
+        only (a redirect elsewhere drops it: :func:`.http.make_client`)."""
         ref = job.entry.peertube
-        if not self.settings.video_password or ref is None or job.role not in ("video", "audio"):
+        if not self.settings.video_password or ref is None or not job.protected:
             return None
         instance = urlsplit(self.settings.request_url(ref.instance)).netloc.lower()
         return self.settings.video_password if urlsplit(url).netloc.lower() == instance else None
@@ -309,8 +320,11 @@ class Fetcher:
         password = self._password_for(job, url)
         if password:
             headers[PASSWORD_HEADER] = password
+        origin = {PASSWORD_ORIGIN: _origin(url)} if password else None
         try:
-            async with self.client.stream("GET", url, headers=headers) as response:
+            async with self.client.stream(
+                "GET", url, headers=headers, extensions=origin
+            ) as response:
                 offset, expected, state = self._check_response(job, response, have, state)
                 if offset is not None:
                     if offset == 0:

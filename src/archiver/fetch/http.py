@@ -18,6 +18,8 @@ from .._version import __version__
 __all__ = [
     "DEFAULT_SETTINGS",
     "NOT_RETRIED",
+    "PASSWORD_HEADER",
+    "PASSWORD_ORIGIN",
     "RETRIED",
     "USER_AGENT",
     "DownloadSettings",
@@ -89,7 +91,7 @@ def retry_after(value: str | None, cap: float) -> float | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit() and len(value) <= 12:
         return min(float(value), cap)
     try:
         when = email.utils.parsedate_to_datetime(value)
@@ -130,6 +132,32 @@ def describe(exc: httpx.HTTPError, timeout: float) -> str:
 SOCKET_READ_SIZE = 256 * 1024
 
 
+# The header PeerTube reads a video's password from (server/core/middlewares/validators/
+# shared/videos.ts, checkCanSeeVideo / checkCanAccessVideoStaticFiles).
+PASSWORD_HEADER = "x-peertube-video-password"  # noqa: S105 - a header's name, no secret
+# A request's extension naming the one origin its password header may go to.
+PASSWORD_ORIGIN = "archiver.password_origin"  # noqa: S105 - an extension's name
+_PORTS = {"http": 80, "https": 443}
+
+
+def origin(url: str | httpx.URL) -> str:
+    """``scheme://host:port`` of a URL, as a browser compares origins.
+
+    >>> origin("https://tube.example.org/w/x") == origin("https://tube.example.org:443/")
+    True
+    """
+    parts = httpx.URL(str(url))
+    return f"{parts.scheme}://{parts.host}:{parts.port or _PORTS.get(parts.scheme)}"
+
+
+async def _keep_password_home(request: httpx.Request) -> None:
+    """httpx keeps custom headers across a redirect (it strips only Authorization): a video's
+    password must not follow a 302 to object storage or anywhere else."""
+    home = request.extensions.get(PASSWORD_ORIGIN)
+    if PASSWORD_HEADER in request.headers and origin(request.url) != home:
+        del request.headers[PASSWORD_HEADER]
+
+
 def make_client(settings: DownloadSettings, **overrides: object) -> httpx.AsyncClient:
     """The HTTP client: keep-alive, redirects, proxies from the environment, no compression."""
     if httpcore.AsyncHTTP11Connection.READ_NUM_BYTES < SOCKET_READ_SIZE:
@@ -146,6 +174,7 @@ def make_client(settings: DownloadSettings, **overrides: object) -> httpx.AsyncC
         "trust_env": True,  # HTTP_PROXY, HTTPS_PROXY, NO_PROXY: school networks need them
         # Byte ranges count bytes of the file as stored, so ask for it as stored.
         "headers": {"User-Agent": settings.user_agent, "Accept-Encoding": "identity"},
+        "event_hooks": {"request": [_keep_password_home]},
     }
     options.update(overrides)
     return httpx.AsyncClient(**options)  # type: ignore[arg-type]

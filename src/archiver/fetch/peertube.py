@@ -45,10 +45,10 @@ from ..choose import Rendition
 from ..entry import PeerTubeRef
 from ..errors import describe_os_error
 from ..files import atomic_write_bytes
+from .http import PASSWORD_HEADER, PASSWORD_ORIGIN, origin
 
 __all__ = [
     "API_TIMEOUT",
-    "PASSWORD_HEADER",
     "ApiBudget",
     "Caption",
     "Unavailable",
@@ -63,15 +63,16 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 API_TIMEOUT = 10.0
+# Bounds on what an answer may claim: no video is taller, no file larger.
+MAX_HEIGHT = 8640
+MAX_SIZE = 1 << 50
+MAX_ANSWER = 16 * 1024 * 1024  # an API answer or a segments list; far more than any real one
 API_ATTEMPTS = 5  # per call, when the instance answers 429 or 503
 RETRY_AFTER_MAX = 60.0
 # config/default.yaml, rates_limit.api: "50 attempts in 10 seconds"
 DEFAULT_LIMIT, DEFAULT_WINDOW = 50, 10.0
-# The header PeerTube reads a video's password from (server/core/middlewares/validators/
-# shared/videos.ts, checkCanSeeVideo / checkCanAccessVideoStaticFiles).
-PASSWORD_HEADER = "x-peertube-video-password"  # noqa: S105 - a header's name, no secret
 
-_RANGE = re.compile(r"^(\d+)-(\d+)$")
+_RANGE = re.compile(r"^(\d{1,15})-(\d{1,15})$")
 # Caption language ids: ISO 639 codes, and es-419, pt-PT, zh-Hans, zh-Hant, ca-valencia
 # (server/core/initializers/constants.ts, buildLanguages). They become part of file names.
 _LANGUAGE = re.compile(r"[A-Za-z]{2,3}(?:-[A-Za-z0-9]{2,8})?")
@@ -137,6 +138,7 @@ class VideoInfo:
     audio: VideoFile | None = None  # the sound, when the instance stores it apart
     is_live: bool = False
     state: int | None = None
+    protected: bool = False  # password-protected: its files are asked for with the password
 
     def sound_for(self, chosen: VideoFile) -> VideoFile | None:
         """The sound-only file to join to ``chosen``, when ``chosen`` has no sound of its own."""
@@ -169,22 +171,25 @@ class Unavailable:
 def parse_captions(document: Mapping[str, Any], instance: str) -> tuple[Caption, ...]:
     """Read ``GET /api/v1/videos/{uuid}/captions``: ``fileUrl`` (7.1 and later, absolute) or
     ``captionPath`` (relative; null in 8.x when the file is on object storage)."""
-    captions = []
-    for raw in document.get("data") or []:
+    captions: dict[str, Caption] = {}
+    listed = document.get("data") if isinstance(document, Mapping) else None
+    for raw in listed if isinstance(listed, list) else []:
         if not isinstance(raw, Mapping):
             continue
         language = raw.get("language") or {}
         path = raw.get("fileUrl") or raw.get("captionPath")
         code = language.get("id") if isinstance(language, Mapping) else None
         if isinstance(path, str) and isinstance(code, str) and _LANGUAGE.fullmatch(code):
-            captions.append(
+            # One track a language, whatever its case: fr and FR would be one file on FAT32.
+            captions.setdefault(
+                code.lower(),
                 Caption(
                     language=code,
                     label=str(language.get("label") or code),
                     url=urljoin(instance + "/", path),
-                )
+                ),
             )
-    return tuple(sorted(captions, key=lambda c: c.language))
+    return tuple(sorted(captions.values(), key=lambda c: c.language))
 
 
 def _preview(document: Mapping[str, Any], instance: str) -> str | None:
@@ -201,7 +206,9 @@ def _preview(document: Mapping[str, Any], instance: str) -> str | None:
         document.get("previewPath"),
     ):
         if isinstance(candidate, str) and candidate:
-            return urljoin(instance + "/", candidate)
+            address = urljoin(instance + "/", candidate)
+            if urlsplit(address).scheme in ("http", "https"):
+                return address
     return None
 
 
@@ -226,6 +233,8 @@ def parse_video(
         if parsed is not None and parsed.resolution > 0 and parsed.has_video is not False:
             files.setdefault(parsed.resolution, parsed)
     duration = document.get("duration")
+    if not isinstance(duration, int | float) or not 0 < duration < 10**7:
+        duration = None
     state = document.get("state")
     state_id = state.get("id") if isinstance(state, Mapping) else None
     return VideoInfo(
@@ -247,7 +256,9 @@ def _file(raw: Any, instance: str, segments: Any) -> VideoFile | None:
     resolution = (raw.get("resolution") or {}).get("id")
     size = raw.get("size")
     url = raw.get("fileDownloadUrl") or raw.get("fileUrl")
-    if not isinstance(resolution, int) or resolution < 0 or not isinstance(size, int) or size < 0:
+    if not isinstance(resolution, int) or not 0 <= resolution <= MAX_HEIGHT:
+        return None
+    if not isinstance(size, int) or not 0 <= size < MAX_SIZE:
         return None
     if not isinstance(url, str) or not url.startswith(("http://", "https://", "/")):
         return None
@@ -296,8 +307,9 @@ class ApiBudget:
             while True:
                 now = time.monotonic()
                 wait = self.blocked_until - now
+                reserve = min(self.reserve, self.limit // 5)
                 if wait <= 0 and self.remaining is not None:
-                    if self.remaining > self.reserve:
+                    if self.remaining > reserve:
                         self.remaining -= 1
                         return
                     wait = self.reset_at - now
@@ -307,7 +319,7 @@ class ApiBudget:
                 if wait <= 0:
                     while self.calls and now - self.calls[0] >= self.window:
                         self.calls.popleft()
-                    if len(self.calls) < max(self.limit - self.reserve, 1):
+                    if len(self.calls) < max(self.limit - reserve, 1):
                         self.calls.append(now)
                         return
                     wait = self.calls[0] + self.window - now
@@ -340,8 +352,18 @@ class ApiBudget:
         )
 
 
+def _digits(value: str | None) -> str | None:
+    """The value when it is plain ASCII digits (``"²".isdigit()`` is true), and not absurdly
+    long; ``None`` otherwise."""
+    if value is None:
+        return None
+    value = value.strip()
+    return value if value.isascii() and value.isdigit() and len(value) <= 12 else None
+
+
 def _integer(value: str | None) -> int | None:
-    return int(value) if value is not None and value.strip().isdigit() else None
+    digits = _digits(value)
+    return int(digits) if digits is not None else None
 
 
 def _dated(headers: httpx.Headers) -> bool:
@@ -354,7 +376,7 @@ def _dated(headers: httpx.Headers) -> bool:
 def _retry_after(value: str | None) -> float | None:
     if value is None:
         return None
-    if value.strip().isdigit():
+    if _digits(value) is not None:
         return float(value.strip())
     try:
         return max(email.utils.parsedate_to_datetime(value).timestamp() - time.time(), 0.0)
@@ -368,7 +390,7 @@ async def _api_get(
     """``GET url`` within the instance's budget; a 429 or 503 is waited out and asked again."""
     for attempt in range(1, API_ATTEMPTS + 1):
         await budget.slot()
-        response = await client.get(url, timeout=API_TIMEOUT, headers=dict(headers))
+        response = await _get_capped(client, url, headers)
         budget.learn(response)
         if response.status_code not in (429, 503) or attempt == API_ATTEMPTS:
             return response
@@ -382,6 +404,29 @@ def _problem(response: httpx.Response) -> bool:
     bucket whose paths hold a UUID) answers its 404 otherwise: then the fiche's link is used."""
     kind = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
     return kind in ("application/problem+json", "application/json")
+
+
+async def _get_capped(
+    client: httpx.AsyncClient, url: str, headers: Mapping[str, str]
+) -> httpx.Response:
+    """``GET url``, its body read up to :data:`MAX_ANSWER` bytes: an endless answer is cut
+    there (and then not understood), never read whole into memory."""
+    # A password is for this URL's origin only: a redirect elsewhere drops it (http.py).
+    home = {PASSWORD_ORIGIN: origin(url)} if PASSWORD_HEADER in headers else None
+    async with client.stream(
+        "GET", url, timeout=API_TIMEOUT, headers=dict(headers), extensions=home
+    ) as streamed:
+        body = bytearray()
+        async for chunk in streamed.aiter_bytes():
+            body += chunk
+            if len(body) > MAX_ANSWER:
+                break
+    return httpx.Response(
+        streamed.status_code,
+        headers=streamed.headers,
+        content=bytes(body),
+        request=streamed.request,
+    )
 
 
 def _refusal(response: httpx.Response, has_password: bool) -> Unavailable:
@@ -435,9 +480,13 @@ async def fetch_info(
         if held is not None:
             return held
     url = f"{api_base or ref.instance}/api/v1/videos/{ref.uuid}"
-    headers = {PASSWORD_HEADER: password} if password else {}
+    headers: dict[str, str] = {}
     try:
         response = await _api_get(client, url, budget, headers)
+        if password and _code(response) == "video_requires_password":
+            # The password goes only to an instance that asked for it, for this video.
+            headers = {PASSWORD_HEADER: password}
+            response = await _api_get(client, url, budget, headers)
     except httpx.HTTPError as exc:
         log.info("%s: PeerTube API not reachable (%s)", ref.uuid, exc)
         held = await asyncio.to_thread(_read_cached, cached, ref)
@@ -453,21 +502,47 @@ async def fetch_info(
             return Unavailable(said, False, instance=False)
         return _refusal(response, bool(password))
     try:
-        video = response.json()
+        video = _json(response)
         info = parse_video(video, ref.instance)
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError, OverflowError) as exc:
         log.warning("%s: PeerTube API answer not understood (%s)", ref.uuid, exc)
         return Unavailable(f"the instance's answer is not understood ({exc})", False)
-    captions: dict[str, Any] = {}
+    captions: Any = None  # None: not known (kept nowhere, asked again next time)
+    tracks: tuple[Caption, ...] = ()
     try:
         answer = await _api_get(client, f"{url}/captions", budget, headers)
         if answer.status_code == 200:
-            captions = answer.json()
-    except (httpx.HTTPError, ValueError) as exc:
+            captions = _json(answer)
+            tracks = parse_captions(captions, ref.instance)
+        else:
+            log.info("%s: captions not listed (HTTP %s)", ref.uuid, answer.status_code)
+    except (httpx.HTTPError, ValueError, TypeError, AttributeError) as exc:
         log.info("%s: captions not listed (%s)", ref.uuid, exc)
-    if info.problem is None:  # a live, a video not published yet: asked again next time
+        captions, tracks = None, ()
+    if captions is not None and info.problem is None:
+        # Only 200 answers, both of them, are kept; a live or a video not published yet is
+        # asked about again next time.
         await asyncio.to_thread(_store, cache, cached, {"video": video, "captions": captions})
-    return dataclasses.replace(info, captions=parse_captions(captions, ref.instance))
+    return dataclasses.replace(info, captions=tracks, protected=bool(headers))
+
+
+def _code(response: httpx.Response) -> str | None:
+    """The ``code`` of a PeerTube problem+json answer, if it is one."""
+    if not _problem(response):
+        return None
+    try:
+        problem = json.loads(response.content)
+    except ValueError:
+        return None
+    code = problem.get("code") if isinstance(problem, Mapping) else None
+    return code if isinstance(code, str) else None
+
+
+def _json(response: httpx.Response) -> Any:
+    """An answer's JSON, refused past :data:`MAX_ANSWER` bytes."""
+    if len(response.content) > MAX_ANSWER:
+        raise ValueError(f"an answer of {len(response.content)} bytes")
+    return response.json()
 
 
 def _store(cache: Path, path: Path, document: Mapping[str, Any]) -> None:
@@ -486,7 +561,7 @@ def _read_cached(path: Path, ref: PeerTubeRef) -> VideoInfo | None:
         if "video" not in document:
             return None  # what older releases kept of a refusal: ask again
         return parse_video(document["video"], ref.instance, document.get("captions"))
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, OverflowError):
         return None
 
 
@@ -501,10 +576,13 @@ async def check_segments(
     for this file, or its list cannot be had.
     """
     try:
-        response = await client.get(url, timeout=API_TIMEOUT)
-        response.raise_for_status()
+        response = await _get_capped(client, url, {})
     except httpx.HTTPError as exc:
-        return f"the instance's segment checksums cannot be had ({exc})"
+        return f"the instance's segment checksums cannot be had ({type(exc).__name__})"
+    if response.status_code != 200:
+        return f"the instance's segment checksums cannot be had (HTTP {response.status_code})"
+    if len(response.content) > MAX_ANSWER:
+        return "the instance's segment checksums are too long to be a list of checksums"
     # Reading and hashing the whole file, and reading the instance's list (one line per
     # segment of every file of the video): in a worker thread, not on the event loop.
     return await asyncio.to_thread(_first_mismatch, path, response.content, name)
@@ -518,12 +596,16 @@ def _first_mismatch(path: Path, document: bytes, name: str) -> tuple[str, str] |
     if not isinstance(ranges, dict) or not ranges:
         return f"the instance publishes no segment checksum for {name}"
     checked = 0
+    covered = 0  # ranges must follow each other: no byte is hashed twice
     with path.open("rb") as stream:
         for span, expected in sorted(ranges.items(), key=lambda kv: _start(kv[0])):
             match = _RANGE.match(span)
             if not match or not isinstance(expected, str):
                 continue
             start, end = int(match.group(1)), int(match.group(2))
+            if start < covered or end < start:
+                return f"{expected} for bytes {span}", "a range that overlaps another"
+            covered = end + 1
             stream.seek(start)
             digest = hashlib.sha256()
             left = end - start + 1

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import logging
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -65,6 +66,7 @@ class Job:
     segments_url: str | None = None  # the instance's sha256 of each byte range of the file
     segments_name: str | None = None  # the name those checksums know the file by
     has_sound: bool = False  # the instance says the file carries sound: it must have it
+    protected: bool = False  # asked for with --video-password, from the video's instance only
 
     @property
     def name_upstream(self) -> str:
@@ -200,9 +202,15 @@ def _without_answer(
     return f"{answer.reason}; the fiche's link is {said}, not within --max-height {max_height}"
 
 
+# Names archiver gives files of its own in an item's folder: a URL's name never takes them.
+_RESERVED = re.compile(r"^(entry\.json|preview\.jpg|poster\.jpg|index\.html|captions-.*\.vtt)$")
+
+
 def _file_name(url: str, *, role: str, default_suffix: str) -> str:
     last = unquote(urlsplit(url).path.rstrip("/").rpartition("/")[2])
-    return safe_filename(last, default_stem=role.replace("_", "-"), default_suffix=default_suffix)
+    stem = role.replace("_", "-")
+    name = safe_filename(last, default_stem=stem, default_suffix=default_suffix)
+    return f"{stem}-{name}" if _RESERVED.match(name) else name
 
 
 def jobs_for(
@@ -234,6 +242,7 @@ def jobs_for(
                 segments_url=choice.segments_url if choice is not None else None,
                 segments_name=choice.stored_name if choice is not None else None,
                 has_sound=choice is not None and choice.has_audio is True,
+                protected=info is not None and info.protected,
             )
         )
         sound = info.sound_for(choice) if info is not None and choice is not None else None
@@ -247,6 +256,7 @@ def jobs_for(
                     resolution=0,
                     segments_url=sound.segments_url,
                     segments_name=sound.stored_name,
+                    protected=info is not None and info.protected,
                 )
             )
     else:
