@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import logging
@@ -11,11 +12,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import Browser
 
 from archiver.collection import default_collection
 from archiver.entry import Entry, Source, Video
 
 from .server import FileServer
+
+CHROMIUM = "/usr/bin/chromium"
 
 SEED = next(default_collection().glob("*.md"))
 SEED_UUID = "9520b54d-0a3c-43dc-8821-d559fa418cc6"
@@ -132,3 +136,24 @@ def tagged(clip: bytes, tag: bytes) -> bytes:
 
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+@contextlib.contextmanager
+def chromium(*extra_args: str) -> Iterator[Browser]:
+    """Debian's Chromium driven by Playwright (never ``playwright install``, which cannot
+    download here): headless, no sandbox (root), no GPU, no background networking."""
+    from playwright.sync_api import sync_playwright
+
+    from .media import require
+
+    if not Path(CHROMIUM).exists():
+        require("chromium")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", *extra_args],
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()

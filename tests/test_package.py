@@ -11,7 +11,7 @@ from pathlib import Path
 import bagit
 import pytest
 from click.testing import CliRunner
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page
 
 import archiver.kit.write as kit_writer
 from archiver import media
@@ -24,11 +24,10 @@ from archiver.kit import KitError, KitSettings, package
 from archiver.kit.bag import verify_bag
 from archiver.manifest import Manifest, write_manifest
 
-from .conftest import make_entry
-from .media import make_mp4, require
+from .conftest import chromium, make_entry
+from .media import make_mp4
 from .server import FileServer
 
-CHROMIUM = "/usr/bin/chromium"
 FAST = DownloadSettings(retries=1, backoff_base=0.01, backoff_max=0.01)
 HOSTILE = (
     "<script>window.__pwned=1</script>",
@@ -51,15 +50,8 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> list[bytes]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    if not Path(CHROMIUM).exists():
-        require("chromium")
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        yield chromium
-        chromium.close()
+    with chromium() as launched:
+        yield launched
 
 
 def entries(server: FileServer, clips: list[bytes]) -> list[Entry]:

@@ -22,7 +22,7 @@ from archiver.errors import UsageError
 from archiver.fetch.peertube import parse_video
 from archiver.units import format_bytes
 
-from .conftest import content_of, tagged
+from .conftest import chromium, content_of, tagged
 from .media import make_mp4, require
 from .peertube import FakeInstance, PublishedVideo
 from .peertube_api import problem
@@ -383,8 +383,6 @@ def test_a_truncated_mp4_is_refused_and_kept_out_of_the_kit(
 def test_the_instance_preview_is_the_poster_and_captions_are_tracks(
     server: FileServer, tmp_path: Path
 ) -> None:
-    from playwright.sync_api import sync_playwright
-
     tube = instance(server)
     video = tube.publish(heights=(480, 360), captions={"fr": VTT})
     fiche(tmp_path, video)
@@ -396,11 +394,7 @@ def test_the_instance_preview_is_the_poster_and_captions_are_tracks(
     assert "Sous-titres : Français" in page
     bagit.Bag(str(tmp_path / "kit")).validate()
 
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path="/usr/bin/chromium",
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
+    with chromium() as browser:
         tab = browser.new_page()
         problems: list[str] = []
         tab.on("pageerror", lambda error: problems.append(str(error)))
@@ -412,7 +406,6 @@ def test_the_instance_preview_is_the_poster_and_captions_are_tracks(
                 language: t.language, label: t.label, mode: t.mode,
                 cues: Array.from(t.cues).map(c => [c.startTime, c.endTime, c.text])}))"""
         )
-        browser.close()
     assert tracks == [
         {
             "language": "fr",

@@ -18,7 +18,7 @@ from pathlib import Path
 import bagit
 import pytest
 from click.testing import CliRunner
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import Browser
 
 from archiver import media
 from archiver.archive import Archive, FetchedFile
@@ -28,7 +28,7 @@ from archiver.cli import cli
 from archiver.kit import KitReport, KitSettings, derive, package
 from archiver.manifest import Manifest, write_manifest
 
-from .conftest import make_entry, sha256
+from .conftest import chromium, make_entry, sha256
 from .media import (
     make_mp4,
     make_split_audio_mp4,
@@ -36,10 +36,8 @@ from .media import (
     probe_duration,
     probe_size,
     probe_streams,
-    require,
 )
 
-CHROMIUM = "/usr/bin/chromium"
 SECONDS = 3
 UUID = "8e2a3c10-5b4f-4d7e-9a61-3f0c2b1d4e5f"
 DOWNLOADS = "https://tube.example.org/download/streaming-playlists/hls/videos/"
@@ -352,20 +350,8 @@ def test_a_join_without_sound_leaves_the_video_out_named(
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    if not Path(CHROMIUM).exists():
-        require("chromium")
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--autoplay-policy=no-user-gesture-required",
-            ],
-        )
-        yield chromium
-        chromium.close()
+    with chromium("--autoplay-policy=no-user-gesture-required") as launched:
+        yield launched
 
 
 def test_chromium_plays_the_joined_video_with_its_sound(
