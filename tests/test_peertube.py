@@ -116,7 +116,7 @@ def test_parse_video_reads_every_resolution_and_skips_audio() -> None:
     assert info.files[0].segments_url == playlist["segmentsSha256Url"]
     raw_360 = next(f for f in playlist["files"] if f["resolution"]["id"] == 360)
     assert info.files[0].url == raw_360["fileDownloadUrl"]  # downloaded under the video's UUID
-    assert info.files[0].checksum_name == raw_360["fileUrl"].rpartition("/")[2]  # stored name
+    assert info.files[0].stored_name == raw_360["fileUrl"].rpartition("/")[2]  # stored name
     assert info.preview_url == FIXTURE_HOST + str(document["previewPath"])
     assert info.duration == 12.0
     offered = [f.rendition for f in info.files]

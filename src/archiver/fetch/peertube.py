@@ -101,7 +101,6 @@ class VideoFile:
     url: str  # fileDownloadUrl: what archiver asks for
     segments_url: str | None = None  # only for fragmented files of a streaming playlist
     stored_name: str | None = None  # fileUrl's last segment: the key of its segments' sha256
-    file_id: int | None = None
     has_audio: bool | None = None  # None: an instance older than 6.2 does not say
     has_video: bool | None = None
 
@@ -109,11 +108,6 @@ class VideoFile:
     def rendition(self) -> Rendition:
         """The file as one choice among a video's renditions, found by its URL."""
         return Rendition(height=self.resolution, size=self.size, key=self.url)
-
-    @property
-    def checksum_name(self) -> str:
-        """The name the instance's segment checksums know this file by."""
-        return self.stored_name or unquote(urlsplit(self.url).path.rpartition("/")[2])
 
 
 @dataclass(frozen=True)
@@ -263,7 +257,6 @@ def _file(raw: Any, instance: str, segments: Any) -> VideoFile | None:
     if not isinstance(url, str) or not url.startswith(("http://", "https://", "/")):
         return None
     stored = raw.get("fileUrl")
-    file_id = raw.get("id")
     return VideoFile(
         resolution=resolution,
         size=size,
@@ -272,7 +265,6 @@ def _file(raw: Any, instance: str, segments: Any) -> VideoFile | None:
         stored_name=(
             unquote(urlsplit(stored).path.rpartition("/")[2]) if isinstance(stored, str) else None
         ),
-        file_id=file_id if isinstance(file_id, int) else None,
         has_audio=raw["hasAudio"] if isinstance(raw.get("hasAudio"), bool) else None,
         has_video=raw["hasVideo"] if isinstance(raw.get("hasVideo"), bool) else None,
     )
