@@ -45,7 +45,7 @@ from ..choose import Rendition
 from ..entry import PeerTubeRef
 from ..errors import describe_os_error
 from ..files import atomic_write_bytes
-from .http import PASSWORD_HEADER, PASSWORD_ORIGIN, origin
+from .http import PASSWORD_HEADER, PASSWORD_ORIGIN, origin, retry_after
 
 __all__ = [
     "API_TIMEOUT",
@@ -328,15 +328,11 @@ class ApiBudget:
             self.limit = limit
         if remaining is not None:
             self.remaining = remaining
-            clock = (
-                email.utils.parsedate_to_datetime(headers["Date"]).timestamp()
-                if _dated(headers)
-                else time.time()
-            )
+            clock = _sent_at(headers) or time.time()
             ahead = (reset - clock) if reset is not None else self.window
             self.reset_at = time.monotonic() + min(max(ahead, 0.0), RETRY_AFTER_MAX)
         if response.status_code in (429, 503):
-            self.block(_retry_after(headers.get("Retry-After")) or self.window)
+            self.block(retry_after(headers.get("Retry-After"), RETRY_AFTER_MAX) or self.window)
 
     def block(self, seconds: float) -> None:
         self.blocked_until = max(
@@ -358,20 +354,10 @@ def _integer(value: str | None) -> int | None:
     return int(digits) if digits is not None else None
 
 
-def _dated(headers: httpx.Headers) -> bool:
+def _sent_at(headers: httpx.Headers) -> float | None:
+    """When the answer was sent, by its ``Date`` header (the instance's clock)."""
     try:
-        return email.utils.parsedate_to_datetime(headers.get("Date", "")) is not None
-    except (TypeError, ValueError):
-        return False
-
-
-def _retry_after(value: str | None) -> float | None:
-    if value is None:
-        return None
-    if _digits(value) is not None:
-        return float(value.strip())
-    try:
-        return max(email.utils.parsedate_to_datetime(value).timestamp() - time.time(), 0.0)
+        return email.utils.parsedate_to_datetime(headers.get("Date", "")).timestamp()
     except (TypeError, ValueError):
         return None
 
@@ -421,15 +407,21 @@ async def _get_capped(
     )
 
 
-def _refusal(response: httpx.Response, has_password: bool) -> Unavailable:
-    """What a 4xx answer of the API says, in words (problem+json ``code`` and ``detail``)."""
-    code = detail = None
+def _said(response: httpx.Response) -> tuple[str | None, str | None]:
+    """The ``code`` and ``detail`` an error answer's JSON gives, when it gives them."""
     try:
-        problem = response.json()
-        if isinstance(problem, Mapping):
-            code, detail = problem.get("code"), problem.get("detail")
+        problem = json.loads(response.content)
     except ValueError:
-        pass
+        return None, None
+    if not isinstance(problem, Mapping):
+        return None, None
+    code, detail = problem.get("code"), problem.get("detail")
+    return (code if isinstance(code, str) else None), (detail if isinstance(detail, str) else None)
+
+
+def _refusal(response: httpx.Response) -> Unavailable:
+    """What a 4xx answer of the API says, in words (problem+json ``code`` and ``detail``)."""
+    code, detail = _said(response)
     status = response.status_code
     if code == "video_requires_password":
         return Unavailable("protected by a password: give it with --video-password", True)
@@ -438,7 +430,7 @@ def _refusal(response: httpx.Response, has_password: bool) -> Unavailable:
     if status == 401:
         return Unavailable("private on the instance: it asks for an account (HTTP 401)", True)
     if status == 403:
-        said = f": {detail}" if isinstance(detail, str) and detail else ""
+        said = f": {detail}" if detail else ""
         return Unavailable(f"the instance refuses it (HTTP 403{said})", True)
     if status in (404, 410):
         return Unavailable(
@@ -484,7 +476,7 @@ async def fetch_info(
         held = await asyncio.to_thread(_read_cached, cached, ref)
         return held or Unavailable(f"the instance's API cannot be reached ({exc})", False)
     if response.status_code in (401, 403, 404, 410) and _problem(response):
-        return _refusal(response, bool(password))
+        return _refusal(response)
     if response.status_code != 200:
         held = await asyncio.to_thread(_read_cached, cached, ref)
         if held is not None:
@@ -492,7 +484,7 @@ async def fetch_info(
         if response.status_code in (401, 403, 404, 410):
             said = f"no PeerTube API there (HTTP {response.status_code})"
             return Unavailable(said, False, instance=False)
-        return _refusal(response, bool(password))
+        return _refusal(response)
     try:
         video = _json(response)
         info = parse_video(video, ref.instance)
@@ -520,14 +512,7 @@ async def fetch_info(
 
 def _code(response: httpx.Response) -> str | None:
     """The ``code`` of a PeerTube problem+json answer, if it is one."""
-    if not _problem(response):
-        return None
-    try:
-        problem = json.loads(response.content)
-    except ValueError:
-        return None
-    code = problem.get("code") if isinstance(problem, Mapping) else None
-    return code if isinstance(code, str) else None
+    return _said(response)[0] if _problem(response) else None
 
 
 def _json(response: httpx.Response) -> Any:
