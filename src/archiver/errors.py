@@ -19,9 +19,11 @@ touches the disk, :func:`writing` and :func:`catalog_access` do it, as context m
     │   └── ChecksumMismatch(path, expected, actual)
     ├── StorageError(path)        a write the disk refused: full, read-only, no permission
     ├── KitError(path)            a kit that cannot be written (no room on the key)
+    │   └── KitRefused(path)      exit 2: a folder that is not archiver's kit, or overlaps
+    │                             the archive
     ├── MediaError(path)          ffmpeg or ffprobe failed on a file
     │   └── MediaUnavailable(path)    they are not installed
-    └── LockHeld(path, pid)       exit 3: another run holds the archive
+    └── LockHeld(path, pid)       exit 3: another run holds the archive (or the kit)
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ __all__ = [
     "InputError",
     "InvalidInputs",
     "KitError",
+    "KitRefused",
     "LockHeld",
     "ManifestError",
     "MediaError",
@@ -189,6 +192,13 @@ class KitError(ArchiverError):
         super().__init__(f"{path}: {reason}", hint=hint)
 
 
+class KitRefused(KitError):
+    """A kit folder archiver will not write: not empty and not a kit of archiver's, inside
+    the archive or holding it. Nothing was written."""
+
+    exit_code = EXIT_USAGE
+
+
 class MediaError(ArchiverError):
     """ffmpeg or ffprobe failed on a file."""
 
@@ -207,13 +217,13 @@ class LockHeld(ArchiverError):
 
     exit_code = EXIT_LOCKED
 
-    def __init__(self, path: Path | str, pid: int | None) -> None:
+    def __init__(self, path: Path | str, pid: int | None, *, what: str = "archive") -> None:
         self.path = str(path)
         self.pid = pid
         holder = f"process {pid}" if pid else "another process"
         super().__init__(
             f"{self.path} is locked by {holder}",
-            hint="another archiver run is using this archive; wait for it to finish",
+            hint=f"another archiver run is using this {what}; wait for it to finish",
         )
 
 

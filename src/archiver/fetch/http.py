@@ -70,6 +70,15 @@ class DownloadSettings:
     # A password-protected video's password (--video-password), sent to its instance only in
     # PeerTube's header; never shown (repr=False keeps it out of logs and tracebacks).
     video_password: str | None = field(default=None, repr=False)
+    # A transfer slower than this (bytes per second), averaged over ``timeout`` seconds, is a
+    # stall (curl's --speed-limit/--speed-time): a server trickling a byte every few seconds
+    # never trips the read timeout, and would hold the archive's lock for ever. 0: no floor.
+    min_rate: int = 1024
+    # Seconds from the start of the run after which no new attempt starts and transfers in
+    # flight stop (their partials kept for the next run): a cron job's deadline (--max-time).
+    max_time: float | None = None
+    # An https URL redirected to http is refused unless this is set (--allow-http-redirects).
+    allow_http_redirects: bool = False
 
     def request_url(self, url: str) -> str:
         """The URL to ask for ``url``: rewritten by the first mirror whose prefix matches."""
