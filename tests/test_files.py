@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from archiver.files import atomic_write_many
+from archiver.files import atomic_write_many, unsafe_target
 
 
 def test_many_files_are_written_whole_with_no_temporary_left(tmp_path: Path) -> None:
@@ -28,3 +31,24 @@ def test_a_failure_replaces_nothing_and_leaves_no_temporary(tmp_path: Path) -> N
         atomic_write_many([(held, b"new"), (tmp_path / "blocked" / "entry.json", b"x")])
     assert held.read_bytes() == b"held"  # nothing renamed before every file was written
     assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_atomic_writes_follow_the_umask(tmp_path: Path) -> None:
+    """A kit on a LAN share is read by the server's account: 0644, not mkstemp's 0600."""
+    script = (
+        "import os, sys; os.umask(0o022); from pathlib import Path; "
+        "from archiver.files import atomic_write_bytes; "
+        "atomic_write_bytes(Path(sys.argv[1]), b'<p>')"
+    )
+    subprocess.run([sys.executable, "-c", script, str(tmp_path / "page.html")], check=True)
+    assert stat.S_IMODE((tmp_path / "page.html").stat().st_mode) == 0o644
+
+
+def test_links_and_devices_are_not_write_targets(tmp_path: Path) -> None:
+    (tmp_path / "real").write_text("kept")
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    assert unsafe_target(tmp_path / "link") is not None
+    assert unsafe_target(Path("/dev/null")) is not None
+    assert unsafe_target(tmp_path) is not None
+    assert unsafe_target(tmp_path / "real") is None
+    assert unsafe_target(tmp_path / "missing") is None

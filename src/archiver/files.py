@@ -5,13 +5,62 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import stat
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-__all__ = ["HASH_BLOCK", "atomic_write_bytes", "atomic_write_many", "file_sha256", "fsync_dir"]
+__all__ = [
+    "FILE_MODE",
+    "HASH_BLOCK",
+    "atomic_write_bytes",
+    "atomic_write_many",
+    "file_sha256",
+    "fsync_dir",
+    "unsafe_target",
+]
 
 HASH_BLOCK = 4 * 1024 * 1024
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it where Linux tells it (``os.umask`` sets
+    it to read it, a race with any thread creating a file meanwhile)."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+# The mode a file made with open() gets (0644 under umask 022): a temporary file from mkstemp
+# is 0600, and a kit on a LAN share would be unreadable by the server's account.
+FILE_MODE = 0o666 & ~_umask()
+
+
+def unsafe_target(path: Path) -> str | None:
+    """Why archiver must not write to ``path`` (a symbolic link, a device, a pipe, a folder),
+    or ``None`` when it is a regular file or nothing yet. Replacing a link by a file, or a
+    device node by a regular one, is never what the user asked for.
+
+    >>> unsafe_target(Path("/dev/null"))
+    'a device or other special file, not a regular file'
+    """
+    try:
+        mode = path.lstat().st_mode
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return None  # the write that follows will say why it failed
+    if stat.S_ISLNK(mode):
+        return "a symbolic link; archiver does not write through links"
+    if stat.S_ISDIR(mode):
+        return "a folder, not a file"
+    if not stat.S_ISREG(mode):
+        return "a device or other special file, not a regular file"
+    return None
 
 
 def file_sha256(path: Path, *, on_bytes: Callable[[int], None] | None = None) -> str:
@@ -64,6 +113,7 @@ def atomic_write_many(files: Sequence[tuple[Path, bytes]]) -> None:
                 dir=current.parent, prefix=f".{current.name}.", suffix=".tmp"
             )
             temps.append(temp)
+            os.fchmod(fd, FILE_MODE)
             with os.fdopen(fd, "wb") as stream:
                 stream.write(data)
         for (path, _), temp in zip(files, temps, strict=True):

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import re
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
-__all__ = ["url_problem"]
+__all__ = ["redact", "url_problem"]
 
 ALLOWED_SCHEMES = ("http", "https")
 # White space (str.isspace) and control characters (Unicode category Cc).
@@ -27,3 +27,21 @@ def url_problem(value: str) -> str | None:
     if not parts.hostname:
         return "URL has no host"
     return None
+
+
+def redact(url: str) -> str:
+    """``url`` fit to print: a ``user:password@`` in it becomes ``***@``; anything else as is.
+
+    >>> redact("https://ann:s3cret@tube.example/videos/v.mp4")
+    'https://***@tube.example/videos/v.mp4'
+    >>> redact("https://tube.example/v.mp4")
+    'https://tube.example/v.mp4'
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url if "@" not in url else "<a URL with credentials>"
+    if "@" not in parts.netloc:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"***@{host}"))
