@@ -23,6 +23,7 @@ LAYERS: list[set[str]] = [
     {"cli"},
     {"sync"},
     {"kit", "fetch"},
+    {"sniff"},
     {"choose", "media", "audit"},
     {"archive"},
     {"catalog"},

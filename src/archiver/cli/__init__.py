@@ -15,12 +15,14 @@ import dataclasses
 import datetime as dt
 import json
 import logging
+import os
+import stat
 import sys
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import IO, Any, ClassVar, TypeVar
 
 import click
 
@@ -28,8 +30,16 @@ from .._version import __version__
 from ..archive import Archive, archive_status
 from ..audit import audit
 from ..collection import default_collection
-from ..errors import EXIT_FAILED, EXIT_OK, ArchiverError, ConfigError, UsageError
+from ..errors import (
+    EXIT_FAILED,
+    EXIT_OK,
+    ArchiverError,
+    ConfigError,
+    UsageError,
+    describe_os_error,
+)
 from ..fetch import DownloadSettings, download
+from ..files import unsafe_target
 from ..kit import KitSettings, package
 from ..kit.bag import verify_bag
 from ..manifest import build_manifest, dumps, load_manifest, write_manifest
@@ -37,11 +47,19 @@ from ..progress import NullProgress, Progress
 from ..sync import SyncSettings, plan_sync, sync
 from ..units import format_bytes
 from .config import load_config
-from .options import DurationType, SizeType, archive_option, download_options, kit_options
+from .options import (
+    DurationType,
+    SizeType,
+    archive_option,
+    download_options,
+    kit_options,
+    subfolder_option,
+)
 from .output import (
     download_summary,
     failure_line,
     fit_plan_lines,
+    for_terminal,
     kit_summary,
     planned_lines,
     status_lines,
@@ -55,6 +73,13 @@ EXIT_INTERNAL = 70
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _echo(message: str, *, err: bool = False) -> None:
+    """Print one line (or several) for a person: every byte of it through
+    :func:`.output.for_terminal`, so no title, file name or server answer can drive the
+    terminal or show a password."""
+    click.echo(for_terminal(message), err=err)
 
 
 @dataclass
@@ -79,7 +104,7 @@ class _EchoHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         prefix = self.PREFIXES.get(record.levelno, "")
-        click.echo(f"{prefix}{record.getMessage()}", err=True)
+        _echo(f"{prefix}{record.getMessage()}", err=True)
 
 
 def _configure_logging(state: _State) -> None:
@@ -115,7 +140,7 @@ def _load_config(ctx: click.Context, _param: click.Parameter, value: Path | None
         return
     root = ctx.find_root()
     commands = {
-        name: frozenset(p.name for p in command.params if p.name)
+        name: {p.name: p for p in command.params if p.name}
         for name, command in getattr(root.command, "commands", {}).items()
     }
     try:
@@ -186,14 +211,14 @@ class _Group(click.Group):
             _report(exc, _state(ctx))
             raise click.exceptions.Exit(exc.exit_code) from exc
         except KeyboardInterrupt:
-            click.echo("Interrupted.", err=True)
+            _echo("Interrupted.", err=True)
             raise click.exceptions.Exit(130) from None
         except Exception as exc:
             if _state(ctx).verbose:
                 traceback.print_exc()
-            click.echo(f"Error: internal error: {type(exc).__name__}: {exc}", err=True)
+            _echo(f"Error: internal error: {type(exc).__name__}: {exc}", err=True)
             hint = "this is a bug in archiver; rerun with --verbose to report it"
-            click.echo(f"Hint: {hint}", err=True)
+            _echo(f"Hint: {hint}", err=True)
             raise click.exceptions.Exit(EXIT_INTERNAL) from exc
 
 
@@ -201,9 +226,9 @@ def _report(exc: ArchiverError, state: _State) -> None:
     if state.verbose:
         traceback.print_exception(exc)
     for line in exc.lines():
-        click.echo(f"Error: {line}", err=True)
+        _echo(f"Error: {line}", err=True)
     if exc.hint:
-        click.echo(f"Hint: {exc.hint}", err=True)
+        _echo(f"Hint: {exc.hint}", err=True)
 
 
 @click.group(cls=_Group, context_settings=CONTEXT_SETTINGS)
@@ -264,7 +289,7 @@ def manifest(ctx: click.Context, paths: tuple[Path, ...], output: Path) -> None:
     changed = write_manifest(result, output)
     if not state.quiet:
         status = "written to" if changed else "unchanged in"
-        click.echo(f"Manifest: {count} {noun} {status} {output}", err=True)
+        _echo(f"Manifest: {count} {noun} {status} {output}", err=True)
 
 
 @cli.command(name="download")
@@ -304,9 +329,9 @@ def download_command(
         progress=_progress(state),
     )
     for failure in report.failures:
-        click.echo(f"Error: {failure_line(failure)}", err=True)
+        _echo(f"Error: {failure_line(failure)}", err=True)
     if not state.quiet:
-        click.echo(download_summary(report), err=True)
+        _echo(download_summary(report), err=True)
     ctx.exit(EXIT_FAILED if report.failures else EXIT_OK)
 
 
@@ -321,8 +346,10 @@ def download_command(
     "kit",
     type=click.Path(file_okay=False, path_type=Path),
     required=True,
-    help="The kit folder to build or update (a USB key, a LAN share).",
+    help="The kit folder to build or update (a USB key, a LAN share): empty, missing, or "
+    "a kit archiver made.",
 )
+@subfolder_option
 @kit_options
 @click.option(
     "--fit",
@@ -339,6 +366,7 @@ def package_command(
     manifest_path: Path,
     archive: Path,
     kit: Path,
+    subfolder: str | None,
     kit_settings: KitSettings,
     fit: int | None,
 ) -> None:
@@ -348,10 +376,13 @@ def package_command(
     server: a catalog with search, and a page per video with its player, transcript, credits
     and licence. It is a BagIt bag, so a copy can be checked with 'archiver verify KIT'.
     Updating a kit (say, on a USB key) writes only what changed, and its checksums last.
+    archiver writes only in a folder that is empty, missing, or a kit it made: a key that
+    holds other files takes the kit in a folder of its own (--subfolder).
 
     \b
     Examples:
       archiver package manifests/default.json --archive archive/ -o /media/usb/videos
+      archiver package m.json -o /media/usb --subfolder Videos-Canope
       archiver package m.json -o kit/ --title "Former avec le numérique"
 
     \b
@@ -362,14 +393,14 @@ def package_command(
     report = package(
         load_manifest(manifest_path),
         archive,
-        kit,
+        kit / subfolder if subfolder else kit,
         settings=dataclasses.replace(kit_settings, fit=fit),
         progress=_progress(state, "Kit", per_file=False),
     )
     for entry, reason in report.left_out:
-        click.echo(f"Error: {entry.title} ({entry.id}): {reason}", err=True)
+        _echo(f"Error: {entry.title} ({entry.id}): {reason}", err=True)
     if not state.quiet:
-        click.echo(kit_summary(report), err=True)
+        _echo(kit_summary(report), err=True)
     ctx.exit(EXIT_FAILED if report.left_out else EXIT_OK)
 
 
@@ -426,10 +457,10 @@ def verify_command(
         problems = [(kit / p.path, p.reason) for p in found]
         where = kit
     for path, reason in problems:
-        click.echo(f"Error: {path}: {reason}", err=True)
+        _echo(f"Error: {path}: {reason}", err=True)
     if not state.quiet:
         verdict = f"{len(problems)} problem(s)" if problems else "all intact"
-        click.echo(f"Verify: {files} files ({format_bytes(size)}) in {where}: {verdict}", err=True)
+        _echo(f"Verify: {files} files ({format_bytes(size)}) in {where}: {verdict}", err=True)
     ctx.exit(EXIT_FAILED if problems else EXIT_OK)
 
 
@@ -443,8 +474,9 @@ def verify_command(
     type=click.Path(file_okay=False, path_type=Path),
     default=Path("kit"),
     show_default=True,
-    help="The kit folder to build or update.",
+    help="The kit folder to build or update: empty, missing, or a kit archiver made.",
 )
+@subfolder_option
 @download_options
 @click.option(
     "--refresh-after",
@@ -486,6 +518,7 @@ def sync_command(
     paths: tuple[Path, ...],
     archive: Path,
     kit: Path,
+    subfolder: str | None,
     download_settings: DownloadSettings,
     refresh_after: float,
     offline: bool,
@@ -529,19 +562,16 @@ def sync_command(
         else:
             lines = planned_lines(planned)
         for line in lines:
-            click.echo(line)
+            _echo(line)
         return
     with contextlib.ExitStack() as stack:
         log = None
         if log_file is not None:
-            try:
-                log = stack.enter_context(log_file.open("a", encoding="utf-8"))
-            except OSError as exc:
-                raise UsageError(f"{log_file}: cannot open the log file: {exc.strerror}") from exc
+            log = stack.enter_context(_open_log(log_file))
         report = sync(
             list(paths),
             archive,
-            kit,
+            kit / subfolder if subfolder else kit,
             settings=settings,
             progress=_progress(state),
             kit_progress=_progress(state, "Kit", per_file=False),
@@ -549,10 +579,29 @@ def sync_command(
         )
     failures = report.failures()
     for failure in failures:
-        click.echo(f"Error: {failure_line(failure)}", err=True)
+        _echo(f"Error: {failure_line(failure)}", err=True)
     if not state.quiet:
-        click.echo(sync_summary(report), err=True)
+        _echo(sync_summary(report), err=True)
     ctx.exit(EXIT_FAILED if failures else EXIT_OK)
+
+
+def _open_log(path: Path) -> IO[str]:
+    """``--log-file``, opened to append: never through a symbolic link (the link's target is
+    not the user's log), never a device or a pipe (a FIFO with no reader would block)."""
+    unsafe = unsafe_target(path)
+    if unsafe:
+        raise UsageError(f"{path}: not a log file archiver will write: {unsafe}")
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK
+    try:
+        fd = os.open(path, flags, 0o666)
+    except OSError as exc:
+        reason = describe_os_error(exc)
+        raise UsageError(f"{path}: cannot open the log file: {reason}") from exc
+    if not stat.S_ISREG(os.fstat(fd).st_mode):  # swapped in since the check above
+        os.close(fd)
+        raise UsageError(f"{path}: not a log file archiver will write: not a regular file")
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "a", encoding="utf-8")
 
 
 @cli.command(name="status")
@@ -570,9 +619,9 @@ def status_command(archive: Path, as_json: bool) -> None:
     with Archive.existing(archive) as store:
         status = archive_status(store)
     if as_json:
-        click.echo(json.dumps(status, ensure_ascii=False, indent=2, sort_keys=True))
+        _echo(json.dumps(status, ensure_ascii=False, indent=2, sort_keys=True))
     else:
-        click.echo("\n".join(status_lines(status)))
+        _echo("\n".join(status_lines(status)))
 
 
 @cli.command(name="prune")
@@ -604,13 +653,13 @@ def prune_command(
         pruned = store.prune(retired_before.strftime("%Y-%m-%d"), dry_run=dry_run)
     verb = "would delete" if dry_run else "deleted"
     for item in pruned:
-        click.echo(
+        _echo(
             f"{item.title} ({item.item_id}), retired {item.retired_at}: {verb} {item.files}"
             f" file(s), {format_bytes(item.size)}"
         )
     if not state.quiet:
         total = sum(item.size for item in pruned)
-        click.echo(f"Prune: {len(pruned)} item(s), {format_bytes(total)} {verb}", err=True)
+        _echo(f"Prune: {len(pruned)} item(s), {format_bytes(total)} {verb}", err=True)
 
 
 def main() -> None:

@@ -10,7 +10,10 @@ one command only and wins over the top level::
     retries = 20
 
 Keys are option names with ``-`` or ``_`` (``rate-limit`` or ``rate_limit``). An unknown key is
-an error, so a typo does not silently do nothing.
+an error, so a typo does not silently do nothing. A value goes through the same checks as on
+the command line: it is handed to the option as the text a user would type (``jobs = 4`` as
+``--jobs 4``), so ``jobs = 1.5``, ``timeout = nan`` or ``retries = true`` are refused as
+``--jobs 1.5`` would be; a flag takes ``true`` or ``false``, a repeatable option a list.
 """
 
 from __future__ import annotations
@@ -20,15 +23,19 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import click
+
 from ..errors import ConfigError
 
 __all__ = ["load_config"]
 
 
-def load_config(path: Path, commands: Mapping[str, frozenset[str]]) -> dict[str, dict[str, Any]]:
+def load_config(
+    path: Path, commands: Mapping[str, Mapping[str, click.Parameter]]
+) -> dict[str, dict[str, Any]]:
     """Read ``path`` into a click ``default_map``: ``{command: {parameter: value}}``.
 
-    ``commands`` maps each command name to the parameter names it accepts.
+    ``commands`` maps each command name to its parameters by name.
     """
     try:
         with path.open("rb") as stream:
@@ -50,7 +57,7 @@ def load_config(path: Path, commands: Mapping[str, frozenset[str]]) -> dict[str,
         if not targets:
             raise ConfigError(path, key, "no command has this option")
         for cmd in targets:
-            default_map[cmd][name] = value
+            default_map[cmd][name] = _as_typed(commands[cmd][name], value, path, key)
     for table, values in tables.items():
         if table not in commands:
             raise ConfigError(path, f"[{table}]", "no such command")
@@ -58,5 +65,50 @@ def load_config(path: Path, commands: Mapping[str, frozenset[str]]) -> dict[str,
             name = key.replace("-", "_")
             if name not in commands[table]:
                 raise ConfigError(path, f"{table}.{key}", f"'archiver {table}' has no such option")
-            default_map[table][name] = value
+            default_map[table][name] = _as_typed(
+                commands[table][name], value, path, f"{table}.{key}"
+            )
     return default_map
+
+
+def _as_typed(param: click.Parameter, value: Any, path: Path, key: str) -> Any:
+    """``value`` as the command line would give it to ``param``: text for an option that takes
+    a value, a boolean for a flag, a list of texts for a repeatable option.
+
+    >>> _as_typed(click.Option(["--jobs"], type=int), 4, Path("c.toml"), "jobs")
+    '4'
+    >>> _as_typed(click.Option(["--jobs"], type=int), [4], Path("c.toml"), "jobs")
+    Traceback (most recent call last):
+    archiver.errors.ConfigError: c.toml: jobs: expected a number or text, got a list
+    """
+    if isinstance(param, click.Option) and (param.is_flag or param.count):
+        if param.count and _scalar(value) and isinstance(value, int):
+            return value
+        if not param.count and isinstance(value, bool):
+            return value
+        expected = "a count" if param.count else "true or false"
+        raise ConfigError(path, key, f"expected {expected}, got {_kind(value)}")
+    if param.multiple:
+        values = value if isinstance(value, list) else [value]
+        if all(_scalar(v) for v in values):
+            return [str(v) for v in values]
+        raise ConfigError(path, key, "expected a list of texts")
+    if _scalar(value):
+        return str(value)
+    raise ConfigError(path, key, f"expected a number or text, got {_kind(value)}")
+
+
+def _scalar(value: Any) -> bool:
+    return isinstance(value, str | int | float) and not isinstance(value, bool)
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true or false"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, str):
+        return "text"
+    return f"a {type(value).__name__}"

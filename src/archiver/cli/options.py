@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -16,11 +17,13 @@ from ..units import parse_duration, parse_size
 
 __all__ = [
     "DurationType",
+    "FiniteRange",
     "MirrorType",
     "SizeType",
     "archive_option",
     "download_options",
     "kit_options",
+    "subfolder_option",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -38,6 +41,16 @@ class SizeType(click.ParamType[int, Any]):
             return parse_size(str(value))
         except ValueError as exc:
             self.fail(str(exc), param, ctx)
+
+
+class FiniteRange(click.FloatRange):
+    """click's FloatRange, which lets ``nan`` through (every comparison with it is false)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a number of seconds", param, ctx)
+        return number
 
 
 class MirrorType(click.ParamType[tuple[str, str], Any]):
@@ -68,8 +81,10 @@ class DurationType(click.ParamType[float, Any]):
     def convert(
         self, value: Any, param: click.Parameter | None, ctx: click.Context | None
     ) -> float:
-        if isinstance(value, int | float):
-            return float(value)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            if math.isfinite(value) and value >= 0:
+                return float(value)
+            self.fail(f"{value!r} is not a duration", param, ctx)
         try:
             return parse_duration(str(value))
         except ValueError as exc:
@@ -95,6 +110,9 @@ _DOWNLOAD_PARAMS = (
     "max_height",
     "mirrors",
     "video_password",
+    "min_rate",
+    "max_time",
+    "allow_http_redirects",
 )
 _KIT_PARAMS = ("title", "copy", "transcode")
 
@@ -142,10 +160,35 @@ def download_options(function: F) -> F:
         ),
         click.option(
             "--timeout",
-            type=click.FloatRange(0.1, 3600),
+            type=FiniteRange(0.1, 3600),
             default=DEFAULT_SETTINGS.timeout,
             show_default=True,
-            help="Seconds without a byte before a connection counts as stalled.",
+            help="Seconds to wait for a connection or a byte; also the window over which a "
+            "transfer must average --min-rate.",
+        ),
+        click.option(
+            "--min-rate",
+            type=SizeType(),
+            default=DEFAULT_SETTINGS.min_rate,
+            show_default=True,
+            help="A transfer slower than this, in bytes per second over --timeout seconds, "
+            "counts as stalled and is retried (a server that trickles a byte at a time); 0: "
+            "no floor.",
+        ),
+        click.option(
+            "--max-time",
+            type=DurationType(),
+            default=None,
+            metavar="DURATION",
+            help="Stop fetching this long after the start (6h, 90m): files under way keep "
+            "their partial for the next run, those not done fail. For cron: the run ends "
+            "before the school day.",
+        ),
+        click.option(
+            "--allow-http-redirects",
+            is_flag=True,
+            help="Follow a redirect from https to plain http (refused by default: the bytes "
+            "would travel unprotected).",
         ),
         click.option(
             "--max-height",
@@ -175,6 +218,30 @@ def download_options(function: F) -> F:
     for decorator in reversed(decorators):
         command = decorator(command)
     return command  # type: ignore[return-value]
+
+
+def subfolder_option(function: F) -> F:
+    """--subfolder NAME: the kit goes in a folder of its own inside the folder given."""
+    return click.option(
+        "--subfolder",
+        type=SubfolderType(),
+        default=None,
+        metavar="NAME",
+        help="Make the kit in NAME inside the folder given, for a key or share that already "
+        "holds other files (archiver never writes among files it did not make).",
+    )(function)
+
+
+class SubfolderType(click.ParamType[str, Any]):
+    """One folder name, not a path: ``Videos-Canope``."""
+
+    name = "NAME"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        text = str(value).strip()
+        if not text or text in (".", "..") or "/" in text or "\\" in text or "\0" in text:
+            self.fail(f"{value!r} is not a folder name (one name, no '/')", param, ctx)
+        return text
 
 
 def kit_options(function: F) -> F:

@@ -5,6 +5,7 @@ The core returns data; this module alone turns it into words for a terminal or a
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,11 +19,32 @@ __all__ = [
     "download_summary",
     "failure_line",
     "fit_plan_lines",
+    "for_terminal",
     "kit_summary",
     "planned_lines",
     "status_lines",
     "sync_summary",
 ]
+
+
+# C0 and C1 control characters but the line feed and the tab: an ESC in a fiche's title or a
+# file name would otherwise drive the terminal (clear it, retitle it, hide text).
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# ``scheme://user:password@host``: credentials a user put in a URL are never printed.
+_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@]*@")
+
+
+def for_terminal(text: str) -> str:
+    r"""``text`` safe to print: control characters shown escaped, credentials in URLs hidden.
+
+    Every line the CLI prints goes through here, whatever it comes from (a title, a file
+    name, a server's reason phrase, an exception's message).
+
+    >>> print(for_terminal("Vid\x1b[2Jéo https://ann:s3cret@tube.example/v.mp4"))
+    Vid\x1b[2Jéo https://***@tube.example/v.mp4
+    """
+    text = _CREDENTIALS.sub(r"\1***@", text)
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group(0)):02x}", text)
 
 
 def failure_line(outcome: Outcome) -> str:

@@ -17,6 +17,8 @@ from typing import IO, Never
 
 from tqdm import tqdm
 
+from .output import for_terminal
+
 __all__ = ["TqdmProgress"]
 
 
@@ -79,6 +81,7 @@ class TqdmProgress:
             return
         bar = self.bars.get(key)
         if bar is None:
+            label = for_terminal(label)
             name = label if len(label) <= 40 else label[:39] + "…"
             self.bars[key] = self._bar(
                 total=total, initial=done, desc=name, leave=False, position=len(self.bars) + 1
@@ -96,7 +99,8 @@ class TqdmProgress:
             bar.update(count)
 
     def retrying(self, key: Hashable, label: str, attempt: int, delay: float, why: str) -> None:
-        tqdm.write(f"{label}: {why}; retry {attempt} in {delay:.0f} s", file=self.stream)
+        line = for_terminal(f"{label}: {why}; retry {attempt} in {delay:.0f} s")
+        tqdm.write(line, file=self.stream)
 
     def finished(self, key: Hashable, *, failed: bool) -> None:
         if failed:
