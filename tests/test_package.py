@@ -151,7 +151,7 @@ def test_kit_is_a_valid_bag_with_a_root_index_and_a_readme(
     for name in ("differencier", "evaluer", "collaborer"):
         folder = kit / "data" / "videos" / name
         assert sorted(p.name for p in folder.iterdir()) == sorted(
-            ["index.html", "poster.jpg", f"{name}-480.mp4"]
+            ["index.html", "poster.jpg", "video-240p.mp4"]
         )
     assert verify_bag(kit)[2] == []
 
@@ -173,12 +173,15 @@ def test_media_are_hard_linked_on_the_same_filesystem_unless_copy(
 ) -> None:
     items = entries(server, clips)
     _, archive, kit = build(tmp_path, server, items)
-    held = archive / "media" / "evaluer" / "evaluer-480.mp4"
-    in_kit = kit / "data" / "videos" / "evaluer" / "evaluer-480.mp4"
+    with Archive(archive) as opened:
+        record = opened.held("evaluer", "video")
+    assert record is not None
+    held = archive / record.path
+    in_kit = kit / "data" / "videos" / "evaluer" / "video-240p.mp4"
     assert os.stat(held).st_ino == os.stat(in_kit).st_ino
     copy_kit = tmp_path / "copy-kit"
     package(Manifest(entries=tuple(items)), archive, copy_kit, settings=KitSettings(copy=True))
-    copied = copy_kit / "data" / "videos" / "evaluer" / "evaluer-480.mp4"
+    copied = copy_kit / "data" / "videos" / "evaluer" / "video-240p.mp4"
     assert os.stat(copied).st_ino != os.stat(held).st_ino
     assert copied.read_bytes() == held.read_bytes()
 
@@ -205,8 +208,9 @@ def test_a_changed_video_rewrites_only_its_own_files(
     report = package(manifest, archive, kit)
     assert report.changed
     assert all(path.startswith("data/videos/evaluer/") for path in report.changed), report.changed
-    assert "data/videos/evaluer/evaluer-480.mp4" in report.changed  # removed
-    assert not (kit / "data/videos/evaluer/evaluer-480.mp4").exists()
+    assert "data/videos/evaluer/video-240p.mp4" in report.changed  # removed
+    assert "data/videos/evaluer/video-192p.mp4" in report.changed  # its successor
+    assert not (kit / "data/videos/evaluer/video-240p.mp4").exists()
     bagit.Bag(str(kit)).validate()
 
 
@@ -226,7 +230,7 @@ def test_flipped_byte_and_missing_and_extra_files_are_named_by_verify(
     server: FileServer, clips: list[bytes], tmp_path: Path
 ) -> None:
     _, _, kit = build(tmp_path, server, entries(server, clips), copy=True)
-    video = kit / "data/videos/evaluer/evaluer-480.mp4"
+    video = kit / "data/videos/evaluer/video-240p.mp4"
     data = bytearray(video.read_bytes())
     data[len(data) // 2] ^= 0x01
     video.write_bytes(bytes(data))
@@ -521,7 +525,7 @@ def test_transcode_re_encodes_taller_videos_once_and_again_when_the_preset_chang
     first = package(manifest, archive, kit, settings=KitSettings(transcode=preset))
     assert first.reencoded == 1
     assert "1 video re-encoded" in kit_summary(first)
-    video = kit / "data" / "videos" / "hd" / "hd-720-360p.mp4"
+    video = kit / "data" / "videos" / "hd" / "video-360p.mp4"
     assert media.probe(video).height == 360
     assert "· 360p" in (kit / "data/videos/hd/index.html").read_text()
     bagit.Bag(str(kit)).validate()
@@ -531,6 +535,6 @@ def test_transcode_re_encodes_taller_videos_once_and_again_when_the_preset_chang
 
     newer = dataclasses.replace(preset, version=preset.version + 1, crf=35)
     changed = package(manifest, archive, kit, settings=KitSettings(transcode=newer))
-    assert "data/videos/hd/hd-720-360p.mp4" in changed.changed
+    assert "data/videos/hd/video-360p.mp4" in changed.changed
     made = list((archive / "derived").rglob("*transcode-360p-v*.mp4"))
     assert sorted(p.name.rsplit("-", 1)[1] for p in made) == ["v1.mp4", "v2.mp4"]

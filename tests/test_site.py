@@ -6,7 +6,15 @@ import pytest
 from markupsafe import escape
 
 from archiver.entry import Licence
-from archiver.kit.site import CSP, KitItem, licence_summary, render_markdown, render_site
+from archiver.kit.site import (
+    CSP,
+    KitAsset,
+    KitCaptions,
+    KitItem,
+    licence_summary,
+    render_markdown,
+    render_site,
+)
 
 from .conftest import make_entry
 
@@ -71,6 +79,8 @@ def test_pages_carry_a_csp_and_relative_links_only() -> None:
     assert 'href="../item-0/index.html"' in page
     assert 'href="../item-2/index.html"' in page
     assert '<source src="1.mp4" type="video/mp4">' in page
+    # The same names in every folder: a download is named for its video too.
+    assert '<a href="1.mp4" download="item-1-1.mp4">' in page
     for name, data in files.items():
         text = data.decode()
         assert "http://" not in text.replace("http://www.w3.org", ""), name
@@ -79,3 +89,16 @@ def test_pages_carry_a_csp_and_relative_links_only() -> None:
     index = files["index.html"].decode()
     assert '<script src="search-index.js"></script>' in index
     assert files["search-index.js"].startswith(b"window.ARCHIVER_INDEX = [")
+
+
+def test_download_links_are_named_for_their_video() -> None:
+    item = KitItem(
+        entry=make_entry("accueil", "https://x.org/v.mp4"),
+        video_name="video-720p.mp4",
+        assets=(KitAsset("La fiche (PDF)", "fiche.pdf"),),
+        captions=(KitCaptions("fr", "Français", "captions-fr.vtt", ((0.0, 1.0, "Bonjour"),)),),
+    )
+    page = render_site([item], collection_title="Titre")["videos/accueil/index.html"].decode()
+    assert '<a href="video-720p.mp4" download="accueil-video-720p.mp4">' in page
+    assert '<a href="fiche.pdf" download="accueil-fiche.pdf">' in page
+    assert '<a href="captions-fr.vtt" download="accueil-captions-fr.vtt">' in page

@@ -10,20 +10,26 @@ Kit layout::
     data/assets/               style.css, app.js, player.js
     data/videos/<id>/          index.html, the MP4, poster.jpg, captions, companion PDFs
 
-    plan.py     what goes in: each video's held version (joined with its sound when PeerTube
-                stores that apart), re-encodes, posters, captions
-    derive.py   what is made from a video once and kept in the archive by sha256
-    site.py     the French pages and text (templates/, static/)
-    bag.py      BagIt: manifests, bag-info, verification
-    write.py    writing only what changed, staged, the manifests last
+    plan.py       what goes in: each video's held version (joined with its sound when PeerTube
+                  stores that apart), re-encodes, posters, captions; names from item and role
+    derive.py     what is made from a video once and kept in the archive by sha256
+    site.py       the French pages and text (templates/, static/)
+    bag.py        BagIt: manifests, bag-info, verification
+    ownership.py  whose files a kit folder holds: archiver's mark and its list
+    lock.py       one run at a time on a kit
+    write.py      writing only what changed and only what is archiver's, staged, manifests last
 
-Updating a kit (a USB key) writes only new or changed files (the catalog's sha256 against the
-bag's manifest), removes files no longer listed, and leaves the previous kit intact when a
-file cannot be written (:mod:`.write`).
+A kit goes only where archiver may write it: an empty or missing folder, or a kit archiver
+made; never the archive, a folder inside it or one holding it (:mod:`.ownership`). One run at
+a time updates a kit (its lock, exit 3 for the next). Updating a kit (a USB key) writes only
+new or changed files (the catalog's sha256 against the bag's manifest), removes the files
+archiver wrote there and no longer plans, never any other, and leaves the previous kit intact
+when a file cannot be written (:mod:`.write`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import time
@@ -33,17 +39,29 @@ from pathlib import Path
 from .._version import __version__
 from ..archive import Archive
 from ..entry import Entry
-from ..errors import KitError
+from ..errors import KitError, KitRefused, describe_os_error
 from ..manifest import Manifest
 from ..progress import NullProgress, Progress
 from ..units import format_bytes
 from .bag import BAG_INFO, BAGIT_DECLARATION, BAGIT_TXT, PAYLOAD, bag_info
 from .derive import Source
+from .lock import locked
+from .ownership import MARK_AGENT, SUBFOLDER_HINT, claim, refuse_overlap
 from .plan import DEFAULT_SETTINGS, DEFAULT_TITLE, KitPlan, KitSettings, plan_kit
 from .site import describe_kit, render_readme, render_root, render_site
 from .write import write_kit
 
-__all__ = ["DEFAULT_TITLE", "KitError", "KitReport", "KitSettings", "build_kit", "package"]
+__all__ = [
+    "DEFAULT_TITLE",
+    "SUBFOLDER_HINT",
+    "KitError",
+    "KitRefused",
+    "KitReport",
+    "KitSettings",
+    "build_kit",
+    "check_kit_folder",
+    "package",
+]
 
 log = logging.getLogger(__name__)
 
@@ -74,11 +92,25 @@ def package(
     settings: KitSettings = DEFAULT_SETTINGS,
     progress: Progress | None = None,
 ) -> KitReport:
-    """Build the kit at ``kit`` from what the archive holds of ``manifest``, or update it."""
+    """Build the kit at ``kit`` from what the archive holds of ``manifest``, or update it.
+
+    Raises :class:`KitRefused` (exit 2, nothing written) for a kit folder archiver may not
+    write (:func:`check_kit_folder`), :class:`~archiver.errors.LockHeld` (exit 3) when another
+    run holds the archive or the kit.
+    """
     if not archive_root.is_dir():
         raise KitError(archive_root, "no archive here", hint="run 'archiver download' first")
+    check_kit_folder(kit, archive_root)
     with Archive(archive_root) as archive, archive.locked():
         return build_kit(manifest, archive, kit, settings=settings, progress=progress)
+
+
+def check_kit_folder(kit: Path, archive_root: Path) -> None:
+    """Raise :class:`KitRefused` when ``kit`` is no place for a kit: the archive's folder, one
+    inside it or holding it, a file, a folder that is not empty and not a kit archiver made.
+    Reads only: a command calls it before its first write (sync, before downloading)."""
+    refuse_overlap(kit, archive_root)
+    claim(kit)
 
 
 def build_kit(
@@ -91,18 +123,31 @@ def build_kit(
 ) -> KitReport:
     """:func:`package`, for a caller that already holds the archive's lock (sync)."""
     start = time.monotonic()
-    plan = plan_kit(manifest, archive, settings)
-    for name, data in render_site(plan.items, collection_title=settings.title).items():
-        plan.payload[f"{PAYLOAD}/{name}"] = Source.of_bytes(data)
-    written = write_kit(
-        kit,
-        plan.payload,
-        _tag_files(plan, settings.title),
-        archive_root=archive.root,
-        copy=settings.copy,
-        progress=progress or NullProgress(),
-    )
-    for warning in plan.warnings:
+    refuse_overlap(kit, archive.root)
+    made = _make_folder(kit)
+    try:
+        with locked(kit):
+            # Examined under the lock: another run may have been writing it until now.
+            owned = claim(kit)
+            plan = plan_kit(manifest, archive, settings)
+            for name, data in render_site(plan.items, collection_title=settings.title).items():
+                plan.payload[f"{PAYLOAD}/{name}"] = Source.of_bytes(data)
+            written = write_kit(
+                kit,
+                plan.payload,
+                _tag_files(plan, settings.title),
+                claim=owned,
+                archive_root=archive.root,
+                copy=settings.copy,
+                progress=progress or NullProgress(),
+            )
+    except BaseException:
+        if made:  # a folder made for a kit that was never written: not left behind
+            with contextlib.suppress(OSError):
+                kit.rmdir()
+        raise
+    warnings = (*plan.warnings, *written.warnings)
+    for warning in warnings:
         log.warning("%s", warning)
     return KitReport(
         kit=kit,
@@ -113,11 +158,24 @@ def build_kit(
         linked=written.linked,
         removed=written.removed,
         unchanged=written.unchanged,
-        warnings=tuple(plan.warnings),
+        warnings=warnings,
         seconds=time.monotonic() - start,
         changed=written.changed,
         reencoded=plan.reencoded,
     )
+
+
+def _make_folder(kit: Path) -> bool:
+    """Make the kit's folder when it is missing, to lock it; whether it was made."""
+    if kit.is_dir():
+        return False
+    try:
+        kit.mkdir(parents=True)
+    except FileExistsError:
+        return False  # a file (refused when locked) or a folder made meanwhile
+    except OSError as exc:
+        raise KitError(kit, f"cannot create the kit: {describe_os_error(exc)}") from exc
+    return True
 
 
 def _tag_files(plan: KitPlan, title: str) -> dict[str, bytes]:
@@ -131,7 +189,7 @@ def _tag_files(plan: KitPlan, title: str) -> dict[str, bytes]:
     info = bag_info(
         [
             ("Bagging-Date", dt.date.today().isoformat()),
-            ("Bag-Software-Agent", f"archiver {__version__}"),
+            ("Bag-Software-Agent", f"{MARK_AGENT}{__version__}"),
             ("Payload-Oxum", f"{size}.{len(plan.payload)}"),
             ("Bag-Size", format_bytes(size)),
             ("Source-Organization", ", ".join(organisations)),

@@ -12,6 +12,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import re
+import stat
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +24,7 @@ from ..progress import NullProgress, Progress
 
 __all__ = [
     "BAGIT_TXT",
+    "JOURNAL",
     "MANIFEST",
     "TAGMANIFEST",
     "BagProblem",
@@ -29,6 +32,7 @@ __all__ = [
     "format_manifest",
     "payload_files",
     "read_manifest",
+    "salvage_manifest",
     "verify_bag",
 ]
 
@@ -38,6 +42,12 @@ MANIFEST = "manifest-sha256.txt"
 TAGMANIFEST = "tagmanifest-sha256.txt"
 PAYLOAD = "data"
 BAGIT_DECLARATION = b"BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8\n"
+# Present only while an update renames its files into place (see :mod:`.write`): the paths it
+# is placing, so that an interrupted update leaves them provably archiver's.
+JOURNAL = ".archiver-update-in-progress"
+
+
+_NOT_HEX = re.compile(r"[^0-9a-fA-F]")
 
 
 @dataclass(frozen=True)
@@ -94,6 +104,35 @@ def read_manifest(path: Path) -> dict[str, str] | None:
     return checksums
 
 
+def salvage_manifest(path: Path) -> tuple[dict[str, str], int] | None:
+    """What can still be read of a manifest: ``({path: sha256}, lines unreadable)``; ``None``
+    when there is no such regular file (a link or a device is not read).
+
+    Unlike :func:`read_manifest`, a damaged line does not make the whole manifest unreadable:
+    each line that still reads names a file archiver wrote, and only those are trusted.
+    """
+    try:
+        if not stat.S_ISREG(path.lstat().st_mode):
+            return None
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return {}, 1
+    checksums: dict[str, str] = {}
+    unreadable = 0
+    for line in data.decode("utf-8", "replace").splitlines():
+        if not line.strip():
+            continue
+        digest, _, name = line.partition(" ")
+        name = name.strip()
+        if len(digest) != 64 or not name or _NOT_HEX.search(digest) or "\ufffd" in name:
+            unreadable += 1
+            continue
+        checksums[_decode(name)] = digest.lower()
+    return checksums, unreadable
+
+
 def payload_files(kit: Path) -> Iterator[str]:
     """Every file under ``data/``, as a bag path (``data/…``), in a stable order."""
     root = kit / PAYLOAD
@@ -119,7 +158,7 @@ def bag_info(fields: Sequence[tuple[str, str]]) -> bytes:
 def verify_bag(kit: Path, *, progress: Progress | None = None) -> tuple[int, int, list[BagProblem]]:
     """Check every payload and tag file against the manifests: ``(files, bytes, problems)``."""
     progress = progress or NullProgress()
-    manifest = read_manifest(kit / MANIFEST) or {}
+    manifest = (salvage_manifest(kit / MANIFEST) or ({}, 0))[0]
     total = 0
     for name in manifest:
         with contextlib.suppress(OSError):
@@ -135,9 +174,16 @@ def _verify(kit: Path, progress: Progress) -> tuple[int, int, list[BagProblem]]:
     problems: list[BagProblem] = []
     if not (kit / BAGIT_TXT).is_file():
         return 0, 0, [BagProblem(str(kit), "not a kit: no bagit.txt")]
-    manifest = read_manifest(kit / MANIFEST)
-    if manifest is None:
+    read = salvage_manifest(kit / MANIFEST)
+    if read is None:
         return 0, 0, [BagProblem(MANIFEST, "missing: the kit was never finished")]
+    manifest, unreadable = read
+    if unreadable:
+        problems.append(_damaged(MANIFEST, unreadable))
+    if (kit / JOURNAL).exists():
+        problems.append(
+            BagProblem(JOURNAL, "an update was interrupted; packaging again completes it")
+        )
     checked = 0
     size = 0
     for name, expected in sorted(manifest.items()):
@@ -164,10 +210,13 @@ def _verify(kit: Path, progress: Progress) -> tuple[int, int, list[BagProblem]]:
     for name in payload_files(kit):
         if name not in manifest:
             problems.append(BagProblem(name, "not in the kit's manifest (extra file)"))
-    tags = read_manifest(kit / TAGMANIFEST)
-    if tags is None:
+    read = salvage_manifest(kit / TAGMANIFEST)
+    if read is None:
         problems.append(BagProblem(TAGMANIFEST, "missing: the kit was never finished"))
     else:
+        tags, unreadable = read
+        if unreadable:
+            problems.append(_damaged(TAGMANIFEST, unreadable))
         for name, expected in sorted(tags.items()):
             target = kit / name
             if not _inside(kit, target) or not target.is_file():
@@ -181,6 +230,11 @@ def _verify(kit: Path, progress: Progress) -> tuple[int, int, list[BagProblem]]:
             if actual != expected:
                 problems.append(BagProblem(name, "corrupt: does not match the tag manifest"))
     return checked, size, problems
+
+
+def _damaged(name: str, unreadable: int) -> BagProblem:
+    lines = f"{unreadable} unreadable line{'s' if unreadable != 1 else ''}"
+    return BagProblem(name, f"damaged ({lines}); packaging again rebuilds it")
 
 
 def _inside(kit: Path, target: Path) -> bool:

@@ -5,13 +5,20 @@ else fits, with its poster, captions and companion files.
 Planning reads the archive and may make derived files (:mod:`.derive`); it writes nothing in
 the kit. The result is a :class:`KitPlan`: every file of the kit's payload by its path, with
 where its bytes come from.
+
+A file's name in the kit comes from its item and its role, never from a URL or the name the
+archive stores it under: ``video-720p.mp4``, ``poster.jpg``, ``fiche.pdf``,
+``transcription.pdf``, ``captions-fr.vtt``. Its extension comes from what its first bytes
+are, checked here: a companion that is not a PDF, captions that are not WebVTT stay out of
+the kit, named in a warning. So two files of one item never share a name, and none takes the
+name of the page (``index.html``) or of the captions script (``captions.js``).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from .. import media
 from ..archive import Archive, Derived, FileRecord
@@ -32,7 +39,20 @@ log = logging.getLogger(__name__)
 DEFAULT_TITLE = "Vidéos de formation"
 AUDIO = "audio"  # the archive's role of a video's sound, when PeerTube stores it apart
 FAT32_LIMIT = 4 * 1024**3 - 1
-POSTER_NAME = "poster.jpg"
+POSTER_STEM = "poster"
+POSTER_NAME = "poster.jpg"  # a frame ffmpeg makes is a JPEG
+# A companion's name in the kit, by its role; its extension is that of a PDF, once checked.
+ASSET_NAMES = {"fiche_pdf": "fiche", "transcript_pdf": "transcription"}
+SNIFF_BYTES = 1024  # a PDF's header may follow up to 1 KiB of other bytes (PDF 1.7, 7.5.2)
+# An image's first bytes, and the extension it gets.
+IMAGE_TYPES = (
+    (b"\xff\xd8\xff", ".jpg"),
+    (b"\x89PNG\r\n\x1a\n", ".png"),
+    (b"GIF87a", ".gif"),
+    (b"GIF89a", ".gif"),
+)
+_LANGUAGE = re.compile(r"^[a-z0-9]{1,8}(-[a-z0-9]{1,8}){0,3}$")
+_WEBVTT = re.compile(r"^\ufeff?WEBVTT(?:[ \t\r\n]|$)")
 # Caption languages as a French page names them; others keep their code.
 LANGUAGES = {
     "fr": "Français",
@@ -116,8 +136,11 @@ def plan_kit(manifest: Manifest, archive: Archive, settings: KitSettings) -> Kit
         folder = f"{PAYLOAD}/videos/{entry.id}"
         preview = archive.held(entry.id, "preview")
         poster: Source | None = None
-        if preview is not None:  # the instance's own preview image beats a frame of ours
-            poster = Source.held(archive, preview)
+        poster_name = POSTER_NAME
+        suffix = _image_suffix(plan, archive, video, preview) if preview is not None else None
+        if preview is not None and suffix is not None:
+            # The instance's own preview image beats a frame of ours.
+            poster, poster_name = Source.held(archive, preview), f"{POSTER_STEM}{suffix}"
         else:
             try:
                 # From the held video: the same picture as its joined copy, made once.
@@ -127,7 +150,7 @@ def plan_kit(manifest: Manifest, archive: Archive, settings: KitSettings) -> Kit
             except media.MediaError as exc:
                 plan.warnings.append(f"{video.label}: no poster: {exc.reason}")
         if poster is not None:
-            plan.payload[f"{folder}/{POSTER_NAME}"] = poster
+            plan.payload[f"{folder}/{poster_name}"] = poster
         plan.payload[f"{folder}/{video.name}"] = video.source
         assets = []
         for asset in entry.assets:
@@ -135,14 +158,17 @@ def plan_kit(manifest: Manifest, archive: Archive, settings: KitSettings) -> Kit
             if held is None:
                 plan.warnings.append(f"{video.label}: {asset.kind} not in the archive")
                 continue
-            name = _carry(plan, archive, folder, held)
+            if not _is_pdf(plan, archive, video.label, held):
+                continue
+            name = f"{ASSET_NAMES.get(asset.kind, asset.kind.replace('_', '-'))}.pdf"
+            plan.payload[f"{folder}/{name}"] = Source.held(archive, held)
             assets.append(KitAsset(ASSET_LABELS.get(asset.kind, asset.kind), name))
         plan.items.append(
             KitItem(
                 entry=entry,
                 video_name=video.name,
                 video_size=video.source.size,
-                poster_name=POSTER_NAME if poster is not None else None,
+                poster_name=poster_name if poster is not None else None,
                 duration=video.facts.duration or None,
                 resolution=video.resolution,
                 captions=_captions(plan, archive, entry, folder),
@@ -215,7 +241,7 @@ def _videos(
             record=record,
             facts=known,
             source=held,
-            name=_leaf(record),  # joined with its sound or not: the same name, kits stay stable
+            name=_video_name(record, known),  # joined with its sound or not: kits stay stable
             resolution=f"{record.resolution}p" if record.resolution else None,
             origin=held,
         )
@@ -323,15 +349,9 @@ def _shrink(plan: KitPlan, archive: Archive, video: _Video, preset: media.Preset
         plan.warnings.append(f"{video.label}: kept as it was: {video.kept_because}")
         return
     video.source = made
-    video.name = f"{Path(video.name).stem}-{preset.name}.mp4"
+    video.name = f"video-{preset.name}.mp4"
     video.resolution = preset.name
     plan.reencoded += 1
-
-
-def _carry(plan: KitPlan, archive: Archive, folder: str, record: FileRecord) -> str:
-    """Put a held file in the video's folder of the kit; its name there."""
-    plan.payload[f"{folder}/{_leaf(record)}"] = Source.held(archive, record)
-    return _leaf(record)
 
 
 def _captions(
@@ -339,23 +359,73 @@ def _captions(
 ) -> tuple[KitCaptions, ...]:
     """The video's held caption files, carried into the kit and read into cues."""
     captions = []
+    label = f"{entry.title} ({entry.id})"
     for track in archive.current_roles(entry.id, "caption_"):
-        language = track.role.removeprefix("caption_")
-        try:
-            text = (archive.root / track.path).read_text(encoding="utf-8-sig")
-        except (OSError, UnicodeDecodeError) as exc:
-            plan.warnings.append(f"{entry.title} ({entry.id}): captions {language}: {exc}")
+        language = track.role.removeprefix("caption_").lower()
+        if not _LANGUAGE.match(language):
+            plan.warnings.append(f"{label}: captions {language!r}: not a language code; left out")
             continue
+        try:
+            text = (archive.root / track.path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            plan.warnings.append(f"{label}: captions {language}: {exc}")
+            continue
+        if not _WEBVTT.match(text):
+            plan.warnings.append(f"{label}: captions {language}: not a WebVTT file; left out")
+            continue
+        name = f"captions-{language}.vtt"
+        if f"{folder}/{name}" in plan.payload:
+            continue  # the same language under another spelling: one file a language
+        plan.payload[f"{folder}/{name}"] = Source.held(archive, track)
         captions.append(
             KitCaptions(
                 language=language,
                 label=LANGUAGES.get(language, language),
-                href=_carry(plan, archive, folder, track),
-                cues=parse_vtt(text),
+                href=name,
+                cues=parse_vtt(text.removeprefix("\ufeff")),
             )
         )
     return tuple(captions)
 
 
-def _leaf(record: FileRecord) -> str:
-    return record.path.rsplit("/", 1)[-1]
+def _video_name(record: FileRecord, known: Derived) -> str:
+    """``video-720p.mp4``: its height as the instance gave it, else as FFmpeg read it."""
+    height = record.resolution or known.height
+    return f"video-{height}p.mp4" if height else "video.mp4"
+
+
+def _head(plan: KitPlan, archive: Archive, label: str, record: FileRecord) -> bytes | None:
+    """A held file's first bytes, to tell what it is; ``None`` (with a warning) unreadable."""
+    try:
+        with (archive.root / record.path).open("rb") as stream:
+            return stream.read(SNIFF_BYTES)
+    except OSError as exc:
+        plan.warnings.append(f"{label}: {record.role}: cannot read {record.path}: {exc}")
+        return None
+
+
+def _is_pdf(plan: KitPlan, archive: Archive, label: str, record: FileRecord) -> bool:
+    """Whether a held companion is a PDF (its header within its first KiB); if not, it stays
+    out of the kit, with a warning: a login page archived as "the PDF" is not shipped."""
+    head = _head(plan, archive, label, record)
+    if head is None:
+        return False
+    if b"%PDF-" not in head:
+        plan.warnings.append(f"{label}: {record.role}: not a PDF; left out of the kit")
+        return False
+    return True
+
+
+def _image_suffix(plan: KitPlan, archive: Archive, video: _Video, record: FileRecord) -> str | None:
+    """The extension of a held preview image by its first bytes (JPEG, PNG, GIF, WebP); if
+    it is none of them, ``None`` with a warning, and the poster is a frame of the video."""
+    head = _head(plan, archive, video.label, record)
+    if head is None:
+        return None
+    for magic, suffix in IMAGE_TYPES:
+        if head.startswith(magic):
+            return suffix
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return ".webp"
+    plan.warnings.append(f"{video.label}: preview: not an image; a frame of the video is shown")
+    return None

@@ -227,6 +227,9 @@ def render_site(items: Sequence[KitItem], *, collection_title: str) -> dict[str,
 
     A page depends only on its video, its neighbours and the collection's title (no date, no
     count in the footer), so updating a kit after one video changed rewrites that video's page.
+    Files in a video's folder are named for their role (``video-720p.mp4``, ``fiche.pdf``), the
+    same in every folder: a download link suggests the name prefixed with the video's id, so
+    that a teacher's downloads folder tells them apart.
     """
     common = {"collection_title": collection_title, "csp": CSP}
     areas = sorted({item.entry.area for item in items if item.entry.area})

@@ -1,0 +1,463 @@
+"""Whose files a kit folder holds: archiver's mark, the list of what it wrote there, and
+what an update may therefore write, replace and remove (:func:`survey`).
+
+A folder is a kit of archiver's when its ``bag-info.txt`` names archiver as the software that
+made the bag (``Bag-Software-Agent: archiver …``, the field RFC 8493 has for it, in every kit
+archiver ever made), or when it holds the journal of an update archiver was making
+(:data:`~.bag.JOURNAL`). What archiver wrote there is the list its manifests give: every
+payload file ``manifest-sha256.txt`` names, every tag file ``tagmanifest-sha256.txt`` names,
+the bag's own four files and, after an update interrupted while renaming, the paths its journal
+names. Nothing else in the folder is archiver's, and :mod:`.write` never deletes nor replaces
+it. A damaged manifest shrinks the list to the lines that still read: what archiver cannot
+prove it wrote, it leaves.
+
+An empty or missing folder becomes a kit. So does one holding only what an operating system
+puts on any key (``System Volume Information``, ``.Trashes``…) or the temporary files of a
+first build that was killed. Any other folder is refused, naming it: a USB key's root holding a
+teacher's files is not archiver's to reorganise, and the kit goes into a folder of its own
+(``--subfolder``). A kit that is the archive, inside it or holding it is refused too: an update
+removes what it no longer plans, and the archive's files would be within its reach.
+
+Before an update writes a byte, :func:`survey` checks every path the kit will hold: a link, a
+pipe, a device or a folder where a file goes (or a link or a file where a folder goes) is
+refused, naming it, and so is a file archiver did not write, unless it already holds the very
+bytes planned (a damaged list, an update interrupted before its manifests named it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import KitError, KitRefused, describe_os_error, writing
+from ..files import file_sha256, unsafe_target
+from ..names import MAX_NAME_LENGTH
+from .bag import BAG_INFO, BAGIT_TXT, JOURNAL, MANIFEST, PAYLOAD, TAGMANIFEST, salvage_manifest
+from .derive import Source
+
+__all__ = [
+    "JOURNAL_HEADER",
+    "LINKED_FOLDER",
+    "MARK_AGENT",
+    "NOT_OURS_HINT",
+    "SUBFOLDER_HINT",
+    "TEMP_SUFFIX",
+    "Claim",
+    "Survey",
+    "claim",
+    "is_temp",
+    "kit_name",
+    "refuse_overlap",
+    "survey",
+]
+
+# The field of bag-info.txt that marks a kit as archiver's, and how its value starts.
+MARK_FIELD = "bag-software-agent"
+MARK_AGENT = "archiver "
+JOURNAL_HEADER = "archiver: files of an update being put in place\n"
+TEMP_SUFFIX = ".archiver-tmp"
+SUBFOLDER_HINT = "add --subfolder NAME to make the kit in a new folder NAME inside it"
+STRUCTURE = frozenset({BAGIT_TXT, BAG_INFO, MANIFEST, TAGMANIFEST})
+# What operating systems put in a key's folders on their own: it does not make a folder "not
+# empty", and it is never archiver's.
+SYSTEM_FOLDERS = frozenset(
+    {
+        "System Volume Information",
+        "$RECYCLE.BIN",
+        "RECYCLER",
+        ".Trashes",
+        ".Spotlight-V100",
+        ".fseventsd",
+        ".TemporaryItems",
+        ".DocumentRevisions-V100",
+        "lost+found",
+    }
+)
+SYSTEM_FILES = frozenset({".DS_Store", "Thumbs.db", "desktop.ini", ".directory"})
+LINKED_FOLDER = "a symbolic link where the kit has a folder; archiver does not write through links"
+NOT_OURS_HINT = (
+    "move it out of the kit folder (or delete it if it is archiver's), then package again"
+)
+# A warning names this many of the files archiver leaves alone, then counts the rest.
+NAMED_AT_MOST = 5
+_FORBIDDEN = set('<>:"/\\|?*') | {chr(c) for c in range(32)}
+_MARK_READ = 64 * 1024  # bag-info.txt is a few lines: never read a huge file to find the mark
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What archiver may do in a kit folder: the paths it wrote there, and what they held."""
+
+    new: bool  # empty or missing: no kit yet, nothing in it is archiver's
+    owned: frozenset[str] = frozenset()
+    recorded: Mapping[str, str] = field(default_factory=dict)  # payload path → sha256
+    warnings: tuple[str, ...] = ()  # a list that could not be read whole
+
+
+def kit_name(path: str) -> bool:
+    """Whether ``path`` (``data/videos/a/index.html``) is one archiver could have written: a
+    relative path of names every USB key accepts, none hidden.
+
+    >>> kit_name("data/videos/a/video-720p.mp4"), kit_name("../etc/passwd")
+    (True, False)
+    """
+    return all(
+        part
+        and len(part) <= MAX_NAME_LENGTH
+        and part.isascii()
+        and not part.startswith(".")
+        and not part.endswith((" ", "."))
+        and not _FORBIDDEN.intersection(part)
+        for part in path.split("/")
+    )
+
+
+def is_temp(name: str) -> bool:
+    """Whether a file name is one of archiver's staged files (``.NAME.archiver-tmp``)."""
+    return name.startswith(".") and name.endswith(TEMP_SUFFIX)
+
+
+def is_system(name: str) -> bool:
+    """Whether a file or folder name is one an operating system makes on a key by itself."""
+    return name in SYSTEM_FOLDERS or name in SYSTEM_FILES or name.startswith((".Trash-", "._"))
+
+
+def refuse_overlap(kit: Path, archive_root: Path) -> None:
+    """Refuse a kit that is the archive, sits inside it or holds it, before anything is
+    written. Both are resolved first (links, ``.``, ``..``): ``--kit .`` from inside the
+    archive's parent holds the archive as surely as its full path does."""
+    try:
+        here, archive = kit.resolve(), archive_root.resolve()
+    except (OSError, RuntimeError) as exc:  # a loop of links
+        raise KitRefused(kit, f"cannot resolve the path: {exc}") from exc
+    hint = "choose a kit folder outside the archive, and not one that holds it"
+    if here == archive:
+        raise KitRefused(kit, "this is the archive's folder; a kit needs one of its own", hint=hint)
+    if here.is_relative_to(archive):
+        raise KitRefused(kit, f"inside the archive {archive_root}; nothing was written", hint=hint)
+    if archive.is_relative_to(here):
+        raise KitRefused(kit, f"holds the archive {archive_root}; nothing was written", hint=hint)
+
+
+def claim(kit: Path) -> Claim:
+    """What archiver may do in ``kit``. Raises :class:`KitRefused` for a folder that is not
+    empty and not archiver's kit, or a path that is not a folder. Reads only."""
+    try:
+        mode = kit.stat().st_mode  # follows a link the user named as the kit: theirs to choose
+    except FileNotFoundError:
+        return Claim(new=True)
+    except OSError as exc:
+        raise KitError(kit, f"cannot read the kit folder: {describe_os_error(exc)}") from exc
+    if not stat.S_ISDIR(mode):
+        raise KitRefused(kit, "not a folder; nothing was written")
+    journal = _read_journal(kit)
+    if journal is None and not _marked(kit):
+        found = _foreign(kit)
+        if not found:
+            return Claim(new=True)
+        shown = ", ".join(found[:3]) + (", …" if len(found) > 3 else "")
+        raise KitRefused(
+            kit,
+            f"not empty ({shown}) and not a kit archiver made; nothing was written",
+            hint=SUBFOLDER_HINT,
+        )
+    return _own(kit, journal or ())
+
+
+def _own(kit: Path, journal: tuple[str, ...]) -> Claim:
+    """The list of what archiver wrote in its kit ``kit``, from the lines that still read."""
+    warnings = []
+    recorded: dict[str, str] = {}
+    tags: dict[str, str] = {}
+    for name, into in ((MANIFEST, recorded), (TAGMANIFEST, tags)):
+        read = salvage_manifest(kit / name)
+        if read is None:
+            continue
+        lines, unreadable = read
+        into.update(lines)
+        if unreadable:
+            warnings.append(
+                f"{kit / name}: damaged ({unreadable} unreadable line"
+                f"{'s' if unreadable != 1 else ''}); files archiver cannot prove it wrote are"
+                " left as they are, and it is written anew"
+            )
+    owned = {path for path in (*recorded, *tags, *journal) if kit_name(path)} | STRUCTURE
+    return Claim(
+        new=False,
+        owned=frozenset(owned),
+        recorded={path: digest for path, digest in recorded.items() if path in owned},
+        warnings=tuple(warnings),
+    )
+
+
+def _marked(kit: Path) -> bool:
+    """Whether ``kit/bag-info.txt`` names archiver as the bag's software."""
+    info = kit / BAG_INFO
+    try:
+        if not stat.S_ISREG(info.lstat().st_mode):
+            return False
+        with info.open("rb") as stream:
+            text = stream.read(_MARK_READ).decode("utf-8", "replace")
+    except OSError:
+        return False
+    for line in text.splitlines():
+        label, colon, value = line.partition(":")
+        if colon and label.strip().lower() == MARK_FIELD and value.strip().startswith(MARK_AGENT):
+            return True
+    return False
+
+
+def _read_journal(kit: Path) -> tuple[str, ...] | None:
+    """The paths an interrupted update was putting in place; ``None`` without a journal."""
+    path = kit / JOURNAL
+    try:
+        if not stat.S_ISREG(path.lstat().st_mode):
+            return None
+        text = path.read_bytes().decode("utf-8", "replace")
+    except OSError:
+        return None
+    if not text.startswith(JOURNAL_HEADER):
+        return None  # not archiver's journal: not its mark either
+    return tuple(line for line in text[len(JOURNAL_HEADER) :].splitlines() if kit_name(line))
+
+
+def _foreign(kit: Path) -> list[str]:
+    """What makes ``kit`` not empty: the top-level names of every file or link in it that is
+    neither the system's nor a staged file of archiver's, sorted."""
+    found: set[str] = set()
+    for entry in _scandir(kit):
+        if is_system(entry.name):
+            continue
+        if entry.is_dir(follow_symlinks=False):
+            if _holds_files(Path(entry.path)):
+                found.add(entry.name)
+        elif not is_temp(entry.name):
+            found.add(entry.name)
+    return sorted(found)
+
+
+def _holds_files(folder: Path) -> bool:
+    """Whether ``folder`` holds anything but folders, the system's files and staged files;
+    a folder that cannot be read is taken as holding something."""
+    unreadable: list[OSError] = []
+    for here, dirs, files in os.walk(folder, onerror=unreadable.append):
+        if unreadable or any(not (is_temp(name) or is_system(name)) for name in files):
+            return True
+        if any(os.path.islink(os.path.join(here, name)) for name in dirs):
+            return True
+    return bool(unreadable)
+
+
+def _scandir(folder: Path) -> list[os.DirEntry[str]]:
+    try:
+        with os.scandir(folder) as entries:
+            return list(entries)
+    except OSError as exc:
+        raise KitError(folder, f"cannot read the kit folder: {describe_os_error(exc)}") from exc
+
+
+@dataclass(frozen=True)
+class Survey:
+    """What an update may do in a kit, found before it writes a byte."""
+
+    adopted: frozenset[str]  # planned files there, not listed, holding the planned bytes
+    stale: tuple[str, ...]  # files archiver wrote and no longer plans: to remove
+    temps: tuple[Path, ...]  # staged files of an update that was killed: to remove
+    warnings: tuple[str, ...]  # what is left alone, and why
+
+
+def survey(
+    kit: Path,
+    claim: Claim,
+    payload: Mapping[str, Source],
+    tags: Mapping[str, bytes],
+    manifests: Iterable[str],
+) -> Survey:
+    """Check every path the kit will hold (``payload``, ``tags`` and the bag's
+    ``manifests``) and sort what the folder holds besides. Raises :class:`KitRefused` for a
+    path archiver must not write: a link, a special file, a folder where a file goes (or a
+    link or file where a folder goes), or a file archiver did not write."""
+    guard = _Guard(kit)
+    planned = [*sorted(payload), *sorted(tags), *manifests]
+    adopted = _check_planned(kit, guard, claim, payload, tags, planned)
+    stale, kept = _stale(kit, guard, claim.owned - set(planned))
+    temps, others = _survey(kit, guard, set(planned) | claim.owned)
+    return Survey(
+        adopted=frozenset(adopted),
+        stale=tuple(stale),
+        temps=tuple(temps),
+        warnings=(*claim.warnings, *kept, *_left_alone(kit, others)),
+    )
+
+
+class _Guard:
+    """Whether a path of the kit may be written: every folder on the way a real folder (or
+    not there yet), never a link; the answers for folders kept, as many files share them."""
+
+    def __init__(self, kit: Path) -> None:
+        self.kit = kit
+        self._folders: dict[str, str | None] = {}
+
+    def folders(self, path: str) -> tuple[str, str] | None:
+        """The first folder of ``path`` (a bag path) that is not a real folder, and why."""
+        parts = path.split("/")[:-1]
+        for depth in range(1, len(parts) + 1):
+            folder = "/".join(parts[:depth])
+            if folder not in self._folders:
+                self._folders[folder] = self._why(self.kit / folder)
+            why = self._folders[folder]
+            if why == "":
+                return None  # not there: nor is anything below it
+            if why is not None:
+                return folder, why
+        return None
+
+    @staticmethod
+    def _why(folder: Path) -> str | None:
+        try:
+            mode = folder.lstat().st_mode
+        except FileNotFoundError:
+            return ""
+        except OSError as exc:
+            return f"cannot be read ({describe_os_error(exc)})"
+        if stat.S_ISLNK(mode):
+            return LINKED_FOLDER
+        if not stat.S_ISDIR(mode):
+            return "a file where the kit needs a folder"
+        return None
+
+    def refuse(self, path: str) -> None:
+        """Raise :class:`KitRefused` when ``path`` must not be written."""
+        blocked = self.folders(path)
+        if blocked is not None:
+            folder, why = blocked
+            raise KitRefused(self.kit / folder, f"{why}; nothing was written")
+        unsafe = unsafe_target(self.kit / path)
+        if unsafe is not None:
+            raise KitRefused(self.kit / path, f"{unsafe}; nothing was written")
+
+
+def _check_planned(
+    kit: Path,
+    guard: _Guard,
+    claim: Claim,
+    payload: Mapping[str, Source],
+    tags: Mapping[str, bytes],
+    planned: Iterable[str],
+) -> set[str]:
+    """Check every path the kit will hold; the files there archiver did not list but that
+    hold the very bytes planned (a list that was damaged, an update killed before it listed
+    them): those are taken as archiver's. Raises :class:`KitRefused` for any other file."""
+    adopted: set[str] = set()
+    for path in planned:
+        guard.refuse(path)
+        target = kit / path
+        if path in claim.owned or not target.exists():
+            continue
+        source, data = payload.get(path), tags.get(path)
+        if _holds(target, source) if source is not None else _holds_bytes(target, data or b""):
+            adopted.add(path)
+        else:
+            raise KitRefused(
+                target,
+                "a file archiver did not write (not in the kit's manifests); it will not"
+                " replace it, and nothing was written",
+                hint=NOT_OURS_HINT,
+            )
+    return adopted
+
+
+def _holds(target: Path, source: Source) -> bool:
+    """Whether ``target`` holds ``source``'s bytes (hashed only when the sizes agree)."""
+    try:
+        if target.stat().st_size != source.size:
+            return False
+        if source.path is not None and os.path.samefile(target, source.path):
+            return True  # hard-linked to the archive's file
+        return file_sha256(target) == source.sha256
+    except OSError:
+        return False
+
+
+def _holds_bytes(target: Path, data: bytes) -> bool:
+    try:
+        return target.read_bytes() == data
+    except OSError:
+        return False
+
+
+def _stale(kit: Path, guard: _Guard, unplanned: Iterable[str]) -> tuple[list[str], list[str]]:
+    """Of the files archiver wrote and no longer plans: those to remove, and a warning for
+    each it leaves because it is no longer a plain file of archiver's (a link, a folder)."""
+    stale: list[str] = []
+    kept: list[str] = []
+    for path in sorted(unplanned):
+        blocked = guard.folders(path)
+        if blocked is not None:
+            kept.append(f"{kit / blocked[0]}: {blocked[1]}; {path} is left as it is")
+            continue
+        target = kit / path
+        try:
+            mode = target.lstat().st_mode
+        except OSError:
+            continue  # gone already
+        if stat.S_ISREG(mode):
+            stale.append(path)
+        else:
+            kept.append(f"{target}: {unsafe_target(target)}; left as it is")
+    return stale, kept
+
+
+def _walk(kit: Path) -> Iterator[tuple[str, Path]]:
+    """Every file (or link, or special file) in the kit, as ``(bag path, path)``: the root's
+    files and all below ``data/``, never following a link."""
+    for entry in _entries(kit):
+        if not entry.is_dir(follow_symlinks=False):
+            yield entry.name, Path(entry.path)
+    root = kit / PAYLOAD
+    for folder, dirs, files in os.walk(root):
+        dirs.sort()
+        for name in dirs:
+            if os.path.islink(os.path.join(folder, name)):
+                files.append(name)
+        for name in sorted(files):
+            path = Path(folder, name)
+            yield path.relative_to(kit).as_posix(), path
+
+
+def _entries(folder: Path) -> list[os.DirEntry[str]]:
+    with writing(folder, "cannot read the kit folder", KitError), os.scandir(folder) as entries:
+        return sorted(entries, key=lambda e: e.name)
+
+
+def _survey(kit: Path, guard: _Guard, archivers: set[str]) -> tuple[list[Path], list[str]]:
+    """What the kit holds besides what archiver wrote: the staged files an update that was
+    killed left behind (plain files in real folders, archiver's by their name, to remove),
+    and the bag paths of the files archiver did not write (to leave)."""
+    temps: list[Path] = []
+    others: list[str] = []
+    for path, target in _walk(kit):
+        if is_temp(target.name):
+            with contextlib.suppress(OSError):
+                if guard.folders(path) is None and stat.S_ISREG(target.lstat().st_mode):
+                    temps.append(target)
+        elif path not in archivers and path != JOURNAL and not is_system(target.name):
+            others.append(path)
+    return temps, others
+
+
+def _left_alone(kit: Path, left: list[str]) -> list[str]:
+    """A warning naming the files in the kit that archiver did not write (it leaves them)."""
+    if not left:
+        return []
+    shown = ", ".join(left[:NAMED_AT_MOST])
+    more = f" and {len(left) - NAMED_AT_MOST} more" if len(left) > NAMED_AT_MOST else ""
+    extra = any(path.startswith(f"{PAYLOAD}/") for path in left)
+    said = "; archiver verify reports those under data/ as extra files" if extra else ""
+    count = f"{len(left)} file{'s' if len(left) != 1 else ''} archiver did not write"
+    verb = "they are" if len(left) != 1 else "it is"
+    return [f"{kit}: {count} left as {verb}: {shown}{more}{said}"]
