@@ -14,6 +14,9 @@ from archiver.archive import Archive
 from archiver.catalog import SCHEMA_VERSION, Catalog, parse_time, utc_now
 from archiver.cli import cli
 from archiver.errors import ArchiveError
+from archiver.manifest import Manifest, write_manifest
+
+from .conftest import make_entry
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
@@ -170,3 +173,71 @@ def test_verify_names_a_catalog_that_fails_sqlites_integrity_check(tmp_path: Pat
         " row 1 missing from index files_current\n"
     )
     assert "all intact" not in result.output
+
+
+def damage(catalog: Path, table: str) -> None:
+    """Overwrite the root page of ``table`` with noise, as a failing disk or a bad copy would:
+    a real damaged page, found by SQLite when it reads it."""
+    db = sqlite3.connect(catalog)
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # every page in the file itself
+    page_size = db.execute("PRAGMA page_size").fetchone()[0]
+    (root,) = db.execute("SELECT rootpage FROM sqlite_master WHERE name=?", (table,)).fetchone()
+    db.close()
+    with catalog.open("r+b") as stream:
+        stream.seek((root - 1) * page_size)
+        stream.write(bytes(range(256)) * (page_size // 256))
+
+
+DAMAGED_LINE = "the catalog is damaged: database disk image is malformed"
+DAMAGED_HINT_LINE = f"Hint: {catalog_module.DAMAGED_HINT}\n"
+
+
+def test_a_damaged_catalog_page_is_one_clear_error_exit_2(tmp_path: Path) -> None:
+    root = old_archive(tmp_path / "archive")
+    Archive(root).close()
+    catalog = root / "catalog.sqlite"
+    damage(catalog, "files")
+    for command in (["status"], ["verify"]):
+        result = CliRunner().invoke(cli, [*command, "--archive", str(root)])
+        assert (result.exit_code, result.stdout) == (2, ""), result.output
+        lines = result.stderr.splitlines(keepends=True)
+        assert lines[-2:] == [f"Error: {catalog}: {DAMAGED_LINE}\n", DAMAGED_HINT_LINE]
+        assert "all intact" not in result.stderr
+    entry = make_entry("differencier", "https://tube.example.org/download/videos/u-720.mp4")
+    manifest = tmp_path / "m.json"
+    write_manifest(Manifest(entries=(entry,)), manifest)
+    result = CliRunner().invoke(cli, ["download", str(manifest), "--archive", str(root), "-q"])
+    assert (result.exit_code, result.stderr) == (
+        2,
+        f"Error: {catalog}: {DAMAGED_LINE}\n{DAMAGED_HINT_LINE}",
+    )
+
+
+def test_verify_names_a_damaged_page_and_audits_the_files_it_can_still_list(
+    tmp_path: Path,
+) -> None:
+    root = old_archive(tmp_path / "archive")
+    Archive(root).close()
+    damage(root / "catalog.sqlite", "runs")  # the files' pages are whole
+    result = CliRunner().invoke(cli, ["verify", "--archive", str(root)])
+    assert result.exit_code == 1
+    errors = result.stderr.splitlines()
+    assert errors[0] == f"Error: {root / 'catalog.sqlite'}: {DAMAGED_LINE}"
+    assert errors[-1].startswith("Verify: 2 files (")
+    assert errors[-1].endswith(": 1 problem(s)")
+
+
+def test_the_catalogs_write_ahead_log_stays_small(tmp_path: Path) -> None:
+    catalog = Catalog(tmp_path / "catalog.sqlite")
+    wal = tmp_path / "catalog.sqlite-wal"
+    largest = 0
+    try:
+        catalog.record_items([("item", "Titre")])
+        for _ in range(1500):  # 3000 transactions: SQLite's defaults would keep 4 MiB of log
+            run = catalog.start_run("download")
+            catalog.record_failures(run, [("item", "video", "https://x/" + "u" * 200, "r" * 200)])
+            largest = max(largest, wal.stat().st_size)
+    finally:
+        catalog.close()
+    page = 4096 + 24  # a frame: a page and its header
+    assert largest <= catalog_module.WAL_SIZE_LIMIT + 16 * page, largest

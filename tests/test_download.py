@@ -2,32 +2,46 @@
 
 from __future__ import annotations
 
+import asyncio
 import errno
+import importlib
 import json
+import os
 import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from archiver.archive import Archive
 from archiver.entry import Asset, Video
-from archiver.fetch import DownloadSettings, Status, download
+from archiver.errors import ArchiveError
+from archiver.fetch import DownloadSettings, Status, download, download_all
 from archiver.fetch.fetcher import _Sink
+from archiver.fetch.plan import Job
 from archiver.manifest import Manifest
 
 from .conftest import content_of, make_entry, sha256
-from .server import FileServer
+from .server import Call, FileServer, Reply
+
+plan_module = importlib.import_module("archiver.fetch.plan")  # fetch.plan is also a function
 
 FAST = DownloadSettings(retries=4, backoff_base=0.01, backoff_max=0.05, timeout=2.0)
 SIZE = 600_000
+
+
+def pdf_of(size: int) -> bytes:
+    """``size`` bytes that a PDF reader takes for a PDF: the header, then anything."""
+    head = b"%PDF-1.7\n"
+    return head + bytes(size - len(head))
 
 
 def single(server: FileServer, path: str = "/v/a.mp4", **fields: object) -> Manifest:
     return Manifest(entries=(make_entry("item-a", server.url(path), **fields),))
 
 
-def media(root: Path, item: str = "item-a", name: str = "a.mp4") -> Path:
+def media(root: Path, item: str = "item-a", name: str = "video.mp4") -> Path:
     return root / "media" / item / name
 
 
@@ -43,7 +57,7 @@ def catalog_rows(root: Path) -> list[dict[str, object]]:
 def test_downloads_every_file_with_checksum_and_provenance(
     server: FileServer, tmp_path: Path
 ) -> None:
-    video, pdf = content_of(SIZE, 1), content_of(8_000, 2)
+    video, pdf = content_of(SIZE, 1), pdf_of(8_000)
     served = server.add("/v/a.mp4", video)
     server.add("/docs/Fiche%20%C3%A9l%C3%A8ve.pdf", pdf, content_type="application/pdf")
     manifest = Manifest(
@@ -59,7 +73,7 @@ def test_downloads_every_file_with_checksum_and_provenance(
 
     assert [o.status for o in report.outcomes] == [Status.FETCHED, Status.FETCHED]
     assert media(tmp_path).read_bytes() == video
-    assert media(tmp_path, name="fiche-eleve.pdf").read_bytes() == pdf
+    assert media(tmp_path, name="fiche.pdf").read_bytes() == pdf  # named for its role
     entry_json = json.loads((tmp_path / "media" / "item-a" / "entry.json").read_text())
     assert entry_json["title"] == "Vidéo item-a"
     rows = catalog_rows(tmp_path)
@@ -73,7 +87,7 @@ def test_downloads_every_file_with_checksum_and_provenance(
     assert row["url"] == server.url("/v/a.mp4")
     assert row["etag"] == served.etag
     assert row["last_modified"] == served.last_modified
-    assert row["path"] == "media/item-a/a.mp4"
+    assert row["path"] == "media/item-a/video.mp4"
     assert str(row["fetched_at"]).endswith("Z")
     assert not list((tmp_path / "partial").rglob("*.part"))
     assert server.requests()[0].headers["User-Agent"].startswith("archiver/")
@@ -318,36 +332,38 @@ def test_new_url_is_a_new_version_and_the_old_one_stays(server: FileServer, tmp_
     download(single(server, "/v/a-1080.mp4"), tmp_path, settings=FAST)
     rows = catalog_rows(tmp_path)
     assert [(r["version"], r["current"], r["path"]) for r in rows] == [
-        (1, 0, "media/item-a/versions/1/a-720.mp4"),
-        (2, 1, "media/item-a/a-1080.mp4"),
+        (1, 0, "media/item-a/versions/1/video.mp4"),
+        (2, 1, "media/item-a/video.mp4"),
     ]
-    assert (tmp_path / "media/item-a/versions/1/a-720.mp4").read_bytes() == old
-    assert (tmp_path / "media/item-a/a-1080.mp4").read_bytes() == new
+    assert (tmp_path / "media/item-a/versions/1/video.mp4").read_bytes() == old
+    assert (tmp_path / "media/item-a/video.mp4").read_bytes() == new
 
 
-def test_full_disk_is_a_clear_failure_and_keeps_the_partial(
-    server: FileServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EDQUOT])
+def test_a_full_disk_fails_the_file_and_drops_its_partial(
+    server: FileServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int
 ) -> None:
     server.add("/v/a.mp4", content_of(3 * 1024 * 1024))
     real_write = _Sink.write
 
     def write(self: _Sink, data: bytes | bytearray) -> None:
         if self.size >= 1024 * 1024:
-            raise OSError(errno.ENOSPC, "No space left on device")
+            raise OSError(code, os.strerror(code))
         real_write(self, data)
 
     monkeypatch.setattr(_Sink, "write", write)
     report = download(single(server), tmp_path, settings=FAST)
     part = tmp_path / "partial" / "item-a" / "video.part"
-    assert report.outcomes[0].reason == f"cannot write {part}: no space left on the device"
+    reason = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quota exceeded"}
+    assert report.outcomes[0].reason == f"cannot write {part}: {reason[code]}"
+    assert len(server.requests("/v/a.mp4")) == 1  # a full disk is not retried
     assert not media(tmp_path).exists()
-    part = tmp_path / "partial" / "item-a" / "video.part"
-    kept = part.stat().st_size
-    assert 1024 * 1024 <= kept < 3 * 1024 * 1024
+    # Its bytes are let go, with its sidecar: the catalog, on the same disk, can still write.
+    assert list((tmp_path / "partial" / "item-a").iterdir()) == []
     monkeypatch.setattr(_Sink, "write", real_write)
     download(single(server), tmp_path, settings=FAST)
     assert media(tmp_path).read_bytes() == content_of(3 * 1024 * 1024)
-    assert server.requests("/v/a.mp4")[-1].headers["Range"] == f"bytes={kept}-"
+    assert "Range" not in server.requests("/v/a.mp4")[-1].headers
 
 
 def test_entry_with_only_an_embed_url_is_a_named_failure(tmp_path: Path) -> None:
@@ -384,7 +400,7 @@ def test_many_files_concurrently(server: FileServer, tmp_path: Path) -> None:
     report = download(Manifest(entries=tuple(entries)), tmp_path, settings=DownloadSettings(jobs=4))
     assert report.count(Status.FETCHED) == 12
     for i in range(12):
-        assert media(tmp_path, f"item-{i:02d}", f"{i}.mp4").read_bytes() == content_of(50_000, i)
+        assert media(tmp_path, f"item-{i:02d}").read_bytes() == content_of(50_000, i)
 
 
 def test_a_line_that_keeps_dropping_still_finishes(server: FileServer, tmp_path: Path) -> None:
@@ -447,3 +463,126 @@ def test_same_bytes_from_a_new_url_stay_one_version_and_are_held_next_time(
     assert [(r["version"], r["url"]) for r in rows] == [(1, server.url("/mirror/a.mp4"))]
     again = download(single(server, "/mirror/a.mp4"), tmp_path, settings=FAST)
     assert again.outcomes[0].status is Status.HELD
+
+
+# -- a minimum transfer rate -------------------------------------------------------------------
+
+
+def test_a_trickle_under_the_minimum_rate_is_a_stall_and_its_retries_stay_bounded(
+    server: FileServer, tmp_path: Path
+) -> None:
+    # 200 bytes a second, a write every 0.25 s: never silent long enough for the read timeout.
+    server.add("/v/a.mp4", content_of(20_000), trickle=(50, 0.25))
+    settings = DownloadSettings(
+        retries=2,
+        backoff_base=0.01,
+        backoff_max=0.01,
+        timeout=1.0,
+        min_rate=1024,
+        progress_resets_after=1,  # any growth would be progress, but a stall's never is
+    )
+    start = time.monotonic()
+    report = download(single(server), tmp_path, settings=settings)
+    elapsed = time.monotonic() - start
+    (outcome,) = report.outcomes
+    assert outcome.status is Status.FAILED
+    assert outcome.reason == "stalled: under 1.0 KiB/s for 1 s (gave up after 3 attempts)"
+    assert elapsed < 8, f"{elapsed:.1f} s"
+    # What the trickle brought is good bytes: kept, for the next run to resume.
+    assert (tmp_path / "partial" / "item-a" / "video.part").stat().st_size > 0
+
+
+def test_waiting_on_our_own_bandwidth_cap_is_not_a_stall(
+    server: FileServer, tmp_path: Path
+) -> None:
+    data = content_of(200_000)
+    server.add("/v/a.mp4", data)
+    # The cap (64 KiB/s) is under the minimum rate (256 KiB/s): the server is fast, archiver
+    # is the one waiting, and that is no reason to give up on it.
+    settings = DownloadSettings(retries=0, timeout=0.5, rate_limit=64 * 1024, min_rate=256 * 1024)
+    report = download(single(server), tmp_path, settings=settings)
+    assert report.outcomes[0].status is Status.FETCHED, report.outcomes[0].reason
+    assert media(tmp_path).read_bytes() == data
+
+
+# -- size caps ---------------------------------------------------------------------------------
+
+
+def chunked(body: bytes) -> Callable[[Call], Reply]:
+    """A route answering ``body`` with no Content-Length: its size is known at its end only."""
+    return lambda call: Reply(200, body, [("Content-Type", "video/mp4")], chunked=True)
+
+
+def test_a_video_of_unknown_size_is_capped_and_its_partial_dropped(
+    server: FileServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(plan_module, "VIDEO_CAP", 100_000)
+    server.route("/v/a.mp4", chunked(content_of(SIZE)))
+    report = download(single(server), tmp_path, settings=FAST)
+    (outcome,) = report.outcomes
+    assert outcome.reason == "too large: over 97.7 KiB, the most for a video of unknown size"
+    assert len(server.requests("/v/a.mp4")) == 1  # not retried
+    assert not list((tmp_path / "partial").rglob("video.*"))
+    assert not media(tmp_path).exists()
+
+
+def test_a_video_is_capped_at_the_size_its_instance_gave_and_a_margin(
+    server: FileServer, tmp_path: Path
+) -> None:
+    server.route("/v/a.mp4", chunked(content_of(1_500_000)))
+    entry = make_entry("item-a", server.url("/v/a.mp4"))
+    job = Job(entry, "video", server.url("/v/a.mp4"), "video.mp4", expected_size=100_000)
+    with Archive(tmp_path) as archive:
+        archive.record_item(entry)
+        (outcome,) = asyncio.run(download_all([job], archive, settings=FAST))
+    assert outcome.reason == "too large: over 1.1 MiB, its known size (97.7 KiB) and a margin"
+    assert not list((tmp_path / "partial").rglob("video.*"))
+
+
+def test_a_companion_announced_over_its_cap_fails_before_its_body(
+    server: FileServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(plan_module, "PDF_CAP", 10_000)
+    server.add("/v/a.mp4", content_of(SIZE))
+    server.add("/f.pdf", pdf_of(20_000), content_type="application/pdf")
+    manifest = single(server, assets=(Asset("fiche_pdf", server.url("/f.pdf")),))
+    report = download(manifest, tmp_path, settings=FAST)
+    assert [(o.job.role, o.reason) for o in report.failures] == [
+        ("fiche_pdf", "too large: 19.5 KiB announced, over 9.8 KiB, the most for a PDF")
+    ]
+    assert not list((tmp_path / "partial").rglob("fiche_pdf.*"))
+    assert report.count(Status.FETCHED) == 1  # the video
+
+
+def test_each_kind_of_file_has_a_cap_of_its_own() -> None:
+    assert plan_module.size_cap("caption_fr", None) == plan_module.CAPTIONS_CAP == 10 * 1024**2
+    assert plan_module.size_cap("preview", None) == plan_module.IMAGE_CAP
+    assert plan_module.size_cap("transcript_pdf", None) == plan_module.PDF_CAP
+    assert (
+        plan_module.size_cap("video", None)
+        == plan_module.size_cap("audio", None)
+        == plan_module.VIDEO_CAP
+    )
+    assert plan_module.size_cap("video", 100 * 1024**2) == 110 * 1024**2  # its size and 10%
+    assert plan_module.size_cap("audio", 1000) == 1000 + 1024**2  # at least 1 MiB more
+
+
+def test_a_catalog_that_cannot_say_what_is_held_fails_that_file_with_its_reason(
+    server: FileServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server.add("/v/a.mp4", content_of(SIZE))
+    entry = make_entry("item-a", server.url("/v/a.mp4"))
+
+    def damaged(self: Archive, item: str, role: str) -> None:
+        raise ArchiveError(
+            "catalog.sqlite", "the catalog is damaged: database disk image is malformed"
+        )
+
+    with Archive(tmp_path) as archive:
+        archive.record_item(entry)
+        monkeypatch.setattr(Archive, "current", damaged)
+        job = Job(entry, "video", server.url("/v/a.mp4"), "video.mp4")
+        (outcome,) = asyncio.run(download_all([job], archive, settings=FAST))
+    assert outcome.reason == (
+        "catalog.sqlite: the catalog is damaged: database disk image is malformed"
+    )

@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 from archiver.archive import Archive
 from archiver.cli import cli
+from archiver.errors import ArchiveError
 from archiver.fetch import DownloadSettings, Status, download
 from archiver.manifest import Manifest, write_manifest
 
@@ -84,7 +85,7 @@ def test_failed_items_are_named_and_exit_1(server: FileServer, tmp_path: Path) -
     assert stderr == (
         f"Error: Vidéo item-b (item-b, video): {server.url('/missing.mp4')}: HTTP 404 Not Found\n"
     )
-    assert (tmp_path / "arch/media/item-a/a.mp4").exists()
+    assert (tmp_path / "arch/media/item-a/video.mp4").exists()
 
 
 def test_bad_manifest_exits_2(tmp_path: Path) -> None:
@@ -148,7 +149,7 @@ def test_sigkill_midway_then_the_next_run_resumes(server: FileServer, tmp_path: 
     assert resumed.status == 206
     assert resumed.headers["Range"] == f"bytes={held}-"
     assert resumed.sent == len(data) - held
-    final = archive / "media" / "item-a" / "big.mp4"
+    final = archive / "media" / "item-a" / "video.mp4"
     assert sha256(final.read_bytes()) == sha256(data)
     with Archive(archive) as store:
         record = store.current("item-a", "video")
@@ -187,7 +188,7 @@ def test_real_fragmented_mp4_is_archived_playable(server: FileServer, tmp_path: 
     manifest = write(tmp_path, make_entry("item-a", server.url("/v/uuid-480-fragmented.mp4")))
     code, _, _ = run("download", manifest, "--archive", tmp_path / "arch", "-q")
     assert code == 0
-    archived = tmp_path / "arch" / "media" / "item-a" / "uuid-480-fragmented.mp4"
+    archived = tmp_path / "arch" / "media" / "item-a" / "video.mp4"
     assert archived.read_bytes() == video.read_bytes()
     assert probe_duration(archived) == pytest.approx(2.0, abs=0.1)
 
@@ -265,3 +266,71 @@ def test_a_video_that_crashes_ffmpeg_fails_alone_and_the_run_goes_on(
     with Archive(tmp_path / "arch") as archive:
         assert archive.held("ffmpeg-dies", "video") is None
         assert archive.held("item-c", "video") is not None
+
+
+def test_a_server_trickling_bytes_cannot_hold_the_archive_for_ever(
+    server: FileServer, tmp_path: Path
+) -> None:
+    # A byte every 0.2 s: the read timeout never fires, the minimum rate (1 KiB/s) does.
+    server.add("/a.mp4", content_of(100_000), trickle=(1, 0.2))
+    manifest = write(tmp_path, make_entry("item-a", server.url("/a.mp4")))
+    archive = tmp_path / "arch"
+    start = time.monotonic()
+    code, _, stderr = run(
+        "download", manifest, "--archive", archive, "--timeout", "1", "--retries", "1", "-q"
+    )
+    assert time.monotonic() - start < 10
+    assert (code, stderr) == (
+        1,
+        f"Error: Vidéo item-a (item-a, video): {server.url('/a.mp4')}:"
+        " stalled: under 1.0 KiB/s for 1 s (gave up after 2 attempts)\n",
+    )
+    with Archive(archive) as store:
+        store.lock()  # free: the next cron run is not told another holds it
+
+
+@pytest.mark.parametrize("kind", ["symlink", "fifo", "folder"])
+def test_a_lock_that_is_not_a_regular_file_is_refused_and_never_written_through(
+    server: FileServer, tmp_path: Path, kind: str
+) -> None:
+    server.add("/a.mp4", content_of(10_000))
+    manifest = write(tmp_path, make_entry("item-a", server.url("/a.mp4")))
+    archive = tmp_path / "arch"
+    archive.mkdir()
+    lock = archive / "archiver.lock"
+    victim = tmp_path / "precious.txt"
+    victim.write_text("not archiver's\n")
+    if kind == "symlink":
+        lock.symlink_to(victim)
+        why = "a symbolic link; archiver does not write through links"
+    elif kind == "fifo":
+        os.mkfifo(lock)
+        why = "a device or other special file, not a regular file"
+    else:
+        lock.mkdir()
+        why = "a folder, not a file"
+    code, _, stderr = run("download", manifest, "--archive", archive, "-q")
+    assert (code, stderr) == (2, f"Error: {lock}: not usable as the archive's lock: {why}\n")
+    assert victim.read_text() == "not archiver's\n"  # not truncated, no PID written in it
+    assert not (archive / "media" / "item-a" / "video.mp4").exists()
+
+
+def test_a_lock_swapped_for_a_link_after_the_check_is_still_not_followed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import archiver.archive as archive_module
+
+    root = tmp_path / "arch"
+    victim = tmp_path / "precious.txt"
+    victim.write_text("not archiver's\n")
+    store = Archive(root)
+    lock = root / "archiver.lock"
+
+    def swapped(path: Path) -> None:  # the check passes; a link appears before the open
+        lock.symlink_to(victim)
+
+    monkeypatch.setattr(archive_module, "unsafe_target", swapped)
+    with pytest.raises(ArchiveError, match=r"not usable as the archive's lock: a symbolic link"):
+        store.lock()
+    store.close()
+    assert victim.read_text() == "not archiver's\n"

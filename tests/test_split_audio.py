@@ -25,6 +25,7 @@ from archiver.archive import Archive, FetchedFile
 from archiver.catalog import FileRecord
 from archiver.choose import kit_overhead
 from archiver.cli import cli
+from archiver.fetch.plan import file_name
 from archiver.kit import KitReport, KitSettings, derive, package
 from archiver.manifest import Manifest, write_manifest
 
@@ -43,6 +44,8 @@ UUID = "8e2a3c10-5b4f-4d7e-9a61-3f0c2b1d4e5f"
 DOWNLOADS = "https://tube.example.org/download/streaming-playlists/hls/videos/"
 VIDEO_NAME = f"{UUID}-480-fragmented.mp4"
 AUDIO_NAME = f"{UUID}-0-fragmented.mp4"  # PeerTube names the sound file as resolution 0
+# The kit names a video for its height, whatever its name upstream or in the archive.
+KIT_VIDEO = "video-480p.mp4"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,7 +86,8 @@ def hold(
     check: bool = True,
 ) -> FileRecord:
     """Put ``data`` in the archive as the current ``role`` file of :data:`ENTRY`, as the
-    downloader does: checked with FFmpeg (unless ``check`` is false), its facts recorded."""
+    downloader does: named for its role, checked with FFmpeg (unless ``check`` is false), its
+    facts recorded. ``name`` is the one upstream, in its URL."""
     name = name or (AUDIO_NAME if role == "audio" else VIDEO_NAME)
     with Archive(root) as archive:
         archive.record_item(ENTRY)
@@ -99,7 +103,8 @@ def hold(
         fetched = FetchedFile(
             url, url, sha256(data), len(data), None, None, "video/mp4", resolution, facts
         )
-        return archive.commit(ENTRY.id, role, name, part, fetched)
+        stored = file_name(role, resolution=resolution)
+        return archive.commit(ENTRY.id, role, stored, part, fetched)
 
 
 def hold_split(root: Path, split: Split) -> tuple[FileRecord, FileRecord]:
@@ -142,7 +147,7 @@ def count_muxes(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     return made
 
 
-def kit_video(tmp_path: Path, name: str = VIDEO_NAME) -> Path:
+def kit_video(tmp_path: Path, name: str = KIT_VIDEO) -> Path:
     return tmp_path / "kit" / "data" / "videos" / ENTRY.id / name
 
 
@@ -160,11 +165,11 @@ def test_the_kit_carries_the_video_joined_with_its_sound(split: Split, tmp_path:
     assert probe_duration(joined) == pytest.approx(SECONDS, abs=0.1)
     folder = joined.parent
     assert sorted(p.name for p in folder.iterdir()) == sorted(
-        ["index.html", "poster.jpg", VIDEO_NAME]
+        ["index.html", "poster.jpg", KIT_VIDEO]
     )
     assert probe_size(folder / "poster.jpg") == (640, 480)
     page = (folder / "index.html").read_text()
-    assert f'<source src="{VIDEO_NAME}" type="video/mp4">' in page
+    assert f'<source src="{KIT_VIDEO}" type="video/mp4">' in page
     assert 'poster="poster.jpg"' in page
     assert "3 s · 480p" in page
     # Made once, kept in the archive's derived store under the video's sha256, with what
@@ -205,7 +210,7 @@ def test_a_changed_sound_is_joined_again_under_the_same_name(
     muxes = count_muxes(monkeypatch)
     report = package_api(tmp_path)
     assert len(muxes) == 1
-    assert report.changed == (f"data/videos/{ENTRY.id}/{VIDEO_NAME}",)  # the poster is the same
+    assert report.changed == (f"data/videos/{ENTRY.id}/{KIT_VIDEO}",)  # the poster is the same
     assert kit_video(tmp_path).read_bytes() != before
     assert probe_streams(kit_video(tmp_path)) == ["video", "audio"]
     made = sorted(p.name for p in (tmp_path / "archive" / "derived").rglob("*joined-*"))
@@ -232,7 +237,7 @@ def test_transcode_re_encodes_the_joined_video_and_keeps_its_sound(
     hold_split(tmp_path / "archive", split)
     code, _, stderr = package_cli(tmp_path, "--transcode", "360p")
     assert code == 0, stderr
-    small = kit_video(tmp_path, f"{Path(VIDEO_NAME).stem}-360p.mp4")
+    small = kit_video(tmp_path, "video-360p.mp4")
     assert probe_streams(small) == ["video", "audio"]
     assert probe_size(small) == (480, 360)
     assert probe_duration(small) == pytest.approx(SECONDS, abs=0.15)
@@ -256,7 +261,7 @@ def test_fit_counts_the_sound_with_each_version_of_the_video(split: Split, tmp_p
     budget = kit_overhead(1) + tall.size + audio.size // 2
     report = package_api(tmp_path, fit=budget)
     assert report.left_out == ()
-    carried = kit_video(tmp_path, f"{UUID}-240-fragmented.mp4")
+    carried = kit_video(tmp_path, "video-240p.mp4")
     assert probe_streams(carried) == ["video", "audio"]
     assert probe_size(carried) == (320, 240)
     # With room for both, the 480p one, joined; the estimate was no less than what was made.
@@ -300,7 +305,7 @@ def test_an_unplayable_sound_file_leaves_the_video_silent_with_a_warning(
     assert code == 0
     assert stderr.startswith(
         "Warning: Prendre la parole en classe (parole): carried without sound: its sound file"
-        f" media/parole/{AUDIO_NAME} is not playable: not an MP4 (no ftyp box at the start)\n"
+        " media/parole/audio.mp4 is not playable: not an MP4 (no ftyp box at the start)\n"
     )
     assert probe_streams(kit_video(tmp_path)) == ["video"]
     bagit.Bag(str(tmp_path / "kit")).validate()

@@ -7,7 +7,8 @@ Layout of an archive folder::
     archiver.lock                held (flock) by the run using the archive; names its PID
     manifest.json                the manifest of the last sync
     media/<id>/entry.json        the manifest entry: title, transcript, credits, licence
-    media/<id>/<name>            the current version of each file (video, PDFs, captions)
+    media/<id>/<name>            the current version of each file, named for its role
+                                 (video-720p.mp4, audio.mp4, fiche.pdf, captions-fr.vtt)
     media/<id>/versions/<n>/<name>   earlier versions, kept when upstream changed
     partial/<id>/<role>.part     bytes of a download in progress (same filesystem: atomic rename)
     partial/<id>/<role>.json     its sidecar: URL, validators, expected length
@@ -17,18 +18,23 @@ Layout of an archive folder::
 
 A file reaches ``media/`` only by an atomic rename of a complete, checked, fsync'ed file; the
 catalog row that records it is written right after, in one transaction. Every ``OSError`` on
-the way is mapped to :class:`~archiver.errors.StorageError` naming the file.
+the way is mapped to :class:`~archiver.errors.StorageError` naming the file. An id, a role or
+a name becomes a path only once it is known to be one safe path segment, and no name another
+file holds is written over.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import errno
 import fcntl
 import json
 import logging
 import os
+import re
 import shutil
+import stat
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +52,8 @@ from .catalog import (
 )
 from .entry import Entry
 from .errors import ArchiveError, LockHeld, StorageError, describe_os_error, writing
-from .files import atomic_write_many, fsync_dir
+from .files import atomic_write_many, fsync_dir, unsafe_target
+from .names import is_safe_id
 
 __all__ = [
     "AUDIT_EVERY_DAYS",
@@ -64,6 +71,13 @@ log = logging.getLogger(__name__)
 
 CATALOG_NAME = "catalog.sqlite"
 LOCK_NAME = "archiver.lock"
+# A role as it names a partial file: ``video``, ``fiche_pdf``, ``caption_pt-BR``.
+_ROLE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+# A file name in an item's folder: archiver's own (``video-720p.mp4``, ``captions-fr.vtt``) or
+# one an earlier release made from a URL with :func:`~archiver.names.safe_filename`.
+_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,90}(?:\.[a-z0-9]{1,8})?")
+# How many names a file tries (``fiche.pdf``, ``fiche-2.pdf``…) before the archive gives up.
+_NAME_TRIES = 20
 # A file not audited for this long is due for its next fixity audit.
 AUDIT_EVERY_DAYS = 30
 
@@ -175,11 +189,28 @@ class Archive:
         """Take the archive's lock for this process, or raise :class:`LockHeld` at once.
 
         ``flock`` is released by the kernel when the process dies, SIGKILL included, so a
-        crashed run never leaves a stale lock behind.
+        crashed run never leaves a stale lock behind. The lock file is opened without following
+        a link, and must be a regular file: the PID written into it would otherwise truncate
+        whatever a link points at, and a device or a pipe is no lock.
         """
         path = self.root / LOCK_NAME
-        with writing(path, "cannot take the archive's lock"):
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        refused = unsafe_target(path)
+        if refused is not None:
+            raise ArchiveError(path, f"not usable as the archive's lock: {refused}")
+        # O_NONBLOCK: a FIFO put there in the meantime must not hang the open.
+        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+        try:
+            fd = os.open(path, flags, 0o644)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:  # made a link between the check and the open
+                reason = "not usable as the archive's lock: a symbolic link"
+                raise ArchiveError(path, reason) from exc
+            reason = f"cannot take the archive's lock: {describe_os_error(exc)}"
+            raise StorageError(path, reason) from exc
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            reason = "not usable as the archive's lock: not a regular file"
+            raise ArchiveError(path, reason)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -214,7 +245,9 @@ class Archive:
     # -- items and files -----------------------------------------------------------------------
 
     def item_dir(self, item_id: str) -> Path:
-        return self.media / item_id
+        """The folder of an item's files. Its id must be one safe path segment: the manifest's
+        loader checks ids, and this checks again, as the last step before the disk."""
+        return self.media / _segment(item_id, "item id")
 
     def record_item(self, entry: Entry) -> None:
         """Note that ``entry`` is in the collection; keep its manifest entry beside its media."""
@@ -273,7 +306,9 @@ class Archive:
         self.catalog.mark_checked(record)
 
     def partial_paths(self, item_id: str, role: str) -> tuple[Path, Path]:
-        folder = self.partials / item_id
+        """Where a download in progress keeps its bytes and its sidecar (role-named files)."""
+        folder = self.partials / _segment(item_id, "item id")
+        role = _segment(role, "role", _ROLE)
         return folder / f"{role}.part", folder / f"{role}.json"
 
     def commit(
@@ -286,7 +321,7 @@ class Archive:
         (renames, fsyncs, a catalog transaction): the downloader calls it off its event loop.
         """
         folder = self.item_dir(item_id)
-        dest = folder / name
+        name = _segment(name, "file name", _NAME)
         old = self.current(item_id, role)
         facts = _media_facts(fetched.sha256, *fetched.media) if fetched.media else None
         if old is not None and old.sha256 == fetched.sha256:
@@ -303,6 +338,7 @@ class Archive:
             )
             return self.current(item_id, role) or old
         superseded = None
+        dest = self._free_name(folder, name, item_id, role)
         with writing(dest, "cannot store the file"):
             folder.mkdir(parents=True, exist_ok=True)
             if old is not None:
@@ -340,6 +376,23 @@ class Archive:
             raise
         return self.current(item_id, role) or record
 
+    def _free_name(self, folder: Path, name: str, item_id: str, role: str) -> Path:
+        """``folder/name``, unless another file holds that name: then ``stem-2.ext``, and so on.
+
+        A name another role of the item has (an archive of an earlier release, which named
+        files after their URL), or a file archiver did not record, is never written over. The
+        role's own current file is: it is moved to ``versions/`` first.
+        """
+        stem, dot, extension = name.partition(".")
+        for number in range(1, _NAME_TRIES + 1):
+            candidate = folder / (name if number == 1 else f"{stem}-{number}{dot}{extension}")
+            owner = self.catalog.path_owner(candidate.relative_to(self.root).as_posix())
+            if owner == (item_id, role):
+                return candidate
+            if owner is None and not os.path.lexists(candidate):
+                return candidate
+        raise StorageError(folder / name, f"taken, and so are {_NAME_TRIES - 1} names like it")
+
     def _retire_version(self, old: FileRecord) -> FileRecord:
         """Move the file of a version being superseded to ``versions/<n>/``; the record it
         will have."""
@@ -359,7 +412,8 @@ class Archive:
     def quarantine(self, item_id: str, name: str, partial: Path) -> Path:
         """Keep bytes that failed a check out of ``media/``, for a person to inspect."""
         stamp = utc_now().replace(":", "")
-        target = self.quarantine_dir / item_id / f"{stamp}-{name}"
+        item_id = _segment(item_id, "item id")
+        target = self.quarantine_dir / item_id / f"{stamp}-{_segment(name, 'file name', _NAME)}"
         with writing(target, "cannot quarantine"):
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(partial, target)
@@ -450,6 +504,18 @@ class Archive:
             if not self._run_unrecorded:
                 log.warning("%s; this run and its failures are not recorded in it", exc.message)
             self._run_unrecorded = True
+
+
+def _segment(text: str, what: str, pattern: re.Pattern[str] | None = None) -> str:
+    """``text`` when it is one safe path segment (an id by :func:`~archiver.names.is_safe_id`,
+    else by ``pattern``), or :class:`ArchiveError`: an id, a role or a name from a manifest or
+    an instance's answer never makes a path of its own (``..``, a slash, a leading dot)."""
+    safe = is_safe_id(text) if pattern is None else bool(pattern.fullmatch(text))
+    if not safe:
+        raise ArchiveError(
+            repr(text), f"not usable as an archive {what}: not one safe path segment"
+        )
+    return text
 
 
 def _lock_holder(fd: int) -> int | None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from .archive import Archive
 from .catalog import AuditRow
-from .errors import StorageError, describe_os_error
+from .errors import ArchiveError, StorageError, describe_os_error
 from .files import file_sha256
 from .progress import NullProgress, Progress
 
@@ -50,6 +50,7 @@ def audit(
     first. Each file read gets its ``audited_at``; each problem is named. A catalog that fails
     SQLite's own integrity check is a problem too, named first. A catalog that cannot note the
     dates (a full disk) is a warning: the audit still reads every file and says what it found.
+    One too damaged to list its files is an :class:`~archiver.errors.ArchiveError` (exit 2).
     """
     start = time.monotonic()
     problems = [
@@ -102,7 +103,7 @@ def _check(
         if marking:
             try:
                 archive.catalog.mark_audited(row)
-            except StorageError as exc:
+            except (StorageError, ArchiveError) as exc:  # full, or a damaged page: said once
                 log.warning("%s; the audit goes on, but its dates are not recorded", exc.message)
                 marking = False
     return size

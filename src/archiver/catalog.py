@@ -13,7 +13,9 @@ newer archiver is refused rather than guessed at.
 Every ``sqlite3.Error`` is mapped where it arises (:func:`archiver.errors.catalog_access`): one
 that keeps the catalog from opening is an :class:`~archiver.errors.ArchiveError` (exit 2),
 unless the disk refused a write; that one, like any while writing (a full disk), is a
-:class:`~archiver.errors.StorageError` naming the catalog (exit 1).
+:class:`~archiver.errors.StorageError` naming the catalog (exit 1). A damaged catalog (a page
+SQLite finds malformed) is an :class:`~archiver.errors.ArchiveError` whenever it shows: no run
+can trust it, and no retry mends it.
 """
 
 from __future__ import annotations
@@ -37,10 +39,13 @@ from .errors import (
 )
 
 __all__ = [
+    "DAMAGED_HINT",
     "MEDIA_FACTS",
     "MEDIA_FACTS_VERSION",
     "MIGRATIONS",
     "SCHEMA_VERSION",
+    "WAL_CHECKPOINT_PAGES",
+    "WAL_SIZE_LIMIT",
     "AuditRow",
     "Catalog",
     "Derived",
@@ -48,6 +53,7 @@ __all__ = [
     "FileRecord",
     "Pruned",
     "RunRow",
+    "damaged",
     "format_time",
     "parse_time",
     "utc_now",
@@ -89,6 +95,26 @@ def parse_time(text: str) -> dt.datetime | None:
         except (TypeError, ValueError):
             continue
     return None
+
+
+# The write-ahead log is folded into the catalog every this many pages (SQLite's default is
+# 1000, 4 MiB), and cut back to this size after: the catalog's own writes stay small.
+WAL_CHECKPOINT_PAGES = 256
+WAL_SIZE_LIMIT = 1024 * 1024
+
+DAMAGED_HINT = (
+    "restore catalog.sqlite from a backup, or recover what it holds with"
+    " 'sqlite3 catalog.sqlite .recover | sqlite3 recovered.sqlite'"
+)
+
+
+def damaged(exc: sqlite3.Error) -> bool:
+    """Whether SQLite found the catalog's file damaged (``SQLITE_CORRUPT`` and its extended
+    codes) or not a database at all (``SQLITE_NOTADB``)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is None:
+        return "malformed" in str(exc) or "not a database" in str(exc)
+    return code & 0xFF in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
 
 
 # -- the schema and its migrations -------------------------------------------------------------
@@ -357,6 +383,10 @@ class Catalog:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA foreign_keys=ON")
+            # A small write-ahead log, folded into the catalog often and cut back after: on a
+            # disk nearly full, the catalog needs little room to record a file or a failure.
+            self._db.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES:d}")
+            self._db.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT:d}")
             self._migrate()
         except sqlite3.Error as exc:
             with contextlib.suppress(Exception):
@@ -364,7 +394,8 @@ class Catalog:
             if disk_refused(exc):  # the disk, not the catalog: exit 1, as for any full disk
                 reason = f"cannot open the catalog: {describe_sqlite_error(exc)}"
                 raise StorageError(path, reason) from exc
-            raise ArchiveError(path, f"cannot open the catalog: {exc}") from exc
+            hint = DAMAGED_HINT if damaged(exc) else None
+            raise ArchiveError(path, f"cannot open the catalog: {exc}", hint=hint) from exc
 
     def _migrate(self) -> None:
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
@@ -389,23 +420,44 @@ class Catalog:
             self._db.close()
 
     @contextlib.contextmanager
+    def _access(self) -> Iterator[None]:
+        """:func:`~archiver.errors.catalog_access`, but a damaged catalog is an
+        :class:`ArchiveError` (exit 2) naming it: no run can trust it, and no retry mends it."""
+        try:
+            with catalog_access(self.path):
+                yield
+        except StorageError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, sqlite3.Error) and damaged(cause):
+                reason = f"the catalog is damaged: {cause}"
+                raise ArchiveError(self.path, reason, hint=DAMAGED_HINT) from cause
+            raise
+
+    @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """One transaction, under the lock; a failure (a full disk) rolls it back whole."""
-        with self._lock, catalog_access(self.path), self._db:
+        with self._lock, self._access(), self._db:
             yield self._db
 
     def _one(self, sql: str, *params: object) -> sqlite3.Row | None:
-        with self._lock, catalog_access(self.path):
+        with self._lock, self._access():
             row: sqlite3.Row | None = self._db.execute(sql, params).fetchone()
             return row
 
     def _all(self, sql: str, *params: object) -> list[sqlite3.Row]:
-        with self._lock, catalog_access(self.path):
+        with self._lock, self._access():
             return self._db.execute(sql, params).fetchall()
 
     def integrity_problems(self) -> list[str]:
-        """What SQLite's own integrity check finds wrong with the catalog (nothing: ``[]``)."""
-        rows = self._all("PRAGMA integrity_check")
+        """What SQLite's own integrity check finds wrong with the catalog (nothing: ``[]``).
+
+        A page so damaged that the check itself stops is one problem, SQLite's words for it.
+        """
+        try:
+            rows = self._all("PRAGMA integrity_check")
+        except ArchiveError as exc:
+            cause = exc.__cause__
+            return [str(cause) if cause is not None else exc.reason]
         found = [str(row[0]) for row in rows]
         return [] if found == ["ok"] else found
 
@@ -474,6 +526,11 @@ class Catalog:
             prefix,
         )
         return [_file(row) for row in rows]
+
+    def path_owner(self, path: str) -> tuple[str, str] | None:
+        """The ``(item, role)`` a version recorded at ``path`` belongs to, if any."""
+        row = self._one("SELECT item_id, role FROM files WHERE path=? LIMIT 1", path)
+        return (row["item_id"], row["role"]) if row is not None else None
 
     def versions(self, item_id: str, role: str) -> list[FileRecord]:
         rows = self._all(

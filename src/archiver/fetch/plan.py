@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
+from .. import sniff
 from ..archive import Archive, FileRecord
 from ..catalog import parse_time
 from ..choose import FitPlan, Rendition, best_under, kit_overhead, plan_fit
@@ -24,19 +25,26 @@ from ..entry import Entry
 from ..errors import UsageError
 from ..links import height_in_link
 from ..manifest import Manifest
-from ..names import safe_filename
+from ..names import slugify
 from .peertube import Unavailable, VideoFile, VideoInfo
 
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "CAPTIONS_CAP",
+    "IMAGE_CAP",
+    "PDF_CAP",
+    "VIDEO_CAP",
     "Choices",
     "Job",
     "Outcome",
     "Status",
     "choose",
+    "claim_for",
+    "file_name",
     "jobs_for",
     "plan",
+    "size_cap",
     "video_failure",
 ]
 
@@ -67,6 +75,29 @@ class Job:
     segments_name: str | None = None  # the name those checksums know the file by
     has_sound: bool = False  # the instance says the file carries sound: it must have it
     protected: bool = False  # asked for with --video-password, from the video's instance only
+    # The size its instance said the file has: not a pin (the file may have been re-encoded
+    # since), but enough to check the disk has room before asking, and to cap the body.
+    expected_size: int | None = None
+
+    @property
+    def claim(self) -> sniff.Claim | None:
+        """What the file must be, checked by :func:`archiver.sniff.check` before it is kept;
+        ``None`` for a video or a sound file, which :mod:`archiver.media` checks."""
+        return claim_for(self.role)
+
+    @property
+    def known_size(self) -> int | None:
+        """The file's size before any byte comes: pinned in the manifest, else its instance's."""
+        return self.size if self.size is not None else self.expected_size
+
+    @property
+    def cap(self) -> int:
+        """The most bytes this file may have: past it, the body is no file of this kind."""
+        return size_cap(self.role, self.known_size)
+
+    def named(self, extension: str) -> str:
+        """The file's name in its item's folder, with the extension its checked type has."""
+        return self.name.rpartition(".")[0] + extension
 
     @property
     def name_upstream(self) -> str:
@@ -202,15 +233,80 @@ def _without_answer(
     return f"{answer.reason}; the fiche's link is {said}, not within --max-height {max_height}"
 
 
-# Names archiver gives files of its own in an item's folder: a URL's name never takes them.
-_RESERVED = re.compile(r"^(entry\.json|preview\.jpg|poster\.jpg|index\.html|captions-.*\.vtt)$")
+# -- what each file is, its name, its cap ------------------------------------------------------
+
+KiB, MiB, GiB = 1024, 1024**2, 1024**3
+
+# A cap on each body: a server that sends without end (a misconfigured one, a hostile one, a
+# portal streaming a page) fails that file rather than filling the disk.
+# A video whose instance gave no size: ten hours of 1080p at 6 Mbit/s is 27 GiB, and nothing in
+# a collection of teachers' videos comes near.
+VIDEO_CAP = 32 * GiB
+# A video whose instance gave its size: that, and room for a file re-encoded since the
+# instance described it (its answer is kept up to a day).
+SIZE_SLACK_RATIO, SIZE_SLACK_MIN = 0.10, 1 * MiB
+# A companion PDF: a fiche or a transcript is a few MiB, a scanned booklet tens of MiB.
+PDF_CAP = 200 * MiB
+# Captions: the WebVTT of a three-hour film is under 1 MiB; they are read whole to be checked.
+CAPTIONS_CAP = 10 * MiB
+# A preview image: PeerTube re-encodes the ones it serves, a few hundred KiB at most.
+IMAGE_CAP = 16 * MiB
+
+# The name each role's file gets in its item's folder: never a URL's last segment, so that two
+# URLs ending alike (download.php?f=…) or one ending index.html collide with nothing.
+ROLE_STEMS = {
+    "video": "video",
+    "audio": "audio",
+    "fiche_pdf": "fiche",
+    "transcript_pdf": "transcription",
+    "preview": "preview",
+}
+CAPTION_PREFIX = "caption_"
+# A caption's language as it names a role and a file: an ISO 639 code, maybe a region or a
+# script (pt-BR, zh-Hans), as PeerTube lists them. Anything else (``../x``) names nothing.
+_LANGUAGE = re.compile(r"[A-Za-z]{2,3}(?:-[A-Za-z0-9]{2,8})?")
 
 
-def _file_name(url: str, *, role: str, default_suffix: str) -> str:
-    last = unquote(urlsplit(url).path.rstrip("/").rpartition("/")[2])
-    stem = role.replace("_", "-")
-    name = safe_filename(last, default_stem=stem, default_suffix=default_suffix)
-    return f"{stem}-{name}" if _RESERVED.match(name) else name
+def claim_for(role: str) -> sniff.Claim | None:
+    """What a role's file must be (``None``: an MP4, checked by :mod:`archiver.media`)."""
+    if role in ("video", "audio"):
+        return None
+    if role == "preview":
+        return sniff.IMAGE
+    if role.startswith(CAPTION_PREFIX):
+        return sniff.CAPTIONS
+    return sniff.PDF  # every companion asset is a PDF (entry.Asset)
+
+
+def size_cap(role: str, known: int | None) -> int:
+    """The most bytes a role's file may have, given the size known beforehand, if any."""
+    if known is not None:
+        return known + max(int(known * SIZE_SLACK_RATIO), SIZE_SLACK_MIN)
+    claim = claim_for(role)
+    if claim is None:
+        return VIDEO_CAP
+    return {sniff.PDF: PDF_CAP, sniff.CAPTIONS: CAPTIONS_CAP, sniff.IMAGE: IMAGE_CAP}[claim]
+
+
+def file_name(role: str, *, resolution: int | None = None) -> str:
+    """The name of a role's file: ``video-720p.mp4``, ``fiche.pdf``, ``captions-fr.vtt``.
+
+    The extension is the one its type usually has; the check of its bytes may change it
+    (a PNG preview is kept as ``preview.png``).
+
+    >>> file_name("video", resolution=720), file_name("transcript_pdf"), file_name("caption_pt-BR")
+    ('video-720p.mp4', 'transcription.pdf', 'captions-pt-br.vtt')
+    """
+    if role.startswith(CAPTION_PREFIX):
+        language = role.removeprefix(CAPTION_PREFIX)
+        if not _LANGUAGE.fullmatch(language):
+            raise ValueError(f"{language!r} is not a language code")
+        return f"captions-{language.lower()}.vtt"
+    stem = ROLE_STEMS.get(role) or slugify(role)
+    if role == "video" and resolution:
+        stem = f"video-{resolution:d}p"
+    claim = claim_for(role)
+    return stem + (claim.extension if claim is not None else ".mp4")
 
 
 def jobs_for(
@@ -235,7 +331,7 @@ def jobs_for(
                 entry=entry,
                 role="video",
                 url=url,
-                name=_file_name(url, role="video", default_suffix=".mp4"),
+                name=file_name("video", resolution=choice.resolution if choice else None),
                 sha256=entry.video.sha256 if own else None,
                 size=entry.video.size if own else None,
                 resolution=choice.resolution if choice is not None else None,
@@ -243,6 +339,7 @@ def jobs_for(
                 segments_name=choice.stored_name if choice is not None else None,
                 has_sound=choice is not None and choice.has_audio is True,
                 protected=info is not None and info.protected,
+                expected_size=choice.size if choice is not None and choice.size > 0 else None,
             )
         )
         sound = info.sound_for(choice) if info is not None and choice is not None else None
@@ -252,34 +349,37 @@ def jobs_for(
                     entry=entry,
                     role="audio",
                     url=sound.url,
-                    name=_file_name(sound.url, role="audio", default_suffix=".mp4"),
+                    name=file_name("audio"),
                     resolution=0,
                     segments_url=sound.segments_url,
                     segments_name=sound.stored_name,
                     protected=info is not None and info.protected,
+                    expected_size=sound.size if sound.size > 0 else None,
                 )
             )
     else:
         problems.append("no download URL in the manifest (only an embed URL)")
     for asset in entry.assets:
-        name = _file_name(asset.url, role=asset.kind, default_suffix=".pdf")
+        name = file_name(asset.kind)
         jobs.append(Job(entry=entry, role=asset.kind, url=asset.url, name=name))
     if info is not None and info.preview_url:
         jobs.append(
             Job(
-                entry=entry, role="preview", url=info.preview_url, name="preview.jpg", optional=True
-            )
-        )
-    for caption in info.captions if info is not None else ():
-        jobs.append(
-            Job(
                 entry=entry,
-                role=f"caption_{caption.language}",
-                url=caption.url,
-                name=f"captions-{caption.language}.vtt",
+                role="preview",
+                url=info.preview_url,
+                name=file_name("preview"),
                 optional=True,
             )
         )
+    for caption in info.captions if info is not None else ():
+        role = f"{CAPTION_PREFIX}{caption.language}"
+        try:
+            name = file_name(role)
+        except ValueError as exc:  # the instance's parser refuses it first; a file name never
+            log.warning("%s (%s): captions left out: %s", entry.title, entry.id, exc)
+            continue
+        jobs.append(Job(entry=entry, role=role, url=caption.url, name=name, optional=True))
     return jobs, problems
 
 
