@@ -236,7 +236,7 @@ def test_a_512_mib_video_and_its_segment_checksums_never_hold_the_loop(
     assert report.bytes_fetched == BIG
     asked = [r.path for r in server.requests() if r.path.endswith("segments-sha256.json")]
     assert len(asked) == 1, "the segments' checksums were not checked"
-    assert (runs.root / "media/item-a" / NAME).stat().st_size == BIG
+    assert (runs.root / "media/item-a" / "video-480p.mp4").stat().st_size == BIG
 
 
 @pytest.mark.slow
@@ -289,5 +289,5 @@ def test_a_slow_disk_never_holds_the_loop(
     runs.fetch(prepare)
     monkeypatch.undo()
     assert [r.status for r in server.requests(VIDEO_PATH)] == [206, 200]
-    assert (runs.root / "media/item-a" / NAME).read_bytes() == data
+    assert (runs.root / "media/item-a" / "video-480p.mp4").read_bytes() == data
     assert (runs.root / "peertube" / f"{UUID}.json").is_file()  # the API's answer, cached

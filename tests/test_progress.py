@@ -56,7 +56,7 @@ def test_a_file_restarted_from_zero_takes_its_bytes_back(
     # the server sends the whole new file, and the download starts again from zero.
     server.add("/v/a.mp4", old, drop_after=MIB, drop_times=1, change_to=new, change_after=1)
     progress, shown = run(server, tmp_path, "/v/a.mp4")
-    assert (tmp_path / "media" / "item-0" / "a.mp4").read_bytes() == new
+    assert (tmp_path / "media" / "item-0" / "video.mp4").read_bytes() == new
     assert progress.overall is not None
     assert (progress.overall.n, progress.overall.total) == (len(new), len(new))
     assert last_overall(shown).startswith("1/1 files: 100%")

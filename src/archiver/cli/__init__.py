@@ -601,7 +601,9 @@ def _open_log(path: Path) -> IO[str]:
         os.close(fd)
         raise UsageError(f"{path}: not a log file archiver will write: not a regular file")
     os.set_blocking(fd, True)
-    return os.fdopen(fd, "a", encoding="utf-8")
+    stream = os.fdopen(fd, "a", encoding="utf-8")
+    stream.buffer.raw.name = str(path)  # type: ignore[attr-defined]  # messages name the file
+    return stream
 
 
 @cli.command(name="status")
