@@ -83,7 +83,8 @@ def test_a_pdf_is_known_by_its_header_within_its_first_kilobyte(tmp_path: Path) 
     [
         (PORTAL, "text/html; charset=utf-8", "answered text/html, not a PDF: a login page?"),
         (b"MZ\x90\x00\x03", "application/pdf", "answered application/pdf, not a PDF: a Windows program"),
-        (b"PK\x03\x04zip", None, "answered no Content-Type, not a PDF: a ZIP archive"),
+        (b"PK\x03\x04zip", "", "answered no Content-Type, not a PDF: a ZIP archive"),
+        (b"PK\x03\x04zip", None, "not a PDF: a ZIP archive"),
         (b"", "application/pdf", "answered application/pdf, not a PDF: an empty file"),
         (b"<html>", "text/html\x1b[31m", "answered an odd Content-Type, not a PDF: a login page?"),
     ],

@@ -655,9 +655,9 @@ def test_stored_names_never_reach_the_kit_and_each_file_is_what_its_role_says(
     assert "fiche.pdf" not in page
     assert 'poster="poster.png"' in page
     assert caplog.messages == [
-        "Vidéo ancien (ancien): fiche_pdf: not a PDF; left out of the kit",
+        "Vidéo ancien (ancien): fiche_pdf: not a PDF: a login page?; left out of the kit",
         "Vidéo ancien (ancien): captions '../x': not a language code; left out",
-        "Vidéo ancien (ancien): captions de: not a WebVTT file; left out",
+        "Vidéo ancien (ancien): captions de: not WebVTT captions: a login page?; left out",
     ]
     bagit.Bag(str(tmp_path / "kit")).validate()
 

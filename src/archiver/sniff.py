@@ -65,9 +65,11 @@ _IMAGES: tuple[tuple[bytes, str], ...] = (
 )
 
 
-def check(path: Path, claim: Claim, content_type: str | None = None) -> str:
+def check(path: Path, claim: Claim, content_type: str | None = None, *, decode: bool = True) -> str:
     """The extension ``path`` is kept with when its bytes are what ``claim`` says, else
     :class:`Mismatch` with a reason that names the ``Content-Type`` the server answered.
+    ``decode=False`` trusts an image's signature without decoding it with ffmpeg: for a file
+    checked once already, when it was fetched.
 
     >>> import tempfile
     >>> with tempfile.TemporaryDirectory() as folder:
@@ -85,7 +87,7 @@ def check(path: Path, claim: Claim, content_type: str | None = None) -> str:
         if claim is CAPTIONS:
             return _captions(path.read_bytes(), content_type)
         if claim is IMAGE:
-            return _image(path, head, content_type)
+            return _image(path, head, content_type, decode=decode)
     except OSError as exc:
         raise Mismatch(f"cannot read it: {describe_os_error(exc)}") from exc
     raise ValueError(f"no check for {claim.label}")  # a bug: every claim has one
@@ -123,13 +125,13 @@ def _captions(data: bytes, content_type: str | None) -> str:
     return CAPTIONS.extension
 
 
-def _image(path: Path, head: bytes, content_type: str | None) -> str:
+def _image(path: Path, head: bytes, content_type: str | None, *, decode: bool) -> str:
     extension = next((ext for sign, ext in _IMAGES if head.startswith(sign)), None)
     if extension is None and head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         extension = ".webp"  # a RIFF container of WebP (RFC 9649, section 2.5)
     if extension is None:
         raise Mismatch(_not(IMAGE, head, content_type))
-    problem = _decode_problem(path)
+    problem = _decode_problem(path) if decode else None
     if problem:
         raise Mismatch(f"not a readable image: {problem}")
     return extension
@@ -202,16 +204,18 @@ _MEDIA_TYPE = re.compile(r"[A-Za-z0-9!#$&^_.+-]{1,60}/[A-Za-z0-9!#$&^_.+-]{1,60}
 
 def _answered(content_type: str | None) -> str:
     """The media type the server announced, fit to print: a header is untrusted text."""
-    if not content_type:
+    if not content_type:  # None or ""
         return "answered no Content-Type"
     kind = content_type.split(";", 1)[0].strip().lower()
     return f"answered {kind}" if _MEDIA_TYPE.fullmatch(kind) else "answered an odd Content-Type"
 
 
 def _not(claim: Claim, head: bytes, content_type: str | None) -> str:
-    """``answered text/html, not a PDF: a login page?``"""
+    """``answered text/html, not a PDF: a login page?``; ``content_type`` is ``None`` for a
+    file no server just answered (one held already), ``""`` when the server named none."""
     guess = _guess(head)
-    reason = f"{_answered(content_type)}, not {claim.label}"
+    said = "" if content_type is None else f"{_answered(content_type)}, "
+    reason = f"{said}not {claim.label}"
     if guess is None and not head:
         guess = "an empty file"
     return f"{reason}: {guess}" if guess else reason

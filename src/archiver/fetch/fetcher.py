@@ -657,7 +657,7 @@ class Fetcher:
         if job.sha256 is not None and digest != job.sha256:
             await self._reject(job, part)
             raise ChecksumMismatch(job.url, "sha256", job.sha256, digest)
-        content_type = response.headers.get("Content-Type")
+        content_type = response.headers.get("Content-Type", "")  # "": the server said none
         extension = await self._check_content(job, part, content_type)
         info, segments = None, None
         if job.role in ("video", "audio") and self.settings.check_media:

@@ -20,7 +20,7 @@ import logging
 import re
 from dataclasses import dataclass, field
 
-from .. import media
+from .. import media, sniff
 from ..archive import Archive, Derived, FileRecord
 from ..choose import Rendition, kit_overhead, plan_fit, reencode_cap
 from ..entry import Entry
@@ -43,16 +43,7 @@ POSTER_STEM = "poster"
 POSTER_NAME = "poster.jpg"  # a frame ffmpeg makes is a JPEG
 # A companion's name in the kit, by its role; its extension is that of a PDF, once checked.
 ASSET_NAMES = {"fiche_pdf": "fiche", "transcript_pdf": "transcription"}
-SNIFF_BYTES = 1024  # a PDF's header may follow up to 1 KiB of other bytes (PDF 1.7, 7.5.2)
-# An image's first bytes, and the extension it gets.
-IMAGE_TYPES = (
-    (b"\xff\xd8\xff", ".jpg"),
-    (b"\x89PNG\r\n\x1a\n", ".png"),
-    (b"GIF87a", ".gif"),
-    (b"GIF89a", ".gif"),
-)
 _LANGUAGE = re.compile(r"^[a-z0-9]{1,8}(-[a-z0-9]{1,8}){0,3}$")
-_WEBVTT = re.compile(r"^\ufeff?WEBVTT(?:[ \t\r\n]|$)")
 # Caption languages as a French page names them; others keep their code.
 LANGUAGES = {
     "fr": "Français",
@@ -365,13 +356,12 @@ def _captions(
         if not _LANGUAGE.match(language):
             plan.warnings.append(f"{label}: captions {language!r}: not a language code; left out")
             continue
+        path = archive.root / track.path
         try:
-            text = (archive.root / track.path).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            plan.warnings.append(f"{label}: captions {language}: {exc}")
-            continue
-        if not _WEBVTT.match(text):
-            plan.warnings.append(f"{label}: captions {language}: not a WebVTT file; left out")
+            sniff.check(path, sniff.CAPTIONS)
+            text = path.read_text(encoding="utf-8")
+        except (sniff.Mismatch, OSError, UnicodeDecodeError) as exc:
+            plan.warnings.append(f"{label}: captions {language}: {_why(exc)}; left out")
             continue
         name = f"captions-{language}.vtt"
         if f"{folder}/{name}" in plan.payload:
@@ -394,38 +384,28 @@ def _video_name(record: FileRecord, known: Derived) -> str:
     return f"video-{height}p.mp4" if height else "video.mp4"
 
 
-def _head(plan: KitPlan, archive: Archive, label: str, record: FileRecord) -> bytes | None:
-    """A held file's first bytes, to tell what it is; ``None`` (with a warning) unreadable."""
-    try:
-        with (archive.root / record.path).open("rb") as stream:
-            return stream.read(SNIFF_BYTES)
-    except OSError as exc:
-        plan.warnings.append(f"{label}: {record.role}: cannot read {record.path}: {exc}")
-        return None
-
-
 def _is_pdf(plan: KitPlan, archive: Archive, label: str, record: FileRecord) -> bool:
-    """Whether a held companion is a PDF (its header within its first KiB); if not, it stays
-    out of the kit, with a warning: a login page archived as "the PDF" is not shipped."""
-    head = _head(plan, archive, label, record)
-    if head is None:
-        return False
-    if b"%PDF-" not in head:
-        plan.warnings.append(f"{label}: {record.role}: not a PDF; left out of the kit")
+    """Whether a held companion is a PDF (:func:`archiver.sniff.check`: an archive of an
+    earlier release kept files unchecked); if not, it stays out of the kit, with a warning:
+    a login page archived as "the PDF" is not shipped."""
+    try:
+        sniff.check(archive.root / record.path, sniff.PDF)
+    except sniff.Mismatch as exc:
+        plan.warnings.append(f"{label}: {record.role}: {exc.reason}; left out of the kit")
         return False
     return True
 
 
 def _image_suffix(plan: KitPlan, archive: Archive, video: _Video, record: FileRecord) -> str | None:
-    """The extension of a held preview image by its first bytes (JPEG, PNG, GIF, WebP); if
-    it is none of them, ``None`` with a warning, and the poster is a frame of the video."""
-    head = _head(plan, archive, video.label, record)
-    if head is None:
+    """The extension of a held preview image by its signature (JPEG, PNG, WebP: what the
+    fetcher keeps; decoded when it was fetched); if it is none of them, ``None`` with a
+    warning, and the poster is a frame of the video."""
+    try:
+        return sniff.check(archive.root / record.path, sniff.IMAGE, decode=False)
+    except sniff.Mismatch as exc:
+        plan.warnings.append(f"{video.label}: preview: {exc.reason}; a frame of the video is shown")
         return None
-    for magic, suffix in IMAGE_TYPES:
-        if head.startswith(magic):
-            return suffix
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return ".webp"
-    plan.warnings.append(f"{video.label}: preview: not an image; a frame of the video is shown")
-    return None
+
+
+def _why(exc: Exception) -> str:
+    return exc.reason if isinstance(exc, sniff.Mismatch) else str(exc)
