@@ -73,10 +73,10 @@ def test_companion_pdfs_become_assets(write_fiche: WriteFiche) -> None:
 def test_unknown_fields_are_kept_and_reported(
     write_fiche: WriteFiche, caplog: pytest.LogCaptureFixture
 ) -> None:
-    path = write_fiche(extra_yaml="duration: 312\npublished: 2024-03-01\nrating: .nan")
+    path = write_fiche(extra_yaml="duration: 312\npublished: 2024-03-01\nrating: 4.5")
     with caplog.at_level(logging.WARNING, logger="archiver"):
         entry = parse_fiche(path)
-    assert entry.extra == {"duration": 312, "published": "2024-03-01", "rating": "nan"}
+    assert entry.extra == {"duration": 312, "published": "2024-03-01", "rating": 4.5}
     assert f"{path}: unknown front-matter field(s) kept as extra: duration, published, rating" in (
         caplog.messages
     )

@@ -195,6 +195,11 @@ def test_deeply_nested_json_is_an_error_not_a_crash() -> None:
 texts = st.text(st.characters(codec="utf-8"))
 optional_texts = st.none() | texts
 urls = st.sampled_from(["https://tube.example.org/v.mp4", "http://x.org/a?b=c&d=é"])
+# What find_fiches records: '/'-separated segments, none empty, '.' or '..'.
+segments = st.text(st.characters(codec="utf-8", exclude_characters="/\x00"), min_size=1).filter(
+    lambda segment: segment not in (".", "..")
+)
+source_paths = st.lists(segments, min_size=1, max_size=3).map("/".join)
 
 entries = st.builds(
     Entry,
@@ -202,15 +207,25 @@ entries = st.builds(
     title=texts.filter(str.strip),
     area=optional_texts,
     description=optional_texts,
-    source=st.builds(Source, path=texts, sha256=st.just("0" * 64)),
+    source=st.builds(Source, path=source_paths, sha256=st.just("0" * 64)),
     video=st.builds(Video, url=urls, embed_url=st.none() | urls, sha256=st.none(), size=st.none()),
-    peertube=st.none() | st.builds(PeerTubeRef, instance=urls, uuid=st.uuids().map(str)),
-    assets=st.lists(st.builds(Asset, kind=st.just("fiche_pdf"), url=urls)).map(tuple),
+    peertube=st.none()
+    | st.builds(
+        PeerTubeRef,
+        instance=st.sampled_from(["https://tube.example.org", "http://127.0.0.1:8080"]),
+        uuid=st.uuids().map(str),
+    ),
+    assets=st.lists(
+        st.builds(Asset, kind=st.sampled_from(["fiche_pdf", "transcript_pdf"]), url=urls),
+        unique_by=lambda asset: asset.kind,
+    ).map(tuple),
     transcript=texts,
     credits=st.lists(st.builds(Credit, role=texts, names=st.lists(texts).map(tuple))).map(tuple),
     credit_notes=st.lists(texts).map(tuple),
     licence=st.none() | st.builds(Licence, name=texts, url=st.none() | urls),
-    extra=st.dictionaries(texts, st.none() | st.booleans() | st.integers() | texts),
+    extra=st.dictionaries(
+        texts, st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | texts
+    ),
 )
 
 

@@ -11,9 +11,35 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Asset", "Credit", "Entry", "Licence", "PeerTubeRef", "Source", "Video"]
+__all__ = [
+    "MAX_AREA_CHARS",
+    "MAX_DESCRIPTION_CHARS",
+    "MAX_NESTING",
+    "MAX_TITLE_CHARS",
+    "MAX_URL_CHARS",
+    "Asset",
+    "Credit",
+    "Entry",
+    "Licence",
+    "PeerTubeRef",
+    "Source",
+    "Video",
+]
 
 JSONValue = Any  # what json.loads returns; mypy has no recursive alias for it worth the noise
+
+# Bounds on what an entry holds, the same whether it comes from a fiche or a manifest. A title
+# is one line of a page, a browser tab and a terminal: real ones are under 150 characters, and
+# a megabyte-long one would be repeated in every page of a kit and every line naming the video.
+MAX_TITLE_CHARS = 1_000
+MAX_AREA_CHARS = 1_000
+# A paragraph; the transcript, long by nature, is bounded only by the fiche's size.
+MAX_DESCRIPTION_CHARS = 20_000
+# Servers refuse longer request lines (8 KiB is nginx's and Apache's default).
+MAX_URL_CHARS = 8_192
+# How deep a value kept under ``extra`` may nest: real fiches have flat fields, and every later
+# reader (JSON, templates, comparisons) recurses that deep.
+MAX_NESTING = 20
 
 
 @dataclass(frozen=True)

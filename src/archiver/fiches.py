@@ -14,6 +14,7 @@ import logging
 import math
 import os
 import re
+import stat
 import unicodedata
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -25,10 +26,24 @@ import frontmatter
 import yaml
 from frontmatter.default_handlers import YAMLHandler
 
-from .entry import Asset, Credit, Entry, JSONValue, Licence, PeerTubeRef, Source, Video
+from .entry import (
+    MAX_AREA_CHARS,
+    MAX_DESCRIPTION_CHARS,
+    MAX_NESTING,
+    MAX_TITLE_CHARS,
+    MAX_URL_CHARS,
+    Asset,
+    Credit,
+    Entry,
+    JSONValue,
+    Licence,
+    PeerTubeRef,
+    Source,
+    Video,
+)
 from .errors import FicheError
 from .links import video_id
-from .names import slugify
+from .names import shown_name, shown_path, slugify
 from .urls import url_problem
 
 __all__ = [
@@ -56,17 +71,131 @@ KNOWN_FIELDS = frozenset((*TEXT_FIELDS, *URL_FIELDS, *PIN_FIELDS))
 
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.I)
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
-_HEADING = re.compile(r"^##[ \t]+(.+?)[ \t#]*$", re.M)
+# A level-2 heading, to the end of its line; whether it starts a line, and the trailing `#`s
+# and blanks, are checked in Python. A pattern that trims them (`(.+?)[ \t#]*$`) backtracks
+# quadratically on a long run of blanks, and one anchored with `^` is tried at every character,
+# where a literal `##` lets the engine skip ahead (4 times faster on a real fiche).
+_HEADING = re.compile(r"##[ \t]+([^\n]+)")
 # `- **Scénario** : A, B` and `- **Scénario :** A, B`, as both typographies occur.
 _CREDIT_LINE = re.compile(r"^\s*[-*+]\s+\*\*(?P<role>[^*]+?)\*\*\s*(?P<rest>.*)$")
 _LINK = re.compile(r"^\[(?P<name>[^\]]+)\]\((?P<url>[^)\s]+)\)")
-_NAME_SEPARATORS = re.compile(r"\s*[,;]\s*|\s+(?:et|and|&)\s+")
+# Commas, semicolons and "et"/"and"/"&" between names, the blanks around them stripped from the
+# names after: a pattern that takes the blanks (`\s*[,;]\s*`) is tried at every blank of a
+# run and made splitting a long line of blanks quadratic.
+_NAME_SEPARATORS = re.compile(r"[,;]|\s(?:et|and|&)\s")
+
+# Integers a fiche may hold: what SQLite and every JSON reader in the chain store exactly.
+_INT_RANGE = range(-(2**63), 2**63)
+# Longest integer text worth converting: 64 binary digits with a prefix and a sign, with room
+# for `_` separators. Longer is refused before int() is asked to convert it (5,000 digits
+# raise ValueError; a few hundred thousand take seconds).
+_MAX_INT_TEXT = 80
+# Values the YAML constructor made that need no further check.
+_PLAIN_SCALARS = (str, int, float, dt.date, bytes, type(None))
+# How much of a refused value's text an error message shows.
+_SHOWN_CHARS = 40
+# How many unknown field names a warning lists.
+_SHOWN_FIELDS = 10
+
+
+@dataclass(frozen=True)
+class _Refused:
+    """A YAML value a fiche may not hold, kept with why so that the field holding it is named.
+
+    The YAML constructor cannot raise with the field's name (it does not know it); the check
+    of the loaded front matter (:func:`_check_values`) finds these and reports the field.
+    """
+
+    text: str
+    reason: str
+
+
+class _AliasFound(Exception):
+    """A YAML alias (``*name``) in a fiche; ``line`` is its anchor's, counted from 0 as marks."""
+
+    def __init__(self, line: int) -> None:
+        super().__init__(line)
+        self.line = line
+
+
+class _FicheConstructor(yaml.constructor.SafeConstructor):
+    """PyYAML's safe constructor, with the bounds a fiche needs.
+
+    Aliases are refused: a fiche is a handful of scalar fields, no real one uses an alias
+    (nor does the seed fiche), and an alias is what makes a "billion laughs" possible: 700 bytes
+    of nested aliases load as a small shared graph, but everything after (the manifest's JSON,
+    comparisons, the kit) expands it to gigabytes, and ``&a [*a]`` makes a list that holds
+    itself. Refusing them costs one dictionary look-up per node; a budget of expansion would
+    have to be counted by every later consumer.
+
+    Scalars that have no JSON or SQLite form (a 5,000-digit integer, ``.nan``, ``.inf``,
+    ``2024-02-30``) become :class:`_Refused` values rather than exceptions, so the error can
+    name the field that holds them.
+    """
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        # A node met a second time is an alias (libyaml's composer hands back the anchored
+        # node itself); one still being built is an alias to an enclosing node.
+        if node in self.constructed_objects or node in self.recursive_objects:
+            raise _AliasFound(node.start_mark.line)
+        return super().construct_object(node, deep)
+
+    def construct_fiche_int(self, node: yaml.ScalarNode) -> object:
+        text = self.construct_scalar(node)
+        if len(text.replace("_", "")) > _MAX_INT_TEXT:
+            return _Refused(text, f"number too large ({len(text)} characters; at most 64 bits)")
+        try:
+            value = self.construct_yaml_int(node)
+        except (ValueError, IndexError):  # `!!int abc`, `!!int ""`
+            return _Refused(text, "not an integer")
+        if value not in _INT_RANGE:
+            return _Refused(text, "number too large (at most 64 bits)")
+        return value
+
+    def construct_fiche_float(self, node: yaml.ScalarNode) -> object:
+        text = self.construct_scalar(node)
+        try:
+            value = self.construct_yaml_float(node)
+        except (ValueError, IndexError):  # `!!float abc`, `!!float ""`
+            return _Refused(text, "not a number")
+        if math.isfinite(value):
+            return value
+        if "inf" in text.lower() or "nan" in text.lower():
+            return _Refused(text, "not a finite number (.nan and .inf have no JSON form)")
+        return _Refused(text, "number too large for a 64-bit float")
+
+    def construct_fiche_timestamp(self, node: yaml.ScalarNode) -> object:
+        text = self.construct_scalar(node)
+        if not self.timestamp_regexp.match(text):  # `!!timestamp soon`
+            return _Refused(text, "not a date (YYYY-MM-DD)")
+        try:
+            return self.construct_yaml_timestamp(node)
+        except ValueError as exc:  # `2024-02-30`, year 0, a zone offset of 25 hours
+            return _Refused(text, f"not a valid date: {exc}")
+
+    def construct_fiche_bool(self, node: yaml.ScalarNode) -> object:
+        text = self.construct_scalar(node)
+        if text.lower() not in self.bool_values:  # `!!bool maybe`
+            return _Refused(text, "not a boolean")
+        return self.construct_yaml_bool(node)
+
+
+for _tag, _constructor in (
+    ("int", _FicheConstructor.construct_fiche_int),
+    ("float", _FicheConstructor.construct_fiche_float),
+    ("timestamp", _FicheConstructor.construct_fiche_timestamp),
+    ("bool", _FicheConstructor.construct_fiche_bool),
+):
+    # The stubs want a Loader as the first argument; a constructor method is what PyYAML calls.
+    _FicheConstructor.add_constructor(f"tag:yaml.org,2002:{_tag}", _constructor)  # type: ignore[type-var]
 
 
 def _pick_safe_loader() -> type[yaml.SafeLoader]:
     # libyaml's C loader is ~10x faster than the pure-Python one python-frontmatter uses by
-    # default, and just as safe: CSafeLoader constructs only plain YAML types.
-    loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    # default, and just as safe: CSafeLoader constructs only plain YAML types. Its parser also
+    # bounds nesting (1,000 levels) where the Python one recurses until RecursionError.
+    base: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    loader: type[yaml.SafeLoader] = type("FicheLoader", (_FicheConstructor, base), {})
     return loader
 
 
@@ -82,12 +211,34 @@ class _SafeYAMLHandler(YAMLHandler):
     loader = _pick_safe_loader()
 
     def load(self, fm: str, **kwargs: object) -> Any:
-        data = yaml.load(fm, Loader=self.loader)  # noqa: S506 - a SafeLoader subclass
+        try:
+            data = yaml.load(fm, Loader=self.loader)  # noqa: S506 - a SafeLoader subclass
+        except yaml.reader.ReaderError as exc:
+            raise _reader_error_with_line(exc, fm, self.loader) from exc
         if data is None:
             return {}
         if not isinstance(data, dict):
             raise _NotAMapping(data)
         return data
+
+
+def _reader_error_with_line(
+    exc: yaml.reader.ReaderError, fm: str, loader: type[yaml.SafeLoader]
+) -> yaml.MarkedYAMLError:
+    """A reader error (a control character) as a marked one, so that it says on which line.
+
+    libyaml counts its position in bytes of UTF-8, the Python reader in characters.
+    """
+    if issubclass(loader, getattr(yaml, "CParser", ())):
+        line = fm.encode("utf-8", "surrogatepass")[: exc.position].count(b"\n")
+    else:
+        line = fm[: exc.position].count("\n")
+    if isinstance(exc.character, int):
+        problem = f"unacceptable character #x{exc.character:04x}: {exc.reason}"
+    else:
+        problem = exc.reason
+    mark = yaml.Mark(exc.name, exc.position, line, 0, None, 0)
+    return yaml.MarkedYAMLError(problem=problem, problem_mark=mark)
 
 
 _HANDLER = _SafeYAMLHandler()
@@ -112,30 +263,60 @@ def find_fiches(paths: Iterable[Path]) -> list[FicheFile]:
     for path in paths:
         if path.is_dir():
             found.extend(_walk(path))
-        elif path.is_file():
+        elif path.exists():  # a pipe or a device too: parse_fiche says why it is refused
             found.append(FicheFile(path, path.name))
         else:
-            raise FicheError(path, None, "no such file or folder")
+            raise FicheError(shown_path(path), None, "no such file or folder")
     return found
 
 
 def _walk(root: Path) -> Iterator[FicheFile]:
-    for folder, dirs, files in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for name in sorted(files):
-            if name.endswith(FICHE_SUFFIX) and not name.startswith("."):
+    """What ``os.walk`` would give, top-down in name order, without its recursion: before
+    Python 3.12 it recursed once a folder level, and a tree a thousand folders deep raised
+    RecursionError."""
+    pending = [root]
+    while pending:
+        folder = pending.pop()
+        try:
+            with os.scandir(folder) as scan:
+                found = sorted((entry.name, entry) for entry in scan)
+        except OSError:
+            continue  # as os.walk: a folder that cannot be listed is skipped
+        subfolders = []
+        for name, entry in found:
+            if name.startswith("."):
+                continue
+            try:
+                is_dir = entry.is_dir()
+            except OSError:
+                is_dir = False
+            if is_dir:
+                if not entry.is_symlink():  # links to folders are not followed
+                    subfolders.append(Path(entry.path))
+            elif name.endswith(FICHE_SUFFIX):
                 path = Path(folder, name)
                 yield FicheFile(path, path.relative_to(root).as_posix())
+        pending.extend(reversed(subfolders))
 
 
 def parse_fiche(fiche: FicheFile | Path) -> Entry:
     """Read and validate one fiche file; raise :class:`FicheError` on any problem."""
     if isinstance(fiche, Path):
         fiche = FicheFile(fiche, fiche.name)
-    path = fiche.path
+    path = _shown(fiche.path)
     try:
-        with path.open("rb") as stream:
-            data = stream.read(MAX_FICHE_BYTES + 1)
+        # Opened without blocking: a pipe named *.md would otherwise hang the whole build
+        # (and a cron job) until something writes to it.
+        fd = os.open(fiche.path, os.O_RDONLY | os.O_NONBLOCK)
+        with open(fd, "rb") as stream:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                raise FicheError(path, None, "not a regular file (a pipe or a device?)")
+            # As much as the file holds and a byte more: asking for 1 MiB allocates 1 MiB,
+            # 20 µs of a fiche's 300. A file that grew meanwhile is read on, to the bound.
+            data = stream.read(min(info.st_size, MAX_FICHE_BYTES) + 1)
+            if len(data) > info.st_size:
+                data += stream.read(MAX_FICHE_BYTES + 1 - len(data))
     except OSError as exc:
         raise FicheError(path, None, f"cannot read: {exc.strerror or exc}") from exc
     if len(data) > MAX_FICHE_BYTES:
@@ -153,10 +334,12 @@ def parse_fiche(fiche: FicheFile | Path) -> Entry:
 
 def parse_fiche_text(text: str, *, path: Path, relpath: str, sha256: str) -> Entry:
     """Validate a fiche's text and build its entry; ``path`` is only used in messages."""
+    path = _shown(path)
+    _check_unicode(text, path, relpath)
     text = text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
     meta, body = _split(text, path)
 
-    title = _text_field(meta, "title", path)
+    title = _text_field(meta, "title", path, limit=MAX_TITLE_CHARS)
     if title is None or not title.strip():
         raise FicheError(path, "title", "missing required field")
     urls = {name: _url_field(meta, name, path) for name in URL_FIELDS}
@@ -170,7 +353,9 @@ def parse_fiche_text(text: str, *, path: Path, relpath: str, sha256: str) -> Ent
     peertube = _peertube_ref(embed_url, video_url, path)
     unknown = sorted(str(k) for k in meta if k not in KNOWN_FIELDS)
     if unknown:
-        log.warning("%s: unknown front-matter field(s) kept as extra: %s", path, ", ".join(unknown))
+        shown = ", ".join(shown_name(name) for name in unknown[:_SHOWN_FIELDS])
+        more = f" and {len(unknown) - _SHOWN_FIELDS} more" if len(unknown) > _SHOWN_FIELDS else ""
+        log.warning("%s: unknown front-matter field(s) kept as extra: %s%s", path, shown, more)
 
     sections = _sections(body)
     transcript = sections.get("script", "")
@@ -178,8 +363,8 @@ def parse_fiche_text(text: str, *, path: Path, relpath: str, sha256: str) -> Ent
     return Entry(
         id=peertube.uuid if peertube else slugify(Path(relpath).stem),
         title=title.strip(),
-        area=_stripped(_text_field(meta, "area", path)),
-        description=_stripped(_text_field(meta, "description", path)),
+        area=_stripped(_text_field(meta, "area", path, limit=MAX_AREA_CHARS)),
+        description=_stripped(_text_field(meta, "description", path, limit=MAX_DESCRIPTION_CHARS)),
         source=Source(path=relpath, sha256=sha256),
         video=Video(
             url=video_url,
@@ -201,6 +386,34 @@ def parse_fiche_text(text: str, *, path: Path, relpath: str, sha256: str) -> Ent
     )
 
 
+def _shown(path: Path) -> Path:
+    """The path as messages show it: a name with a newline or a Latin-1 byte stays one line."""
+    shown = shown_path(path)
+    return path if shown == str(path) else Path(shown)
+
+
+def _check_unicode(text: str, path: Path, relpath: str) -> None:
+    """Refuse what the manifest could not write as UTF-8: a file name that is not UTF-8 (a
+    Latin-1 name, read by Python as lone surrogates), or text holding lone surrogates (only
+    possible from a caller that did not decode bytes)."""
+    try:
+        relpath.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        byte = os.fsencode(relpath[exc.start])[0]
+        raise FicheError(
+            path,
+            "file name",
+            f"not UTF-8 (byte 0x{byte:02x}); the manifest records it as text: rename the file",
+        ) from exc
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise FicheError(
+                path, None, f"not UTF-8 text (a lone surrogate at offset {exc.start})"
+            ) from exc
+
+
 def _split(text: str, path: Path) -> tuple[dict[Any, Any], str]:
     stripped = text.lstrip()
     if not _HANDLER.detect(stripped):
@@ -219,15 +432,58 @@ def _split(text: str, path: Path) -> tuple[dict[Any, Any], str]:
             reason = f"{reason} (only plain YAML is allowed; tags are not)"
         raise FicheError(path, "front matter", f"malformed YAML{where}: {reason}") from exc
     except yaml.YAMLError as exc:
-        raise FicheError(path, "front matter", f"malformed YAML: {exc}") from exc
+        reason = " ".join(str(exc).split())
+        raise FicheError(path, "front matter", f"malformed YAML: {reason}") from exc
     except _NotAMapping as exc:
         raise FicheError(
             path, "front matter", f"must be a mapping of fields, got {_kind(exc.found)}"
         ) from exc
-    for key in meta:
-        if not isinstance(key, str):
-            raise FicheError(path, str(key), "field names must be text")
+    except _AliasFound as exc:
+        raise FicheError(
+            path,
+            "front matter",
+            f"YAML aliases (*name) are not allowed in a fiche (anchor at line "
+            f"{exc.line + offset}); write the value out instead",
+        ) from exc
+    except RecursionError as exc:  # the pure-Python loader, where libyaml is missing
+        raise FicheError(path, "front matter", "YAML nested too deeply") from exc
+    _check_values(meta, path)
     return meta, body
+
+
+def _check_values(meta: Mapping[Any, Any], path: Path) -> None:
+    """Refuse what the front matter may not hold, naming the field: a field name that is not
+    text (JSON has only text keys; ``3`` and ``"3"`` would collide), a :class:`_Refused`
+    value, nesting deeper than :data:`MAX_NESTING` (no fiche needs it, and every later reader
+    of the manifest would recurse that deep)."""
+    for key, value in meta.items():
+        if not isinstance(key, str):
+            raise FicheError(path, _shown_key(key), "field names must be text")
+        _check_value(value, shown_name(key), path, 0)
+
+
+def _check_value(value: object, field: str, path: Path, depth: int) -> None:
+    if isinstance(value, _Refused):
+        raise FicheError(path, field, value.reason)
+    if isinstance(value, Mapping):
+        if depth >= MAX_NESTING:
+            raise FicheError(path, field, f"nested more than {MAX_NESTING} levels deep")
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise FicheError(path, f"{field}.{_shown_key(key)}", "field names must be text")
+            if not isinstance(item, _PLAIN_SCALARS):
+                _check_value(item, f"{field}.{shown_name(key)}", path, depth + 1)
+    elif isinstance(value, list | tuple | set | frozenset):
+        if depth >= MAX_NESTING:
+            raise FicheError(path, field, f"nested more than {MAX_NESTING} levels deep")
+        for index, item in enumerate(value):
+            if not isinstance(item, _PLAIN_SCALARS):
+                _check_value(item, f"{field}[{index}]", path, depth + 1)
+
+
+def _shown_key(key: object) -> str:
+    text = key.text if isinstance(key, _Refused) else "null" if key is None else str(key)
+    return shown_name(text, limit=_SHOWN_CHARS)
 
 
 def _kind(value: object) -> str:
@@ -244,11 +500,21 @@ def _kind(value: object) -> str:
     return f"a {type(value).__name__}"
 
 
-def _text_field(meta: Mapping[str, Any], name: str, path: Path) -> str | None:
+def _text_field(
+    meta: Mapping[str, Any], name: str, path: Path, *, limit: int = MAX_URL_CHARS
+) -> str | None:
+    """A text field, at most ``limit`` characters (by default a URL's bound, for the URL and
+    checksum fields: their own checks say what else is wrong)."""
     value = meta.get(name)
-    if value is None or isinstance(value, str):
+    if value is None:
         return value
-    raise FicheError(path, name, f"expected text, got {_kind(value)}")
+    if not isinstance(value, str):
+        raise FicheError(path, name, f"expected text, got {_kind(value)}")
+    if len(value) > limit:
+        raise FicheError(
+            path, name, f"{len(value):,} characters long; at most {limit:,} are allowed"
+        )
+    return value
 
 
 def _stripped(value: str | None) -> str | None:
@@ -320,10 +586,11 @@ def _fold(heading: str) -> str:
 def _sections(body: str) -> dict[str, str]:
     """Level-2 sections by folded heading (``Crédits`` → ``credits``), text as written."""
     sections: dict[str, str] = {}
-    headings = list(_HEADING.finditer(body))
+    headings = [h for h in _HEADING.finditer(body) if h.start() == 0 or body[h.start() - 1] == "\n"]
     for index, heading in enumerate(headings):
         end = headings[index + 1].start() if index + 1 < len(headings) else len(body)
-        name = _fold(heading.group(1))
+        text = heading.group(1)
+        name = _fold(text.rstrip(" \t#") or text[:1])
         sections.setdefault(name, body[heading.end() : end].strip("\n").rstrip())
     return sections
 
@@ -344,7 +611,7 @@ def _credits(text: str, path: Path) -> tuple[tuple[Credit, ...], tuple[str, ...]
         if _fold(role) in ("licence", "license"):
             licence = _licence(rest, path)
         else:
-            names = tuple(n for n in _NAME_SEPARATORS.split(rest) if n)
+            names = tuple(name for part in _NAME_SEPARATORS.split(rest) if (name := part.strip()))
             credits.append(Credit(role=role, names=names))
     return tuple(credits), tuple(notes), licence
 
@@ -362,13 +629,13 @@ def _jsonable(value: object) -> JSONValue:
     if value is None or isinstance(value, str | bool | int):
         return value
     if isinstance(value, float):
-        return value if math.isfinite(value) else str(value)
+        return value  # finite: the constructor refused the others
     if isinstance(value, dt.date):  # datetime is a date too
         return value.isoformat()
     if isinstance(value, bytes):
         return base64.b64encode(value).decode("ascii")
     if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): _jsonable(v) for k, v in value.items()}  # keys checked as text
     if isinstance(value, set | frozenset):
         return sorted(str(_jsonable(v)) for v in value)
     if isinstance(value, list | tuple):

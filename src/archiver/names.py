@@ -3,14 +3,25 @@
 Ids become folder names in the archive and in kits, which end up on FAT32, exFAT or NTFS keys
 opened by Windows, macOS and Linux. So an id is plain lowercase ASCII, has no separator or
 leading dot, is at most ``MAX_NAME_LENGTH`` characters and is never a name Windows reserves.
+Names taken from an input (a fiche's field names) are also shown in messages: :func:`shown_name`
+makes them fit for one line.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import unicodedata
+from pathlib import Path
 
-__all__ = ["MAX_NAME_LENGTH", "is_safe_id", "safe_filename", "slugify"]
+__all__ = [
+    "MAX_NAME_LENGTH",
+    "is_safe_id",
+    "safe_filename",
+    "shown_name",
+    "shown_path",
+    "slugify",
+]
 
 MAX_NAME_LENGTH = 100
 FALLBACK_SLUG = "fiche"
@@ -60,3 +71,36 @@ def safe_filename(name: str, *, default_stem: str, default_suffix: str = "") -> 
     if base == FALLBACK_SLUG and not any(c.isalnum() for c in stem):
         base = default_stem
     return base[: MAX_NAME_LENGTH - len(extension)].rstrip("-") + extension
+
+
+def shown_name(text: str, *, limit: int = 40) -> str:
+    r"""A name from an input, fit for one line of a message: what is not printable escaped, and
+    cut after ``limit`` characters, so a hostile name can neither break the line nor flood it.
+
+    >>> shown_name("a\nb\x1b[31m")
+    'a\\nb\\x1b[31m'
+    >>> shown_name("x" * 50, limit=5)
+    'xxxxx…'
+    """
+    if len(text) > limit:
+        text = f"{text[:limit]}…"
+    return _escaped(text)
+
+
+def shown_path(path: Path | str) -> str:
+    r"""A path fit for one line of a message, whole: bytes that are not UTF-8 written ``\xe9``
+    (not as the lone surrogates Python reads them as), what is not printable escaped.
+
+    >>> shown_path(Path(os.fsdecode(b"fiches/caf\xe9\n.md")))
+    'fiches/caf\\xe9\\n.md'
+    """
+    text = str(path)
+    if not text.isprintable():
+        text = os.fsencode(text).decode("utf-8", "backslashreplace")
+    return _escaped(text)
+
+
+def _escaped(text: str) -> str:
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
