@@ -10,13 +10,19 @@ A service with behaviour of its own (a fake PeerTube instance, see ``tests/peert
 registers a handler with :meth:`FileServer.route`: it sees each matching request as a
 :class:`Call` and answers a :class:`Reply`, or a :class:`Served` file (sent with Range, ETag and
 the file's faults), or ``None`` to let the files registered with ``add`` answer.
+
+``FileServer(tls=make_certificate(folder))`` serves HTTPS with a self-signed certificate for
+127.0.0.1, which clients refuse unless told to trust it (``SSL_CERT_FILE``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+import shutil
 import socket
+import ssl
+import subprocess
 import sys
 import threading
 import time
@@ -25,6 +31,7 @@ from dataclasses import dataclass, field
 from email.message import Message
 from email.utils import formatdate, parsedate_to_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Literal
 from urllib.parse import parse_qs
 
@@ -111,6 +118,10 @@ class Reply:
     body: bytes = b""
     headers: list[tuple[str, str]] = field(default_factory=list)
     chunked: bool = False
+    # Send ``body`` again and again, chunked, until the client goes away (or ``endless_limit``
+    # bytes, so that a client with no bound fails its test instead of hanging it).
+    endless: bool = False
+    endless_limit: int = 1 << 30
 
 
 Handler = Callable[[Call], "Reply | Served | None"]
@@ -119,19 +130,41 @@ Handler = Callable[[Call], "Reply | Served | None"]
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     errors: list[BaseException]
+    connections = 0  # connections accepted (or refused in the TLS handshake) since reset()
+
+    def get_request(self) -> tuple[socket.socket, object]:
+        self.connections += 1
+        return super().get_request()  # type: ignore[no-any-return]
 
     def handle_error(self, request: object, client_address: object) -> None:
         # A client that goes away (killed, timed out on a stall) is part of the tests; any
         # other error is kept for them to see, not printed where a CLI test reads stderr.
         error = sys.exc_info()[1]
-        if error is not None and not isinstance(error, ConnectionError | TimeoutError):
+        gone = ConnectionError | TimeoutError | ssl.SSLEOFError
+        if error is not None and not isinstance(error, gone):
             self.errors.append(error)
+
+
+def make_certificate(folder: Path) -> tuple[Path, Path] | None:
+    """A self-signed certificate for 127.0.0.1 and its key, made by ``openssl req -x509``;
+    ``None`` when openssl is missing."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        return None
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-keyout", key, "-out", cert, "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key
 
 
 class FileServer:
     """The server, its files and its request log; ``url(path)`` gives a file's address."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, tls: tuple[Path, Path] | None = None) -> None:
         self.files: dict[str, Served] = {}
         self.redirects: dict[str, str] = {}
         self.routes: list[tuple[re.Pattern[str], Handler]] = []
@@ -147,12 +180,20 @@ class FileServer:
         handler = type("Handler", (_Handler,), {"owner": self})
         self.httpd = _Server(("127.0.0.1", 0), handler)
         self.httpd.errors = []
+        self.scheme = "http"
+        if tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            # The handshake happens in accept(): a client that refuses the certificate is an
+            # OSError there, which the server ignores, as it should.
+            self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
+            self.scheme = "https"
         self.port = self.httpd.server_address[1]
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()
 
     def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        return f"{self.scheme}://127.0.0.1:{self.port}{path}"
 
     def add(self, path: str, content: bytes, **faults: object) -> Served:
         served = Served(content=content, **faults)  # type: ignore[arg-type]
@@ -181,6 +222,11 @@ class FileServer:
             return [r for r in self.log if path is None or r.path == path]
 
     @property
+    def connections(self) -> int:
+        """TCP connections accepted since the last reset, TLS handshakes refused included."""
+        return self.httpd.connections
+
+    @property
     def errors(self) -> list[BaseException]:
         """Errors raised in the server's handlers (other than clients going away)."""
         return self.httpd.errors
@@ -194,6 +240,7 @@ class FileServer:
             self.routes.clear()
             self.log.clear()
             self.peak = 0
+            self.httpd.connections = 0
 
     def close(self) -> None:
         self.httpd.shutdown()
@@ -304,7 +351,7 @@ class _Handler(BaseHTTPRequestHandler):
         names = {name.lower() for name, _ in reply.headers}
         for name, value in reply.headers:
             self.send_header(name, value)
-        if reply.chunked:
+        if reply.chunked or reply.endless:
             self.send_header("Transfer-Encoding", "chunked")
         elif "content-length" not in names:
             self.send_header("Content-Length", str(len(reply.body)))
@@ -313,6 +360,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._record(reply.status, 0)
             return
         try:
+            if reply.endless:
+                self._endless(reply)
+                return
             if reply.chunked:
                 for piece in _pieces(reply.body, None):
                     self.wfile.write(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
@@ -322,6 +372,19 @@ class _Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
         self._record(reply.status, len(reply.body))
+
+    def _endless(self, reply: Reply) -> None:
+        chunk = f"{len(reply.body):x}\r\n".encode() + reply.body + b"\r\n"
+        sent = 0
+        try:
+            while sent < reply.endless_limit and self.generation == self.owner.generation:
+                self.wfile.write(chunk)
+                sent += len(reply.body)
+            self.wfile.write(b"0\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
+            pass
+        self.close_connection = True
+        self._record(reply.status, sent)
 
     def _serve(self, served: Served, number: int) -> None:
         """Answer with ``served``, its faults first."""

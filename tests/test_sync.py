@@ -62,6 +62,27 @@ def sync_args(tmp_path: Path, *extra: str | Path) -> list[str | Path]:
             tmp_path / "kit", "--retries", "1", *extra]  # fmt: skip
 
 
+def stored(archive: Path, item: str, version: int | None = None) -> Path:
+    """Where the archive keeps an item's video: its current version, or ``version``. The
+    catalog says (file names are the archive's, not the URL's)."""
+    where = "current = 1" if version is None else f"version = {int(version)}"
+    db = sqlite3.connect(archive / "catalog.sqlite")
+    try:
+        (path,) = db.execute(
+            f"SELECT path FROM files WHERE item_id = ? AND role = 'video' AND {where}",  # noqa: S608
+            (item,),
+        ).fetchone()
+    finally:
+        db.close()
+    return archive / path
+
+
+def in_kit(tmp_path: Path, item: str) -> Path:
+    """An item's video in the kit: its one MP4, whatever the kit named it."""
+    (video,) = (tmp_path / "kit" / "data" / "videos" / item).glob("*.mp4")
+    return video
+
+
 def versions(archive: Path, item: str) -> list[tuple[int, int, str]]:
     db = sqlite3.connect(archive / "catalog.sqlite")
     try:
@@ -79,7 +100,7 @@ def test_quiet_sync_of_two_videos_prints_nothing_and_builds_a_valid_kit(
     assert run(*sync_args(tmp_path, "-q")) == (0, "", "")
     bagit.Bag(str(tmp_path / "kit")).validate()
     for uuid in UUIDS[:2]:
-        assert (tmp_path / "kit" / "data" / "videos" / uuid / f"{uuid}-480.mp4").exists()
+        assert in_kit(tmp_path, uuid).exists()
     assert (tmp_path / "archive" / "manifest.json").exists()
 
 
@@ -114,10 +135,10 @@ def test_changed_upstream_becomes_a_new_version_and_the_kit_shows_it(
     assert [(v, c) for v, c, _ in held] == [(1, 0), (2, 1)]
     assert held[1][2] == sha256(new)
     assert held[0][2] == sha256(tagged(clip, (1).to_bytes(2, "big")))
-    old = tmp_path / "archive" / "media" / UUIDS[0] / "versions" / "1" / f"{UUIDS[0]}-480.mp4"
+    old = stored(tmp_path / "archive", UUIDS[0], version=1)
+    assert old.parent.name == "1" and old.parent.parent.name == "versions"
     assert sha256(old.read_bytes()) == held[0][2]
-    kit_video = tmp_path / "kit" / "data" / "videos" / UUIDS[0] / f"{UUIDS[0]}-480.mp4"
-    assert kit_video.read_bytes() == new
+    assert in_kit(tmp_path, UUIDS[0]).read_bytes() == new
     bagit.Bag(str(tmp_path / "kit")).validate()
     conditional = [r for r in server.requests() if "If-None-Match" in r.headers]
     assert sorted(r.status for r in conditional) == [200, 304]
@@ -186,7 +207,8 @@ def test_removed_fiche_leaves_the_kit_is_retired_then_pruned(
     log = tmp_path / "sync.log"
     assert run(*sync_args(tmp_path, "-q", "--log-file", log))[0] == 0
     assert not (tmp_path / "kit" / "data" / "videos" / UUIDS[1]).exists()
-    held = tmp_path / "archive" / "media" / UUIDS[1] / f"{UUIDS[1]}-480.mp4"
+    held = stored(tmp_path / "archive", UUIDS[1])
+    assert held.parent == tmp_path / "archive" / "media" / UUIDS[1]
     assert held.exists()
     assert {"event": "retired", "item": UUIDS[1]}.items() <= json.loads(
         log.read_text().splitlines()[-1]
@@ -319,17 +341,18 @@ def test_verify_archive_audits_every_file_and_names_corruption(
     assert status["audit"]["never_audited"] == 0
     assert status["audit"]["due"] == 0
 
-    video = archive / "media" / UUIDS[0] / f"{UUIDS[0]}-480.mp4"
+    video = stored(archive, UUIDS[0])
+    gone = stored(archive, UUIDS[1])
     data = bytearray(video.read_bytes())
     data[100] ^= 0xFF
     video.write_bytes(bytes(data))
-    (archive / "media" / UUIDS[1] / f"{UUIDS[1]}-480.mp4").unlink()
+    gone.unlink()
     code, _, stderr = run("verify", "--archive", archive, "-q")
     assert code == 1
     assert stderr.splitlines() == [
         f"Error: {video}: corrupt: sha256 is {sha256(bytes(data))}, "
         f"expected {sha256(tagged(clip, (1).to_bytes(2, 'big')))}",
-        f"Error: {archive / 'media' / UUIDS[1] / (UUIDS[1] + '-480.mp4')}: missing",
+        f"Error: {gone}: missing",
     ]
 
 

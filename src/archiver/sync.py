@@ -4,6 +4,10 @@ Fiches → manifest → download (only what is new, changed or due for a refresh
 run holding the archive's lock. Items that left the collection leave the kit and are marked
 retired in the archive (their files stay until ``archiver prune``). Every file's outcome can be
 appended to a JSON-lines log for whoever watches the cron job.
+
+With a deadline (``--max-time``), a run cut short keeps its partial files for the next one,
+and when the deadline has passed before packaging, leaves the previous kit as it was: a kit
+half updated at the hour the school opens is worse than yesterday's whole one.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,6 +33,7 @@ from .fetch import (
     Outcome,
     Status,
     choose_files,
+    deadline_of,
     fetch_into,
     jobs_for,
     record_report,
@@ -36,6 +42,7 @@ from .fetch import (
 from .kit import KitReport, KitSettings, build_kit
 from .manifest import Manifest, build_manifest, write_manifest
 from .progress import Progress
+from .urls import redact
 
 __all__ = [
     "DEFAULT_REFRESH_AFTER",
@@ -46,8 +53,15 @@ __all__ = [
     "sync",
 ]
 
+logger = logging.getLogger(__name__)
+
 DEFAULT_REFRESH_AFTER = 24 * 3600.0
 LAST_MANIFEST = "manifest.json"
+KIT_NOT_UPDATED = (
+    "the kit is not updated: the run's --max-time was reached before packaging;"
+    " the previous kit is left as it was"
+)
+NOT_IN_KIT = "not in the kit: the run's --max-time was reached before packaging"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -59,6 +73,13 @@ class SyncSettings:
     refresh_after: float | None = DEFAULT_REFRESH_AFTER
     offline: bool = False
     fit: int | None = None  # bytes the whole kit must fit in (--fit)
+    # Seconds from the start of the run (--max-time); None: ``download.max_time``, if any.
+    max_time: float | None = None
+
+    @property
+    def run_max_time(self) -> float | None:
+        """The run's time limit: its own, else the download settings'."""
+        return self.max_time if self.max_time is not None else self.download.max_time
 
 
 @dataclass(frozen=True)
@@ -70,9 +91,12 @@ class SyncReport:
     kit: KitReport
     retired: tuple[tuple[str, str], ...]
     seconds: float
+    # Why the kit was not updated (the deadline passed before packaging), or None.
+    kit_skipped: str | None = None
 
     def failures(self) -> list[Outcome]:
-        """Every file that failed, and every video left out of the kit, each named once."""
+        """Every file that failed, and every video left out of the kit, each named once; with
+        the kit not updated, every video this run fetched, which the kit lacks."""
         failed = list(self.download.failures)
         named = {o.job.entry.id for o in failed}
         failed.extend(
@@ -80,6 +104,13 @@ class SyncReport:
             for entry, reason in self.kit.left_out
             if entry.id not in named
         )
+        if self.kit_skipped is not None:
+            named = {o.job.entry.id for o in failed}
+            for outcome in self.download.outcomes:
+                entry = outcome.job.entry
+                if outcome.status in (Status.FETCHED, Status.CHANGED) and entry.id not in named:
+                    failed.append(video_failure(entry, NOT_IN_KIT))
+                    named.add(entry.id)
         return failed
 
 
@@ -109,8 +140,12 @@ def sync(
     kit_progress: Progress | None = None,
     log: IO[str] | None = None,
 ) -> SyncReport:
-    """Build the manifest from ``paths`` (the bundled collection when empty), fetch, package."""
+    """Build the manifest from ``paths`` (the bundled collection when empty), fetch, package.
+
+    Within ``settings.run_max_time`` seconds of the call, if set: see :mod:`archiver.sync`.
+    """
     start = time.monotonic()
+    deadline = deadline_of(settings.run_max_time, start)
     manifest = build_manifest(paths or [default_collection()])
     with Archive(archive_root) as archive, archive.locked():
         run_id = archive.start_run("sync")
@@ -127,17 +162,25 @@ def sync(
                 refresh_after=settings.refresh_after,
                 budget=settings.fit,
                 reencode=preset.name if preset else None,
+                deadline=deadline,
             )
         write_manifest(manifest, archive_root / LAST_MANIFEST)
-        kit_report = build_kit(
-            manifest, archive, kit, settings=_kit_settings(settings), progress=kit_progress
-        )
+        skipped = None
+        if deadline is not None and time.monotonic() >= deadline:
+            skipped = KIT_NOT_UPDATED
+            logger.warning("%s: %s", kit, skipped)
+            kit_report = _untouched(kit, skipped)
+        else:
+            kit_report = build_kit(
+                manifest, archive, kit, settings=_kit_settings(settings), progress=kit_progress
+            )
         report = SyncReport(
             manifest=manifest,
             download=fetched,
             kit=kit_report,
             retired=tuple(retired),
             seconds=time.monotonic() - start,
+            kit_skipped=skipped,
         )
         failures = report.failures()
         record_report(archive, run_id, failures)
@@ -154,12 +197,29 @@ def sync(
     return report
 
 
+def _untouched(kit: Path, reason: str) -> KitReport:
+    """The report of a kit left as it was."""
+    return KitReport(
+        kit=kit,
+        items=0,
+        left_out=(),
+        written=0,
+        bytes_written=0,
+        linked=0,
+        removed=0,
+        unchanged=0,
+        warnings=(reason,),
+        seconds=0.0,
+    )
+
+
 def _download_settings(settings: SyncSettings) -> DownloadSettings:
-    """Re-encoding is the last resort: with ``--transcode``, first the instance's own
-    resolution under the re-encoding cap."""
+    """The run's time limit, and re-encoding as the last resort: with ``--transcode``, first
+    the instance's own resolution under the re-encoding cap."""
+    download = dataclasses.replace(settings.download, max_time=settings.run_max_time)
     if settings.kit.transcode is None:
-        return settings.download
-    return dataclasses.replace(settings.download, max_height=_kit_settings(settings).reencode_cap)
+        return download
+    return dataclasses.replace(download, max_height=_kit_settings(settings).reencode_cap)
 
 
 def _kit_settings(settings: SyncSettings) -> KitSettings:
@@ -238,8 +298,10 @@ def _log(stream: IO[str], report: SyncReport, failures: list[Outcome]) -> None:
         # again and raise the same error where nothing maps it.
         with contextlib.suppress(OSError):
             stream.close()
-        name = getattr(stream, "name", "the log file")
-        raise StorageError(name, f"cannot write the log: {describe_os_error(exc)}") from exc
+        name = getattr(stream, "name", None)
+        # A stream opened from a descriptor is named by its number, which names nothing.
+        shown = name if isinstance(name, str) else "the log file"
+        raise StorageError(shown, f"cannot write the log: {describe_os_error(exc)}") from exc
 
 
 def _write_log(stream: IO[str], report: SyncReport, failures: list[Outcome]) -> None:
@@ -268,7 +330,7 @@ def _event(stream: IO[str], at: str, event: str, outcome: Outcome) -> None:
         "item": outcome.job.entry.id,
         "title": outcome.job.entry.title,
         "role": outcome.job.role,
-        "url": outcome.job.url,
+        "url": redact(outcome.job.url),
         "bytes": outcome.bytes_fetched,
         "seconds": round(outcome.seconds, 3),
     }

@@ -6,6 +6,10 @@ fetch are planned (:mod:`.plan`, pure), then fetched concurrently (:mod:`.fetche
 group. Blocking work (hashing, fsync, the catalog's transactions) runs in worker threads, so
 that no callback holds the loop for long.
 
+A run may have a deadline (``--max-time``, for cron): once it passes, no file starts and the
+transfers in flight are cancelled, their partial files kept for the next run to resume; each
+file not done fails with :data:`MAX_TIME_REACHED`.
+
     plan.py       what to fetch: jobs, the held, the due; the choice among renditions
     fetcher.py    one file: resume, checks, retries, the sink that hashes and writes
     http.py       the client, the run's settings, validators, error words
@@ -32,13 +36,15 @@ from ..archive import Archive
 from ..entry import PeerTubeRef
 from ..manifest import Manifest
 from ..progress import NullProgress, Progress
+from ..urls import redact
 from .fetcher import Fetcher
 from .http import DEFAULT_SETTINGS, DownloadSettings, open_client
-from .peertube import ApiBudget, Unavailable, VideoInfo, fetch_info
+from .peertube import ApiBudget, Pace, Unavailable, VideoInfo, cache_path, fetch_info
 from .plan import Choices, Job, Outcome, Status, choose, jobs_for, plan, video_failure
 
 __all__ = [
     "DEFAULT_SETTINGS",
+    "MAX_TIME_REACHED",
     "Choices",
     "DownloadReport",
     "DownloadSettings",
@@ -46,6 +52,7 @@ __all__ = [
     "Outcome",
     "Status",
     "choose_files",
+    "deadline_of",
     "download",
     "download_all",
     "fetch_into",
@@ -56,6 +63,21 @@ __all__ = [
 
 T = TypeVar("T")
 PEERTUBE_CACHE = "peertube"
+MAX_TIME_REACHED = "not fetched: the run's --max-time was reached"
+
+
+def deadline_of(max_time: float | None, start: float | None = None) -> float | None:
+    """The :func:`time.monotonic` instant ``max_time`` seconds after ``start`` (now by
+    default): the run's deadline, or ``None`` when it has none."""
+    if max_time is None:
+        return None
+    return (time.monotonic() if start is None else start) + max_time
+
+
+def _out_of_time(job: Job, progress: Progress) -> Outcome:
+    """A job the run's deadline stopped, or never let start."""
+    progress.finished(job.key, failed=True)
+    return Outcome(job, Status.FAILED, reason=MAX_TIME_REACHED)
 
 
 @dataclass(frozen=True)
@@ -111,9 +133,18 @@ async def download_all(
     settings: DownloadSettings = DEFAULT_SETTINGS,
     progress: Progress | None = None,
     client: httpx.AsyncClient | None = None,
+    deadline: float | None = None,
 ) -> list[Outcome]:
-    """Fetch ``jobs`` concurrently into ``archive``; one outcome per job, in order."""
+    """Fetch ``jobs`` concurrently into ``archive``; one outcome per job, in order.
+
+    ``deadline`` (a :func:`time.monotonic` instant; by default ``settings.max_time`` from
+    now) stops the run: what is not done by then fails with :data:`MAX_TIME_REACHED`.
+    """
     progress = progress or NullProgress()
+    if deadline is None:
+        deadline = deadline_of(settings.max_time)
+    if deadline is not None and time.monotonic() >= deadline:
+        return [_out_of_time(job, progress) for job in jobs]
     if settings.check_media and any(j.role == "video" and not j.revalidate for j in jobs):
         # It loads FFmpeg's libraries while the first video arrives. Not for refreshes alone:
         # most are answered "not modified", and one that is not starts the reader when needed.
@@ -126,7 +157,27 @@ async def download_all(
         fetcher = Fetcher(client, archive, settings, progress)
         async with asyncio.TaskGroup() as group:
             tasks = [group.create_task(fetcher.run(job)) for job in jobs]
-    return [task.result() for task in tasks]
+            if deadline is not None and tasks:
+                group.create_task(_stop_at(deadline, tasks))
+    outcomes = []
+    for job, task in zip(jobs, tasks, strict=True):
+        if task.cancelled():
+            outcomes.append(_out_of_time(job, progress))
+        else:
+            outcomes.append(task.result())
+    return outcomes
+
+
+async def _stop_at(deadline: float, tasks: Sequence[asyncio.Task[Outcome]]) -> None:
+    """Cancel the jobs still running (or waiting for a slot) at ``deadline``.
+
+    A cancelled transfer keeps its partial file and the sidecar that says how to resume it,
+    as a killed process would; the blocking work it had handed to a thread (a write, a
+    commit) finishes there before the event loop closes.
+    """
+    _, late = await asyncio.wait(tasks, timeout=max(deadline - time.monotonic(), 0.0))
+    for task in late:
+        task.cancel()
 
 
 def _fresh(cached: Path, refresh_after: float | None) -> bool:
@@ -146,6 +197,7 @@ async def _describe_all(
     archive: Archive,
     settings: DownloadSettings,
     refresh_after: float | None,
+    deadline: float | None = None,
 ) -> dict[str, VideoInfo | Unavailable]:
     """Each video's description by its instance: several asked at once, as many as
     ``--per-host`` allows (a collection's videos are usually on one instance), within each
@@ -167,7 +219,8 @@ async def _describe_all(
                 return Unavailable(f"the instance's answer is not understood ({exc})", False)
 
     async def _ask(ref: PeerTubeRef, budget: ApiBudget) -> VideoInfo | Unavailable:
-        fresh = await asyncio.to_thread(_fresh, cache / f"{ref.uuid}.json", refresh_after)
+        cached = cache_path(cache, ref.uuid)
+        fresh = cached is not None and await asyncio.to_thread(_fresh, cached, refresh_after)
         return await fetch_info(
             client,
             ref,
@@ -176,6 +229,8 @@ async def _describe_all(
             fresh=fresh,
             api_base=settings.request_url(ref.instance),
             password=settings.video_password,
+            deadline=deadline,
+            pace=Pace(min_rate=settings.min_rate, window=settings.timeout),
         )
 
     answers = await asyncio.gather(*(describe(ref) for _, ref in wanted))
@@ -190,8 +245,9 @@ async def _choose(
     refresh_after: float | None,
     budget: int | None,
     reencode: str | None,
+    deadline: float | None = None,
 ) -> Choices:
-    described = await _describe_all(client, manifest, archive, settings, refresh_after)
+    described = await _describe_all(client, manifest, archive, settings, refresh_after, deadline)
     return choose(
         manifest, described, max_height=settings.max_height, budget=budget, reencode=reencode
     )
@@ -230,11 +286,12 @@ async def _fetch(
     refresh_after: float | None,
     budget: int | None,
     reencode: str | None,
+    deadline: float | None,
 ) -> DownloadReport:
     start = time.monotonic()
     async with await open_client(settings) as client:
         choices = await _choose(
-            client, manifest, archive, settings, refresh_after, budget, reencode
+            client, manifest, archive, settings, refresh_after, budget, reencode, deadline
         )
         # Files and a catalog transaction: off the loop, like every write of the run.
         await asyncio.to_thread(archive.record_items, manifest.entries)
@@ -250,7 +307,12 @@ async def _fetch(
         progress.begin(len(todo), None)
         try:
             fetched = await download_all(
-                todo, archive, settings=settings, progress=progress, client=client
+                todo,
+                archive,
+                settings=settings,
+                progress=progress,
+                client=client,
+                deadline=deadline,
             )
         finally:
             progress.end()
@@ -271,6 +333,7 @@ def fetch_into(
     refresh_after: float | None = None,
     budget: int | None = None,
     reencode: str | None = None,
+    deadline: float | None = None,
 ) -> DownloadReport:
     """Fetch what the archive lacks of ``manifest`` (and what is due for a refresh), in one
     event loop with one HTTP client.
@@ -278,7 +341,11 @@ def fetch_into(
     ``budget`` (``--fit``) plans every video's rendition so the kit fits; with a ``reencode``
     preset, a budget the lowest renditions exceed is left to the kit's re-encoding. The
     caller holds the archive's lock: :func:`download` for one command, sync for a run.
+    ``deadline`` (:func:`deadline_of`; by default ``settings.max_time`` from now) ends the
+    run: the API is asked no more, no file starts, transfers in flight stop.
     """
+    if deadline is None:
+        deadline = deadline_of(settings.max_time)
     return _run(
         _fetch(
             manifest,
@@ -288,14 +355,17 @@ def fetch_into(
             refresh_after,
             budget,
             reencode,
+            deadline,
         )
     )
 
 
 def record_report(archive: Archive, run_id: int, failures: Sequence[Outcome]) -> None:
-    """Note a run's failures in the catalog, for ``archiver status``."""
+    """Note a run's failures in the catalog, for ``archiver status``: URLs without the
+    passwords they may carry."""
     archive.record_failures(
-        run_id, [(o.job.entry.id, o.job.role, o.job.url, o.reason or "") for o in failures]
+        run_id,
+        [(o.job.entry.id, o.job.role, redact(o.job.url), o.reason or "") for o in failures],
     )
 
 
@@ -307,11 +377,18 @@ def download(
     progress: Progress | None = None,
     refresh_after: float | None = None,
 ) -> DownloadReport:
-    """Fetch every file of ``manifest`` into the archive at ``archive_root``, under its lock."""
+    """Fetch every file of ``manifest`` into the archive at ``archive_root``, under its lock,
+    within ``settings.max_time`` seconds of the call."""
+    deadline = deadline_of(settings.max_time)
     with Archive(archive_root) as archive, archive.locked():
         run_id = archive.start_run("download")
         report = fetch_into(
-            manifest, archive, settings=settings, progress=progress, refresh_after=refresh_after
+            manifest,
+            archive,
+            settings=settings,
+            progress=progress,
+            refresh_after=refresh_after,
+            deadline=deadline,
         )
         record_report(archive, run_id, report.failures)
         archive.finish_run(run_id, "failed" if report.failures else "ok", report.summary())

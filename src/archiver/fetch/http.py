@@ -7,12 +7,14 @@ import asyncio
 import email.utils
 import re
 import socket
+import ssl
 import time
 from dataclasses import dataclass, field
 
 import httpcore
 import httpx
 
+from .. import urls
 from .._version import __version__
 
 __all__ = [
@@ -23,8 +25,10 @@ __all__ = [
     "RETRIED",
     "USER_AGENT",
     "DownloadSettings",
+    "InsecureRedirect",
     "describe",
     "make_client",
+    "not_worth_retrying",
     "open_client",
     "retry_after",
     "strong_etag",
@@ -123,7 +127,44 @@ def unknown_host(exc: BaseException) -> bool:
     return False
 
 
+class InsecureRedirect(httpx.RequestError):
+    """An https URL redirected to plain http, refused: the bytes would cross the network
+    unauthenticated, open to whoever sits on the path (``--allow-http-redirects`` permits it).
+
+    A :class:`httpx.RequestError`, so every handler of a failed request sees it; it is raised
+    by the client's response hook before the redirect is followed.
+    """
+
+
+def _cause(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
+    """The first exception of type ``kind`` in the chain of causes of ``exc``."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, kind):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def not_worth_retrying(exc: BaseException) -> str | None:
+    """Why a request that raised ``exc`` must fail at once, or ``None`` when a retry may help.
+
+    A certificate the system refuses is refused again a minute later, and an https URL
+    redirected to http would be redirected again: retrying them for minutes only delays the
+    one line that tells the user what to fix.
+    """
+    if isinstance(exc, InsecureRedirect):
+        return str(exc)
+    refused = _cause(exc, ssl.SSLCertVerificationError)
+    if isinstance(refused, ssl.SSLCertVerificationError):
+        reason = refused.verify_message or refused.reason or str(refused)
+        return f"the server's certificate was refused: {reason}"
+    return None
+
+
 def describe(exc: httpx.HTTPError, timeout: float) -> str:
+    if (final := not_worth_retrying(exc)) is not None:
+        return final
     if isinstance(exc, httpx.ConnectTimeout):
         return f"cannot connect: no answer within {timeout:g} s"
     if isinstance(exc, httpx.ConnectError):
@@ -167,8 +208,27 @@ async def _keep_password_home(request: httpx.Request) -> None:
         del request.headers[PASSWORD_HEADER]
 
 
+async def _refuse_http_redirect(response: httpx.Response) -> None:
+    """Refuse a redirect from https to http before it is followed (curl and browsers downgrade
+    silently; an archive's provenance and its users' passwords deserve better)."""
+    if not response.has_redirect_location or response.request.url.scheme != "https":
+        return
+    try:
+        target = response.request.url.join(response.headers["location"])
+    except (httpx.InvalidURL, ValueError, UnicodeError):
+        return  # httpx refuses a Location it cannot parse, with its own words
+    if target.scheme == "http":
+        source = urls.redact(str(response.request.url))
+        raise InsecureRedirect(
+            f"redirect from https to plain http refused: {source} → {urls.redact(str(target))}"
+            " (--allow-http-redirects permits it)",
+            request=response.request,
+        )
+
+
 def make_client(settings: DownloadSettings, **overrides: object) -> httpx.AsyncClient:
-    """The HTTP client: keep-alive, redirects, proxies from the environment, no compression."""
+    """The HTTP client: keep-alive, redirects, proxies from the environment, no compression;
+    https never redirected to http unless ``settings.allow_http_redirects``."""
     if httpcore.AsyncHTTP11Connection.READ_NUM_BYTES < SOCKET_READ_SIZE:
         httpcore.AsyncHTTP11Connection.READ_NUM_BYTES = SOCKET_READ_SIZE
     limits = httpx.Limits(
@@ -183,7 +243,10 @@ def make_client(settings: DownloadSettings, **overrides: object) -> httpx.AsyncC
         "trust_env": True,  # HTTP_PROXY, HTTPS_PROXY, NO_PROXY: school networks need them
         # Byte ranges count bytes of the file as stored, so ask for it as stored.
         "headers": {"User-Agent": settings.user_agent, "Accept-Encoding": "identity"},
-        "event_hooks": {"request": [_keep_password_home]},
+        "event_hooks": {
+            "request": [_keep_password_home],
+            "response": [] if settings.allow_http_redirects else [_refuse_http_redirect],
+        },
     }
     options.update(overrides)
     return httpx.AsyncClient(**options)  # type: ignore[arg-type]
