@@ -55,6 +55,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "Manifest",
     "build_manifest",
+    "build_valid",
     "dumps",
     "load_manifest",
     "loads",
@@ -113,11 +114,21 @@ def build_manifest(paths: Iterable[Path]) -> Manifest:
     Every invalid fiche is reported, not only the first: the raised :class:`InvalidInputs`
     holds one :class:`FicheError` per problem.
     """
+    manifest, errors = build_valid(paths)
+    if errors:
+        raise InvalidInputs(errors)
+    return manifest
+
+
+def build_valid(paths: Iterable[Path]) -> tuple[Manifest, tuple[InputError, ...]]:
+    """The manifest of the valid fiches under ``paths``, and a :class:`FicheError` for each
+    invalid one: for a nightly sync, one broken fiche must not hold back the collection.
+    Raises :class:`FicheError` when no fiche is found at all."""
     with _cyclic_gc_paused():
         return _build(list(paths))
 
 
-def _build(paths: list[Path]) -> Manifest:
+def _build(paths: list[Path]) -> tuple[Manifest, tuple[InputError, ...]]:
     errors: list[InputError] = []
     entries: list[Entry] = []
     files = find_fiches(paths)
@@ -140,10 +151,8 @@ def _build(paths: list[Path]) -> Manifest:
             continue
         seen[parsed.id] = fiche.path
         entries.append(parsed)
-    if errors:
-        raise InvalidInputs(errors)
     entries.sort(key=lambda e: (e.source.path, e.id))
-    return Manifest(entries=tuple(entries))
+    return Manifest(entries=tuple(entries)), tuple(errors)
 
 
 # Values are encoded by json's C encoder, which only runs without ``indent``; the layout around
