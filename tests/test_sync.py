@@ -440,3 +440,48 @@ def test_offline_sync_names_a_fiche_with_only_an_embed_url(tmp_path: Path) -> No
         "Error: Intégrée seulement (embed, fiche_pdf): https://tube.example.invalid/fiche.pdf:"
         " not held, and --offline\n"
     )
+
+
+def test_a_broken_fiche_is_named_and_its_video_kept_while_the_others_sync(
+    server: FileServer, clip: bytes, tmp_path: Path
+) -> None:
+    """A billion laughs, or a typo, in one fiche of a nightly collection: that fiche is named
+    (exit 2, fix it), its video stays in the kit and the archive as the last sync read it, and
+    the others are synced all the same."""
+    folder = collection(tmp_path, server, clip, count=2)
+    assert run(*sync_args(tmp_path, "-q"))[0] == 0
+    broken = folder / "fiche-1.md"
+    broken.write_text('---\na: &a ["x", "x"]\nb: [*a, *a]\ntitle: T\n---\n', encoding="utf-8")
+    path = f"/videos/{UUIDS[2]}-480.mp4"
+    server.add(path, tagged(clip, b"\x00\x03"))
+    fiche(folder, 3, server.url(path))
+
+    code, stdout, stderr = run(*sync_args(tmp_path, "-q"))
+    assert (code, stdout) == (2, "")
+    assert f"Error: {broken}: front matter:" in stderr
+    assert "alias" in stderr
+    for uuid in UUIDS:  # the new one synced, the broken one's video kept
+        assert in_kit(tmp_path, uuid).exists()
+    assert (
+        json.loads((tmp_path / "archive" / "manifest.json").read_text())["entries"][0]["source"][
+            "path"
+        ]
+        == "fiche-1.md"
+    )  # the last manifest built whole stays the fallback
+    code, stdout, _ = run("status", "--archive", tmp_path / "archive", "--json")
+    assert json.loads(stdout)["items"]["retired"] == 0
+    bagit.Bag(str(tmp_path / "kit")).validate()
+
+
+def test_a_sync_into_a_folder_that_is_not_a_kit_fetches_nothing(
+    server: FileServer, clip: bytes, tmp_path: Path
+) -> None:
+    collection(tmp_path, server, clip, count=1)
+    (tmp_path / "kit").mkdir()
+    (tmp_path / "kit" / "notes.txt").write_text("mes notes")
+    code, _, stderr = run(*sync_args(tmp_path, "-q"))
+    assert code == 2
+    assert "not a kit archiver made" in stderr
+    assert not (tmp_path / "archive").exists()
+    assert server.requests() == []
+    assert (tmp_path / "kit" / "notes.txt").read_text() == "mes notes"

@@ -53,6 +53,7 @@ from .urls import url_problem
 
 __all__ = [
     "SCHEMA_VERSION",
+    "Built",
     "Manifest",
     "build_manifest",
     "build_valid",
@@ -114,21 +115,32 @@ def build_manifest(paths: Iterable[Path]) -> Manifest:
     Every invalid fiche is reported, not only the first: the raised :class:`InvalidInputs`
     holds one :class:`FicheError` per problem.
     """
-    manifest, errors = build_valid(paths)
-    if errors:
-        raise InvalidInputs(errors)
-    return manifest
+    built = build_valid(paths)
+    if built.errors:
+        raise InvalidInputs(built.errors)
+    return built.manifest
 
 
-def build_valid(paths: Iterable[Path]) -> tuple[Manifest, tuple[InputError, ...]]:
-    """The manifest of the valid fiches under ``paths``, and a :class:`FicheError` for each
-    invalid one: for a nightly sync, one broken fiche must not hold back the collection.
-    Raises :class:`FicheError` when no fiche is found at all."""
+@dataclass(frozen=True)
+class Built:
+    """The manifest of a collection's valid fiches, the error of each invalid one, and the
+    paths (as the manifest records them) of the invalid ones."""
+
+    manifest: Manifest
+    errors: tuple[InputError, ...]
+    invalid: frozenset[str]
+
+
+def build_valid(paths: Iterable[Path]) -> Built:
+    """The manifest of the valid fiches under ``paths``, and what is wrong with the others:
+    for a nightly sync, one broken fiche must not hold back the collection. Raises
+    :class:`FicheError` when no fiche is found at all."""
     with _cyclic_gc_paused():
         return _build(list(paths))
 
 
-def _build(paths: list[Path]) -> tuple[Manifest, tuple[InputError, ...]]:
+def _build(paths: list[Path]) -> Built:
+    invalid: set[str] = set()
     errors: list[InputError] = []
     entries: list[Entry] = []
     files = find_fiches(paths)
@@ -139,6 +151,7 @@ def _build(paths: list[Path]) -> tuple[Manifest, tuple[InputError, ...]]:
     for fiche, parsed in zip(files, _parse_all(files), strict=True):
         if isinstance(parsed, FicheError):
             errors.append(parsed)
+            invalid.add(fiche.relpath)
             continue
         if parsed.id in seen:
             errors.append(
@@ -148,11 +161,12 @@ def _build(paths: list[Path]) -> tuple[Manifest, tuple[InputError, ...]]:
                     f"duplicate id {parsed.id!r}, also given by {shown_path(seen[parsed.id])}",
                 )
             )
+            invalid.add(fiche.relpath)
             continue
         seen[parsed.id] = fiche.path
         entries.append(parsed)
     entries.sort(key=lambda e: (e.source.path, e.id))
-    return Manifest(entries=tuple(entries)), tuple(errors)
+    return Built(Manifest(entries=tuple(entries)), tuple(errors), frozenset(invalid))
 
 
 # Values are encoded by json's C encoder, which only runs without ``indent``; the layout around

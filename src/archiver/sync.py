@@ -24,7 +24,7 @@ from typing import IO
 
 from .archive import Archive, utc_now
 from .collection import default_collection
-from .errors import StorageError, describe_os_error
+from .errors import InputError, ManifestError, StorageError, describe_os_error
 from .fetch import (
     DEFAULT_SETTINGS,
     Choices,
@@ -39,8 +39,8 @@ from .fetch import (
     record_report,
     video_failure,
 )
-from .kit import KitReport, KitSettings, build_kit
-from .manifest import Manifest, build_manifest, write_manifest
+from .kit import KitReport, KitSettings, build_kit, check_kit_folder
+from .manifest import Built, Manifest, build_manifest, build_valid, load_manifest, write_manifest
 from .progress import Progress
 from .urls import redact
 
@@ -93,6 +93,8 @@ class SyncReport:
     seconds: float
     # Why the kit was not updated (the deadline passed before packaging), or None.
     kit_skipped: str | None = None
+    # The fiches that did not validate: each kept its last good entry, if any (exit 2).
+    invalid: tuple[InputError, ...] = ()
 
     def failures(self) -> list[Outcome]:
         """Every file that failed, and every video left out of the kit, each named once; with
@@ -146,8 +148,10 @@ def sync(
     """
     start = time.monotonic()
     deadline = deadline_of(settings.run_max_time, start)
-    manifest = build_manifest(paths or [default_collection()])
+    built = build_valid(paths or [default_collection()])
+    check_kit_folder(kit, archive_root)  # before hours of downloading, not after
     with Archive(archive_root) as archive, archive.locked():
+        manifest = _with_last_good(built, archive_root / LAST_MANIFEST)
         run_id = archive.start_run("sync")
         retired = archive.retire_missing({entry.id for entry in manifest.entries})
         if settings.offline:
@@ -164,7 +168,8 @@ def sync(
                 reencode=preset.name if preset else None,
                 deadline=deadline,
             )
-        write_manifest(manifest, archive_root / LAST_MANIFEST)
+        if not built.errors:  # the last manifest built whole: what a broken fiche falls back on
+            write_manifest(manifest, archive_root / LAST_MANIFEST)
         skipped = None
         if deadline is not None and time.monotonic() >= deadline:
             skipped = KIT_NOT_UPDATED
@@ -181,6 +186,7 @@ def sync(
             retired=tuple(retired),
             seconds=time.monotonic() - start,
             kit_skipped=skipped,
+            invalid=built.errors,
         )
         failures = report.failures()
         record_report(archive, run_id, failures)
@@ -195,6 +201,33 @@ def sync(
     if log is not None:
         _log(log, report, failures)
     return report
+
+
+def _with_last_good(built: Built, last: Path) -> Manifest:
+    """The collection's manifest, where each fiche that no longer validates keeps its entry
+    from the last sync that read it whole: a typo in one fiche must neither take its video
+    out of the kit nor retire it from the archive, and the other videos go on."""
+    if not built.invalid:
+        return built.manifest
+    try:
+        previous = load_manifest(last)
+    except (ManifestError, OSError) as exc:
+        if not isinstance(exc, FileNotFoundError):
+            logger.warning("%s: cannot read the last sync's manifest: %s", last, exc)
+        previous = Manifest(entries=())
+    held = {entry.id for entry in built.manifest.entries}
+    kept = [
+        entry
+        for entry in previous.entries
+        if entry.source.path in built.invalid and entry.id not in held
+    ]
+    for entry in kept:
+        logger.warning(
+            "%s: the fiche does not validate; its video is kept as the last sync read it",
+            entry.source.path,
+        )
+    entries = sorted((*built.manifest.entries, *kept), key=lambda e: (e.source.path, e.id))
+    return Manifest(entries=tuple(entries))
 
 
 def _untouched(kit: Path, reason: str) -> KitReport:

@@ -33,6 +33,7 @@ from ..collection import default_collection
 from ..errors import (
     EXIT_FAILED,
     EXIT_OK,
+    EXIT_USAGE,
     ArchiverError,
     ConfigError,
     UsageError,
@@ -146,7 +147,8 @@ def _load_config(ctx: click.Context, _param: click.Parameter, value: Path | None
     try:
         default_map = load_config(value, commands)
     except ConfigError as exc:
-        raise click.BadParameter(exc.message, ctx=ctx, param=_param) from exc
+        message = for_terminal(exc.message, one_line=True)
+        raise click.BadParameter(message, ctx=ctx, param=_param) from exc
     if ctx is root:
         ctx.default_map = default_map
     else:
@@ -226,7 +228,7 @@ def _report(exc: ArchiverError, state: _State) -> None:
     if state.verbose:
         traceback.print_exception(exc)
     for line in exc.lines():
-        _echo(f"Error: {line}", err=True)
+        _echo(f"Error: {for_terminal(line, one_line=True)}", err=True)
     if exc.hint:
         _echo(f"Hint: {exc.hint}", err=True)
 
@@ -541,8 +543,12 @@ def sync_command(
       0 3 * * *  archiver sync /srv/fiches --archive /srv/archive --kit /srv/kit -q
 
     \b
-    Exit codes: 0 all done; 1 some items failed (each named); 2 a bad fiche;
-    3 another run holds the archive.
+    A fiche that does not validate is named (exit 2), and its video kept as the last sync
+    read it: the rest of the collection is synced all the same.
+
+    \b
+    Exit codes: 0 all done; 1 some items failed (each named); 2 a bad fiche (the others
+    synced) or a kit folder that is not archiver's; 3 another run holds the archive or kit.
     """
     state = _state(ctx)
     settings = SyncSettings(
@@ -578,11 +584,15 @@ def sync_command(
             log=log,
         )
     failures = report.failures()
+    for error in report.invalid:
+        for line in error.lines():
+            _echo(f"Error: {for_terminal(line, one_line=True)}", err=True)
     for failure in failures:
         _echo(f"Error: {failure_line(failure)}", err=True)
     if not state.quiet:
         _echo(sync_summary(report), err=True)
-    ctx.exit(EXIT_FAILED if failures else EXIT_OK)
+    # A fiche to fix says so first (exit 2), though the others were synced.
+    ctx.exit(EXIT_USAGE if report.invalid else EXIT_FAILED if failures else EXIT_OK)
 
 
 def _open_log(path: Path) -> IO[str]:

@@ -34,17 +34,19 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@]*@")
 
 
-def for_terminal(text: str) -> str:
+def for_terminal(text: str, *, one_line: bool = False) -> str:
     r"""``text`` safe to print: control characters shown escaped, credentials in URLs hidden.
 
     Every line the CLI prints goes through here, whatever it comes from (a title, a file
-    name, a server's reason phrase, an exception's message).
+    name, a server's reason phrase, an exception's message); ``one_line`` escapes line feeds
+    too, for a message that must stay one line (an error).
 
     >>> print(for_terminal("Vid\x1b[2Jéo https://ann:s3cret@tube.example/v.mp4"))
     Vid\x1b[2Jéo https://***@tube.example/v.mp4
     """
     text = _CREDENTIALS.sub(r"\1***@", text)
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group(0)):02x}", text)
+    text = _CONTROL.sub(lambda m: f"\\x{ord(m.group(0)):02x}", text)
+    return text.replace("\n", "\\n") if one_line else text
 
 
 def failure_line(outcome: Outcome) -> str:
@@ -88,13 +90,17 @@ def sync_summary(report: SyncReport) -> str:
     counts = report.download
     failed = len(report.failures())
     count = len(report.manifest.entries)
+    kit = (
+        "kit not updated (--max-time)"
+        if report.kit_skipped
+        else f"kit: {report.kit.items} video{'s' if report.kit.items != 1 else ''},"
+        f" {report.kit.written} files written"
+    )
     return (
         f"Sync: {count} video{'s' if count != 1 else ''}; {counts.count(Status.FETCHED)} fetched,"
         f" {counts.count(Status.CHANGED)} changed, {counts.count(Status.HELD)} held,"
         f" {failed} failed, {len(report.retired)} retired"
-        f" ({format_bytes(counts.bytes_fetched)}); kit: {report.kit.items} video"
-        f"{'s' if report.kit.items != 1 else ''},"
-        f" {report.kit.written} files written; in {format_duration(report.seconds)}"
+        f" ({format_bytes(counts.bytes_fetched)}); {kit}; in {format_duration(report.seconds)}"
     )
 
 
