@@ -74,7 +74,7 @@ def test_a_trickling_download_stops_at_the_deadline_and_resumes_next_run(
     report = download(single(server), tmp_path, settings=FAST)
     (outcome,) = report.outcomes
     assert outcome.status is Status.FETCHED and outcome.record is not None
-    assert server.requests("/v/a.mp4")[-1].headers["Range"] == f"bytes={kept}-"
+    assert f"bytes={kept}-" in [r.headers.get("Range") for r in server.requests("/v/a.mp4")]
     assert (tmp_path / outcome.record.path).read_bytes() == data
 
 
@@ -162,7 +162,9 @@ def test_sync_past_its_deadline_leaves_the_previous_kit_as_it_was(
     served.trickle = None
     last = sync([folder], archive, kit, settings=SyncSettings(download=FAST))
     assert last.failures() == [] and last.kit_skipped is None
-    assert server.requests("/v/two.mp4")[-1].headers["Range"] == f"bytes={kept}-"
+    # Looked for, not taken last: the cut request's handler trickles on and logs it later.
+    ranges = [r.headers.get("Range") for r in server.requests("/v/two.mp4")]
+    assert f"bytes={kept}-" in ranges
     assert last.kit.items == 2
 
 

@@ -208,9 +208,12 @@ def test_sync_with_the_kit_holding_the_archive_deletes_nothing(
         f"---\ntitle: Une\nvideoDLHref: {server.url('/une.mp4')}\n---\n\n## Script\n\nTexte.\n"
     )
     monkeypatch.chdir(tmp_path)
+    sync([Path("fiches")], Path("data"), Path("kit"))  # an archive that holds a video
+    asked = len(server.requests())
     with pytest.raises(KitRefused) as caught:
         sync([Path("fiches")], Path("data"), Path("."))
     assert caught.value.message == ".: holds the archive data; nothing was written"
+    assert len(server.requests()) == asked  # refused before a single request
     assert (tmp_path / "data" / "catalog.sqlite").is_file()
     assert (tmp_path / "data" / "archiver.lock").is_file()
     with Archive(tmp_path / "data") as archive:
