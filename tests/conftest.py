@@ -7,6 +7,7 @@ import functools
 import hashlib
 import logging
 import random
+import sqlite3
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -157,3 +158,18 @@ def chromium(*extra_args: str) -> Iterator[Browser]:
             yield browser
         finally:
             browser.close()
+
+
+def stored(archive: Path, item: str, version: int | None = None) -> Path:
+    """Where the archive keeps an item's video: its current version, or ``version``. The
+    catalog says (file names are the archive's, not the URL's)."""
+    where = "current = 1" if version is None else f"version = {int(version)}"
+    db = sqlite3.connect(archive / "catalog.sqlite")
+    try:
+        (path,) = db.execute(
+            f"SELECT path FROM files WHERE item_id = ? AND role = 'video' AND {where}",  # noqa: S608
+            (item,),
+        ).fetchone()
+    finally:
+        db.close()
+    return archive / path

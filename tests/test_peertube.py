@@ -22,7 +22,7 @@ from archiver.errors import UsageError
 from archiver.fetch.peertube import parse_video
 from archiver.units import format_bytes
 
-from .conftest import chromium, content_of, tagged
+from .conftest import chromium, content_of, stored, tagged
 from .media import make_mp4, require
 from .peertube import FakeInstance, PublishedVideo
 from .peertube_api import problem
@@ -87,18 +87,6 @@ def held(archive: Path) -> dict[str, tuple[int | None, str]]:
     finally:
         db.close()
     return {item: (resolution, url) for item, resolution, url in rows}
-
-
-def stored(archive: Path, item: str) -> Path:
-    """Where the archive keeps an item's current video, as its catalog says."""
-    db = sqlite3.connect(archive / "catalog.sqlite")
-    try:
-        (path,) = db.execute(
-            "SELECT path FROM files WHERE current=1 AND role='video' AND item_id=?", (item,)
-        ).fetchone()
-    finally:
-        db.close()
-    return archive / path
 
 
 def segments_checked(archive: Path) -> list[str]:

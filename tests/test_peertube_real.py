@@ -15,6 +15,7 @@ from click.testing import CliRunner
 
 from archiver.cli import cli
 
+from .conftest import stored
 from .media import make_split_video_mp4
 from .peertube import FakeInstance, PublishedVideo
 from .server import FileServer, Reply
@@ -53,18 +54,6 @@ def catalog(archive: Path, sql: str) -> list[tuple[object, ...]]:
         return db.execute(sql).fetchall()
     finally:
         db.close()
-
-
-def stored(archive: Path, item: str) -> Path:
-    """Where the archive keeps an item's current video, as its catalog says."""
-    db = sqlite3.connect(archive / "catalog.sqlite")
-    try:
-        (path,) = db.execute(
-            "SELECT path FROM files WHERE current=1 AND role='video' AND item_id=?", (item,)
-        ).fetchone()
-    finally:
-        db.close()
-    return archive / path
 
 
 def downloads(server: FileServer) -> list[str]:

@@ -19,7 +19,7 @@ from archiver.archive import Archive, FetchedFile
 from archiver.cli import cli
 from archiver.kit.bag import verify_bag
 
-from .conftest import content_of, make_entry, sha256, tagged
+from .conftest import content_of, make_entry, sha256, stored, tagged
 from .media import make_mp4
 from .server import FileServer
 
@@ -60,21 +60,6 @@ def collection(tmp_path: Path, server: FileServer, clip: bytes, count: int = 2) 
 def sync_args(tmp_path: Path, *extra: str | Path) -> list[str | Path]:
     return ["sync", tmp_path / "fiches", "--archive", tmp_path / "archive", "--kit",
             tmp_path / "kit", "--retries", "1", *extra]  # fmt: skip
-
-
-def stored(archive: Path, item: str, version: int | None = None) -> Path:
-    """Where the archive keeps an item's video: its current version, or ``version``. The
-    catalog says (file names are the archive's, not the URL's)."""
-    where = "current = 1" if version is None else f"version = {int(version)}"
-    db = sqlite3.connect(archive / "catalog.sqlite")
-    try:
-        (path,) = db.execute(
-            f"SELECT path FROM files WHERE item_id = ? AND role = 'video' AND {where}",  # noqa: S608
-            (item,),
-        ).fetchone()
-    finally:
-        db.close()
-    return archive / path
 
 
 def in_kit(tmp_path: Path, item: str) -> Path:
