@@ -11,6 +11,9 @@ import pytest
 from click.testing import CliRunner
 
 from archiver.cli import cli
+from archiver.cli.output import optional_failure_lines
+from archiver.fetch import DownloadReport, Outcome, Status
+from archiver.fetch.plan import Job
 from archiver.manifest import Manifest, write_manifest
 
 from .conftest import make_entry
@@ -122,3 +125,91 @@ def test_a_subfolder_is_one_name(tmp_path: Path, name: str) -> None:
     )
     assert code == 2
     assert "--subfolder" in stderr
+
+
+@pytest.mark.parametrize(
+    "title", ["Vidéo\r\nError: forged line", "Vid\u2028éo", "evil\u202efdp.exe"]
+)
+def test_a_title_cannot_forge_a_line_nor_turn_text_around(
+    tmp_path: Path, server: FileServer, title: str
+) -> None:
+    """A cron mail is read line by line: a title with a line break would print a line of its
+    own, and U+202E shows ``exe.pdf`` for ``fdp.exe``."""
+    manifest = _failing_manifest(tmp_path, server.url("/missing.mp4"), title)
+    code, _, stderr = run("download", manifest, "--archive", tmp_path / "a", "--retries", "0")
+    assert code == 1
+    lines = stderr.splitlines()
+    assert [line for line in lines if line.startswith("Error:")] == [lines[0]]
+    assert "(item, video)" in lines[0]
+    assert not any(c in stderr for c in "\r\u2028\u202e")
+    _, stdout, _ = run("status", "--archive", tmp_path / "a")
+    assert not any(c in stdout for c in "\r\u2028\u202e")
+    assert "forged line (item" not in stdout.splitlines()[-1]
+
+
+@pytest.mark.parametrize("where", ["archive", "kit"])
+def test_the_log_file_may_not_sit_in_the_archive_or_the_kit(tmp_path: Path, where: str) -> None:
+    (tmp_path / where).mkdir()
+    log = tmp_path / where / "index.html"
+    code, _, stderr = run(
+        "sync", "--offline", "--archive", tmp_path / "archive", "--kit", tmp_path / "kit",
+        "--log-file", log,
+    )  # fmt: skip
+    assert code == 2
+    assert f"{log}: inside the {where}" in stderr
+    assert not log.exists()
+
+
+@pytest.mark.parametrize("path", ["/dev/zero", "fifo"])
+def test_a_config_that_is_no_file_is_refused_at_once(tmp_path: Path, path: str) -> None:
+    config = Path(path) if path.startswith("/") else tmp_path / path
+    if not config.exists():
+        os.mkfifo(config)
+    code, _, stderr = run("--config", config, "status", "--archive", tmp_path / "a")
+    assert code == 2
+    assert "not a regular file" in stderr
+
+
+def test_a_config_too_large_to_be_one_is_refused(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text("# " + "x" * 300_000 + "\n", encoding="utf-8")
+    code, _, stderr = run("--config", config, "status", "--archive", tmp_path / "a")
+    assert code == 2
+    assert "not a config" in stderr
+
+
+def test_a_config_key_may_be_the_option_as_typed(tmp_path: Path) -> None:
+    """``mirror = [...]`` for ``--mirror``, as docs/cli.md says, not only the code's name."""
+    config = tmp_path / "c.toml"
+    config.write_text('[download]\nmirror = ["nope"]\n', encoding="utf-8")
+    code, _, stderr = run("download", tmp_path / "m.json", "--config", config)
+    assert code == 2
+    assert "'nope' is not FROM=TO" in stderr
+
+
+def test_a_config_path_with_a_line_break_stays_one_line(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text('config = "a\\nb"\n', encoding="utf-8")
+    code, _, stderr = run("--config", config, "status", "--archive", tmp_path / "a")
+    assert code == 2
+    assert len([line for line in stderr.splitlines() if line.startswith("Error:")]) == 1
+
+
+def test_a_failed_optional_file_is_named_not_only_counted() -> None:
+    """A preview that came back as a login page is quarantined: the run still succeeds, but
+    the summary's "1 failed" must point at it."""
+    entry = make_entry("item", "https://x.org/v.mp4", title="Une vidéo")
+    preview = Job(entry, "preview", "https://x.org/p.jpg", "preview.jpg", optional=True)
+    video = Job(entry, "video", "https://x.org/v.mp4", "video.mp4")
+    report = DownloadReport(
+        outcomes=(
+            Outcome(preview, Status.FAILED, reason="answered text/html, not an image"),
+            Outcome(video, Status.FETCHED),
+        ),
+        seconds=1.0,
+    )
+    assert report.failures == []
+    assert optional_failure_lines(report) == [
+        "Une vidéo (item, preview): https://x.org/p.jpg: answered text/html, not an image"
+        " (optional: the kit goes without it)"
+    ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import stat
 import subprocess
 import sys
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from archiver.files import atomic_write_many, unsafe_target
+from archiver.files import atomic_write_many, file_sha256, unsafe_target
 
 
 def test_many_files_are_written_whole_with_no_temporary_left(tmp_path: Path) -> None:
@@ -52,3 +53,11 @@ def test_links_and_devices_are_not_write_targets(tmp_path: Path) -> None:
     assert unsafe_target(tmp_path) is not None
     assert unsafe_target(tmp_path / "real") is None
     assert unsafe_target(tmp_path / "missing") is None
+
+
+def test_a_fifo_or_a_device_is_not_hashed_but_refused_at_once(tmp_path: Path) -> None:
+    """``verify`` put before a FIFO at a file's path would wait for a writer for ever."""
+    os.mkfifo(tmp_path / "video.mp4")
+    for path in (tmp_path / "video.mp4", Path("/dev/zero")):
+        with pytest.raises(OSError, match="not a regular file"):
+            file_sha256(path)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import stat
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import IO
 
 __all__ = [
     "FILE_MODE",
@@ -17,6 +19,7 @@ __all__ = [
     "atomic_write_many",
     "file_sha256",
     "fsync_dir",
+    "open_regular",
     "unsafe_target",
 ]
 
@@ -66,12 +69,32 @@ def unsafe_target(path: Path) -> str | None:
 def file_sha256(path: Path, *, on_bytes: Callable[[int], None] | None = None) -> str:
     """The sha256 of a file, read in large blocks; ``on_bytes`` is told of each block."""
     digest = hashlib.sha256()
-    with path.open("rb") as stream:
+    with open_regular(path) as stream:
         while block := stream.read(HASH_BLOCK):
             digest.update(block)
             if on_bytes:
                 on_bytes(len(block))
     return digest.hexdigest()
+
+
+def open_regular(path: Path) -> IO[bytes]:
+    """``path`` opened to read, if it is a regular file: a FIFO put in its place would block
+    the reader for ever, and a device (``/dev/zero``) never ends. Raises ``OSError`` naming
+    the path otherwise.
+
+    >>> open_regular(Path("/dev/zero"))
+    Traceback (most recent call last):
+    OSError: [Errno 22] not a regular file: '/dev/zero'
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO opens at once, unread
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def fsync_dir(folder: Path) -> None:

@@ -62,6 +62,7 @@ from .output import (
     fit_plan_lines,
     for_terminal,
     kit_summary,
+    optional_failure_lines,
     planned_lines,
     status_lines,
     sync_summary,
@@ -76,11 +77,12 @@ CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _echo(message: str, *, err: bool = False) -> None:
-    """Print one line (or several) for a person: every byte of it through
-    :func:`.output.for_terminal`, so no title, file name or server answer can drive the
-    terminal or show a password."""
-    click.echo(for_terminal(message), err=err)
+def _echo(message: str, *, err: bool = False, lines: bool = False) -> None:
+    """Print one line for a person: every byte of it through :func:`.output.for_terminal`, so
+    no title, file name or server answer can drive the terminal, forge a line of its own (a
+    cron mail reader would take it for archiver's) or show a password. ``lines``: a text of
+    several lines (JSON), each made safe but kept."""
+    click.echo(for_terminal(message, one_line=not lines), err=err)
 
 
 @dataclass
@@ -228,7 +230,7 @@ def _report(exc: ArchiverError, state: _State) -> None:
     if state.verbose:
         traceback.print_exception(exc)
     for line in exc.lines():
-        _echo(f"Error: {for_terminal(line, one_line=True)}", err=True)
+        _echo(f"Error: {line}", err=True)
     if exc.hint:
         _echo(f"Hint: {exc.hint}", err=True)
 
@@ -333,6 +335,8 @@ def download_command(
     for failure in report.failures:
         _echo(f"Error: {failure_line(failure)}", err=True)
     if not state.quiet:
+        for line in optional_failure_lines(report):
+            _echo(f"Warning: {line}", err=True)
         _echo(download_summary(report), err=True)
     ctx.exit(EXIT_FAILED if report.failures else EXIT_OK)
 
@@ -573,6 +577,7 @@ def sync_command(
     with contextlib.ExitStack() as stack:
         log = None
         if log_file is not None:
+            _refuse_inside(log_file, {"archive": archive, "kit": kit / (subfolder or "")})
             log = stack.enter_context(_open_log(log_file))
         report = sync(
             list(paths),
@@ -586,13 +591,24 @@ def sync_command(
     failures = report.failures()
     for error in report.invalid:
         for line in error.lines():
-            _echo(f"Error: {for_terminal(line, one_line=True)}", err=True)
+            _echo(f"Error: {line}", err=True)
     for failure in failures:
         _echo(f"Error: {failure_line(failure)}", err=True)
     if not state.quiet:
+        for line in optional_failure_lines(report.download):
+            _echo(f"Warning: {line}", err=True)
         _echo(sync_summary(report), err=True)
     # A fiche to fix says so first (exit 2), though the others were synced.
     ctx.exit(EXIT_USAGE if report.invalid else EXIT_FAILED if failures else EXIT_OK)
+
+
+def _refuse_inside(path: Path, folders: dict[str, Path]) -> None:
+    """A file of the user's may not be put inside a folder archiver owns: appended to the
+    kit's page or to the catalog, a log would damage what it reports on."""
+    where = path.resolve().parent
+    for what, folder in folders.items():
+        if where.is_relative_to(folder.resolve()):
+            raise UsageError(f"{path}: inside the {what} {folder}; put the log file elsewhere")
 
 
 def _open_log(path: Path) -> IO[str]:
@@ -631,9 +647,10 @@ def status_command(archive: Path, as_json: bool) -> None:
     with Archive.existing(archive) as store:
         status = archive_status(store)
     if as_json:
-        _echo(json.dumps(status, ensure_ascii=False, indent=2, sort_keys=True))
+        _echo(json.dumps(status, ensure_ascii=False, indent=2, sort_keys=True), lines=True)
     else:
-        _echo("\n".join(status_lines(status)))
+        for line in status_lines(status):
+            _echo(line)
 
 
 @cli.command(name="prune")

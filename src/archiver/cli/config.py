@@ -26,8 +26,12 @@ from typing import Any
 import click
 
 from ..errors import ConfigError
+from ..files import open_regular
 
-__all__ = ["load_config"]
+__all__ = ["MAX_CONFIG_BYTES", "load_config"]
+
+# A config file of every option is a few hundred bytes: ``--config /dev/zero`` is not one.
+MAX_CONFIG_BYTES = 256 * 1024
 
 
 def load_config(
@@ -38,8 +42,13 @@ def load_config(
     ``commands`` maps each command name to its parameters by name.
     """
     try:
-        with path.open("rb") as stream:
-            document = tomllib.load(stream)
+        with open_regular(path) as stream:
+            data = stream.read(MAX_CONFIG_BYTES + 1)
+        if len(data) > MAX_CONFIG_BYTES:
+            raise ConfigError(
+                path, None, f"larger than {MAX_CONFIG_BYTES // 1024} KiB; not a config"
+            )
+        document = tomllib.loads(data.decode("utf-8"))
     except OSError as exc:
         raise ConfigError(path, None, f"cannot read: {exc.strerror or exc}") from exc
     except tomllib.TOMLDecodeError as exc:
@@ -52,23 +61,32 @@ def load_config(
     for key, value in document.items():
         if key in tables:
             continue
-        name = key.replace("-", "_")
-        targets = [cmd for cmd, params in commands.items() if name in params]
-        if not targets:
+        found = {cmd: param for cmd, params in commands.items() if (param := _param(params, key))}
+        if not found:
             raise ConfigError(path, key, "no command has this option")
-        for cmd in targets:
-            default_map[cmd][name] = _as_typed(commands[cmd][name], value, path, key)
+        for cmd, param in found.items():
+            default_map[cmd][str(param.name)] = _as_typed(param, value, path, key)
     for table, values in tables.items():
         if table not in commands:
             raise ConfigError(path, f"[{table}]", "no such command")
         for key, value in values.items():
-            name = key.replace("-", "_")
-            if name not in commands[table]:
+            param = _param(commands[table], key)
+            if param is None:
                 raise ConfigError(path, f"{table}.{key}", f"'archiver {table}' has no such option")
-            default_map[table][name] = _as_typed(
-                commands[table][name], value, path, f"{table}.{key}"
-            )
+            default_map[table][str(param.name)] = _as_typed(param, value, path, f"{table}.{key}")
     return default_map
+
+
+def _param(params: Mapping[str, click.Parameter], key: str) -> click.Parameter | None:
+    """The parameter a config key names: by the option as typed (``mirror`` for
+    ``--mirror``) or by its name in the code (``mirrors``), ``-`` or ``_`` alike."""
+    name = key.replace("-", "_")
+    if name in params:
+        return params[name]
+    for param in params.values():
+        if any(o.startswith("--") and o[2:].replace("-", "_") == name for o in param.opts):
+            return param
+    return None
 
 
 def _as_typed(param: click.Parameter, value: Any, path: Path, key: str) -> Any:

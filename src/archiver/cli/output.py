@@ -21,6 +21,7 @@ __all__ = [
     "fit_plan_lines",
     "for_terminal",
     "kit_summary",
+    "optional_failure_lines",
     "planned_lines",
     "status_lines",
     "sync_summary",
@@ -29,7 +30,9 @@ __all__ = [
 
 # C0 and C1 control characters but the line feed and the tab: an ESC in a fiche's title or a
 # file name would otherwise drive the terminal (clear it, retitle it, hide text).
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# Also the line and paragraph separators, and the marks that reverse the direction of text
+# (U+202E shows "fdp.exe" as "exe.pdf"): no printed line may read otherwise than it is.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u2028-\u202e\u2066-\u2069]")
 # ``scheme://user:password@host``: credentials a user put in a URL are never printed.
 _CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@]*@")
 
@@ -45,8 +48,13 @@ def for_terminal(text: str, *, one_line: bool = False) -> str:
     Vid\x1b[2Jéo https://***@tube.example/v.mp4
     """
     text = _CREDENTIALS.sub(r"\1***@", text)
-    text = _CONTROL.sub(lambda m: f"\\x{ord(m.group(0)):02x}", text)
+    text = _CONTROL.sub(_escape, text)
     return text.replace("\n", "\\n") if one_line else text
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group(0))
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 def failure_line(outcome: Outcome) -> str:
@@ -54,6 +62,16 @@ def failure_line(outcome: Outcome) -> str:
     job = outcome.job
     where = f"{job.url}: " if job.url else ""
     return f"{job.entry.title} ({job.entry.id}, {job.role}): {where}{outcome.reason}"
+
+
+def optional_failure_lines(report: DownloadReport) -> list[str]:
+    """The optional files (a preview, captions) that failed: not a failure of the run, but
+    each is named, since its bytes may be waiting in ``quarantine/`` for a person to look."""
+    return [
+        f"{failure_line(o)} (optional: the kit goes without it)"
+        for o in report.outcomes
+        if o.status is Status.FAILED and o.job.optional
+    ]
 
 
 def download_summary(report: DownloadReport) -> str:

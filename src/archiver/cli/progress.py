@@ -81,7 +81,7 @@ class TqdmProgress:
             return
         bar = self.bars.get(key)
         if bar is None:
-            label = for_terminal(label)
+            label = for_terminal(label, one_line=True)
             name = label if len(label) <= 40 else label[:39] + "…"
             self.bars[key] = self._bar(
                 total=total, initial=done, desc=name, leave=False, position=len(self.bars) + 1
@@ -99,7 +99,7 @@ class TqdmProgress:
             bar.update(count)
 
     def retrying(self, key: Hashable, label: str, attempt: int, delay: float, why: str) -> None:
-        line = for_terminal(f"{label}: {why}; retry {attempt} in {delay:.0f} s")
+        line = for_terminal(f"{label}: {why}; retry {attempt} in {delay:.0f} s", one_line=True)
         tqdm.write(line, file=self.stream)
 
     def finished(self, key: Hashable, *, failed: bool) -> None:
