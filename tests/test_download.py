@@ -18,8 +18,8 @@ from archiver.archive import Archive
 from archiver.entry import Asset, Video
 from archiver.errors import ArchiveError
 from archiver.fetch import DownloadSettings, Status, download, download_all
-from archiver.fetch.fetcher import _Sink
 from archiver.fetch.plan import Job
+from archiver.fetch.transfer import Sink
 from archiver.manifest import Manifest
 
 from .conftest import content_of, make_entry, sha256
@@ -344,14 +344,14 @@ def test_a_full_disk_fails_the_file_and_drops_its_partial(
     server: FileServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int
 ) -> None:
     server.add("/v/a.mp4", content_of(3 * 1024 * 1024))
-    real_write = _Sink.write
+    real_write = Sink.write
 
-    def write(self: _Sink, data: bytes | bytearray) -> None:
+    def write(self: Sink, data: bytes | bytearray) -> None:
         if self.size >= 1024 * 1024:
             raise OSError(code, os.strerror(code))
         real_write(self, data)
 
-    monkeypatch.setattr(_Sink, "write", write)
+    monkeypatch.setattr(Sink, "write", write)
     report = download(single(server), tmp_path, settings=FAST)
     part = tmp_path / "partial" / "item-a" / "video.part"
     reason = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quota exceeded"}
@@ -360,7 +360,7 @@ def test_a_full_disk_fails_the_file_and_drops_its_partial(
     assert not media(tmp_path).exists()
     # Its bytes are let go, with its sidecar: the catalog, on the same disk, can still write.
     assert list((tmp_path / "partial" / "item-a").iterdir()) == []
-    monkeypatch.setattr(_Sink, "write", real_write)
+    monkeypatch.setattr(Sink, "write", real_write)
     download(single(server), tmp_path, settings=FAST)
     assert media(tmp_path).read_bytes() == content_of(3 * 1024 * 1024)
     assert "Range" not in server.requests("/v/a.mp4")[-1].headers

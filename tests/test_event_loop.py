@@ -31,7 +31,7 @@ import pytest
 from archiver.archive import Archive, PartialState
 from archiver.entry import Entry, PeerTubeRef
 from archiver.fetch import DownloadReport, DownloadSettings, Status, download
-from archiver.fetch.fetcher import _Sink
+from archiver.fetch.transfer import Sink
 from archiver.manifest import Manifest
 
 from .conftest import content_of, make_entry, sha256
@@ -285,7 +285,7 @@ def test_a_slow_disk_never_holds_the_loop(
 
     for name in ("fsync", "replace", "unlink"):
         monkeypatch.setattr(os, name, slowly(getattr(os, name)))
-    monkeypatch.setattr(_Sink, "write", slowly(_Sink.write))
+    monkeypatch.setattr(Sink, "write", slowly(Sink.write))
     runs.fetch(prepare)
     monkeypatch.undo()
     assert [r.status for r in server.requests(VIDEO_PATH)] == [206, 200]

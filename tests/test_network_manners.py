@@ -21,7 +21,7 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
-import archiver.fetch.peertube as peertube
+import archiver.fetch.api as peertube_api
 from archiver.cli import cli
 from archiver.entry import PeerTubeRef
 from archiver.fetch import DownloadSettings, Status, download
@@ -364,7 +364,7 @@ def test_an_answer_nested_too_deeply_is_not_understood(server: FileServer, tmp_p
 def test_a_trickling_api_answer_is_cut_in_time(
     server: FileServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(peertube, "API_MAX_TIME", 1.0)
+    monkeypatch.setattr(peertube_api, "API_MAX_TIME", 1.0)
     trickle = server.add(
         "/trickle", video_answer(), content_type="application/json", trickle=(10, 0.2)
     )

@@ -11,9 +11,11 @@ transfers in flight are cancelled, their partial files kept for the next run to 
 file not done fails with :data:`MAX_TIME_REACHED`.
 
     plan.py       what to fetch: jobs, the held, the due; the choice among renditions
-    fetcher.py    one file: resume, checks, retries, the sink that hashes and writes
+    fetcher.py    one file: resume, checks, retries
+    transfer.py   what one transfer leans on: retry budget, sink, minimum rate, room on disk
     http.py       the client, the run's settings, validators, error words
-    peertube.py   the PeerTube API client
+    peertube.py   the PeerTube API client: what an instance says of a video
+    api.py        asking the API: rate limit, pace, capped answers, the answers' cache
     throttle.py   the bandwidth cap shared by every download
 """
 
@@ -37,9 +39,10 @@ from ..entry import PeerTubeRef
 from ..manifest import Manifest
 from ..progress import NullProgress, Progress
 from ..urls import redact
+from .api import ApiBudget, Pace, cache_path
 from .fetcher import Fetcher
 from .http import DEFAULT_SETTINGS, DownloadSettings, open_client
-from .peertube import ApiBudget, Pace, Unavailable, VideoInfo, cache_path, fetch_info
+from .peertube import Unavailable, VideoInfo, fetch_info
 from .plan import Choices, Job, Outcome, Status, choose, jobs_for, plan, video_failure
 
 __all__ = [

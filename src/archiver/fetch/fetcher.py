@@ -8,6 +8,10 @@ whose ``Content-Range`` or ``ETag`` does not match the partial restarts too. ``w
 
 A file held and due for a refresh is asked for with ``If-None-Match``/``If-Modified-Since``:
 ``304`` means it did not change; ``200`` brings its new version, kept beside the old one.
+
+Here are the attempts, the answers read and the checks of a whole file; what one transfer
+leans on (its retry budget, the sink, the minimum rate, the room on disk, the partial file)
+is in :mod:`.transfer`.
 """
 
 from __future__ import annotations
@@ -17,15 +21,10 @@ import contextlib
 import dataclasses
 import errno
 import functools
-import hashlib
 import logging
-import os
 import random
-import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 from urllib.parse import urlsplit
 
 import httpx
@@ -33,7 +32,6 @@ import httpx
 from .. import media, sniff
 from ..archive import Archive, FetchedFile, FileRecord, PartialState
 from ..errors import ArchiverError, ChecksumMismatch, DownloadError, describe_os_error
-from ..files import atomic_write_bytes
 from ..progress import Progress
 from ..units import format_bytes
 from .http import (
@@ -56,72 +54,25 @@ from .http import (
 from .peertube import check_segments
 from .plan import Job, Outcome, Status
 from .throttle import RateLimiter
+from .transfer import (
+    FLUSH_INTERVAL,
+    WRITE_BLOCK,
+    RetryBudget,
+    Room,
+    Sink,
+    StallWatch,
+    discard_partial,
+    held_after,
+    start_partial,
+)
 
-__all__ = ["Fetcher", "RetryBudget"]
+__all__ = ["Fetcher", "RetryBudget"]  # RetryBudget: from .transfer, still named here
 
 log = logging.getLogger(__name__)
 
-# Large blocks handed to the writer thread: hashing and writing overlap the network, and the
-# per-block thread hand-off costs nothing next to 1 MiB of sha256.
-WRITE_BLOCK = 1024 * 1024
-# On a slow line, hand bytes to disk at least this often, so a killed run loses little.
-FLUSH_INTERVAL = 1.0
-# Room kept free beyond a file's own size before it is fetched: the catalog's write-ahead log
-# (at most catalog.WAL_SIZE_LIMIT, 1 MiB, past a checkpoint), the sidecars, the entry files.
-# A disk that cannot hold both fails the file before a byte is asked for, and the catalog can
-# still record the failure.
-ROOM_MARGIN = 4 * 1024 * 1024
 # The errors of a disk that has no room left: the partial is dropped, so that the catalog,
 # on the same disk, can still write, and the next run starts on a disk with room.
 _DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
-
-
-@dataclass
-class RetryBudget:
-    """How many more attempts a file gets, and how long to wait before the next. Pure.
-
-    A failed attempt that grew the partial file past its best by ``resets_after`` bytes made
-    progress: the count starts again, so a line that drops every few minutes still finishes.
-    An attempt that ended in a stall (under the minimum rate) never counts as progress: a
-    server trickling bytes gets its retries and no more, however many bytes it trickled.
-
-    >>> budget = RetryBudget(retries=2, resets_after=100, backoff_base=1, backoff_max=60)
-    >>> budget.failed(held=0), budget.failed(held=10), budget.failed(held=20)
-    (True, True, False)
-    >>> budget.failed(held=500), budget.attempt  # 480 more bytes than ever: progress
-    (True, 1)
-    >>> budget.failed(held=5000, stalled=True), budget.attempt  # a trickle: no progress
-    (True, 2)
-    """
-
-    retries: int
-    resets_after: int
-    backoff_base: float
-    backoff_max: float
-    attempt: int = 0
-    best: int = 0  # the most bytes the partial file held after a failed attempt
-
-    def failed(self, *, held: int, stalled: bool = False) -> bool:
-        """An attempt failed with ``held`` bytes in the partial: may another one start?"""
-        if held >= self.best + self.resets_after and not stalled:
-            self.attempt = 0
-        self.best = max(self.best, held)
-        self.attempt += 1
-        return self.attempt <= self.retries
-
-    def delay(self, asked: float | None, jitter: float) -> float:
-        """Seconds before the next attempt: what the server asked (``Retry-After``), else an
-        exponential backoff scaled by ``jitter`` (0.5 to 1).
-
-        >>> RetryBudget(10, 1, 1.0, 60.0, attempt=3).delay(None, 1.0)
-        4.0
-        >>> RetryBudget(10, 1, 1.0, 60.0, attempt=3).delay(7.0, 1.0)
-        7.0
-        """
-        if asked is not None:
-            return asked
-        backoff: float = self.backoff_base * 2 ** (self.attempt - 1)
-        return min(self.backoff_max, backoff) * jitter
 
 
 # -- one attempt at one file -------------------------------------------------------------------
@@ -155,81 +106,6 @@ class _Dropped(DownloadError):
     body over its cap."""
 
 
-@dataclass
-class _Window:
-    """The bytes a transfer received since ``start``, less the time it spent waiting on
-    archiver itself (the bandwidth cap, the disk): what the server's speed is judged on."""
-
-    start: float
-    received: int = 0
-    waited: float = 0.0
-
-    def elapsed(self, now: float) -> float:
-        return now - self.start - self.waited
-
-
-@dataclass
-class _InFlight:
-    """A transfer under way, for the room check of the others: how many more bytes it needs.
-
-    Counted from what its sink has written, not from what the network brought: bytes in the
-    buffer still need their room on the disk.
-    """
-
-    total: int
-    offset: int
-    sink: _Sink | None = None
-
-    @property
-    def remaining(self) -> int:
-        written = self.sink.size if self.sink is not None else self.offset
-        return max(self.total - written, 0)
-
-
-class _Sink:
-    """Appends to a partial file and hashes it, in a worker thread, off the event loop."""
-
-    def __init__(self, path: Path, offset: int) -> None:
-        self._hash = hashlib.sha256()
-        self.size = 0
-        self.closed = False
-        self._file: IO[bytes] = path.open("r+b" if offset else "wb")
-        if offset:
-            self._hash_existing(offset)
-
-    def _hash_existing(self, offset: int) -> None:
-        # On resume the hash state of the earlier attempt is gone: rebuild it from disk.
-        while self.size < offset:
-            block = self._file.read(min(WRITE_BLOCK * 4, offset - self.size))
-            if not block:
-                break
-            self._hash.update(block)
-            self.size += len(block)
-        self._file.seek(self.size)
-        self._file.truncate()
-
-    def write(self, data: bytes | bytearray) -> None:
-        """Hash and append a block, and hand it to the OS: a killed process keeps it."""
-        self._hash.update(data)
-        self._file.write(data)
-        self._file.flush()
-        self.size += len(data)
-
-    def close(self, *, durable: bool) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        try:
-            self._file.flush()
-            if durable:
-                os.fsync(self._file.fileno())
-        finally:
-            self._file.close()
-
-    def hexdigest(self) -> str:
-        return self._hash.hexdigest()
-
-
 class Fetcher:
     """Runs jobs against one HTTP client, one archive and one rate limiter."""
 
@@ -249,7 +125,7 @@ class Fetcher:
         self.hosts: dict[str, asyncio.Semaphore] = {}
         self.unknown_hosts: dict[str, str] = {}  # host → reason, for the rest of the run
         # Transfers under way whose size is known: the room they still need is not free.
-        self.in_flight: dict[tuple[str, str], _InFlight] = {}
+        self.room = Room(archive.partials)
 
     def _host_slot(self, url: str) -> asyncio.Semaphore:
         host = urlsplit(self.settings.request_url(url)).netloc.lower()
@@ -267,7 +143,7 @@ class Fetcher:
                 reason = f"internal error: {type(exc).__name__}: {exc} (a bug: please report it)"
                 outcome = Outcome(job, Status.FAILED, reason=reason)
             finally:
-                self.in_flight.pop(job.key, None)
+                self.room.release(job)
             outcome = dataclasses.replace(outcome, seconds=time.monotonic() - start)
         self.progress.finished(job.key, failed=outcome.status is Status.FAILED)
         return outcome
@@ -296,7 +172,7 @@ class Fetcher:
                 record = await self._attempt(job, counter)
             except _Retry as exc:
                 fetched += counter[0]
-                held = await asyncio.to_thread(self._held_after, job, restart=exc.restart)
+                held = await asyncio.to_thread(held_after, self.archive, job, restart=exc.restart)
                 if not budget.failed(held=held, stalled=exc.stalled):
                     reason = f"{exc.reason} (gave up after {budget.attempt} attempts)"
                     return Outcome(job, Status.FAILED, reason=reason, bytes_fetched=fetched)
@@ -314,7 +190,7 @@ class Fetcher:
             except DownloadError as exc:
                 fetched += counter[0]
                 if isinstance(exc, _Dropped):
-                    await asyncio.to_thread(self._discard_partial, job)
+                    await asyncio.to_thread(discard_partial, self.archive, job)
                 return Outcome(job, Status.FAILED, reason=exc.reason, bytes_fetched=fetched)
             except ArchiverError as exc:
                 fetched += counter[0]
@@ -346,56 +222,6 @@ class Fetcher:
         instance = urlsplit(self.settings.request_url(ref.instance)).netloc.lower()
         return self.settings.video_password if urlsplit(url).netloc.lower() == instance else None
 
-    def _held_after(self, job: Job, *, restart: bool) -> int:
-        """The bytes a failed attempt left in the partial file, once it is thrown away if it
-        cannot be resumed. Blocking (an unlink, a stat)."""
-        if restart:
-            self._discard_partial(job)
-        part, _ = self.archive.partial_paths(job.entry.id, job.role)
-        try:
-            return part.stat().st_size
-        except FileNotFoundError:
-            return 0
-
-    def _start_partial(self, job: Job, side: Path, state: PartialState) -> None:
-        """A partial from zero. Its sidecar is written before the first byte, so that whatever
-        the partial holds is always described by the validators it came with."""
-        self._discard_partial(job)
-        atomic_write_bytes(side, state.to_json())  # makes the folder too
-
-    def _discard_partial(self, job: Job) -> None:
-        """Blocking: unlinking a large file frees its blocks, tens of ms on a slow disk. One
-        that cannot be removed (a read-only disk) is left: a new partial truncates it."""
-        for path in self.archive.partial_paths(job.entry.id, job.role):
-            try:
-                path.unlink()
-            except FileNotFoundError:
-                pass
-            except OSError as exc:
-                log.debug("%s: cannot remove %s: %s", job.label, path, describe_os_error(exc))
-
-    async def _claim_room(self, job: Job, total: int, offset: int) -> None:
-        """Fail ``job`` before its bytes come when the archive's disk cannot hold the
-        ``total - offset`` it still needs, what the other transfers under way still need, and
-        a margin; else count its need against the room the next transfer sees.
-
-        The check and the claim happen with no ``await`` between them: two transfers that
-        each fit but not together never both pass. A disk that cannot say how much room it
-        has is taken at its word when it refuses a write.
-        """
-        try:
-            free = (await asyncio.to_thread(shutil.disk_usage, self.archive.partials)).free
-        except OSError:
-            return
-        others = sum(f.remaining for key, f in self.in_flight.items() if key != job.key)
-        wanted = max(total - offset, 0) + ROOM_MARGIN
-        if wanted + others > free:
-            room = format_bytes(max(free - others, 0))
-            raise DownloadError(
-                job.url, f"not enough space: needs {format_bytes(wanted)}, {room} free"
-            )
-        self.in_flight[job.key] = _InFlight(total, offset)
-
     async def _attempt(self, job: Job, counter: list[int]) -> FileRecord:
         url = self.settings.request_url(job.url)
         host = urlsplit(url).hostname or ""
@@ -406,7 +232,7 @@ class Fetcher:
         if job.known_size is not None and job.revalidate is None:
             # No room for it: not a byte asked for. (A refresh asks all the same: most are
             # answered "not modified", and a new version announces its length.)
-            await self._claim_room(job, job.known_size, have)
+            await self.room.claim(job, job.known_size, have)
         if not headers and job.revalidate is not None:
             # A refresh: ask for the file only if it changed since the version held.
             if job.revalidate.etag:
@@ -414,7 +240,7 @@ class Fetcher:
             if job.revalidate.last_modified:
                 headers["If-Modified-Since"] = job.revalidate.last_modified
         part, side = self.archive.partial_paths(job.entry.id, job.role)
-        sink: _Sink | None = None
+        sink: Sink | None = None
         password = self._password_for(job, url)
         if password:
             headers[PASSWORD_HEADER] = password
@@ -427,16 +253,15 @@ class Fetcher:
                 if offset is not None:
                     if offset == 0:
                         # Off the event loop: its fsyncs would hold up every other download.
-                        await asyncio.to_thread(self._start_partial, job, side, state)
+                        await asyncio.to_thread(start_partial, self.archive, job, side, state)
                     if expected is not None:  # the room it needs, now that the server said
-                        await self._claim_room(job, expected, offset)
+                        await self.room.claim(job, expected, offset)
                     self.progress.started(job.key, job.label, expected, offset)
-                    sink = await asyncio.to_thread(_Sink, part, offset)
-                    if job.key in self.in_flight:
-                        self.in_flight[job.key].sink = sink
+                    sink = await asyncio.to_thread(Sink, part, offset)
+                    self.room.writing(job, sink)
                     await self._receive(job, response, sink, counter)
                 else:  # 416: the partial already holds the whole file
-                    sink = await asyncio.to_thread(_Sink, part, have)
+                    sink = await asyncio.to_thread(Sink, part, have)
                 await asyncio.to_thread(sink.close, durable=True)
                 return await self._finish(job, response, state, expected, sink)
         except httpx.TooManyRedirects as exc:
@@ -461,7 +286,7 @@ class Fetcher:
                 raise _Dropped(job.url, reason) from exc
             raise DownloadError(job.url, reason) from exc
         finally:
-            self.in_flight.pop(job.key, None)
+            self.room.release(job)
             if sink is not None and not sink.closed:
                 with contextlib.suppress(OSError):
                     await asyncio.to_thread(sink.close, durable=False)
@@ -535,27 +360,27 @@ class Fetcher:
             raise _Dropped(job.url, reason)
 
     async def _receive(
-        self, job: Job, response: httpx.Response, sink: _Sink, counter: list[int]
+        self, job: Job, response: httpx.Response, sink: Sink, counter: list[int]
     ) -> None:
         """Stream the body into ``sink``, within the bandwidth cap, the file's size cap and
         the minimum rate."""
         buffer = bytearray()
         pending: asyncio.Future[None] | None = None
         flushed_at = time.monotonic()
-        window = _Window(flushed_at)
-        room = job.cap - sink.size  # the bytes the partial may still take
+        watch = StallWatch(self.settings.min_rate, self.settings.timeout, flushed_at)
+        allowed = job.cap - sink.size  # the bytes the partial may still take
         try:
             async for chunk in response.aiter_raw():
                 buffer += chunk
                 counter[0] += len(chunk)
-                window.received += len(chunk)
-                if counter[0] > room:
+                watch.received += len(chunk)
+                if counter[0] > allowed:
                     raise _Dropped(job.url, f"too large: over {_cap_words(job)}")
                 self.progress.advance(job.key, len(chunk))
                 if self.limiter:
                     waiting = time.monotonic()
                     await self.limiter.consume(len(chunk))
-                    window.waited += time.monotonic() - waiting
+                    watch.waited += time.monotonic() - waiting
                 now = time.monotonic()
                 if len(buffer) >= WRITE_BLOCK or now - flushed_at >= FLUSH_INTERVAL:
                     if pending:
@@ -563,27 +388,17 @@ class Fetcher:
                     block, buffer = buffer, bytearray()
                     pending = asyncio.ensure_future(asyncio.to_thread(sink.write, block))
                     flushed_at = now
-                    window.waited += time.monotonic() - now  # the disk's time, not the server's
+                    watch.waited += time.monotonic() - now  # the disk's time, not the server's
                     now = time.monotonic()
-                window = self._judge(window, now)
+                stall = watch.stalled(now)
+                if stall is not None:
+                    raise _Retry(stall, stalled=True)
         finally:
             # Bytes already received are good bytes of this version: keep them for the resume.
             if pending:
                 await pending
             if buffer:
                 await asyncio.to_thread(sink.write, buffer)
-
-    def _judge(self, window: _Window, now: float) -> _Window:
-        """At the end of each window of ``timeout`` seconds, a transfer that averaged under
-        ``min_rate`` is a stall (curl's ``--speed-limit``/``--speed-time``): a server that
-        sends a byte every few seconds never trips the read timeout, and would hold the
-        archive's lock for ever. The next window starts where this one ended."""
-        floor, span = self.settings.min_rate, self.settings.timeout
-        if floor <= 0 or window.elapsed(now) < span:
-            return window
-        if window.received < floor * window.elapsed(now):
-            raise _Retry(f"stalled: under {format_bytes(floor)}/s for {span:g} s", stalled=True)
-        return _Window(now)
 
     async def _check_media(self, job: Job, part: Path) -> tuple[media.MediaInfo, str]:
         """A video must be a whole MP4 that FFmpeg reads (a video stream, a duration), a sound
@@ -631,7 +446,7 @@ class Fetcher:
 
     def _quarantine(self, job: Job, part: Path) -> None:
         self.archive.quarantine(job.entry.id, job.name, part)
-        self._discard_partial(job)
+        discard_partial(self.archive, job)
 
     async def _finish(
         self,
@@ -639,7 +454,7 @@ class Fetcher:
         response: httpx.Response,
         state: PartialState,
         expected: int | None,
-        sink: _Sink,
+        sink: Sink,
     ) -> FileRecord:
         """Check a complete partial file against every expectation, in order, then commit it.
 

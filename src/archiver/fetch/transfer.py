@@ -1,0 +1,278 @@
+"""The parts of one file's transfer that are not the decision to retry it.
+
+:mod:`.fetcher` runs the attempts and reads the server's answers; what it leans on is here:
+
+    RetryBudget   how many more attempts a file gets, and the wait before the next (pure)
+    Sink          the partial file, appended to and hashed in a worker thread
+    StallWatch    the minimum rate a server must keep up (curl's --speed-limit)
+    Room          the disk's room that the transfers under way still need
+    start_partial, discard_partial, held_after    the partial file and its sidecar on disk
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from ..archive import Archive, PartialState
+from ..errors import DownloadError, describe_os_error
+from ..files import atomic_write_bytes
+from ..units import format_bytes
+from .plan import Job
+
+__all__ = [
+    "FLUSH_INTERVAL",
+    "ROOM_MARGIN",
+    "WRITE_BLOCK",
+    "RetryBudget",
+    "Room",
+    "Sink",
+    "StallWatch",
+    "discard_partial",
+    "held_after",
+    "start_partial",
+]
+
+log = logging.getLogger(__name__)
+
+# Large blocks handed to the writer thread: hashing and writing overlap the network, and the
+# per-block thread hand-off costs nothing next to 1 MiB of sha256.
+WRITE_BLOCK = 1024 * 1024
+# On a slow line, hand bytes to disk at least this often, so a killed run loses little.
+FLUSH_INTERVAL = 1.0
+# Room kept free beyond a file's own size before it is fetched: the catalog's write-ahead log
+# (at most catalog.WAL_SIZE_LIMIT, 1 MiB, past a checkpoint), the sidecars, the entry files.
+# A disk that cannot hold both fails the file before a byte is asked for, and the catalog can
+# still record the failure.
+ROOM_MARGIN = 4 * 1024 * 1024
+
+
+@dataclass
+class RetryBudget:
+    """How many more attempts a file gets, and how long to wait before the next. Pure.
+
+    A failed attempt that grew the partial file past its best by ``resets_after`` bytes made
+    progress: the count starts again, so a line that drops every few minutes still finishes.
+    An attempt that ended in a stall (under the minimum rate) never counts as progress: a
+    server trickling bytes gets its retries and no more, however many bytes it trickled.
+
+    >>> budget = RetryBudget(retries=2, resets_after=100, backoff_base=1, backoff_max=60)
+    >>> budget.failed(held=0), budget.failed(held=10), budget.failed(held=20)
+    (True, True, False)
+    >>> budget.failed(held=500), budget.attempt  # 480 more bytes than ever: progress
+    (True, 1)
+    >>> budget.failed(held=5000, stalled=True), budget.attempt  # a trickle: no progress
+    (True, 2)
+    """
+
+    retries: int
+    resets_after: int
+    backoff_base: float
+    backoff_max: float
+    attempt: int = 0
+    best: int = 0  # the most bytes the partial file held after a failed attempt
+
+    def failed(self, *, held: int, stalled: bool = False) -> bool:
+        """An attempt failed with ``held`` bytes in the partial: may another one start?"""
+        if held >= self.best + self.resets_after and not stalled:
+            self.attempt = 0
+        self.best = max(self.best, held)
+        self.attempt += 1
+        return self.attempt <= self.retries
+
+    def delay(self, asked: float | None, jitter: float) -> float:
+        """Seconds before the next attempt: what the server asked (``Retry-After``), else an
+        exponential backoff scaled by ``jitter`` (0.5 to 1).
+
+        >>> RetryBudget(10, 1, 1.0, 60.0, attempt=3).delay(None, 1.0)
+        4.0
+        >>> RetryBudget(10, 1, 1.0, 60.0, attempt=3).delay(7.0, 1.0)
+        7.0
+        """
+        if asked is not None:
+            return asked
+        backoff: float = self.backoff_base * 2 ** (self.attempt - 1)
+        return min(self.backoff_max, backoff) * jitter
+
+
+class Sink:
+    """Appends to a partial file and hashes it, in a worker thread, off the event loop."""
+
+    def __init__(self, path: Path, offset: int) -> None:
+        self._hash = hashlib.sha256()
+        self.size = 0
+        self.closed = False
+        self._file: IO[bytes] = path.open("r+b" if offset else "wb")
+        if offset:
+            self._hash_existing(offset)
+
+    def _hash_existing(self, offset: int) -> None:
+        # On resume the hash state of the earlier attempt is gone: rebuild it from disk.
+        while self.size < offset:
+            block = self._file.read(min(WRITE_BLOCK * 4, offset - self.size))
+            if not block:
+                break
+            self._hash.update(block)
+            self.size += len(block)
+        self._file.seek(self.size)
+        self._file.truncate()
+
+    def write(self, data: bytes | bytearray) -> None:
+        """Hash and append a block, and hand it to the OS: a killed process keeps it."""
+        self._hash.update(data)
+        self._file.write(data)
+        self._file.flush()
+        self.size += len(data)
+
+    def close(self, *, durable: bool) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            self._file.flush()
+            if durable:
+                os.fsync(self._file.fileno())
+        finally:
+            self._file.close()
+
+    def hexdigest(self) -> str:
+        return self._hash.hexdigest()
+
+
+@dataclass
+class StallWatch:
+    """The slowest a server may send a file (curl's ``--speed-limit``/``--speed-time``): a
+    server that sends a byte every few seconds never trips the read timeout, and would hold
+    the archive's lock for ever.
+
+    At the end of each window of ``span`` seconds, a transfer that averaged under ``floor``
+    bytes a second is a stall; else the next window starts where this one ended. The time
+    spent waiting on archiver itself (the bandwidth cap, the disk) goes in ``waited``: the
+    server's speed is judged without it. A ``floor`` of 0 sets none.
+
+    >>> watch = StallWatch(floor=100, span=10.0, start=0.0)
+    >>> watch.received = 2_000
+    >>> watch.stalled(5.0), watch.stalled(10.0)  # 200 B/s over the window: a new one starts
+    (None, None)
+    >>> watch.start, watch.received, watch.waited
+    (10.0, 0, 0.0)
+    >>> watch.received, watch.waited = 500, 5.0  # 500 bytes in 10 s of the server's time
+    >>> watch.stalled(25.0)
+    'stalled: under 100 B/s for 10 s'
+    """
+
+    floor: int
+    span: float
+    start: float
+    received: int = 0
+    waited: float = 0.0
+
+    def elapsed(self, now: float) -> float:
+        return now - self.start - self.waited
+
+    def stalled(self, now: float) -> str | None:
+        """Why the transfer is a stall at ``now``, or ``None``."""
+        if self.floor <= 0 or self.elapsed(now) < self.span:
+            return None
+        if self.received < self.floor * self.elapsed(now):
+            return f"stalled: under {format_bytes(self.floor)}/s for {self.span:g} s"
+        self.start, self.received, self.waited = now, 0, 0.0
+        return None
+
+
+@dataclass
+class _InFlight:
+    """A transfer under way, for the room check of the others: how many more bytes it needs.
+
+    Counted from what its sink has written, not from what the network brought: bytes in the
+    buffer still need their room on the disk.
+    """
+
+    total: int
+    offset: int
+    sink: Sink | None = None
+
+    @property
+    def remaining(self) -> int:
+        written = self.sink.size if self.sink is not None else self.offset
+        return max(self.total - written, 0)
+
+
+class Room:
+    """The room on the disk of ``folder`` (the archive's partial files) that the transfers
+    under way, whose size is known, still need: it is not free for the next one."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.in_flight: dict[tuple[str, str], _InFlight] = {}
+
+    async def claim(self, job: Job, total: int, offset: int) -> None:
+        """Fail ``job`` before its bytes come when the disk cannot hold the ``total - offset``
+        it still needs, what the other transfers under way still need, and a margin; else
+        count its need against the room the next transfer sees.
+
+        The check and the claim happen with no ``await`` between them: two transfers that
+        each fit but not together never both pass. A disk that cannot say how much room it
+        has is taken at its word when it refuses a write.
+        """
+        try:
+            free = (await asyncio.to_thread(shutil.disk_usage, self.folder)).free
+        except OSError:
+            return
+        others = sum(f.remaining for key, f in self.in_flight.items() if key != job.key)
+        wanted = max(total - offset, 0) + ROOM_MARGIN
+        if wanted + others > free:
+            room = format_bytes(max(free - others, 0))
+            raise DownloadError(
+                job.url, f"not enough space: needs {format_bytes(wanted)}, {room} free"
+            )
+        self.in_flight[job.key] = _InFlight(total, offset)
+
+    def writing(self, job: Job, sink: Sink) -> None:
+        """From now on, ``job``'s need is counted from what ``sink`` has written."""
+        if job.key in self.in_flight:
+            self.in_flight[job.key].sink = sink
+
+    def release(self, job: Job) -> None:
+        """``job``'s transfer ended: the room it claimed is the disk's again."""
+        self.in_flight.pop(job.key, None)
+
+
+# -- the partial file and its sidecar, on disk (blocking: called in worker threads) ----------
+
+
+def start_partial(archive: Archive, job: Job, side: Path, state: PartialState) -> None:
+    """A partial from zero. Its sidecar is written before the first byte, so that whatever
+    the partial holds is always described by the validators it came with."""
+    discard_partial(archive, job)
+    atomic_write_bytes(side, state.to_json())  # makes the folder too
+
+
+def discard_partial(archive: Archive, job: Job) -> None:
+    """Blocking: unlinking a large file frees its blocks, tens of ms on a slow disk. One
+    that cannot be removed (a read-only disk) is left: a new partial truncates it."""
+    for path in archive.partial_paths(job.entry.id, job.role):
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            log.debug("%s: cannot remove %s: %s", job.label, path, describe_os_error(exc))
+
+
+def held_after(archive: Archive, job: Job, *, restart: bool) -> int:
+    """The bytes a failed attempt left in the partial file, once it is thrown away if it
+    cannot be resumed. Blocking (an unlink, a stat)."""
+    if restart:
+        discard_partial(archive, job)
+    part, _ = archive.partial_paths(job.entry.id, job.role)
+    try:
+        return part.stat().st_size
+    except FileNotFoundError:
+        return 0
