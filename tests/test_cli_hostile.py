@@ -5,6 +5,7 @@ a link."""
 from __future__ import annotations
 
 import os
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from click.testing import CliRunner
 
 from archiver.cli import cli
 from archiver.cli.output import optional_failure_lines
+from archiver.entry import Asset
 from archiver.fetch import DownloadReport, Outcome, Status
 from archiver.fetch.plan import Job
 from archiver.manifest import Manifest, write_manifest
@@ -213,3 +215,25 @@ def test_a_failed_optional_file_is_named_not_only_counted() -> None:
         "Une vidéo (item, preview): https://x.org/p.jpg: answered text/html, not an image"
         " (optional: the kit goes without it)"
     ]
+
+
+def test_credentials_a_redirect_brings_are_not_kept_in_the_catalog(
+    tmp_path: Path, server: FileServer
+) -> None:
+    server.add("/real.pdf", b"%PDF-1.7\n%%EOF\n")
+    target = server.url("/real.pdf").replace("http://", "http://ann:s3cret@")
+    server.redirect("/fiche.pdf", target)
+    assets = (Asset("fiche_pdf", server.url("/fiche.pdf")),)
+    entry = make_entry("item", server.url("/v.mp4"), assets=assets)
+    write_manifest(Manifest(entries=(entry,)), tmp_path / "m.json")
+    code, _, stderr = run(
+        "download", tmp_path / "m.json", "--archive", tmp_path / "a", "--retries", "0"
+    )
+    assert code == 1, stderr  # the video is missing; the PDF is what this is about
+    db = sqlite3.connect(tmp_path / "a" / "catalog.sqlite")
+    try:
+        (final,) = db.execute("SELECT final_url FROM files WHERE role = 'fiche_pdf'").fetchone()
+    finally:
+        db.close()
+    assert "s3cret" not in final
+    assert final.startswith("http://***@127.0.0.1")

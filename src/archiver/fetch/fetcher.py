@@ -34,6 +34,7 @@ from ..archive import Archive, FetchedFile, FileRecord, PartialState
 from ..errors import ArchiverError, ChecksumMismatch, DownloadError, describe_os_error
 from ..progress import Progress
 from ..units import format_bytes
+from ..urls import redact
 from .http import (
     CONTENT_RANGE,
     NOT_RETRIED,
@@ -479,7 +480,9 @@ class Fetcher:
             info, segments = await self._check_media(job, part)
         fetched = FetchedFile(
             url=job.url,
-            final_url=str(response.url),
+            # The manifest's own URL as written; a redirect's may carry credentials the user
+            # never gave, which provenance does not need.
+            final_url=job.url if str(response.url) == job.url else redact(str(response.url)),
             sha256=digest,
             size=size,
             etag=state.etag,
