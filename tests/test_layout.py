@@ -28,7 +28,8 @@ LAYERS: list[set[str]] = [
     {"archive"},
     {"catalog"},
     {"manifest", "collection"},
-    {"fiches"},
+    {"fiches", "manifest_reader"},  # reading a manifest back needs no fiche
+    {"front_matter"},
     {"entry"},
     {"errors", "progress", "files", "names", "units", "urls", "links", "_version", "_probe_worker"},
 ]
@@ -149,3 +150,19 @@ def test_only_cli_draws_on_the_terminal(module: str) -> None:
             names = [node.module]
         for name in names:
             assert name.split(".")[0] not in ("click", "tqdm"), f"{module} imports {name}"
+
+
+@pytest.mark.parametrize("module", sorted(_modules()))
+def test_only_front_matter_loads_yaml(module: str) -> None:
+    """PyYAML's own loaders build aliases, .nan and 5,000-digit integers: the one loader that
+    refuses them is in front_matter, and nothing else loads YAML behind its back."""
+    tree = ast.parse(_modules()[module].read_text(encoding="utf-8"))
+    for node in ast.walk(tree):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names = [node.module]
+        for name in names:
+            if name.split(".")[0] in ("yaml", "frontmatter"):
+                assert module == "front_matter", f"{module} imports {name}"
