@@ -22,7 +22,7 @@ from pathlib import Path
 
 import yaml
 
-from archiver import fiches
+from archiver import front_matter
 from archiver.collection import default_collection
 from archiver.manifest import build_manifest, dumps
 
@@ -69,12 +69,12 @@ def main() -> None:
 
         cli_times = [best_of(1, run_cli) for _ in range(args.runs)]
         fast = best_of(args.runs, lambda: dumps(build_manifest([folder])))
-        original = fiches._SafeYAMLHandler.loader
-        fiches._SafeYAMLHandler.loader = yaml.SafeLoader
+        original = front_matter._SafeYAMLHandler.loader
+        front_matter._SafeYAMLHandler.loader = yaml.SafeLoader
         try:
             slow = best_of(1, lambda: dumps(build_manifest([folder])))
         finally:
-            fiches._SafeYAMLHandler.loader = original
+            front_matter._SafeYAMLHandler.loader = original
 
     print(f"fiches: {args.count} ({size / 1e6:.1f} MB)")
     print(

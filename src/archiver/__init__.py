@@ -6,13 +6,16 @@ The package, in pipeline order (imports point one way, from the top of this list
     sync         manifest + download + kit in one run, for cron
     kit/         the offline kit: what goes in, derived files, the French site, BagIt, writing
     fetch/       the download: PeerTube's API, the choice, the plan, the fetcher, HTTP
+    sniff        is a file what it claims (PDF, WebVTT, image) before it is kept
     choose       which rendition each video gets (--max-height, --fit, --transcode)
     media        FFmpeg: reading videos, posters, re-encodes
     audit        fixity audits of the archive
     archive      the archive folder: media tree, partials, quarantine, the lock
     catalog      its SQLite catalog, the only module that speaks SQL
-    manifest     the deterministic JSON manifest
+    manifest     the deterministic JSON manifest, built and written
+    manifest_reader  the Manifest record, read back strictly from untrusted JSON
     fiches       reading and validating fiches; entry: the records they become
+    front_matter a fiche's YAML, loaded safely (no aliases, bounded values)
     errors, progress, files, names, units, urls, links: small utilities used by all
                  (links: PeerTube's link forms and short UUIDs)
 """

@@ -34,9 +34,6 @@ from .entry import (
     Video,
 )
 from .errors import FicheError
-
-# bench/bench_manifest.py swaps this handler's loader for the pure-Python one it measures against.
-from .front_matter import _SafeYAMLHandler as _SafeYAMLHandler
 from .front_matter import as_json, load_front_matter, value_kind
 from .links import video_id
 from .names import shown_name, shown_path, slugify
