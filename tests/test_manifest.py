@@ -305,3 +305,11 @@ def test_a_peertube_uuid_that_is_not_a_uuid_is_refused() -> None:
     document["entries"][0]["peertube"] = {"instance": "https://x.org", "uuid": "../../victim"}
     with pytest.raises(ManifestError, match=r"entries\[0\]\.peertube\.uuid: expected a UUID"):
         loads(json.dumps(document))
+
+
+def test_a_manifest_saved_with_a_byte_order_mark_is_read(tmp_path: Path) -> None:
+    """Notepad saves UTF-8 with a BOM; json.loads refuses it with a message about Python."""
+    manifest = build_manifest([SEED])
+    path = tmp_path / "m.json"
+    path.write_bytes(b"\xef\xbb\xbf" + dumps(manifest).encode("utf-8"))
+    assert load_manifest(path) == manifest

@@ -93,6 +93,7 @@ def loads(data: bytes | str, *, path: Path | str = "<manifest>") -> Manifest:
     """
     try:
         text = data.decode("utf-8") if isinstance(data, bytes) else data
+        text = text.removeprefix("\ufeff")  # a byte-order mark, as Windows editors save UTF-8
         if not isinstance(data, bytes) and not text.isascii():
             text.encode("utf-8")  # a str from a caller may hold lone surrogates
         document = json.loads(
