@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import math
 import os
 import pathlib
 import re
@@ -28,6 +29,7 @@ from click.testing import CliRunner
 
 import archiver.kit.write as kit_writer
 from archiver.cli import cli
+from archiver.kit.ownership import STAGING
 from archiver.manifest import Manifest, write_manifest
 
 from .conftest import content_of, make_entry
@@ -215,8 +217,10 @@ def test_a_full_disk_while_copying_a_video_leaves_the_previous_kit_as_it_was(
     folder = kit / "data" / "videos" / "v3"
     with monkeypatch.context() as patch:
         # Its page and its poster are written by then; 64 KiB of it fit, then the disk is full.
-        temp = re.compile(r"\.video\S*\.mp4\.archiver-tmp")  # the kit names it for its height
-        full = DiskFull(patch, lambda p: bool(temp.fullmatch(p.name)), room=65536)
+        video = re.compile(r"video\S*\.mp4")  # the kit names it for its height
+        full = DiskFull(
+            patch, lambda p: STAGING in p.parts and bool(video.fullmatch(p.name)), room=65536
+        )
         code, stderr = run("package", manifest, "--archive", archive, "-o", kit, "-q", "--copy")
     assert full.refused, "the video was never copied: the test proved nothing"
     assert code == 1
@@ -485,7 +489,7 @@ def test_a_kit_on_a_real_small_disk_is_refused_or_left_as_it_was(
     small_disk: Callable[..., Path],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # 9 MiB: a small video and the 8 MiB margin the kit keeps fit; a 10 MiB video does not.
+    # 9 MiB: a small video fits; a 10 MiB video does not.
     disk = small_disk("9m")
     archive, kit, manifest = tmp_path / "archive", disk / "kit", tmp_path / "m.json"
     publish(server, "small", 200_000, 1)
@@ -500,10 +504,11 @@ def test_a_kit_on_a_real_small_disk_is_refused_or_left_as_it_was(
     code, stderr = run("package", manifest, "--archive", archive, "-o", kit, "-q")
     assert code == 1
     assert re.fullmatch(
-        rf"Error: {re.escape(str(kit))}: the kit does not fit: it needs \S+ \S+ more, \S+ \S+ is"
-        r" free\nHint: use a larger key, or fewer or smaller videos\n",
+        rf"Error: {re.escape(str(kit))}: the kit does not fit: it needs 10\.\d MiB more, with"
+        r" \d+\.\d KiB for the file system's own use; 8\.\d MiB is free\n"
+        r"Hint: use a larger key, or fewer or smaller videos\n",
         stderr,
-    )
+    ), stderr
     assert_intact(kit, before)
 
     # The check passes (the disk said it had room), then the disk fills up under the copy.
@@ -522,6 +527,62 @@ def test_a_kit_on_a_real_small_disk_is_refused_or_left_as_it_was(
     grow(disk, "64m")
     assert run("package", manifest, "--archive", archive, "-o", kit, "-q") == (0, "")
     assert video.stat().st_size == 10 * 1024 * 1024
+    bagit.Bag(str(kit)).validate()
+
+
+def needs(stderr: str) -> tuple[int, int]:
+    """What a refused update said it needs, in bytes, and what for the file system's own use
+    (rounded up: the message gives a tenth of its unit)."""
+    match = re.search(
+        r"it needs ([\d.]+) (KiB|MiB) more, with ([\d.]+) (KiB|MiB) for the file system's", stderr
+    )
+    assert match, stderr
+    unit = {"KiB": 1024, "MiB": 1024 * 1024}
+    need, slack = (math.ceil((float(match[n]) + 0.05) * unit[match[n + 1]]) for n in (1, 3))
+    return need, slack
+
+
+def test_a_small_key_takes_what_fits_and_its_file_system_needs(
+    server: FileServer, tmp_path: Path, small_disk: Callable[..., Path]
+) -> None:
+    # An empty 8 MiB key takes a 3.3 MiB kit: room is kept for what is written, not 8 MiB.
+    disk = small_disk("8m")
+    archive, kit, manifest = tmp_path / "archive", disk / "kit", tmp_path / "m.json"
+    publish(server, "v1", 3_400_000, 1)
+    collect(server, manifest, "v1")
+    assert run("download", manifest, "--archive", archive, "-q") == (0, "")
+    assert run("package", manifest, "--archive", archive, "-o", kit, "-q") == (0, "")
+    bagit.Bag(str(kit)).validate()
+
+    # With 1 MiB free, a new title (a few KiB in a dozen files) goes in.
+    give_back = fill(disk)
+    give_back(1024 * 1024)
+    retitle = ("package", manifest, "--archive", archive, "-o", kit, "-q", "--title")
+    assert run(*retitle, "Former au numérique") == (0, "")
+    assert "Former au numérique" in (kit / "data" / "index.html").read_text()
+
+    # With 16 KiB free it does not: a cluster (4 KiB on tmpfs) for each file and folder it
+    # makes, and the file system's own growth, are counted and said.
+    (disk / "ballast").unlink()
+    give_back = fill(disk)
+    give_back(16 * 1024)
+    before = snapshot(kit)
+    code, stderr = run(*retitle, "Enseigner au numérique")
+    assert code == 1
+    assert re.fullmatch(
+        rf"Error: {re.escape(str(kit))}: the kit does not fit: it needs \d+\.\d KiB more, with"
+        r" \d+\.\d KiB for the file system's own use; 16\.0 KiB is free\n"
+        r"Hint: use a larger key, or fewer or smaller videos\n",
+        stderr,
+    ), stderr
+    assert_intact(kit, before)
+    need, slack = needs(stderr)
+    assert need - slack < 16 * 1024  # the new bytes alone would fit: the clusters would not
+    # Exactly what it said it needs is enough, on a real file system.
+    give_back(-(-(need - 16 * 1024) // 4096) * 4096)  # the tmpfs frees whole pages
+    assert shutil.disk_usage(disk).free < need + 4096
+    assert run(*retitle, "Enseigner au numérique") == (0, "")
+    assert run("verify", kit, "-q") == (0, "")
     bagit.Bag(str(kit)).validate()
 
 

@@ -26,15 +26,17 @@ from archiver.entry import Asset, Entry
 from archiver.errors import KitError, KitRefused, LockHeld
 from archiver.fetch import download
 from archiver.kit import SUBFOLDER_HINT, KitSettings, build_kit, package
-from archiver.kit.bag import JOURNAL, MANIFEST, TAGMANIFEST, verify_bag
+from archiver.kit.bag import JOURNAL, MANIFEST, MAX_MANIFEST, TAGMANIFEST, verify_bag
 from archiver.kit.derive import Source
-from archiver.kit.ownership import LINKED_FOLDER, Claim, claim
+from archiver.kit.ownership import JOURNAL_HEADER, LINKED_FOLDER, STAGING, Claim, claim
 from archiver.manifest import Manifest, write_manifest
 from archiver.progress import NullProgress
 from archiver.sync import sync
+from archiver.units import format_bytes
 
 from . import test_disk_errors, test_package
 from .conftest import make_entry
+from .fuzz_support import run_bounded
 from .server import FileServer
 from .test_disk_errors import fill, grow
 from .test_package import FAST, entries, run
@@ -139,13 +141,17 @@ def test_a_folder_holding_only_what_systems_and_killed_runs_leave_becomes_a_kit(
         (key / folder).mkdir(parents=True)
     (key / "System Volume Information" / "IndexerVolumeGuid").write_text("{1234}")
     (key / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
-    # A first build killed while staging: its temporary files only.
+    # A first build killed while staging: its staging folder, and the temporary files an
+    # earlier release staged beside their final names.
+    (key / STAGING / "data" / "videos" / "evaluer").mkdir(parents=True)
+    (key / STAGING / "data" / "videos" / "evaluer" / "video-240p.mp4").write_bytes(b"cut")
     (key / "data" / "videos" / "evaluer").mkdir(parents=True)
     (key / "data" / "videos" / "evaluer" / ".video-240p.mp4.archiver-tmp").write_bytes(b"cut")
     (key / ".index.html.archiver-tmp").write_text("<html")
     package(Manifest(entries=tuple(items)), archive, key)
     bagit.Bag(str(key)).validate()
     assert not list(key.rglob("*.archiver-tmp"))
+    assert not (key / STAGING).exists()
     assert (key / "System Volume Information" / "IndexerVolumeGuid").read_text() == "{1234}"
     assert (key / ".DS_Store").exists()
     assert (key / ".Trash-1000" / "files").is_dir()
@@ -328,6 +334,66 @@ def test_a_damaged_manifest_never_lets_archiver_delete_what_it_no_longer_lists(
     assert b"Collaborer" not in (kit / "data" / "index.html").read_bytes()
 
 
+GIB = 1024**3
+# What a run of archiver takes resident (about 45 MiB, measured) with room to spare; reading a
+# 1 GiB manifest whole took 3.1 GB.
+RUN_RSS = 128 * 1024 * 1024
+
+
+def test_a_huge_manifest_is_damaged_and_never_read_whole(
+    three: tuple[list[Entry], Path], tmp_path: Path
+) -> None:
+    items, archive = three
+    kit = tmp_path / "kit"
+    write_manifest(Manifest(entries=tuple(items)), tmp_path / "m.json")
+    package(Manifest(entries=tuple(items)), archive, kit)
+    os.truncate(kit / MANIFEST, GIB)  # sparse: no disk taken, a gibibyte to read
+    limit = format_bytes(MAX_MANIFEST)
+    damaged = f"damaged (1.0 GiB, more than a manifest ever holds ({limit}))"
+
+    verified = run_bounded(["verify", kit, "-q"], cwd=tmp_path)
+    assert verified.code == 1, verified.stderr
+    errors = verified.stderr.splitlines()
+    assert errors[0] == f"Error: {kit / MANIFEST}: {damaged}; packaging again rebuilds it"
+    assert f"Error: {kit / MANIFEST}: corrupt: 1.0 GiB, not the file listed" in errors
+    # Nothing it says is trusted: every payload file is named, none is missed.
+    assert sum(line.endswith("(extra file)") for line in errors) == 14
+    assert verified.max_rss is not None and verified.max_rss < RUN_RSS
+
+    # Packaging again rebuilds it as for any damaged manifest, holding no more of it.
+    packaged = run_bounded(
+        ["package", tmp_path / "m.json", "--archive", archive, "-o", kit], cwd=tmp_path
+    )
+    assert packaged.code == 0, packaged.stderr
+    assert packaged.stderr.splitlines()[0] == (
+        f"Warning: {kit / MANIFEST}: {damaged}; files archiver cannot prove it wrote are left"
+        " as they are, and it is written anew"
+    )
+    assert packaged.max_rss is not None and packaged.max_rss < RUN_RSS
+    assert (kit / MANIFEST).stat().st_size < 4096
+    assert verify_bag(kit)[2] == []
+    bagit.Bag(str(kit)).validate()
+
+
+def test_a_huge_journal_is_never_read_whole(
+    three: tuple[list[Entry], Path], tmp_path: Path
+) -> None:
+    items, archive = three
+    kit = tmp_path / "kit"
+    write_manifest(Manifest(entries=tuple(items)), tmp_path / "m.json")
+    package(Manifest(entries=tuple(items[:2])), archive, kit)
+    (kit / JOURNAL).write_text(f"{JOURNAL_HEADER}data/videos/evaluer/index.html\n")
+    os.truncate(kit / JOURNAL, GIB)
+    packaged = run_bounded(
+        ["package", tmp_path / "m.json", "--archive", archive, "-o", kit, "-q"], cwd=tmp_path
+    )
+    assert (packaged.code, packaged.stderr) == (0, "")
+    assert packaged.max_rss is not None and packaged.max_rss < RUN_RSS
+    assert not (kit / JOURNAL).exists()
+    assert verify_bag(kit)[2] == []
+    bagit.Bag(str(kit)).validate()
+
+
 def test_a_first_build_interrupted_while_renaming_is_finished_by_the_next(
     three: tuple[list[Entry], Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -338,7 +404,7 @@ def test_a_first_build_interrupted_while_renaming_is_finished_by_the_next(
     renamed: list[object] = []
 
     def replace_then_die(source: object, target: object) -> None:
-        if str(source).endswith(".archiver-tmp") and not str(target).endswith(JOURNAL):
+        if STAGING in Path(str(source)).parts and not str(target).endswith(JOURNAL):
             if len(renamed) == 4:
                 raise KeyboardInterrupt  # the key pulled out midway: no mark, no manifest yet
             renamed.append(target)
@@ -434,10 +500,24 @@ def _linked_tag(kit: Path, outside: Path) -> Path:
     return target
 
 
+def _linked_staging(kit: Path, outside: Path) -> Path:
+    target = kit / STAGING
+    target.symlink_to(outside, target_is_directory=True)
+    return target
+
+
+def _file_as_staging(kit: Path, _outside: Path) -> Path:
+    target = kit / STAGING
+    target.write_text("un fichier à moi")
+    return target
+
+
 @pytest.mark.parametrize(
     ("perturb", "reason"),
     [
         (_link_file, "a symbolic link; archiver does not write through links"),
+        (_linked_staging, "a symbolic link; archiver does not write through links"),
+        (_file_as_staging, "a file where archiver stages an update's files"),
         (_link_folder, LINKED_FOLDER),
         (_link_payload, LINKED_FOLDER),
         (_fifo, "a device or other special file, not a regular file"),
@@ -681,11 +761,11 @@ def test_a_key_full_when_the_update_notes_its_journal_keeps_the_previous_kit(
     real_note = kit_writer._note_journal
     given_back: list[Callable[[int], None]] = []
 
-    def fill_then_note(where: Path, paths: object) -> None:
+    def fill_then_note(*args: object) -> None:
         nonlocal free
         free = _free_without_ballast(disk)
         given_back.append(fill(disk))  # the disk fills up as the last staged file is done
-        real_note(where, paths)  # type: ignore[arg-type]
+        real_note(*args)  # type: ignore[arg-type]
 
     with monkeypatch.context() as patch:
         patch.setattr(kit_writer, "_note_journal", fill_then_note)

@@ -5,6 +5,10 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,10 +25,12 @@ from archiver.cli.output import kit_summary
 from archiver.entry import Credit, Entry, Licence, Video
 from archiver.fetch import DownloadSettings, download
 from archiver.kit import KitError, KitSettings, package
-from archiver.kit.bag import verify_bag
+from archiver.kit.bag import JOURNAL, MANIFEST, NOT_REGULAR, verify_bag
+from archiver.kit.ownership import STAGING
 from archiver.manifest import Manifest, write_manifest
 
-from .conftest import chromium, make_entry
+from .conftest import chromium, content_of, make_entry
+from .fuzz_support import run_bounded
 from .media import make_mp4
 from .server import FileServer
 
@@ -249,6 +255,45 @@ def test_flipped_byte_and_missing_and_extra_files_are_named_by_verify(
         bagit.Bag(str(kit)).validate()
 
 
+def test_a_pipe_or_a_folder_in_a_kit_is_named_by_verify_without_waiting(
+    server: FileServer, clips: list[bytes], tmp_path: Path
+) -> None:
+    _, _, kit = build(tmp_path, server, entries(server, clips))
+    video = kit / "data/videos/evaluer/video-240p.mp4"
+    video.unlink()
+    os.mkfifo(video)  # opening it to read would wait for ever for a writer
+    readme = kit / "LISEZMOI.txt"
+    readme.unlink()
+    os.mkfifo(readme)
+    poster = kit / "data/videos/collaborer/poster.jpg"
+    poster.unlink()
+    poster.mkdir()
+    # In a child process: were it to wait on the pipe, it is killed and the test fails.
+    outcome = run_bounded(["verify", kit, "-q"], cwd=tmp_path, timeout=20)
+    assert (outcome.code, outcome.stdout) == (1, "")
+    assert outcome.stderr.splitlines() == [
+        f"Error: {poster}: {NOT_REGULAR}",
+        f"Error: {video}: {NOT_REGULAR}",
+        f"Error: {readme}: {NOT_REGULAR}",
+    ]
+    assert NOT_REGULAR == "not a regular file (a pipe, a device or a folder); it was not read"
+
+
+@pytest.mark.parametrize("folder", ["emptykit", "nokit"])
+def test_verify_of_a_folder_that_is_no_kit_names_it_once_exit_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, folder: str
+) -> None:
+    (tmp_path / "emptykit").mkdir()
+    monkeypatch.chdir(tmp_path)
+    reason = "no bagit.txt" if folder == "emptykit" else "no such folder"
+    assert run("verify", folder) == (
+        2,
+        "",
+        f"Error: {folder}: not a kit: {reason}\n"
+        "Hint: give the kit's own folder: the one holding bagit.txt and index.html\n",
+    )
+
+
 def test_verify_of_a_whole_kit_exits_0(
     server: FileServer, clips: list[bytes], tmp_path: Path
 ) -> None:
@@ -283,11 +328,65 @@ def test_an_update_killed_while_writing_leaves_the_previous_kit(
     assert staged, "the update was killed before writing anything"
     assert verify_bag(kit)[2] == []  # the previous kit, whole
     assert (kit / "manifest-sha256.txt").read_bytes() == before
-    assert not list(kit.rglob(".*archiver-tmp"))
+    assert not (kit / STAGING).exists()
     monkeypatch.setattr(kit_writer, "_stage", real_stage)
     package(manifest, archive, kit)
     assert verify_bag(kit)[2] == []
     assert (kit / "manifest-sha256.txt").read_bytes() != before
+
+
+def files_in(folder: Path) -> set[str]:
+    """Every file below ``folder``, hidden ones included, as paths relative to it."""
+    return {
+        Path(here, name).relative_to(folder).as_posix()
+        for here, _, names in os.walk(folder)
+        for name in names
+    }
+
+
+def test_an_update_sigkilled_while_staging_leaves_the_previous_kit_valid(
+    server: FileServer, clips: list[bytes], tmp_path: Path
+) -> None:
+    items = entries(server, clips)
+    _, archive, kit = build(tmp_path, server, items, copy=True)
+    before = files_in(kit)
+    manifest = (kit / MANIFEST).read_bytes()
+    # A new video large enough that copying it takes a while after the first page is staged.
+    server.add("/grand-480.mp4", content_of(48 * 1024 * 1024, 7))
+    items.append(make_entry("grand", server.url("/grand-480.mp4")))
+    write_manifest(Manifest(entries=tuple(items)), tmp_path / "m.json")
+    download(Manifest(entries=tuple(items)), archive, settings=FAST)
+    command = [sys.executable, "-m", "archiver", "-q", "package", str(tmp_path / "m.json"),
+               "--archive", str(archive), "-o", str(kit), "--copy"]  # fmt: skip
+    with subprocess.Popen(command) as victim:
+        # Killed as soon as the update has written its first file, wherever it is.
+        deadline = time.monotonic() + 60
+        while victim.poll() is None and not files_in(kit) - before:
+            assert time.monotonic() < deadline
+        os.kill(victim.pid, signal.SIGKILL)
+    assert victim.returncode == -signal.SIGKILL, "the update ended before it was killed"
+    assert not (kit / JOURNAL).exists(), "killed while renaming: the test proved nothing"
+    assert files_in(kit) - before, "killed before writing: the test proved nothing"
+    # The previous kit, whole to our verify and to the Library of Congress's validator.
+    assert (kit / MANIFEST).read_bytes() == manifest
+    assert run("verify", kit, "-q") == (0, "", "")
+    bagit.Bag(str(kit)).validate()
+
+    # An earlier release staged files beside their final names: removed as well.
+    old = kit / "data" / "videos" / "evaluer" / ".index.html.archiver-tmp"
+    old.write_text("<html")
+    assert run("package", tmp_path / "m.json", "--archive", archive, "-o", kit, "--copy", "-q") == (
+        0,
+        "",
+        "",
+    )
+    assert files_in(kit) == before | {
+        "data/videos/grand/index.html",
+        "data/videos/grand/poster.jpg",
+        "data/videos/grand/video-48p.mp4",
+    }
+    assert run("verify", kit, "-q") == (0, "", "")
+    bagit.Bag(str(kit)).validate()
 
 
 def test_an_update_killed_while_renaming_is_caught_by_verify(
@@ -303,7 +402,7 @@ def test_an_update_killed_while_renaming_is_caught_by_verify(
     renamed: list[object] = []
 
     def replace_then_die(source: object, target: object) -> None:
-        if str(source).endswith(".archiver-tmp"):
+        if STAGING in Path(str(source)).parts:
             if renamed:
                 raise KeyboardInterrupt  # dies after the first file got its final name
             renamed.append(target)
@@ -317,7 +416,7 @@ def test_an_update_killed_while_renaming_is_caught_by_verify(
     assert verify_bag(kit)[2], "an interrupted update passed as whole"
     package(manifest, archive, kit)
     assert verify_bag(kit)[2] == []
-    assert not list(kit.rglob(".*archiver-tmp"))
+    assert not (kit / STAGING).exists()
 
 
 def test_items_not_in_the_archive_are_named_and_the_kit_stays_valid(

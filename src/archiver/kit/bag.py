@@ -5,6 +5,10 @@ file under ``data/``, and ``tagmanifest-sha256.txt`` listing the tag files. The 
 and the tag manifest are written last by the packager, so an update interrupted midway leaves
 manifests that disagree with the files: :func:`verify_bag` reports it instead of passing it.
 What the tag files say is the kit's (:mod:`.site`); how they are written, :mod:`.write`.
+
+Nothing in a kit is trusted to be what it claims: a manifest is read only up to
+:data:`MAX_MANIFEST`, and a file is opened without waiting (a pipe put where a video was would
+otherwise hold the reader for ever) and read only when it is a regular file.
 """
 
 from __future__ import annotations
@@ -14,24 +18,27 @@ import functools
 import os
 import re
 import stat
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import ArchiverError, describe_os_error
-from ..files import file_sha256
+from ..errors import KitRefused, describe_os_error
+from ..files import file_sha256, open_regular
 from ..progress import NullProgress, Progress
+from ..units import format_bytes
 
 __all__ = [
     "BAGIT_TXT",
     "JOURNAL",
     "MANIFEST",
+    "MAX_MANIFEST",
+    "NOT_REGULAR",
     "TAGMANIFEST",
     "BagProblem",
+    "Salvaged",
     "bag_info",
     "format_manifest",
     "payload_files",
-    "read_manifest",
     "salvage_manifest",
     "verify_bag",
 ]
@@ -45,6 +52,12 @@ BAGIT_DECLARATION = b"BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8\n"
 # Present only while an update renames its files into place (see :mod:`.write`): the paths it
 # is placing, so that an interrupted update leaves them provably archiver's.
 JOURNAL = ".archiver-update-in-progress"
+# A manifest line is a sha256, two spaces and a path: about 120 bytes, so even a kit of a
+# hundred thousand files has a 12 MiB manifest. A larger file is no manifest archiver wrote,
+# and reading it whole would take its size in memory (a gibibyte took 3 GB).
+MAX_MANIFEST = 16 * 1024 * 1024
+NOT_REGULAR = "not a regular file (a pipe, a device or a folder); it was not read"
+NOT_A_KIT_HINT = "give the kit's own folder: the one holding bagit.txt and index.html"
 
 
 _NOT_HEX = re.compile(r"[^0-9a-fA-F]")
@@ -82,43 +95,45 @@ def format_manifest(checksums: Mapping[str, str]) -> bytes:
     return "".join(lines).encode("utf-8")
 
 
-def read_manifest(path: Path) -> dict[str, str] | None:
-    """A manifest file as ``{path: sha256}``; ``None`` when it does not exist."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise ArchiverError(f"{path}: cannot read: {describe_os_error(exc)}") from exc
-    except UnicodeDecodeError as exc:
-        raise ArchiverError(f"{path}: cannot read: {exc}") from exc
-    checksums: dict[str, str] = {}
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        digest, _, name = line.partition(" ")
-        name = name.strip()
-        if len(digest) != 64 or not name:
-            raise ArchiverError(f"{path}: line {number} is not '<sha256>  <path>'")
-        checksums[_decode(name)] = digest.lower()
-    return checksums
+def _read_bounded(path: Path, limit: int) -> bytes | int:
+    """The bytes of the regular file ``path``, or its size when it holds more than ``limit``
+    (then only its size is read, never its bytes)."""
+    with open_regular(path) as stream:
+        size = os.fstat(stream.fileno()).st_size
+        if size > limit:
+            return size
+        data = stream.read(limit + 1)  # it may have grown since
+    return data if len(data) <= limit else len(data)
 
 
-def salvage_manifest(path: Path) -> tuple[dict[str, str], int] | None:
-    """What can still be read of a manifest: ``({path: sha256}, lines unreadable)``; ``None``
-    when there is no such regular file (a link or a device is not read).
+@dataclass(frozen=True)
+class Salvaged:
+    """What could be read of a manifest: ``{path: sha256}`` from the lines that still read,
+    and what is wrong with the rest (``None`` when nothing is)."""
 
-    Unlike :func:`read_manifest`, a damaged line does not make the whole manifest unreadable:
-    each line that still reads names a file archiver wrote, and only those are trusted.
+    checksums: dict[str, str]
+    damage: str | None = None
+
+
+def salvage_manifest(path: Path) -> Salvaged | None:
+    """What can still be read of a manifest; ``None`` when there is no such regular file (a
+    link or a device is not read).
+
+    A damaged line does not make the whole manifest unreadable: each line that still reads
+    names a file archiver wrote, and only those are trusted. A file over
+    :data:`MAX_MANIFEST` is not read at all: it is damaged, and nothing it says is trusted.
     """
     try:
         if not stat.S_ISREG(path.lstat().st_mode):
             return None
-        data = path.read_bytes()
+        data = _read_bounded(path, MAX_MANIFEST)
     except FileNotFoundError:
         return None
-    except OSError:
-        return {}, 1
+    except OSError as exc:
+        return Salvaged({}, f"cannot be read: {describe_os_error(exc)}")
+    if isinstance(data, int):
+        limit = format_bytes(MAX_MANIFEST)
+        return Salvaged({}, f"{format_bytes(data)}, more than a manifest ever holds ({limit})")
     checksums: dict[str, str] = {}
     unreadable = 0
     for line in data.decode("utf-8", "replace").splitlines():
@@ -130,7 +145,8 @@ def salvage_manifest(path: Path) -> tuple[dict[str, str], int] | None:
             unreadable += 1
             continue
         checksums[_decode(name)] = digest.lower()
-    return checksums, unreadable
+    damage = f"{unreadable} unreadable line{'s' if unreadable != 1 else ''}" if unreadable else None
+    return Salvaged(checksums, damage)
 
 
 def payload_files(kit: Path) -> Iterator[str]:
@@ -156,30 +172,51 @@ def bag_info(fields: Sequence[tuple[str, str]]) -> bytes:
 
 
 def verify_bag(kit: Path, *, progress: Progress | None = None) -> tuple[int, int, list[BagProblem]]:
-    """Check every payload and tag file against the manifests: ``(files, bytes, problems)``."""
+    """Check every payload and tag file against the manifests: ``(files, bytes, problems)``.
+
+    Raises :class:`KitRefused` (exit 2) for a folder that is no kit at all: missing, or
+    without ``bagit.txt``; each problem of a kit is a :class:`BagProblem` instead.
+    """
     progress = progress or NullProgress()
-    manifest = (salvage_manifest(kit / MANIFEST) or ({}, 0))[0]
+    _refuse_no_kit(kit)
+    read = salvage_manifest(kit / MANIFEST)
     total = 0
-    for name in manifest:
+    for name in read.checksums if read else {}:
         with contextlib.suppress(OSError):
             total += (kit / name).stat().st_size if _inside(kit, kit / name) else 0
-    progress.begin(len(manifest), total)
+    progress.begin(len(read.checksums) if read else 0, total)
     try:
-        return _verify(kit, progress)
+        return _verify(kit, read, progress)
     finally:
         progress.end()
 
 
-def _verify(kit: Path, progress: Progress) -> tuple[int, int, list[BagProblem]]:
+def _refuse_no_kit(kit: Path) -> None:
+    """Raise :class:`KitRefused` when ``kit`` is not a bag at all: the command was given the
+    wrong folder, and a list of "missing" files would only hide that."""
+    try:
+        mode = kit.stat().st_mode
+    except FileNotFoundError:
+        raise KitRefused(kit, "not a kit: no such folder", hint=NOT_A_KIT_HINT) from None
+    except OSError as exc:
+        raise KitRefused(kit, f"cannot read the folder: {describe_os_error(exc)}") from exc
+    if not stat.S_ISDIR(mode):
+        raise KitRefused(kit, "not a kit: not a folder", hint=NOT_A_KIT_HINT)
+    if not os.path.lexists(kit / BAGIT_TXT):
+        raise KitRefused(kit, f"not a kit: no {BAGIT_TXT}", hint=NOT_A_KIT_HINT)
+
+
+def _verify(
+    kit: Path, read: Salvaged | None, progress: Progress
+) -> tuple[int, int, list[BagProblem]]:
     problems: list[BagProblem] = []
-    if not (kit / BAGIT_TXT).is_file():
-        return 0, 0, [BagProblem(str(kit), "not a kit: no bagit.txt")]
-    read = salvage_manifest(kit / MANIFEST)
     if read is None:
+        if os.path.lexists(kit / MANIFEST):
+            return 0, 0, [BagProblem(MANIFEST, NOT_REGULAR)]
         return 0, 0, [BagProblem(MANIFEST, "missing: the kit was never finished")]
-    manifest, unreadable = read
-    if unreadable:
-        problems.append(_damaged(MANIFEST, unreadable))
+    manifest = read.checksums
+    if read.damage:
+        problems.append(_damaged(MANIFEST, read.damage))
     if (kit / JOURNAL).exists():
         problems.append(
             BagProblem(JOURNAL, "an update was interrupted; packaging again completes it")
@@ -187,54 +224,65 @@ def _verify(kit: Path, progress: Progress) -> tuple[int, int, list[BagProblem]]:
     checked = 0
     size = 0
     for name, expected in sorted(manifest.items()):
-        target = kit / name
-        if not _inside(kit, target):
-            problems.append(BagProblem(name, "outside the kit; refusing to read it"))
-            continue
         progress.started(name, name, None, 0)
-        try:
-            actual = file_sha256(target, on_bytes=functools.partial(progress.advance, name))
-            size += target.stat().st_size
-        except FileNotFoundError:
-            problems.append(BagProblem(name, "missing"))
-            progress.finished(name, failed=True)
-            continue
-        except OSError as exc:
-            problems.append(BagProblem(name, f"unreadable: {describe_os_error(exc)}"))
-            progress.finished(name, failed=True)
-            continue
-        checked += 1
-        if actual != expected:
-            problems.append(BagProblem(name, f"corrupt: sha256 is {actual}, expected {expected}"))
-        progress.finished(name, failed=actual != expected)
+        actual, problem = _check(kit, name, on_bytes=functools.partial(progress.advance, name))
+        if problem is None:
+            checked += 1
+            with contextlib.suppress(OSError):
+                size += (kit / name).stat().st_size
+            if actual != expected:
+                problem = BagProblem(name, f"corrupt: sha256 is {actual}, expected {expected}")
+        if problem is not None:
+            problems.append(problem)
+        progress.finished(name, failed=problem is not None)
     for name in payload_files(kit):
         if name not in manifest:
             problems.append(BagProblem(name, "not in the kit's manifest (extra file)"))
     read = salvage_manifest(kit / TAGMANIFEST)
     if read is None:
-        problems.append(BagProblem(TAGMANIFEST, "missing: the kit was never finished"))
+        missing = not os.path.lexists(kit / TAGMANIFEST)
+        reason = "missing: the kit was never finished" if missing else NOT_REGULAR
+        problems.append(BagProblem(TAGMANIFEST, reason))
     else:
-        tags, unreadable = read
-        if unreadable:
-            problems.append(_damaged(TAGMANIFEST, unreadable))
-        for name, expected in sorted(tags.items()):
-            target = kit / name
-            if not _inside(kit, target) or not target.is_file():
-                problems.append(BagProblem(name, "missing"))
-                continue
-            try:
-                actual = file_sha256(target)
-            except OSError as exc:
-                problems.append(BagProblem(name, f"unreadable: {describe_os_error(exc)}"))
-                continue
-            if actual != expected:
-                problems.append(BagProblem(name, "corrupt: does not match the tag manifest"))
+        if read.damage:
+            problems.append(_damaged(TAGMANIFEST, read.damage))
+        for name, expected in sorted(read.checksums.items()):
+            actual, problem = _check(kit, name, limit=MAX_MANIFEST)
+            if problem is None and actual != expected:
+                problem = BagProblem(name, "corrupt: does not match the tag manifest")
+            if problem is not None:
+                problems.append(problem)
     return checked, size, problems
 
 
-def _damaged(name: str, unreadable: int) -> BagProblem:
-    lines = f"{unreadable} unreadable line{'s' if unreadable != 1 else ''}"
-    return BagProblem(name, f"damaged ({lines}); packaging again rebuilds it")
+def _check(
+    kit: Path,
+    name: str,
+    *,
+    limit: int | None = None,
+    on_bytes: Callable[[int], None] | None = None,
+) -> tuple[str | None, BagProblem | None]:
+    """The sha256 of the kit's file ``name``, or what keeps it from being read. A file over
+    ``limit`` bytes is not read: no tag file archiver writes is that large."""
+    target = kit / name
+    if not _inside(kit, target):
+        return None, BagProblem(name, "outside the kit; refusing to read it")
+    try:
+        found = target.stat()  # never opened when it is no regular file: a pipe would block
+        if not stat.S_ISREG(found.st_mode):
+            return None, BagProblem(name, NOT_REGULAR)
+        if limit is not None and found.st_size > limit:
+            size = format_bytes(found.st_size)
+            return None, BagProblem(name, f"corrupt: {size}, not the file listed")
+        return file_sha256(target, on_bytes=on_bytes), None  # which opens it without blocking
+    except FileNotFoundError:
+        return None, BagProblem(name, "missing")
+    except OSError as exc:
+        return None, BagProblem(name, f"unreadable: {describe_os_error(exc)}")
+
+
+def _damaged(name: str, damage: str) -> BagProblem:
+    return BagProblem(name, f"damaged ({damage}); packaging again rebuilds it")
 
 
 def _inside(kit: Path, target: Path) -> bool:

@@ -12,11 +12,12 @@ it. A damaged manifest shrinks the list to the lines that still read: what archi
 prove it wrote, it leaves.
 
 An empty or missing folder becomes a kit. So does one holding only what an operating system
-puts on any key (``System Volume Information``, ``.Trashes``…) or the temporary files of a
-first build that was killed. Any other folder is refused, naming it: a USB key's root holding a
-teacher's files is not archiver's to reorganise, and the kit goes into a folder of its own
-(``--subfolder``). A kit that is the archive, inside it or holding it is refused too: an update
-removes what it no longer plans, and the archive's files would be within its reach.
+puts on any key (``System Volume Information``, ``.Trashes``…) or what a first build that was
+killed left: its staging folder (:data:`STAGING`), or the temporary files an earlier release
+staged beside their final names. Any other folder is refused, naming it: a USB key's root
+holding a teacher's files is not archiver's to reorganise, and the kit goes into a folder of
+its own (``--subfolder``). A kit that is the archive, inside it or holding it is refused too:
+an update removes what it no longer plans, and the archive's files would be within its reach.
 
 Before an update writes a byte, :func:`survey` checks every path the kit will hold: a link, a
 pipe, a device or a folder where a file goes (or a link or a file where a folder goes) is
@@ -34,9 +35,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import KitError, KitRefused, describe_os_error, writing
-from ..files import file_sha256, unsafe_target
+from ..files import file_sha256, open_regular, unsafe_target
 from ..names import MAX_NAME_LENGTH
-from .bag import BAG_INFO, BAGIT_TXT, JOURNAL, MANIFEST, PAYLOAD, TAGMANIFEST, salvage_manifest
+from .bag import (
+    BAG_INFO,
+    BAGIT_TXT,
+    JOURNAL,
+    MANIFEST,
+    MAX_MANIFEST,
+    PAYLOAD,
+    TAGMANIFEST,
+    salvage_manifest,
+)
 from .derive import Source
 
 __all__ = [
@@ -44,6 +54,7 @@ __all__ = [
     "LINKED_FOLDER",
     "MARK_AGENT",
     "NOT_OURS_HINT",
+    "STAGING",
     "SUBFOLDER_HINT",
     "TEMP_SUFFIX",
     "Claim",
@@ -59,6 +70,12 @@ __all__ = [
 MARK_FIELD = "bag-software-agent"
 MARK_AGENT = "archiver "
 JOURNAL_HEADER = "archiver: files of an update being put in place\n"
+# Where an update writes its files before renaming them into place: a hidden folder at the
+# kit's root, outside the payload, so that until the renames start the kit holds nothing a
+# validator would count (RFC 8493 lets a bag hold files its tag manifest does not list), and
+# on the kit's own file system, so that a rename moves a file without copying it.
+STAGING = ".archiver-staging"
+# Earlier releases staged a file beside its final name, ``.NAME.archiver-tmp``: still removed.
 TEMP_SUFFIX = ".archiver-tmp"
 SUBFOLDER_HINT = "add --subfolder NAME to make the kit in a new folder NAME inside it"
 STRUCTURE = frozenset({BAGIT_TXT, BAG_INFO, MANIFEST, TAGMANIFEST})
@@ -177,13 +194,11 @@ def _own(kit: Path, journal: tuple[str, ...]) -> Claim:
         read = salvage_manifest(kit / name)
         if read is None:
             continue
-        lines, unreadable = read
-        into.update(lines)
-        if unreadable:
+        into.update(read.checksums)
+        if read.damage:
             warnings.append(
-                f"{kit / name}: damaged ({unreadable} unreadable line"
-                f"{'s' if unreadable != 1 else ''}); files archiver cannot prove it wrote are"
-                " left as they are, and it is written anew"
+                f"{kit / name}: damaged ({read.damage}); files archiver cannot prove it wrote"
+                " are left as they are, and it is written anew"
             )
     owned = {path for path in (*recorded, *tags, *journal) if kit_name(path)} | STRUCTURE
     return Claim(
@@ -200,7 +215,7 @@ def _marked(kit: Path) -> bool:
     try:
         if not stat.S_ISREG(info.lstat().st_mode):
             return False
-        with info.open("rb") as stream:
+        with open_regular(info) as stream:
             text = stream.read(_MARK_READ).decode("utf-8", "replace")
     except OSError:
         return False
@@ -212,17 +227,25 @@ def _marked(kit: Path) -> bool:
 
 
 def _read_journal(kit: Path) -> tuple[str, ...] | None:
-    """The paths an interrupted update was putting in place; ``None`` without a journal."""
+    """The paths an interrupted update was putting in place; ``None`` without a journal.
+
+    A journal lists what a manifest lists, without the checksums: one over
+    :data:`~.bag.MAX_MANIFEST` is damaged, and names nothing (its header still marks the kit
+    as archiver's)."""
     path = kit / JOURNAL
     try:
         if not stat.S_ISREG(path.lstat().st_mode):
             return None
-        text = path.read_bytes().decode("utf-8", "replace")
+        with open_regular(path) as stream:
+            data = stream.read(MAX_MANIFEST + 1)
     except OSError:
         return None
-    if not text.startswith(JOURNAL_HEADER):
+    if not data.startswith(JOURNAL_HEADER.encode("utf-8")):
         return None  # not archiver's journal: not its mark either
-    return tuple(line for line in text[len(JOURNAL_HEADER) :].splitlines() if kit_name(line))
+    if len(data) > MAX_MANIFEST:
+        return ()
+    text = data[len(JOURNAL_HEADER) :].decode("utf-8", "replace")
+    return tuple(line for line in text.splitlines() if kit_name(line))
 
 
 def _foreign(kit: Path) -> list[str]:
@@ -232,6 +255,8 @@ def _foreign(kit: Path) -> list[str]:
     for entry in _scandir(kit):
         if is_system(entry.name):
             continue
+        if entry.name == STAGING and entry.is_dir(follow_symlinks=False):
+            continue  # a first build killed while staging: archiver's by its name
         if entry.is_dir(follow_symlinks=False):
             if _holds_files(Path(entry.path)):
                 found.add(entry.name)
@@ -266,8 +291,9 @@ class Survey:
 
     adopted: frozenset[str]  # planned files there, not listed, holding the planned bytes
     stale: tuple[str, ...]  # files archiver wrote and no longer plans: to remove
-    temps: tuple[Path, ...]  # staged files of an update that was killed: to remove
+    temps: tuple[Path, ...]  # files an earlier release staged beside their names: to remove
     warnings: tuple[str, ...]  # what is left alone, and why
+    staging: Path | None = None  # the staging folder of an update that was killed: to remove
 
 
 def survey(
@@ -283,6 +309,7 @@ def survey(
     link or file where a folder goes), or a file archiver did not write."""
     guard = _Guard(kit)
     planned = [*sorted(payload), *sorted(tags), *manifests]
+    staging = _staging(kit)
     adopted = _check_planned(kit, guard, claim, payload, tags, planned)
     stale, kept = _stale(kit, guard, claim.owned - set(planned))
     temps, others = _survey(kit, guard, set(planned) | claim.owned)
@@ -291,7 +318,24 @@ def survey(
         stale=tuple(stale),
         temps=tuple(temps),
         warnings=(*claim.warnings, *kept, *_left_alone(kit, others)),
+        staging=staging,
     )
+
+
+def _staging(kit: Path) -> Path | None:
+    """The staging folder an update that was killed left in ``kit`` (``None`` when there is
+    none). Raises :class:`KitRefused` for anything else at its name: a link, a file."""
+    path = kit / STAGING
+    try:
+        mode = path.lstat().st_mode
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise KitError(path, f"cannot read it: {describe_os_error(exc)}") from exc
+    if stat.S_ISDIR(mode):
+        return path
+    why = unsafe_target(path) or "a file where archiver stages an update's files"
+    raise KitRefused(path, f"{why}; nothing was written", hint=NOT_OURS_HINT)
 
 
 class _Guard:
@@ -384,8 +428,9 @@ def _holds(target: Path, source: Source) -> bool:
 
 
 def _holds_bytes(target: Path, data: bytes) -> bool:
+    """Whether ``target`` holds ``data`` (read only when the sizes agree)."""
     try:
-        return target.read_bytes() == data
+        return target.stat().st_size == len(data) and target.read_bytes() == data
     except OSError:
         return False
 

@@ -6,14 +6,20 @@ so is a file archiver did not write (:mod:`.ownership`) unless it already holds 
 planned. Files no longer planned are removed only when archiver's list names them; anything
 else is left, with a warning.
 
-An update then writes every new or changed file, and every tag file that changes, beside its
-final name (``.name.archiver-tmp``); only when all of them are written does it note in a
-journal (:data:`~.bag.JOURNAL`) the paths it is about to place, and rename them into place,
-payload first, then the tag files, the bag's manifests last, and the journal goes. So a full
-key, a removed key or a killed process while files are written leaves the previous kit as it
-was (the temporary files are removed, or ignored and removed by the next run); and an update
-interrupted while renaming leaves manifests that disagree with the files, which ``archiver
-verify`` reports, and a journal that keeps what it placed archiver's for the next run.
+An update then writes every new or changed file, and every tag file that changes, in its
+staging folder (:data:`~.ownership.STAGING`, at the kit's root, outside the payload: nothing
+there is a file of the bag); only when all of them are written does it note in a journal
+(:data:`~.bag.JOURNAL`) the paths it is about to place, and rename them into place, payload
+first, then the tag files, the bag's manifests last, and the journal goes. So a full key, a
+removed key or a killed process while files are written leaves the previous kit as it was,
+valid to ``archiver verify`` and to any BagIt validator (the staging folder is removed, or
+ignored and removed by the next run); and an update interrupted while renaming leaves manifests
+that disagree with the files, which ``archiver verify`` reports, and a journal that keeps what
+it placed archiver's for the next run.
+
+Before a byte is written, the update checks that the key has room for it all: the bytes it
+writes, and for each file and folder it makes a cluster of the file system's (what a file's
+last cluster wastes, at most; 32 KiB on a large FAT32 key), and :data:`FS_RESERVE` besides.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from ..errors import ArchiverError, KitError, describe_os_error, writing
+from ..errors import KitError, describe_os_error, writing
 from ..files import file_sha256, fsync_dir
 from ..progress import Progress
 from ..units import format_bytes
@@ -38,15 +44,18 @@ from .bag import (
     PAYLOAD,
     TAGMANIFEST,
     format_manifest,
-    read_manifest,
+    salvage_manifest,
 )
 from .derive import Source
-from .ownership import JOURNAL_HEADER, TEMP_SUFFIX, Claim, kit_name, survey
+from .ownership import JOURNAL_HEADER, STAGING, Claim, kit_name, survey
 
-__all__ = ["SPACE_MARGIN", "Written", "write_kit"]
+__all__ = ["FS_RESERVE", "Written", "write_kit"]
 
-# Left free on the key beyond what the kit needs: file system metadata, a little slack.
-SPACE_MARGIN = 8 * 1024 * 1024
+# Room kept on the key besides a cluster for each file and folder an update makes: what the
+# file system itself may take as it grows (a directory's entries, its journal's records).
+FS_RESERVE = 64 * 1024
+# The cluster of a file system that does not say its own: the largest FAT32 formats by default.
+DEFAULT_CLUSTER = 32 * 1024
 COPY_BLOCK = 4 * 1024 * 1024
 
 
@@ -92,8 +101,7 @@ def write_kit(
         if path not in adopted and not _unchanged(kit / path, source, old.get(path))
     ]
     link = not copy and _same_filesystem(archive_root, kit)
-    needed = sum(s.size for _, s in todo if not (link and s.path is not None))
-    _check_space(kit, needed)
+    copied = sum(s.size for _, s in todo if not (link and s.path is not None))
 
     manifest = format_manifest({path: s.sha256 for path, s in payload.items()})
     tag_files: dict[str, bytes] = {}
@@ -102,42 +110,55 @@ def write_kit(
         checksums = {name: hashlib.sha256(data).hexdigest() for name, data in tag_files.items()}
         tag_files[TAGMANIFEST] = format_manifest(checksums)
         tag_files = {name: data for name, data in tag_files.items() if _differs(kit / name, data)}
+    # Everything archiver's until the manifests say so: what it wrote before (some of it about
+    # to go), what it places, and what it took as its own.
+    ours = sorted({*claim.owned, *(path for path, _ in todo), *adopted, *tag_files})
+    journal = (JOURNAL_HEADER + "".join(f"{path}\n" for path in ours)).encode("utf-8")
+    placing = [path for path, _ in todo] + sorted(tag_files)
+    if placing or stale:
+        _check_space(
+            kit,
+            size=copied + sum(map(len, tag_files.values())) + len(journal),
+            files=len(placing) + 1,  # and the journal
+            folders=len(_folders_made(kit, placing)),
+        )
 
-    for temp in temps:  # those of an update that was killed: archiver's by their name
-        with contextlib.suppress(FileNotFoundError):
-            temp.unlink()
-    staged: list[tuple[Path, Path]] = []  # (temporary, final), in the order they are renamed
+    staging = kit / STAGING
+    staged: list[tuple[Path, Path]] = []  # (staged, final), in the order they are renamed
+    made: list[Path] = []  # the kit's folders made for the new files
     linked = bytes_written = 0
     staged_all = False
-    progress.begin(len(todo), needed)
+    progress.begin(len(todo), copied)
     try:
+        for temp in temps:  # staged beside their final names by an earlier release
+            with contextlib.suppress(FileNotFoundError):
+                temp.unlink()
+        if found.staging is not None:  # the staging folder of an update that was killed
+            shutil.rmtree(found.staging)
         for path, source in todo:
-            target = kit / path
             progress.started(path, path, source.size, 0)
-            temp = _temp(target)
-            staged.append((temp, target))
-            if _stage(temp, source, link=link, progress=progress, key=path):
+            staged.append((staging / path, kit / path))
+            if _stage(staging / path, source, link=link, progress=progress, key=path):
                 linked += 1
             else:
                 bytes_written += source.size
             progress.finished(path, failed=False)
         # The manifests last: until they are renamed, verify sees the old kit's.
         for name in sorted(tag_files, key=lambda n: (n == MANIFEST, n == TAGMANIFEST, n)):
-            temp = _temp(kit / name)
-            staged.append((temp, kit / name))
-            _write_new(temp, tag_files[name])
+            staged.append((staging / name, kit / name))
+            staging.mkdir(exist_ok=True)
+            _write_new(staging / name, tag_files[name])
         if staged or stale:
-            # Everything archiver's until the manifests say so: what it wrote before (some
-            # of it about to go), what it places, and what it took as its own.
-            ours = {*claim.owned, *(path for path, _ in todo), *adopted, *tag_files}
             staged_all = True
-            _note_journal(kit, sorted(ours))
+            for path, _ in todo:  # empty folders: no validator counts them
+                made.extend(_make_folders(kit, (kit / path).parent))
+            _note_journal(kit, staging, journal)
     except OSError as exc:
-        _unstage(kit, staged)
+        _unstage(staging, made)
         failed_at = kit if staged_all or not staged else staged[-1][1]
         raise _kit_error(exc, kit, failed_at) from exc
     except BaseException:
-        _unstage(kit, staged)
+        _unstage(staging, made)
         raise
     finally:
         progress.end()
@@ -156,6 +177,7 @@ def write_kit(
             os.replace(temp, target)
         with contextlib.suppress(FileNotFoundError):
             (kit / JOURNAL).unlink()
+        shutil.rmtree(staging, ignore_errors=True)  # empty folders by now
         fsync_dir(kit)
     changed = sorted({path for path, _ in todo} | {p for p in stale if p.startswith(f"{PAYLOAD}/")})
     return Written(
@@ -169,23 +191,39 @@ def write_kit(
     )
 
 
-def _temp(target: Path) -> Path:
-    return target.with_name(f".{target.name}{TEMP_SUFFIX}")
+def _folders_made(kit: Path, paths: Iterable[str]) -> set[str]:
+    """The folders an update placing ``paths`` makes: all of them in its staging folder, and
+    those the kit does not have yet."""
+    made: set[str] = {STAGING}
+    for path in paths:
+        parts = path.split("/")[:-1]
+        for depth in range(1, len(parts) + 1):
+            folder = "/".join(parts[:depth])
+            made.add(f"{STAGING}/{folder}")
+            if not (kit / folder).is_dir():
+                made.add(folder)
+    return made
 
 
-def _unstage(kit: Path, staged: Iterable[tuple[Path, Path]]) -> None:
-    """Remove the temporary files of an update that failed, and the folders made for them:
-    the kit is left exactly as it was."""
-    for temp, _ in staged:
+def _make_folders(kit: Path, folder: Path) -> list[Path]:
+    """Make ``folder`` (in ``kit``) and the folders above it that are missing; those made,
+    the topmost first."""
+    missing: list[Path] = []
+    while folder != kit and not folder.is_dir():
+        missing.append(folder)
+        folder = folder.parent
+    for each in reversed(missing):
+        each.mkdir()
+    return list(reversed(missing))
+
+
+def _unstage(staging: Path, made: list[Path]) -> None:
+    """Remove the staging folder of an update that failed, and the kit's folders made for its
+    files: the kit is left exactly as it was."""
+    shutil.rmtree(staging, ignore_errors=True)
+    for folder in reversed(made):
         with contextlib.suppress(OSError):
-            temp.unlink()
-        folder = temp.parent
-        while folder != kit and folder.is_relative_to(kit):
-            try:
-                folder.rmdir()  # only when empty: a folder of the previous kit is not
-            except OSError:
-                break
-            folder = folder.parent
+            folder.rmdir()  # only when empty
 
 
 def _kit_error(exc: OSError, kit: Path, writing_to: Path) -> KitError:
@@ -211,8 +249,9 @@ def _unchanged(target: Path, source: Source, recorded: str | None) -> bool:
 
 
 def _differs(path: Path, data: bytes) -> bool:
+    """Whether ``path`` holds other bytes than ``data`` (read only when the sizes agree)."""
     try:
-        return path.read_bytes() != data
+        return path.stat().st_size != len(data) or path.read_bytes() != data
     except OSError:
         return True
 
@@ -224,16 +263,29 @@ def _same_filesystem(archive_root: Path, kit: Path) -> bool:
         return False
 
 
-def _check_space(kit: Path, needed: int) -> None:
+def _check_space(kit: Path, *, size: int, files: int, folders: int) -> None:
+    """Refuse an update the key has no room for, before a byte is written: ``size`` bytes in
+    ``files`` new files and ``folders`` new folders, each of which may take a cluster more
+    than its bytes (a file's last one, partly used; a folder's first), and the file system's
+    own growth besides (:data:`FS_RESERVE`)."""
     with writing(kit, "cannot read the free space", KitError):
         free = shutil.disk_usage(kit).free
-    if needed + SPACE_MARGIN > free:
+        cluster = _cluster(kit)
+    slack = (files + folders) * cluster + FS_RESERVE
+    if size + slack > free:
         raise KitError(
             kit,
-            f"the kit does not fit: it needs {format_bytes(needed)} more, "
-            f"{format_bytes(free)} is free",
+            f"the kit does not fit: it needs {format_bytes(size + slack)} more, with"
+            f" {format_bytes(slack)} for the file system's own use; {format_bytes(free)} is free",
             hint="use a larger key, or fewer or smaller videos",
         )
+
+
+def _cluster(kit: Path) -> int:
+    """The unit in which the file system holding ``kit`` allocates space (a FAT cluster, an
+    ext4 block), as it tells it."""
+    found = os.statvfs(kit)
+    return found.f_frsize or found.f_bsize or DEFAULT_CLUSTER
 
 
 def _create(path: Path) -> BinaryIO:
@@ -279,13 +331,13 @@ def _stage(temp: Path, source: Source, *, link: bool, progress: Progress, key: s
     return False
 
 
-def _note_journal(kit: Path, paths: Iterable[str]) -> None:
-    """Note, durably, the paths this update is about to put in place: were it interrupted
-    before its manifests name them, they are still provably archiver's."""
-    temp = _temp(kit / JOURNAL)
+def _note_journal(kit: Path, staging: Path, journal: bytes) -> None:
+    """Note, durably, the paths this update is about to put in place (``journal``): were it
+    interrupted before its manifests name them, they are still provably archiver's."""
+    temp = staging / JOURNAL
     try:
-        text = JOURNAL_HEADER + "".join(f"{path}\n" for path in paths)
-        _write_new(temp, text.encode("utf-8"))
+        staging.mkdir(exist_ok=True)
+        _write_new(temp, journal)
         os.replace(temp, kit / JOURNAL)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -311,15 +363,12 @@ def _remove_emptied_folders(kit: Path, removed: Iterable[Path]) -> None:
 def _bag_complete(kit: Path, manifest: bytes, tag_names: set[str]) -> bool:
     """Whether the kit's manifests are the ones this update would write and its tag manifest
     vouches for every tag file: a damaged tag file or manifest makes the update rewrite them."""
-    try:
-        if (kit / MANIFEST).read_bytes() != manifest:
-            return False
-        listed = read_manifest(kit / TAGMANIFEST)
-    except (OSError, ArchiverError):
+    if _differs(kit / MANIFEST, manifest):
         return False
-    if listed is None or set(listed) != tag_names:
+    read = salvage_manifest(kit / TAGMANIFEST)
+    if read is None or read.damage or set(read.checksums) != tag_names:
         return False
     try:
-        return all(file_sha256(kit / name) == digest for name, digest in listed.items())
+        return all(file_sha256(kit / name) == digest for name, digest in read.checksums.items())
     except OSError:
         return False
