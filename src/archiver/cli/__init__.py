@@ -444,7 +444,7 @@ def verify_command(
 
     \b
     Exit codes: 0 all intact; 1 something is missing, corrupt or extra (each named);
-    2 bad usage; 3 archive locked by another run.
+    2 bad usage, or a folder that is no kit; 3 archive locked by another run.
     """
     state = _state(ctx)
     if (kit is None) == (archive is None):
