@@ -10,13 +10,15 @@ import pytest
 from click.testing import CliRunner
 
 import archiver.catalog as catalog_module
-from archiver.archive import Archive
+from archiver.archive import CATALOG_LOST_HINT, Archive
 from archiver.catalog import SCHEMA_VERSION, Catalog, parse_time, utc_now
 from archiver.cli import cli
+from archiver.entry import Asset
 from archiver.errors import ArchiveError
 from archiver.manifest import Manifest, write_manifest
 
-from .conftest import make_entry
+from .conftest import content_of, make_entry
+from .server import FileServer
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
@@ -241,3 +243,178 @@ def test_the_catalogs_write_ahead_log_stays_small(tmp_path: Path) -> None:
         catalog.close()
     page = 4096 + 24  # a frame: a page and its header
     assert largest <= catalog_module.WAL_SIZE_LIMIT + 16 * page, largest
+
+
+# -- what the catalog says is checked before it is used ----------------------------------------
+
+PDF = b"%PDF-1.7\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
+
+
+def invoke(*args: str | Path) -> tuple[int, str]:
+    """``archiver ARGS``: its exit code and its stderr."""
+    result = CliRunner().invoke(cli, [str(a) for a in args])
+    return result.exit_code, result.stderr
+
+
+def held_fiche(server: FileServer, tmp_path: Path) -> tuple[Path, Path]:
+    """An archive holding one served video and its fiche's PDF; and its manifest."""
+    server.add("/item-a.mp4", content_of(50_000, 1))
+    server.add("/fiche.pdf", PDF, content_type="application/pdf")
+    asset = Asset("fiche_pdf", server.url("/fiche.pdf"))
+    manifest = tmp_path / "m.json"
+    entry = make_entry("item-a", server.url("/item-a.mp4"), assets=(asset,))
+    write_manifest(Manifest(entries=(entry,)), manifest)
+    root = tmp_path / "archive"
+    assert invoke("download", manifest, "--archive", root, "-q") == (0, "")
+    return root, manifest
+
+
+def set_rows(catalog: Path, sql: str, *params: object) -> None:
+    db = sqlite3.connect(catalog)
+    db.execute(sql, params)
+    db.commit()
+    db.close()
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "../victim/fiche.pdf",
+        "@VICTIM@/fiche.pdf",  # absolute
+        "media/item-a/../../victim/fiche.pdf",
+        "media/item-a/fiche.pdf\x00",
+        "media/other-item/fiche.pdf",
+        "catalog.sqlite",
+    ],
+)
+def test_a_catalog_path_out_of_its_items_folder_is_a_damaged_catalog_never_used(
+    server: FileServer, tmp_path: Path, path: str
+) -> None:
+    root, manifest = held_fiche(server, tmp_path)
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "fiche.pdf").write_bytes(b"a user's own file, not archiver's")
+    path = path.replace("@VICTIM@", str(victim))
+    catalog = root / "catalog.sqlite"
+    set_rows(catalog, "UPDATE files SET path=? WHERE role='fiche_pdf'", path)
+    damaged = (
+        f"Error: {catalog}: the catalog is damaged: files ('item-a', 'fiche_pdf', version 1):"
+        f" path {path!r} is not a file of media/item-a/\n"
+        f"Hint: {catalog_module.ROW_HINT}\n"
+    )
+    kit = tmp_path / "kit"
+    for command in (
+        ["download", manifest, "--archive", root, "-q"],
+        ["verify", "--archive", root, "-q"],
+        ["package", manifest, "--archive", root, "-o", kit, "-q"],
+        ["prune", "--archive", root, "--retired-before", "2999-01-01"],
+    ):
+        if command[0] == "prune":
+            with Archive(root) as archive:
+                archive.retire_missing(set())  # the download noted it in the collection again
+        assert invoke(*command) == (2, damaged), command[0]
+    assert (victim / "fiche.pdf").read_bytes() == b"a user's own file, not archiver's"
+    assert (root / "media" / "item-a" / "video.mp4").exists()  # prune deleted nothing
+    assert not kit.exists() or not list(kit.rglob("*.pdf"))
+
+
+@pytest.mark.parametrize(
+    ("sha", "path", "fault"),
+    [
+        ("ab" + "0" * 62, "../victim/poster.jpg", "path '../victim/poster.jpg' is not a file"),
+        ("ab" + "0" * 62, "derived/../../victim/poster.jpg", "is not a file of derived/"),
+        ("../../victim", None, "sha256 '../../victim' is not a sha256"),
+    ],
+)
+def test_prune_never_deletes_by_a_derived_rows_path_out_of_the_archive(
+    tmp_path: Path, sha: str, path: str | None, fault: str
+) -> None:
+    root = old_archive(tmp_path / "archive")
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "poster.jpg").write_bytes(b"a user's own picture")
+    Archive(root).close()
+    set_rows(
+        root / "catalog.sqlite",
+        "INSERT INTO derived (sha256, kind, version, path, made_at) VALUES (?, 'poster', 1, ?, ?)",
+        sha,
+        path,
+        utc_now(),
+    )
+    code, stderr = invoke("prune", "--archive", root, "--retired-before", "2999-01-01")
+    assert code == 2
+    assert stderr.startswith(f"Error: {root / 'catalog.sqlite'}: the catalog is damaged: derived (")
+    assert fault in stderr
+    assert (victim / "poster.jpg").read_bytes() == b"a user's own picture"
+
+
+def test_prune_counts_the_files_it_deleted_not_those_the_catalog_lists(tmp_path: Path) -> None:
+    root = old_archive(tmp_path / "archive")  # two versions: 13 and 15 bytes
+    with Archive(root) as archive:
+        archive.retire_missing(set())
+    (root / "media" / "differencier" / "versions" / "1" / "u-720.mp4").unlink()  # lost
+    result = CliRunner().invoke(
+        cli, ["prune", "--archive", str(root), "--retired-before", "2999-01-01", "--dry-run"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "would delete 1 file(s), 15 B" in result.stdout
+    result = CliRunner().invoke(
+        cli, ["prune", "--archive", str(root), "--retired-before", "2999-01-01"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "deleted 1 file(s), 15 B" in result.stdout
+    assert "Prune: 1 item(s), 15 B deleted" in result.stderr
+    assert not (root / "media" / "differencier").exists()
+    with Archive(root) as archive:
+        assert archive.versions("differencier", "video") == []
+
+
+# -- a lost catalog is not a new archive -------------------------------------------------------
+
+
+def lost_line(catalog: Path, how: str) -> str:
+    return (
+        f"Error: {catalog}: {how}, but media/ holds the files of an archive: a new catalog"
+        " would forget every version and where it came from\n"
+        f"Hint: {CATALOG_LOST_HINT}\n"
+    )
+
+
+@pytest.mark.parametrize("how", ["empty (0 bytes)", "missing"])
+def test_a_lost_catalog_beside_held_media_is_refused_not_started_again(
+    tmp_path: Path, how: str
+) -> None:
+    root = old_archive(tmp_path / "archive")
+    Archive(root).close()
+    catalog = root / "catalog.sqlite"
+    for suffix in ("-wal", "-shm"):
+        (root / f"catalog.sqlite{suffix}").unlink(missing_ok=True)
+    if how == "missing":
+        catalog.unlink()
+    else:
+        catalog.write_bytes(b"")
+    manifest = tmp_path / "m.json"
+    entry = make_entry("differencier", "https://tube.example.org/download/videos/u-720.mp4")
+    write_manifest(Manifest(entries=(entry,)), manifest)
+    for command in (
+        ["status", "--archive", root],
+        ["verify", "--archive", root],
+        ["download", manifest, "--archive", root, "-q"],
+        ["package", manifest, "--archive", root, "-o", tmp_path / "kit"],
+        ["prune", "--archive", root, "--retired-before", "2999-01-01"],
+    ):
+        assert invoke(*command) == (2, lost_line(catalog, how)), command[0]
+    assert catalog.exists() == (how != "missing")
+    assert not catalog.exists() or catalog.stat().st_size == 0  # left for a backup to replace
+    assert (root / "media" / "differencier" / "u-720.mp4").read_bytes() == b"second version!"
+
+
+def test_a_new_archive_starts_in_a_missing_or_empty_folder(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    begun = tmp_path / "begun"  # a run that died before its catalog had a byte
+    (begun / "media" / "item-a").mkdir(parents=True)
+    (begun / "catalog.sqlite").write_bytes(b"")
+    for root in (tmp_path / "missing", empty, begun):
+        with Archive(root) as archive:
+            assert archive.catalog.version == SCHEMA_VERSION

@@ -21,11 +21,20 @@ catalog row that records it is written right after, in one transaction. Every ``
 the way is mapped to :class:`~archiver.errors.StorageError` naming the file. An id, a role or
 a name becomes a path only once it is known to be one safe path segment, and no name another
 file holds is written over.
+
+Nothing outside the archive is touched through it: before archiver writes, replaces, removes
+or reads a file below the root, it checks that no part of the path between the root and the
+file is a symbolic link (a link at ``media/<id>`` would have a download replace the files of
+the folder it points to). A link among the archive's own folders (``media/``, ``partial/``…)
+or at its catalog refuses the archive as a whole (:class:`~archiver.errors.ArchiveError`,
+exit 2); one deeper down fails the item whose path it is on (:class:`StorageError`, exit 1),
+and ``verify`` names it as a problem. The root itself may be a link: the user named it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import errno
 import fcntl
@@ -35,10 +44,10 @@ import os
 import re
 import shutil
 import stat
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from .catalog import (
     MEDIA_FACTS,
@@ -71,11 +80,25 @@ log = logging.getLogger(__name__)
 
 CATALOG_NAME = "catalog.sqlite"
 LOCK_NAME = "archiver.lock"
+# The catalog and the files SQLite keeps beside it: none may be a link or a special file.
+_CATALOG_FILES = ("", "-wal", "-shm", "-journal")
+# The archive's own folders: a link in their place would take every item's files elsewhere.
+_FOLDERS = ("media", "partial", "quarantine", "derived", "peertube")
+LINK_REFUSED = "a symbolic link; links inside the archive are never followed"
+LINK_HINT = (
+    "an archive keeps its files inside its folder: move what the link points to into its"
+    " place, or remove the link"
+)
+CATALOG_LOST_HINT = (
+    "restore catalog.sqlite from a backup (the files in media/ stay as they are); a new"
+    " catalog starts only in an archive folder whose media/ is empty"
+)
 # A role as it names a partial file: ``video``, ``fiche_pdf``, ``caption_pt-BR``.
 _ROLE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 # A file name in an item's folder: archiver's own (``video-720p.mp4``, ``captions-fr.vtt``) or
 # one an earlier release made from a URL with :func:`~archiver.names.safe_filename`.
 _NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,90}(?:\.[a-z0-9]{1,8})?")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 # How many names a file tries (``fiche.pdf``, ``fiche-2.pdf``…) before the archive gives up.
 _NAME_TRIES = 20
 # A file not audited for this long is due for its next fixity audit.
@@ -154,7 +177,9 @@ class Archive:
     @classmethod
     def existing(cls, root: Path) -> Archive:
         """Open an archive that must already exist (for reports: never create one)."""
-        if not (root / CATALOG_NAME).is_file():
+        catalog = root / CATALOG_NAME
+        if not catalog.is_file():
+            _refuse_lost_catalog(catalog, root / "media")
             raise ArchiveError(root, "no archive here (no catalog.sqlite)")
         return cls(root)
 
@@ -163,15 +188,25 @@ class Archive:
         self.media = root / "media"
         self.partials = root / "partial"
         self.quarantine_dir = root / "quarantine"
+        for name in _FOLDERS:
+            _refuse_unsafe_folder(root / name)
+        _refuse_lost_catalog(root / CATALOG_NAME, self.media)
         try:
             for folder in (self.media, self.partials, self.quarantine_dir):
                 folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             reason = f"cannot create the archive: {describe_os_error(exc)}"
             raise ArchiveError(exc.filename or root, reason) from exc
+        for suffix in _CATALOG_FILES:
+            path = root / f"{CATALOG_NAME}{suffix}"
+            refused = unsafe_target(path)
+            if refused is not None:  # SQLite would follow a link, and write where it points
+                reason = f"not usable as the archive's catalog: {refused}"
+                raise ArchiveError(path, reason, hint=LINK_HINT)
         self.catalog = Catalog(root / CATALOG_NAME)
         self._lock_fd: int | None = None
         self._run_unrecorded = False  # warned already that the catalog cannot note this run
+        self._links_named: set[str] = set()  # links said once, however often they are met
 
     def close(self) -> None:
         self.unlock()
@@ -246,8 +281,67 @@ class Archive:
 
     def item_dir(self, item_id: str) -> Path:
         """The folder of an item's files. Its id must be one safe path segment: the manifest's
-        loader checks ids, and this checks again, as the last step before the disk."""
-        return self.media / _segment(item_id, "item id")
+        loader checks ids, and this checks again, as the last step before the disk; and the
+        folder must be no link (:meth:`inside`)."""
+        return self.inside(self.media / _segment(item_id, "item id"))
+
+    def inside(self, path: Path) -> Path:
+        """``path``, a file or folder below the archive's root, once nothing on the way to it
+        from the root is a symbolic link, and nothing but its last part is other than a
+        folder; its last part, if it exists, must be a folder or a regular file.
+
+        Raises :class:`StorageError` naming the link (or the file in a folder's place):
+        archiver never writes, replaces, removes or reads anything through a link, so that
+        nothing outside the archive is touched. What does not exist yet is archiver's to make.
+        Checked just before the disk is touched; whoever can swap folders for links in the
+        archive while a run works is not among what this guards against.
+        """
+        parts, base = path.parts, self.root.parts
+        if parts[: len(base)] != base:
+            raise ArchiveError(path, f"not inside the archive {self.root}")
+        parts = parts[len(base) :]
+        here = os.fspath(self.root)  # strings, not Paths: a download checks each file often
+        for number, part in enumerate(parts, start=1):
+            here = os.path.join(here, part)
+            try:
+                mode = os.lstat(here).st_mode
+            except FileNotFoundError:
+                break  # the rest is archiver's to make
+            except OSError:
+                break  # the operation that follows will say why it fails
+            if stat.S_ISLNK(mode):
+                raise StorageError(here, LINK_REFUSED)
+            if stat.S_ISDIR(mode):
+                continue
+            if number < len(parts):
+                raise StorageError(here, "not a folder, where the archive keeps a folder")
+            if not stat.S_ISREG(mode):
+                raise StorageError(here, "a device or other special file, not a regular file")
+        return path
+
+    def _inside_or_warn(self, path: Path) -> bool:
+        """Whether :meth:`inside` accepts ``path``; a link it refuses is a warning, said once
+        (the item's files then count as not held: they fail, named, if they are fetched)."""
+        try:
+            self.inside(path)
+        except StorageError as exc:
+            if exc.path not in self._links_named:
+                self._links_named.add(exc.path)
+                log.warning("%s", exc.message)
+            return False
+        return True
+
+    def open_held(self, path: Path) -> IO[bytes]:
+        """A file of the archive opened for reading: never through a link (:meth:`inside`,
+        then ``O_NOFOLLOW``), never a FIFO that would block the read. Raises
+        :class:`StorageError` for a link or a special file, ``OSError`` as ``open`` does."""
+        self.inside(path)
+        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+        fd = os.open(path, flags)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise StorageError(path, "not a regular file")
+        return os.fdopen(fd, "rb")
 
     def record_item(self, entry: Entry) -> None:
         """Note that ``entry`` is in the collection; keep its manifest entry beside its media."""
@@ -259,7 +353,9 @@ class Archive:
         changed = []
         for entry in entries:
             data = json.dumps(entry.to_json(), ensure_ascii=False, indent=2, sort_keys=True)
-            path = self.item_dir(entry.id) / "entry.json"
+            path = self.media / _segment(entry.id, "item id") / "entry.json"
+            if not self._inside_or_warn(path):
+                continue  # its files fail, each named, when the run comes to them
             encoded = (data + "\n").encode("utf-8")
             with writing(path, "cannot read"):
                 if not path.is_file() or path.read_bytes() != encoded:
@@ -285,10 +381,18 @@ class Archive:
         return self.catalog.versions(item_id, role)
 
     def _on_disk(self, record: FileRecord) -> bool:
+        return self._size_held(self.root / record.path) == record.size
+
+    def _size_held(self, path: Path) -> int | None:
+        """The size of ``path`` when it is a regular file of the archive, not reached through
+        a link (one is named once, and what is behind it counts as not held); else ``None``."""
+        if not self._inside_or_warn(path):
+            return None
         try:
-            return (self.root / record.path).stat().st_size == record.size
+            found = os.lstat(path)
         except OSError:
-            return False
+            return None
+        return found.st_size if stat.S_ISREG(found.st_mode) else None
 
     def held(self, item_id: str, role: str, url: str | None = None) -> FileRecord | None:
         """The current version, if it is on disk at its recorded size (and came from ``url``).
@@ -306,10 +410,17 @@ class Archive:
         self.catalog.mark_checked(record)
 
     def partial_paths(self, item_id: str, role: str) -> tuple[Path, Path]:
-        """Where a download in progress keeps its bytes and its sidecar (role-named files)."""
+        """Where a download in progress keeps its bytes and its sidecar (role-named files).
+
+        Neither may be reached through a link, nor may the item's folder in ``media/``, where
+        the bytes go once checked: a :class:`StorageError` names the link before a byte is
+        asked for, and no partial there is resumed, written or removed.
+        """
+        self.item_dir(item_id)
         folder = self.partials / _segment(item_id, "item id")
         role = _segment(role, "role", _ROLE)
-        return folder / f"{role}.part", folder / f"{role}.json"
+        part, side = folder / f"{role}.part", folder / f"{role}.json"
+        return self.inside(part), self.inside(side)
 
     def commit(
         self, item_id: str, role: str, name: str, partial: Path, fetched: FetchedFile
@@ -322,12 +433,14 @@ class Archive:
         """
         folder = self.item_dir(item_id)
         name = _segment(name, "file name", _NAME)
+        self.inside(partial)
         old = self.current(item_id, role)
         facts = _media_facts(fetched.sha256, *fetched.media) if fetched.media else None
         if old is not None and old.sha256 == fetched.sha256:
-            with writing(self.root / old.path, "cannot store the file"):
-                os.replace(partial, self.root / old.path)
-                fsync_dir((self.root / old.path).parent)
+            held = self.inside(self.root / old.path)
+            with writing(held, "cannot store the file"):
+                os.replace(partial, held)
+                fsync_dir(held.parent)
             self.catalog.refresh_provenance(
                 old,
                 url=fetched.url,
@@ -388,7 +501,7 @@ class Archive:
             candidate = folder / (name if number == 1 else f"{stem}-{number}{dot}{extension}")
             owner = self.catalog.path_owner(candidate.relative_to(self.root).as_posix())
             if owner == (item_id, role):
-                return candidate
+                return self.inside(candidate)
             if owner is None and not os.path.lexists(candidate):
                 return candidate
         raise StorageError(folder / name, f"taken, and so are {_NAME_TRIES - 1} names like it")
@@ -396,9 +509,9 @@ class Archive:
     def _retire_version(self, old: FileRecord) -> FileRecord:
         """Move the file of a version being superseded to ``versions/<n>/``; the record it
         will have."""
-        source = self.root / old.path
+        source = self.inside(self.root / old.path)
         target = self.item_dir(old.item_id) / "versions" / str(old.version) / source.name
-        target.parent.mkdir(parents=True, exist_ok=True)
+        self.inside(target).parent.mkdir(parents=True, exist_ok=True)
         try:
             if source.stat().st_size == old.size:
                 os.replace(source, target)
@@ -414,6 +527,8 @@ class Archive:
         stamp = utc_now().replace(":", "")
         item_id = _segment(item_id, "item id")
         target = self.quarantine_dir / item_id / f"{stamp}-{_segment(name, 'file name', _NAME)}"
+        self.inside(partial)
+        self.inside(target)
         with writing(target, "cannot quarantine"):
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(partial, target)
@@ -427,33 +542,66 @@ class Archive:
         return self.catalog.retire_missing(present)
 
     def prune(self, retired_before: str, *, dry_run: bool = False) -> list[Pruned]:
-        """Delete every file of the items retired before ``retired_before`` (ISO date)."""
-        pruned = self.catalog.retired_before(retired_before)
+        """Delete every file of the items retired before ``retired_before`` (ISO date).
+
+        Each item says how many of its recorded files were deleted, and their bytes: those
+        found in the archive, not those the catalog lists (a version lost from the disk is
+        not counted). A dry run counts those it would delete.
+        """
+        pruned = []
+        for item in self.catalog.retired_before(retired_before):
+            folder = self.item_dir(item.item_id)
+            held = self._held_files(item.item_id)
+            if dry_run:
+                pruned.append(_counted(item, held.values()))
+                continue
+            removed = []
+            for path, size in held.items():
+                with writing(path, "cannot delete"), contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+                    removed.append(size)
+            partials = self.inside(self.partials / _segment(item.item_id, "item id"))
+            for gone in (folder, partials):
+                # Not ignore_errors: an item whose files stay must stay in the catalog too.
+                # rmtree removes a link below it, never what the link points at.
+                with writing(gone, "cannot delete"), contextlib.suppress(FileNotFoundError):
+                    shutil.rmtree(gone)
+            self.catalog.forget_item(item.item_id)
+            pruned.append(_counted(item, removed))
         if dry_run:
             return pruned
-        for item in pruned:
-            for folder in (self.item_dir(item.item_id), self.partials / item.item_id):
-                # Not ignore_errors: an item whose files stay must stay in the catalog too.
-                with writing(folder, "cannot delete"), contextlib.suppress(FileNotFoundError):
-                    shutil.rmtree(folder)
-            self.catalog.forget_item(item.item_id)
         for derived in self.catalog.orphan_derived():
             if derived.path:
-                made = self.root / derived.path
+                made = self.inside(self.root / derived.path)
                 with writing(made, "cannot delete"), contextlib.suppress(FileNotFoundError):
                     made.unlink()
             self.catalog.forget_derived(derived)
         return pruned
 
+    def _held_files(self, item_id: str) -> dict[Path, int]:
+        """The files of an item's recorded versions that are in the archive, with their
+        sizes: regular files, not reached through a link."""
+        held = {}
+        for record in self.catalog.item_files(item_id):
+            path = self.root / record.path
+            size = self._size_held(path)
+            if size is not None:
+                held[path] = size
+        return held
+
     # -- derived files -------------------------------------------------------------------------
 
     def derived_path(self, sha256: str, name: str) -> Path:
-        return self.root / "derived" / sha256[:2] / f"{sha256}-{name}"
+        """Where a file made from the bytes of ``sha256`` is kept; none of it a link."""
+        sha256 = _segment(sha256, "sha256", _SHA256)
+        name = _segment(name, "file name", _NAME)
+        return self.inside(self.root / "derived" / sha256[:2] / f"{sha256}-{name}")
 
     def derived(self, sha256: str, kind: str, version: int) -> Derived | None:
         derived = self.catalog.derived(sha256, kind, version)
-        if derived is not None and derived.path and not (self.root / derived.path).is_file():
-            return None  # its file was removed: make it again
+        made = self.root / derived.path if derived is not None and derived.path else None
+        if made is not None and self._size_held(made) is None:
+            return None  # its file was removed (or is behind a link, named): make it again
         return derived
 
     def media_facts(self, sha256: str) -> Derived | None:
@@ -516,6 +664,66 @@ def _segment(text: str, what: str, pattern: re.Pattern[str] | None = None) -> st
             repr(text), f"not usable as an archive {what}: not one safe path segment"
         )
     return text
+
+
+def _counted(item: Pruned, sizes: Iterable[int]) -> Pruned:
+    """``item`` with the count and bytes of the files that were (or would be) deleted."""
+    sizes = list(sizes)
+    return dataclasses.replace(item, files=len(sizes), size=sum(sizes))
+
+
+def _refuse_unsafe_folder(folder: Path) -> None:
+    """Refuse an archive whose own folder (``media/``…) is a link or not a folder (exit 2):
+    every item's files would go through it."""
+    try:
+        mode = os.lstat(folder).st_mode
+    except OSError:
+        return  # missing (made next), or mkdir will say why not
+    if stat.S_ISLNK(mode):
+        raise ArchiveError(folder, LINK_REFUSED, hint=LINK_HINT)
+    if not stat.S_ISDIR(mode):
+        raise ArchiveError(folder, "not a folder, where the archive keeps a folder")
+
+
+def _refuse_lost_catalog(catalog: Path, media: Path) -> None:
+    """Refuse to start a new catalog (exit 2) when it is missing or empty (0 bytes: a copy
+    or a disk that failed) but ``media/`` holds files: a new one would show an empty archive,
+    fetch everything again, and the versions held and their provenance would be forgotten."""
+    try:
+        lost = "empty (0 bytes)" if os.lstat(catalog).st_size == 0 else None
+    except FileNotFoundError:
+        lost = "missing"
+    except OSError:
+        return  # opening it will say why it cannot be read
+    if lost is not None and _holds_files(media):
+        raise ArchiveError(
+            catalog,
+            f"{lost}, but media/ holds the files of an archive: a new catalog would forget"
+            " every version and where it came from",
+            hint=CATALOG_LOST_HINT,
+        )
+
+
+def _holds_files(folder: Path) -> bool:
+    """Whether a regular file is below ``folder`` (links not followed, nor counted); stops
+    at the first, so a large archive costs a few reads."""
+    try:
+        if not stat.S_ISDIR(os.lstat(folder).st_mode):
+            return False
+    except OSError:
+        return False
+    pending = [folder]
+    while pending:
+        try:
+            with os.scandir(pending.pop()) as entries:
+                for entry in entries:
+                    if entry.is_file(follow_symlinks=False):
+                        return True
+                    if entry.is_dir(follow_symlinks=False):
+                        pending.append(Path(entry.path))
+        except OSError:
+            continue
+    return False
 
 
 def _lock_holder(fd: int) -> int | None:

@@ -2,21 +2,26 @@
 
 A librarian's proof that nothing rotted: each audit records when each file was last checked,
 so ``--sample`` can audit the least recently checked share of a large archive each night and
-still cover all of it over a cycle.
+still cover all of it over a cycle. A file is read only inside the archive: one reached
+through a symbolic link is a problem, named, never read (its bytes are not the archive's).
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
 
 from .archive import Archive
 from .catalog import AuditRow
 from .errors import ArchiveError, StorageError, describe_os_error
-from .files import file_sha256
+from .files import HASH_BLOCK
 from .progress import NullProgress, Progress
 
 __all__ = ["AuditProblem", "AuditReport", "audit"]
@@ -87,10 +92,14 @@ def _check(
         progress.started(key, row.path, row.size, 0)
         failed = True
         try:
-            actual = file_sha256(target, on_bytes=functools.partial(progress.advance, key))
-            size += target.stat().st_size
+            with archive.open_held(target) as stream:
+                actual, read = _sha256(stream, functools.partial(progress.advance, key))
+            size += read
         except FileNotFoundError:
             problems.append(AuditProblem(row.path, "missing"))
+        except StorageError as exc:  # a link on the way, or a special file: not read
+            where = _shown(archive, exc.path)
+            problems.append(AuditProblem(row.path, f"not read: {where} is {exc.reason}"))
         except OSError as exc:
             problems.append(AuditProblem(row.path, f"unreadable: {describe_os_error(exc)}"))
         else:
@@ -107,3 +116,21 @@ def _check(
                 log.warning("%s; the audit goes on, but its dates are not recorded", exc.message)
                 marking = False
     return size
+
+
+def _sha256(stream: IO[bytes], on_bytes: Callable[[int], None]) -> tuple[str, int]:
+    """The sha256 of what ``stream`` holds, and its length; ``on_bytes`` told of each block."""
+    digest, read = hashlib.sha256(), 0
+    while block := stream.read(HASH_BLOCK):
+        digest.update(block)
+        read += len(block)
+        on_bytes(len(block))
+    return digest.hexdigest(), read
+
+
+def _shown(archive: Archive, path: str) -> str:
+    """``path`` as the archive names it (``media/item-a``), for a problem's reason."""
+    try:
+        return Path(path).relative_to(archive.root).as_posix()
+    except ValueError:
+        return path

@@ -16,6 +16,12 @@ unless the disk refused a write; that one, like any while writing (a full disk),
 :class:`~archiver.errors.StorageError` naming the catalog (exit 1). A damaged catalog (a page
 SQLite finds malformed) is an :class:`~archiver.errors.ArchiveError` whenever it shows: no run
 can trust it, and no retry mends it.
+
+The catalog is a file on disk, and what it says is checked where rows become records: a path
+it gives must name a file of the item's folder (``media/<id>/…``) or of ``derived/``, relative,
+without ``..``, and a checksum must be one (it names files in ``derived/``). A row that does
+not is a damaged catalog, named (exit 2): its path is never used, so that no command replaces,
+links, hashes or deletes a file outside the archive because a row said so.
 """
 
 from __future__ import annotations
@@ -23,12 +29,13 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import re
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from .errors import (
     ArchiveError,
@@ -43,6 +50,7 @@ __all__ = [
     "MEDIA_FACTS",
     "MEDIA_FACTS_VERSION",
     "MIGRATIONS",
+    "ROW_HINT",
     "SCHEMA_VERSION",
     "WAL_CHECKPOINT_PAGES",
     "WAL_SIZE_LIMIT",
@@ -106,6 +114,13 @@ DAMAGED_HINT = (
     "restore catalog.sqlite from a backup, or recover what it holds with"
     " 'sqlite3 catalog.sqlite .recover | sqlite3 recovered.sqlite'"
 )
+
+
+ROW_HINT = (
+    "restore catalog.sqlite from a backup; a path the catalog gives that leads out of the"
+    " archive is never used"
+)
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 def damaged(exc: sqlite3.Error) -> bool:
@@ -319,6 +334,8 @@ class AuditRow:
     size: int
 
 
+_Row = TypeVar("_Row", FileRecord, AuditRow)
+
 _FILE_COLUMNS = (
     "item_id, role, version, path, url, final_url, sha256, size, etag, last_modified,"
     " fetched_at, current, checked_at, resolution, content_type, audited_at, segments"
@@ -326,7 +343,7 @@ _FILE_COLUMNS = (
 _DERIVED_COLUMNS = "sha256, kind, version, path, file_sha256, file_size, duration, width, height"
 
 
-def _file(row: sqlite3.Row) -> FileRecord:
+def _file_record(row: sqlite3.Row) -> FileRecord:
     return FileRecord(
         item_id=row["item_id"],
         role=row["role"],
@@ -348,8 +365,32 @@ def _file(row: sqlite3.Row) -> FileRecord:
     )
 
 
-def _derived(row: sqlite3.Row) -> Derived:
+def _derived_record(row: sqlite3.Row) -> Derived:
     return Derived(**{key: row[key] for key in row.keys()})  # noqa: SIM118 - Row has no iter of keys
+
+
+def _row_fault(path: object, sha256: object, under: tuple[str, ...]) -> str | None:
+    """What is wrong with a row's ``path`` (``None`` for no file) and ``sha256``, or ``None``.
+
+    A path must be relative, in ``/``-separated parts none of which is empty, ``.``, ``..`` or
+    holds a NUL or a backslash, and start with the parts ``under``, plus at least one more.
+
+    >>> _row_fault("media/a/v.mp4", "0" * 64, ("media", "a"))
+    >>> _row_fault("../victim/fiche.pdf", "0" * 64, ("media", "a"))
+    "path '../victim/fiche.pdf' is not a file of media/a/"
+    """
+    if not isinstance(sha256, str) or not _SHA256.fullmatch(sha256):
+        return f"sha256 {sha256!r} is not a sha256"
+    if path is None:
+        return None
+    parts = path.split("/") if isinstance(path, str) else []
+    if (
+        len(parts) <= len(under)
+        or tuple(parts[: len(under)]) != under
+        or any(p in ("", ".", "..") or "\x00" in p or "\\" in p for p in parts)
+    ):
+        return f"path {path!r} is not a file of {'/'.join(under)}/"
+    return None
 
 
 def _run(row: sqlite3.Row | None) -> RunRow | None:
@@ -448,6 +489,33 @@ class Catalog:
         with self._lock, self._access():
             return self._db.execute(sql, params).fetchall()
 
+    # -- rows become records: what they say is checked here, once -------------------------------
+
+    def _bad_row(self, where: str, fault: str) -> ArchiveError:
+        return ArchiveError(self.path, f"the catalog is damaged: {where}: {fault}", hint=ROW_HINT)
+
+    def _file(self, row: sqlite3.Row) -> FileRecord:
+        return self._checked(_file_record(row))
+
+    def _checked(self, row: _Row) -> _Row:
+        """``row`` once its path names a file of its item's folder and its sha256 is one."""
+        fault = _row_fault(row.path, row.sha256, ("media", str(row.item_id)))
+        if fault is not None:
+            raise self._bad_row(
+                f"files ({row.item_id!r}, {row.role!r}, version {row.version})", fault
+            )
+        return row
+
+    def _derived(self, row: sqlite3.Row) -> Derived:
+        derived = _derived_record(row)
+        fault = _row_fault(derived.path, derived.sha256, ("derived",))
+        if fault is None and derived.file_sha256 is not None:
+            fault = _row_fault(None, derived.file_sha256, ())
+        if fault is not None:
+            where = f"derived ({derived.sha256!r}, {derived.kind!r}, version {derived.version})"
+            raise self._bad_row(where, fault)
+        return derived
+
     def integrity_problems(self) -> list[str]:
         """What SQLite's own integrity check finds wrong with the catalog (nothing: ``[]``).
 
@@ -514,7 +582,7 @@ class Catalog:
             item_id,
             role,
         )
-        return _file(row) if row else None
+        return self._file(row) if row else None
 
     def current_with_prefix(self, item_id: str, prefix: str) -> list[FileRecord]:
         """The current files of an item whose role starts with ``prefix``, by role."""
@@ -525,12 +593,20 @@ class Catalog:
             len(prefix),
             prefix,
         )
-        return [_file(row) for row in rows]
+        return [self._file(row) for row in rows]
 
     def path_owner(self, path: str) -> tuple[str, str] | None:
         """The ``(item, role)`` a version recorded at ``path`` belongs to, if any."""
         row = self._one("SELECT item_id, role FROM files WHERE path=? LIMIT 1", path)
         return (row["item_id"], row["role"]) if row is not None else None
+
+    def item_files(self, item_id: str) -> list[FileRecord]:
+        """Every version of every file of an item (prune, to delete them)."""
+        rows = self._all(
+            f"SELECT {_FILE_COLUMNS} FROM files WHERE item_id=? ORDER BY role, version",  # noqa: S608
+            item_id,
+        )
+        return [self._file(row) for row in rows]
 
     def versions(self, item_id: str, role: str) -> list[FileRecord]:
         rows = self._all(
@@ -538,7 +614,7 @@ class Catalog:
             item_id,
             role,
         )
-        return [_file(row) for row in rows]
+        return [self._file(row) for row in rows]
 
     def mark_checked(self, record: FileRecord) -> None:
         """Upstream confirmed this version unchanged, now."""
@@ -622,7 +698,10 @@ class Catalog:
             "SELECT item_id, role, version, path, sha256, size FROM files"
             " ORDER BY audited_at IS NOT NULL, audited_at, item_id, role, version"
         )
-        return [AuditRow(**{key: row[key] for key in row.keys()}) for row in rows]  # noqa: SIM118
+        return [
+            self._checked(AuditRow(**{key: row[key] for key in row.keys()}))  # noqa: SIM118
+            for row in rows
+        ]
 
     def mark_audited(self, row: AuditRow) -> None:
         with self._write() as db:
@@ -640,7 +719,7 @@ class Catalog:
             kind,
             version,
         )
-        return _derived(row) if row else None
+        return self._derived(row) if row else None
 
     def record_derived(self, derived: Derived) -> None:
         with self._write() as db:
@@ -671,7 +750,7 @@ class Catalog:
             f"SELECT {_DERIVED_COLUMNS} FROM derived"  # noqa: S608
             " WHERE sha256 NOT IN (SELECT sha256 FROM files)"
         )
-        return [_derived(row) for row in rows]
+        return [self._derived(row) for row in rows]
 
     def forget_derived(self, derived: Derived) -> None:
         with self._write() as db:
