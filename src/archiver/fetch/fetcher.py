@@ -32,6 +32,7 @@ import httpx
 from .. import media, sniff
 from ..archive import Archive, FetchedFile, FileRecord, PartialState
 from ..errors import ArchiverError, ChecksumMismatch, DownloadError, describe_os_error
+from ..files import open_regular
 from ..progress import Progress
 from ..units import format_bytes
 from ..urls import redact
@@ -205,7 +206,8 @@ class Fetcher:
         """How many bytes of a partial file can be resumed, its state, and the request headers."""
         part, side = self.archive.partial_paths(job.entry.id, job.role)
         try:
-            state = PartialState.from_json(side.read_bytes())
+            with open_regular(side) as stream:  # a sidecar is a few hundred bytes
+                state = PartialState.from_json(stream.read(64 * 1024))
             have = part.stat().st_size
         except OSError:
             return 0, None, {}

@@ -108,7 +108,10 @@ class Sink:
         self._hash = hashlib.sha256()
         self.size = 0
         self.closed = False
-        self._file: IO[bytes] = path.open("r+b" if offset else "wb")
+        # Never through a link swapped in since the archive checked the path.
+        flags = os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | (os.O_RDWR if offset else os.O_WRONLY)
+        fd = os.open(path, flags if offset else flags | os.O_TRUNC, 0o666)
+        self._file: IO[bytes] = os.fdopen(fd, "r+b" if offset else "wb")
         if offset:
             self._hash_existing(offset)
 
