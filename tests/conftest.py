@@ -6,8 +6,10 @@ import contextlib
 import functools
 import hashlib
 import logging
+import os
 import random
 import sqlite3
+import stat
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -173,3 +175,23 @@ def stored(archive: Path, item: str, version: int | None = None) -> Path:
     finally:
         db.close()
     return archive / path
+
+
+def snapshot(folder: Path) -> dict[str, str]:
+    """Every entry below ``folder``, never following a link: a file's sha256, a folder "/",
+    a link "-> target", anything else its type; to prove a folder unchanged."""
+    found = {}
+    for here, dirs, files in os.walk(folder):
+        for name in dirs + files:
+            path = Path(here, name)
+            mode = path.lstat().st_mode
+            if stat.S_ISLNK(mode):
+                seen = f"-> {os.readlink(path)}"
+            elif stat.S_ISDIR(mode):
+                seen = "/"
+            elif stat.S_ISREG(mode):
+                seen = hashlib.sha256(path.read_bytes()).hexdigest()
+            else:
+                seen = f"special {stat.S_IFMT(mode):o}"
+            found[path.relative_to(folder).as_posix()] = seen
+    return found

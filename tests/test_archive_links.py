@@ -20,7 +20,7 @@ from archiver.entry import Asset
 from archiver.errors import ArchiveError, StorageError
 from archiver.manifest import Manifest, write_manifest
 
-from .conftest import content_of, make_entry
+from .conftest import content_of, make_entry, snapshot
 from .server import FileServer
 
 PDF = b"%PDF-1.7\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
@@ -52,16 +52,6 @@ def victim(tmp_path: Path, **files: bytes) -> Path:
     for name, data in files.items():
         (folder / name.replace("_", ".")).write_bytes(data)
     return folder
-
-
-def snapshot(folder: Path) -> dict[str, str]:
-    """Every file (its sha256) and folder ("/") below ``folder``: to prove it unchanged."""
-    return {
-        path.relative_to(folder).as_posix(): (
-            "/" if path.is_dir() else hashlib.sha256(path.read_bytes()).hexdigest()
-        )
-        for path in folder.rglob("*")
-    }
 
 
 def failure(server: FileServer, role: str, link: Path) -> str:
@@ -108,16 +98,20 @@ def test_a_linked_partial_folder_is_neither_resumed_nor_removed(
     assert not (archive / "media" / ITEM / "video.mp4").exists()
 
 
+def behind_a_link(folder: Path, moved: Path) -> tuple[Path, Path]:
+    """Move ``folder`` to ``moved`` and leave a link to it in its place."""
+    folder.rename(moved)
+    folder.symlink_to(moved, target_is_directory=True)
+    return folder, moved
+
+
 def test_verify_and_download_name_an_item_folder_moved_behind_a_link(
     server: FileServer, tmp_path: Path
 ) -> None:
     """The same bytes behind the link: following it, verify would say "all intact"."""
     manifest, archive = collection(server, tmp_path), tmp_path / "archive"
     assert run("download", manifest, "--archive", archive, "-q") == (0, "")
-    folder = archive / "media" / ITEM
-    moved = tmp_path / "elsewhere"
-    folder.rename(moved)
-    folder.symlink_to(moved, target_is_directory=True)
+    folder, moved = behind_a_link(archive / "media" / ITEM, tmp_path / "elsewhere")
     before = snapshot(moved)
     code, stderr = run("verify", "--archive", archive)
     assert code == 1
@@ -142,10 +136,7 @@ def test_package_leaves_out_a_video_behind_a_link_and_names_the_link(
 ) -> None:
     manifest, archive = collection(server, tmp_path), tmp_path / "archive"
     assert run("download", manifest, "--archive", archive, "-q") == (0, "")
-    folder = archive / "media" / ITEM
-    moved = tmp_path / "elsewhere"
-    folder.rename(moved)
-    folder.symlink_to(moved, target_is_directory=True)
+    folder, _ = behind_a_link(archive / "media" / ITEM, tmp_path / "elsewhere")
     code, stderr = run("package", manifest, "--archive", archive, "-o", tmp_path / "kit")
     assert code == 1
     lines = stderr.splitlines()
@@ -160,10 +151,7 @@ def test_package_leaves_out_a_video_behind_a_link_and_names_the_link(
 def test_prune_never_deletes_through_a_link(server: FileServer, tmp_path: Path) -> None:
     manifest, archive = collection(server, tmp_path), tmp_path / "archive"
     assert run("download", manifest, "--archive", archive, "-q") == (0, "")
-    folder = archive / "media" / ITEM
-    moved = tmp_path / "elsewhere"
-    folder.rename(moved)
-    folder.symlink_to(moved, target_is_directory=True)
+    folder, moved = behind_a_link(archive / "media" / ITEM, tmp_path / "elsewhere")
     with Archive(archive) as store:
         store.retire_missing(set())
     before = snapshot(moved)

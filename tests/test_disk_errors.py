@@ -11,7 +11,6 @@ Real ones fill a small tmpfs (mounting one needs root: those tests are skipped w
 from __future__ import annotations
 
 import errno
-import hashlib
 import math
 import os
 import pathlib
@@ -32,7 +31,7 @@ from archiver.cli import cli
 from archiver.kit.ownership import STAGING
 from archiver.manifest import Manifest, write_manifest
 
-from .conftest import content_of, make_entry
+from .conftest import content_of, make_entry, snapshot
 from .server import FileServer
 
 FULL = "no space left on the device"
@@ -65,16 +64,6 @@ def collect(server: FileServer, path: Path, *items: str) -> Path:
     entries = tuple(make_entry(item, server.url(f"/{item}.mp4")) for item in items)
     write_manifest(Manifest(entries=entries), path)
     return path
-
-
-def snapshot(folder: Path) -> dict[str, str]:
-    """Every file (its sha256) and folder ("/") below ``folder``: to prove it unchanged."""
-    return {
-        path.relative_to(folder).as_posix(): (
-            "/" if path.is_dir() else hashlib.sha256(path.read_bytes()).hexdigest()
-        )
-        for path in folder.rglob("*")
-    }
 
 
 def assert_intact(kit: Path, before: dict[str, str]) -> None:

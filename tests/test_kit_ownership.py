@@ -9,7 +9,6 @@ import logging
 import os
 import shutil
 import signal
-import stat
 import struct
 import subprocess
 import sys
@@ -35,7 +34,7 @@ from archiver.sync import sync
 from archiver.units import format_bytes
 
 from . import test_disk_errors, test_package
-from .conftest import make_entry
+from .conftest import make_entry, snapshot
 from .fuzz_support import run_bounded
 from .server import FileServer
 from .test_disk_errors import fill, grow
@@ -50,26 +49,6 @@ NOT_OURS = (
     "a file archiver did not write (not in the kit's manifests); it will not replace it,"
     " and nothing was written"
 )
-
-
-def snapshot(folder: Path) -> dict[str, str]:
-    """Every entry below ``folder``, never following a link: a file's sha256, a folder "/",
-    a link "-> target", anything else its type; to prove a folder unchanged."""
-    found = {}
-    for here, dirs, files in os.walk(folder):
-        for name in dirs + files:
-            path = Path(here, name)
-            mode = path.lstat().st_mode
-            if stat.S_ISLNK(mode):
-                seen = f"-> {os.readlink(path)}"
-            elif stat.S_ISDIR(mode):
-                seen = "/"
-            elif stat.S_ISREG(mode):
-                seen = hashlib.sha256(path.read_bytes()).hexdigest()
-            else:
-                seen = f"special {stat.S_IFMT(mode):o}"
-            found[path.relative_to(folder).as_posix()] = seen
-    return found
 
 
 def held(tmp_path: Path, items: list[Entry]) -> tuple[Manifest, Path]:

@@ -139,30 +139,28 @@ def test_only_the_catalog_speaks_sql(module: str) -> None:
     assert not _SQL.search(text), f"{module} contains SQL"
 
 
+def _foreign_imports(module: str) -> list[str]:
+    """The modules from outside the package that ``module`` imports, lazily or not."""
+    tree = ast.parse(_modules()[module].read_text(encoding="utf-8"))
+    names: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.extend(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.append(node.module)
+    return names
+
+
 @pytest.mark.parametrize("module", sorted(m for m in _modules() if _unit(m) != "cli"))
 def test_only_cli_draws_on_the_terminal(module: str) -> None:
-    tree = ast.parse(_modules()[module].read_text(encoding="utf-8"))
-    for node in ast.walk(tree):
-        names = []
-        if isinstance(node, ast.Import):
-            names = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-            names = [node.module]
-        for name in names:
-            assert name.split(".")[0] not in ("click", "tqdm"), f"{module} imports {name}"
+    for name in _foreign_imports(module):
+        assert name.split(".")[0] not in ("click", "tqdm"), f"{module} imports {name}"
 
 
 @pytest.mark.parametrize("module", sorted(_modules()))
 def test_only_front_matter_loads_yaml(module: str) -> None:
     """PyYAML's own loaders build aliases, .nan and 5,000-digit integers: the one loader that
     refuses them is in front_matter, and nothing else loads YAML behind its back."""
-    tree = ast.parse(_modules()[module].read_text(encoding="utf-8"))
-    for node in ast.walk(tree):
-        names = []
-        if isinstance(node, ast.Import):
-            names = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-            names = [node.module]
-        for name in names:
-            if name.split(".")[0] in ("yaml", "frontmatter"):
-                assert module == "front_matter", f"{module} imports {name}"
+    for name in _foreign_imports(module):
+        if name.split(".")[0] in ("yaml", "frontmatter"):
+            assert module == "front_matter", f"{module} imports {name}"
