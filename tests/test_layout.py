@@ -26,6 +26,7 @@ LAYERS: list[set[str]] = [
     {"sniff"},
     {"choose", "media", "audit"},
     {"archive"},
+    {"archive_paths", "archive_lock", "archive_status"},  # what the Archive class draws on
     {"catalog"},
     {"manifest", "collection"},
     {"fiches", "manifest_reader"},  # reading a manifest back needs no fiche

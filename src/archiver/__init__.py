@@ -11,6 +11,9 @@ The package, in pipeline order (imports point one way, from the top of this list
     media        FFmpeg: reading videos, posters, re-encodes
     audit        fixity audits of the archive
     archive      the archive folder: media tree, partials, quarantine, the lock
+    archive_paths  its path checks: safe segments, no link followed, a lost catalog refused
+    archive_lock   its lock: one run at a time (flock), the holder's PID
+    archive_status what `archiver status` shows, read from the catalog
     catalog      its SQLite catalog, the only module that speaks SQL
     manifest     the deterministic JSON manifest, built and written
     manifest_reader  the Manifest record, read back strictly from untrusted JSON

@@ -24,11 +24,7 @@ file holds is written over.
 
 Nothing outside the archive is touched through it: before archiver writes, replaces, removes
 or reads a file below the root, it checks that no part of the path between the root and the
-file is a symbolic link (a link at ``media/<id>`` would have a download replace the files of
-the folder it points to). A link among the archive's own folders (``media/``, ``partial/``…)
-or at its catalog refuses the archive as a whole (:class:`~archiver.errors.ArchiveError`,
-exit 2); one deeper down fails the item whose path it is on (:class:`StorageError`, exit 1),
-and ``verify`` names it as a problem. The root itself may be a link: the user named it.
+file is a symbolic link (:mod:`archiver.archive_paths` says what a link refuses where).
 """
 
 from __future__ import annotations
@@ -36,12 +32,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
-import errno
-import fcntl
 import json
 import logging
 import os
-import re
 import shutil
 import stat
 from collections.abc import Iterable, Iterator, Sequence
@@ -49,6 +42,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from .archive_lock import LOCK_NAME, take_lock
+from .archive_paths import (
+    CATALOG_LOST_HINT,
+    CATALOG_NAME,
+    FOLDERS,
+    LINK_HINT,
+    LINK_REFUSED,
+    NAME,
+    ROLE,
+    SHA256,
+    inside,
+    refuse_lost_catalog,
+    refuse_unsafe_catalog,
+    refuse_unsafe_folder,
+    segment,
+)
+from .archive_status import AUDIT_EVERY_DAYS, status_report
 from .catalog import (
     MEDIA_FACTS,
     MEDIA_FACTS_VERSION,
@@ -56,16 +66,19 @@ from .catalog import (
     Derived,
     FileRecord,
     Pruned,
-    format_time,
     utc_now,
 )
 from .entry import Entry
-from .errors import ArchiveError, LockHeld, StorageError, describe_os_error, writing
+from .errors import ArchiveError, StorageError, describe_os_error, writing
 from .files import atomic_write_many, fsync_dir, unsafe_target
-from .names import is_safe_id
 
 __all__ = [
     "AUDIT_EVERY_DAYS",
+    "CATALOG_LOST_HINT",
+    "CATALOG_NAME",
+    "LINK_HINT",
+    "LINK_REFUSED",
+    "LOCK_NAME",
     "Archive",
     "Derived",
     "FetchedFile",
@@ -78,31 +91,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-CATALOG_NAME = "catalog.sqlite"
-LOCK_NAME = "archiver.lock"
-# The catalog and the files SQLite keeps beside it: none may be a link or a special file.
-_CATALOG_FILES = ("", "-wal", "-shm", "-journal")
-# The archive's own folders: a link in their place would take every item's files elsewhere.
-_FOLDERS = ("media", "partial", "quarantine", "derived", "peertube")
-LINK_REFUSED = "a symbolic link; links inside the archive are never followed"
-LINK_HINT = (
-    "an archive keeps its files inside its folder: move what the link points to into its"
-    " place, or remove the link"
-)
-CATALOG_LOST_HINT = (
-    "restore catalog.sqlite from a backup (the files in media/ stay as they are); a new"
-    " catalog starts only in an archive folder whose media/ is empty"
-)
-# A role as it names a partial file: ``video``, ``fiche_pdf``, ``caption_pt-BR``.
-_ROLE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
-# A file name in an item's folder: archiver's own (``video-720p.mp4``, ``captions-fr.vtt``) or
-# one an earlier release made from a URL with :func:`~archiver.names.safe_filename`.
-_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,90}(?:\.[a-z0-9]{1,8})?")
-_SHA256 = re.compile(r"[0-9a-f]{64}")
 # How many names a file tries (``fiche.pdf``, ``fiche-2.pdf``…) before the archive gives up.
 _NAME_TRIES = 20
-# A file not audited for this long is due for its next fixity audit.
-AUDIT_EVERY_DAYS = 30
 
 
 def _media_facts(
@@ -179,7 +169,7 @@ class Archive:
         """Open an archive that must already exist (for reports: never create one)."""
         catalog = root / CATALOG_NAME
         if not catalog.is_file():
-            _refuse_lost_catalog(catalog, root / "media")
+            refuse_lost_catalog(catalog, root / "media")
             raise ArchiveError(root, "no archive here (no catalog.sqlite)")
         return cls(root)
 
@@ -188,21 +178,16 @@ class Archive:
         self.media = root / "media"
         self.partials = root / "partial"
         self.quarantine_dir = root / "quarantine"
-        for name in _FOLDERS:
-            _refuse_unsafe_folder(root / name)
-        _refuse_lost_catalog(root / CATALOG_NAME, self.media)
+        for name in FOLDERS:
+            refuse_unsafe_folder(root / name)
+        refuse_lost_catalog(root / CATALOG_NAME, self.media)
         try:
             for folder in (self.media, self.partials, self.quarantine_dir):
                 folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             reason = f"cannot create the archive: {describe_os_error(exc)}"
             raise ArchiveError(exc.filename or root, reason) from exc
-        for suffix in _CATALOG_FILES:
-            path = root / f"{CATALOG_NAME}{suffix}"
-            refused = unsafe_target(path)
-            if refused is not None:  # SQLite would follow a link, and write where it points
-                reason = f"not usable as the archive's catalog: {refused}"
-                raise ArchiveError(path, reason, hint=LINK_HINT)
+        refuse_unsafe_catalog(root)
         self.catalog = Catalog(root / CATALOG_NAME)
         self._lock_fd: int | None = None
         self._run_unrecorded = False  # warned already that the catalog cannot note this run
@@ -221,48 +206,14 @@ class Archive:
     # -- lock ----------------------------------------------------------------------------------
 
     def lock(self) -> None:
-        """Take the archive's lock for this process, or raise :class:`LockHeld` at once.
-
-        ``flock`` is released by the kernel when the process dies, SIGKILL included, so a
-        crashed run never leaves a stale lock behind. The lock file is opened without following
-        a link, and must be a regular file: the PID written into it would otherwise truncate
-        whatever a link points at, and a device or a pipe is no lock.
-        """
+        """Take the archive's lock for this process, or raise :class:`LockHeld` at once
+        (:func:`~archiver.archive_lock.take_lock`, which the kernel releases if the process
+        dies). A link or a special file in the lock's place is refused before it is opened."""
         path = self.root / LOCK_NAME
         refused = unsafe_target(path)
         if refused is not None:
             raise ArchiveError(path, f"not usable as the archive's lock: {refused}")
-        # O_NONBLOCK: a FIFO put there in the meantime must not hang the open.
-        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-        try:
-            fd = os.open(path, flags, 0o644)
-        except OSError as exc:
-            if exc.errno == errno.ELOOP:  # made a link between the check and the open
-                reason = "not usable as the archive's lock: a symbolic link"
-                raise ArchiveError(path, reason) from exc
-            reason = f"cannot take the archive's lock: {describe_os_error(exc)}"
-            raise StorageError(path, reason) from exc
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            os.close(fd)
-            reason = "not usable as the archive's lock: not a regular file"
-            raise ArchiveError(path, reason)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = _lock_holder(fd)
-            os.close(fd)
-            raise LockHeld(self.root, holder) from None
-        except OSError as exc:  # a file system without locks (some network shares)
-            os.close(fd)
-            reason = f"cannot take the archive's lock: {describe_os_error(exc)}"
-            raise StorageError(path, reason) from exc
-        # The PID is a courtesy to whoever meets the lock held; the flock is the lock. A full
-        # disk, which may refuse even these few bytes, must not stop a run that frees space
-        # (prune) or only reads (verify).
-        with contextlib.suppress(OSError):
-            os.ftruncate(fd, 0)
-            os.write(fd, f"{os.getpid()}\n".encode("ascii"))
-        self._lock_fd = fd
+        self._lock_fd = take_lock(path, self.root)
 
     def unlock(self) -> None:
         if self._lock_fd is not None:
@@ -283,7 +234,7 @@ class Archive:
         """The folder of an item's files. Its id must be one safe path segment: the manifest's
         loader checks ids, and this checks again, as the last step before the disk; and the
         folder must be no link (:meth:`inside`)."""
-        return self.inside(self.media / _segment(item_id, "item id"))
+        return self.inside(self.media / segment(item_id, "item id"))
 
     def inside(self, path: Path) -> Path:
         """``path``, a file or folder below the archive's root, once nothing on the way to it
@@ -296,28 +247,7 @@ class Archive:
         Checked just before the disk is touched; whoever can swap folders for links in the
         archive while a run works is not among what this guards against.
         """
-        parts, base = path.parts, self.root.parts
-        if parts[: len(base)] != base:
-            raise ArchiveError(path, f"not inside the archive {self.root}")
-        parts = parts[len(base) :]
-        here = os.fspath(self.root)  # strings, not Paths: a download checks each file often
-        for number, part in enumerate(parts, start=1):
-            here = os.path.join(here, part)
-            try:
-                mode = os.lstat(here).st_mode
-            except FileNotFoundError:
-                break  # the rest is archiver's to make
-            except OSError:
-                break  # the operation that follows will say why it fails
-            if stat.S_ISLNK(mode):
-                raise StorageError(here, LINK_REFUSED)
-            if stat.S_ISDIR(mode):
-                continue
-            if number < len(parts):
-                raise StorageError(here, "not a folder, where the archive keeps a folder")
-            if not stat.S_ISREG(mode):
-                raise StorageError(here, "a device or other special file, not a regular file")
-        return path
+        return inside(self.root, path)
 
     def _inside_or_warn(self, path: Path) -> bool:
         """Whether :meth:`inside` accepts ``path``; a link it refuses is a warning, said once
@@ -353,7 +283,7 @@ class Archive:
         changed = []
         for entry in entries:
             data = json.dumps(entry.to_json(), ensure_ascii=False, indent=2, sort_keys=True)
-            path = self.media / _segment(entry.id, "item id") / "entry.json"
+            path = self.media / segment(entry.id, "item id") / "entry.json"
             if not self._inside_or_warn(path):
                 continue  # its files fail, each named, when the run comes to them
             encoded = (data + "\n").encode("utf-8")
@@ -417,8 +347,8 @@ class Archive:
         asked for, and no partial there is resumed, written or removed.
         """
         self.item_dir(item_id)
-        folder = self.partials / _segment(item_id, "item id")
-        role = _segment(role, "role", _ROLE)
+        folder = self.partials / segment(item_id, "item id")
+        role = segment(role, "role", ROLE)
         part, side = folder / f"{role}.part", folder / f"{role}.json"
         return self.inside(part), self.inside(side)
 
@@ -432,7 +362,7 @@ class Archive:
         (renames, fsyncs, a catalog transaction): the downloader calls it off its event loop.
         """
         folder = self.item_dir(item_id)
-        name = _segment(name, "file name", _NAME)
+        name = segment(name, "file name", NAME)
         self.inside(partial)
         old = self.current(item_id, role)
         facts = _media_facts(fetched.sha256, *fetched.media) if fetched.media else None
@@ -525,8 +455,8 @@ class Archive:
     def quarantine(self, item_id: str, name: str, partial: Path) -> Path:
         """Keep bytes that failed a check out of ``media/``, for a person to inspect."""
         stamp = utc_now().replace(":", "")
-        item_id = _segment(item_id, "item id")
-        target = self.quarantine_dir / item_id / f"{stamp}-{_segment(name, 'file name', _NAME)}"
+        item_id = segment(item_id, "item id")
+        target = self.quarantine_dir / item_id / f"{stamp}-{segment(name, 'file name', NAME)}"
         self.inside(partial)
         self.inside(target)
         with writing(target, "cannot quarantine"):
@@ -560,7 +490,7 @@ class Archive:
                 with writing(path, "cannot delete"), contextlib.suppress(FileNotFoundError):
                     path.unlink()
                     removed.append(size)
-            partials = self.inside(self.partials / _segment(item.item_id, "item id"))
+            partials = self.inside(self.partials / segment(item.item_id, "item id"))
             for gone in (folder, partials):
                 # Not ignore_errors: an item whose files stay must stay in the catalog too.
                 # rmtree removes a link below it, never what the link points at.
@@ -593,8 +523,8 @@ class Archive:
 
     def derived_path(self, sha256: str, name: str) -> Path:
         """Where a file made from the bytes of ``sha256`` is kept; none of it a link."""
-        sha256 = _segment(sha256, "sha256", _SHA256)
-        name = _segment(name, "file name", _NAME)
+        sha256 = segment(sha256, "sha256", SHA256)
+        name = segment(name, "file name", NAME)
         return self.inside(self.root / "derived" / sha256[:2] / f"{sha256}-{name}")
 
     def derived(self, sha256: str, kind: str, version: int) -> Derived | None:
@@ -654,127 +584,13 @@ class Archive:
             self._run_unrecorded = True
 
 
-def _segment(text: str, what: str, pattern: re.Pattern[str] | None = None) -> str:
-    """``text`` when it is one safe path segment (an id by :func:`~archiver.names.is_safe_id`,
-    else by ``pattern``), or :class:`ArchiveError`: an id, a role or a name from a manifest or
-    an instance's answer never makes a path of its own (``..``, a slash, a leading dot)."""
-    safe = is_safe_id(text) if pattern is None else bool(pattern.fullmatch(text))
-    if not safe:
-        raise ArchiveError(
-            repr(text), f"not usable as an archive {what}: not one safe path segment"
-        )
-    return text
-
-
 def _counted(item: Pruned, sizes: Iterable[int]) -> Pruned:
     """``item`` with the count and bytes of the files that were (or would be) deleted."""
     sizes = list(sizes)
     return dataclasses.replace(item, files=len(sizes), size=sum(sizes))
 
 
-def _refuse_unsafe_folder(folder: Path) -> None:
-    """Refuse an archive whose own folder (``media/``…) is a link or not a folder (exit 2):
-    every item's files would go through it."""
-    try:
-        mode = os.lstat(folder).st_mode
-    except OSError:
-        return  # missing (made next), or mkdir will say why not
-    if stat.S_ISLNK(mode):
-        raise ArchiveError(folder, LINK_REFUSED, hint=LINK_HINT)
-    if not stat.S_ISDIR(mode):
-        raise ArchiveError(folder, "not a folder, where the archive keeps a folder")
-
-
-def _refuse_lost_catalog(catalog: Path, media: Path) -> None:
-    """Refuse to start a new catalog (exit 2) when it is missing or empty (0 bytes: a copy
-    or a disk that failed) but ``media/`` holds files: a new one would show an empty archive,
-    fetch everything again, and the versions held and their provenance would be forgotten."""
-    try:
-        lost = "empty (0 bytes)" if os.lstat(catalog).st_size == 0 else None
-    except FileNotFoundError:
-        lost = "missing"
-    except OSError:
-        return  # opening it will say why it cannot be read
-    if lost is not None and _holds_files(media):
-        raise ArchiveError(
-            catalog,
-            f"{lost}, but media/ holds the files of an archive: a new catalog would forget"
-            " every version and where it came from",
-            hint=CATALOG_LOST_HINT,
-        )
-
-
-def _holds_files(folder: Path) -> bool:
-    """Whether a regular file is below ``folder`` (links not followed, nor counted); stops
-    at the first, so a large archive costs a few reads."""
-    try:
-        if not stat.S_ISDIR(os.lstat(folder).st_mode):
-            return False
-    except OSError:
-        return False
-    pending = [folder]
-    while pending:
-        try:
-            with os.scandir(pending.pop()) as entries:
-                for entry in entries:
-                    if entry.is_file(follow_symlinks=False):
-                        return True
-                    if entry.is_dir(follow_symlinks=False):
-                        pending.append(Path(entry.path))
-        except OSError:
-            continue
-    return False
-
-
-def _lock_holder(fd: int) -> int | None:
-    """The PID the lock file names, if it names one."""
-    try:
-        holder = os.read(fd, 32).decode("ascii", "replace").strip()
-    except OSError:
-        return None
-    return int(holder) if holder.isdigit() else None
-
-
 def archive_status(archive: Archive, *, now: dt.datetime | None = None) -> dict[str, Any]:
-    """Everything ``archiver status`` shows, as plain JSON values."""
-    now = now or dt.datetime.now(dt.UTC)
-    counts = archive.catalog.counts(format_time(now - dt.timedelta(days=AUDIT_EVERY_DAYS)))
-    items, retired = int(counts["items"] or 0), int(counts["retired"] or 0)
-    last_run = archive.catalog.last_run()
-    last_sync = archive.catalog.last_run("sync")
-    failures = archive.catalog.failures(last_run.id) if last_run is not None else []
-
-    def run(row: Any) -> dict[str, Any] | None:
-        if row is None:
-            return None
-        return {**row.__dict__, "outcome": row.outcome or "interrupted"}
-
-    return {
-        "archive": str(archive.root),
-        "items": {"total": items, "active": items - retired, "retired": retired},
-        "files": {
-            "current": counts["current_files"],
-            "current_bytes": counts["current_bytes"],
-            "versions": counts["versions"],
-            "all_bytes": counts["all_bytes"],
-        },
-        "last_run": run(last_run),
-        "last_sync": run(last_sync),
-        "failures": [
-            {
-                "item": f.item_id,
-                "title": f.title,
-                "role": f.role,
-                "url": f.url,
-                "reason": f.reason,
-                "at": f.at,
-            }
-            for f in failures
-        ],
-        "audit": {
-            "never_audited": counts["never_audited"],
-            "due": counts["due"],
-            "due_after_days": AUDIT_EVERY_DAYS,
-            "last_audit": counts["last_audit"],
-        },
-    }
+    """Everything ``archiver status`` shows, as plain JSON values: the catalog's account of
+    the archive (:func:`~archiver.archive_status.status_report`)."""
+    return status_report(archive.root, archive.catalog, now=now)
