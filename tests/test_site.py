@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from markupsafe import escape
 
-from archiver.entry import Licence
+from archiver.entry import Licence, Source
+from archiver.kit.provenance import FileProvenance, KitFile, KitProvenance
 from archiver.kit.site import (
     CSP,
     KitAsset,
@@ -102,3 +105,62 @@ def test_download_links_are_named_for_their_video() -> None:
     assert '<a href="video-720p.mp4" download="accueil-video-720p.mp4">' in page
     assert '<a href="fiche.pdf" download="accueil-fiche.pdf">' in page
     assert '<a href="captions-fr.vtt" download="accueil-captions-fr.vtt">' in page
+
+
+def provenance_of(item_id: str, **fields: object) -> KitProvenance:
+    """The provenance of a video held at ``https://tube.example/v.mp4``, fetched on
+    1 March 2026, carried as archived; ``fields`` replace the video's own."""
+    video = FileProvenance(
+        role="video",
+        path=f"data/videos/{item_id}/video-720p.mp4",
+        url="https://tube.example/v.mp4",
+        final_url="https://tube.example/v.mp4",
+        fetched_at="2026-03-01T08:30:00.000000Z",
+        sha256="c" * 64,
+        size=1000,
+        version=1,
+        resolution=720,
+    )
+    video = dataclasses.replace(video, **fields)  # type: ignore[arg-type]
+    return KitProvenance(
+        id=item_id,
+        title="Titre",
+        fiche=Source("fiches/video.md", "d" * 64),
+        video=video,
+        kit_video=KitFile(f"data/videos/{item_id}/video-720p.mp4", "c" * 64, 1000),
+        licence=Licence("CC BY 4.0", "https://creativecommons.org/licenses/by/4.0/"),
+    )
+
+
+def test_a_page_shows_its_provenance_only_when_known() -> None:
+    entry = make_entry("accueil", "https://x.org/v.mp4")
+    known = KitItem(entry=entry, video_name="video-720p.mp4", provenance=provenance_of("accueil"))
+    page = render_site([known], collection_title="T")["videos/accueil/index.html"].decode()
+    assert '<h2 id="provenance">Provenance</h2>' in page
+    assert '<time datetime="2026-03-01">1er mars 2026</time>' in page
+    assert f'<code class="hash">{"c" * 64}</code>' in page
+    assert "<dd>720p</dd>" in page
+    assert '<span class="url">fiches/video.md</span>, SHA-256' in page
+    assert "redirigée vers" not in page  # the same URL: said once
+    unknown = KitItem(entry=entry, video_name="video.mp4")
+    page = render_site([unknown], collection_title="T")["videos/accueil/index.html"].decode()
+    assert "Provenance" not in page
+
+
+def test_the_provenance_section_escapes_what_it_shows_and_links_only_the_web() -> None:
+    hostile = 'https://x.org/"><script>alert(1)</script>'
+    provenance = dataclasses.replace(
+        provenance_of("accueil", final_url=hostile),
+        licence=Licence("<b>Libre</b>", "javascript:alert(1)"),
+    )
+    item = KitItem(
+        entry=make_entry("accueil", "https://x.org/v.mp4"),
+        video_name="video-720p.mp4",
+        provenance=provenance,
+    )
+    page = render_site([item], collection_title="T")["videos/accueil/index.html"].decode()
+    section = page[page.index('<section aria-labelledby="provenance"') :]
+    assert "<script>" not in section
+    assert f'redirigée vers <span class="url">{escape(hostile)}</span>' in section
+    assert "javascript:" not in section
+    assert "<dd>&lt;b&gt;Libre&lt;/b&gt;</dd>" in section

@@ -23,6 +23,7 @@ from markupsafe import Markup
 
 from ..entry import Entry, Licence
 from ..units import format_bytes
+from .provenance import KitProvenance
 
 __all__ = [
     "CSP",
@@ -112,6 +113,7 @@ class KitItem:
     resolution: str | None = None
     assets: tuple[KitAsset, ...] = ()
     captions: tuple[KitCaptions, ...] = ()
+    provenance: KitProvenance | None = None  # its "Provenance" section, when known
 
     @property
     def folder(self) -> str:
@@ -216,6 +218,8 @@ def _environment() -> jinja2.Environment:
     )
     environment.filters["taille"] = taille
     environment.filters["duree"] = duree
+    # A URL from a fiche or the catalog is a link only when it is http(s) or mailto.
+    environment.tests["lien"] = lambda url: isinstance(url, str) and bool(SAFE_LINK.match(url))
     return environment
 
 
