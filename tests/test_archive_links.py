@@ -15,12 +15,13 @@ import pytest
 from click.testing import CliRunner
 
 from archiver.archive import LINK_HINT, LINK_REFUSED, Archive, Derived, FetchedFile
+from archiver.catalog import store_path
 from archiver.cli import cli
 from archiver.entry import Asset
 from archiver.errors import ArchiveError, StorageError
 from archiver.manifest import Manifest, write_manifest
 
-from .conftest import content_of, make_entry, snapshot
+from .conftest import content_of, make_entry, sha256, snapshot
 from .server import FileServer
 
 PDF = b"%PDF-1.7\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
@@ -108,19 +109,17 @@ def behind_a_link(folder: Path, moved: Path) -> tuple[Path, Path]:
 def test_verify_and_download_name_an_item_folder_moved_behind_a_link(
     server: FileServer, tmp_path: Path
 ) -> None:
-    """The same bytes behind the link: following it, verify would say "all intact"."""
+    """media/<id> only shows the store's files: verify reads the store, and a download that
+    would show them again names the link rather than writing through it."""
     manifest, archive = collection(server, tmp_path), tmp_path / "archive"
     assert run("download", manifest, "--archive", archive, "-q") == (0, "")
     folder, moved = behind_a_link(archive / "media" / ITEM, tmp_path / "elsewhere")
+    for view in moved.iterdir():
+        view.unlink()  # gone from the view: the download would show them again
     before = snapshot(moved)
     code, stderr = run("verify", "--archive", archive)
-    assert code == 1
-    reason = f"not read: media/{ITEM} is {LINK_REFUSED}"
-    assert stderr.splitlines()[:2] == [
-        f"Error: {folder / 'fiche.pdf'}: {reason}",
-        f"Error: {folder / 'video.mp4'}: {reason}",
-    ]
-    assert "all intact" not in stderr
+    assert code == 0
+    assert stderr.endswith(f"Verify: 2 files (48.9 KiB) in {archive}: all intact\n")
     asked = len(server.requests())
     code, stderr = run("download", manifest, "--archive", archive, "-q")
     assert (code, stderr) == (
@@ -131,21 +130,28 @@ def test_verify_and_download_name_an_item_folder_moved_behind_a_link(
     assert snapshot(moved) == before
 
 
-def test_package_leaves_out_a_video_behind_a_link_and_names_the_link(
+def test_package_takes_the_stored_bytes_never_what_a_linked_item_folder_holds(
     server: FileServer, tmp_path: Path
 ) -> None:
     manifest, archive = collection(server, tmp_path), tmp_path / "archive"
     assert run("download", manifest, "--archive", archive, "-q") == (0, "")
-    folder, _ = behind_a_link(archive / "media" / ITEM, tmp_path / "elsewhere")
-    code, stderr = run("package", manifest, "--archive", archive, "-o", tmp_path / "kit")
-    assert code == 1
-    lines = stderr.splitlines()
-    assert f"Warning: {folder}: {LINK_REFUSED}" in lines
-    assert f"Error: Vidéo {ITEM} ({ITEM}): not in the archive yet (run 'archiver download')" in (
-        lines
-    )
-    assert not list((tmp_path / "kit").rglob("*.mp4"))
-    assert not list((tmp_path / "kit").rglob("*.pdf"))
+    _, moved = behind_a_link(archive / "media" / ITEM, tmp_path / "elsewhere")
+    for view in moved.iterdir():
+        if view.suffix in (".mp4", ".pdf"):
+            view.unlink()
+            view.write_bytes(b"not the archive's bytes")
+    before = snapshot(moved)
+    code, _ = run("package", manifest, "--archive", archive, "-o", tmp_path / "kit")
+    assert code == 0
+    kit_files = {
+        p.suffix: p.read_bytes()
+        for p in (tmp_path / "kit").rglob("*")
+        if p.suffix in (".mp4", ".pdf")
+    }
+    with Archive(archive) as store:
+        assert kit_files[".mp4"] == (archive / store.held(ITEM, "video").path).read_bytes()
+        assert kit_files[".pdf"] == (archive / store.held(ITEM, "fiche_pdf").path).read_bytes()
+    assert snapshot(moved) == before
 
 
 def test_prune_never_deletes_through_a_link(server: FileServer, tmp_path: Path) -> None:
@@ -165,7 +171,7 @@ def test_prune_never_deletes_through_a_link(server: FileServer, tmp_path: Path) 
 # -- the archive's own folders and its catalog: the archive is refused -------------------------
 
 
-@pytest.mark.parametrize("name", ["media", "partial", "quarantine", "derived", "peertube"])
+@pytest.mark.parametrize("name", ["media", "store", "partial", "quarantine", "derived", "peertube"])
 def test_a_linked_archive_folder_refuses_the_archive(
     server: FileServer, tmp_path: Path, name: str
 ) -> None:
@@ -211,9 +217,9 @@ def test_a_new_version_never_retires_the_old_one_through_a_link(tmp_path: Path) 
         part.parent.mkdir(parents=True)
         part.write_bytes(PDF)
         archive.commit(ITEM, "fiche_pdf", "fiche.pdf", part, fetched(PDF))
-        link = archive.item_dir(ITEM) / "versions"
-        link.symlink_to(outside, target_is_directory=True)
         newer = PDF + b"%newer\n"
+        link = (archive.root / store_path(sha256(newer))).parent
+        link.symlink_to(outside, target_is_directory=True)
         part.write_bytes(newer)
         with pytest.raises(StorageError) as refused:
             archive.commit(ITEM, "fiche_pdf", "fiche.pdf", part, fetched(newer))

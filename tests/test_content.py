@@ -232,7 +232,7 @@ def test_a_preview_is_kept_with_the_extension_of_its_type(
     (outcome,) = fetch(tmp_path / "archive", preview)
     assert outcome.status is Status.FETCHED
     assert outcome.record is not None
-    assert outcome.record.path == "media/item-a/preview.png"
+    assert outcome.record.view == "media/item-a/preview.png"
 
 
 @pytest.mark.parametrize(
@@ -261,7 +261,7 @@ def test_good_captions_are_kept_under_their_language(server: FileServer, tmp_pat
     name = file_name("caption_pt-BR")
     (outcome,) = fetch(tmp_path, Job(entry, "caption_pt-BR", server.url("/c.vtt"), name))
     assert outcome.record is not None
-    assert outcome.record.path == "media/item-a/captions-pt-br.vtt"
+    assert outcome.record.view == "media/item-a/captions-pt-br.vtt"
 
 
 # -- names from the item and the role ---------------------------------------------------------
@@ -379,7 +379,8 @@ def test_an_archive_of_the_previous_release_keeps_its_names_and_fetches_nothing(
     (outcome,) = report.outcomes
     assert outcome.status is Status.HELD
     assert outcome.record is not None
-    assert outcome.record.path == "media/differencier/u-720.mp4"
+    assert outcome.record.view == "media/differencier/u-720.mp4"
+    assert (root / outcome.record.path).read_bytes() == b"second version!"
     assert (root / "media" / "differencier" / "u-720.mp4").read_bytes() == b"second version!"
     assert not (root / "media" / "differencier" / "video.mp4").exists()
 
@@ -400,20 +401,22 @@ def test_a_refresh_of_an_old_archive_keeps_its_name_and_a_change_gets_the_new_on
     report = download(manifest, root, settings=settings, refresh_after=0)
     assert [o.status for o in report.outcomes] == [Status.HELD]  # the same bytes again
     with Archive(root) as archive:
-        current = archive.current("differencier", "video")
+        current = archive.current("differencier", "video", 720)  # its rendition
         assert current is not None
-        assert (current.version, current.path) == (2, "media/differencier/u-720.mp4")
+        assert (current.version, current.view) == (2, "media/differencier/u-720.mp4")
     served.content, served.etag = b"third version", '"abc4"'
     report = download(manifest, root, settings=settings, refresh_after=0)
     assert [o.status for o in report.outcomes] == [Status.CHANGED]
     with Archive(root) as archive:
-        paths = [(r.version, r.path) for r in archive.versions("differencier", "video")]
-    assert paths == [
-        (1, "media/differencier/versions/1/u-720.mp4"),
-        (2, "media/differencier/versions/2/u-720.mp4"),
-        (3, "media/differencier/video.mp4"),
+        versions = archive.versions("differencier", "video")
+    assert [(r.version, r.view) for r in versions] == [
+        (1, None),
+        (2, None),
+        (3, "media/differencier/video.mp4"),  # a new version takes its role's name
     ]
-    assert (root / "media/differencier/versions/2/u-720.mp4").read_bytes() == b"second version!"
+    stored = [(root / r.path).read_bytes() for r in versions]
+    assert stored == [b"first version", b"second version!", b"third version"]
+    assert not (root / "media/differencier/u-720.mp4").exists()  # no longer shown
 
 
 def test_captions_of_a_language_that_is_no_code_are_left_out_with_a_warning(

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from archiver.archive import Archive
+from archiver.catalog import store_path
 from archiver.entry import Asset, Video
 from archiver.errors import ArchiveError
 from archiver.fetch import DownloadSettings, Status, download, download_all
@@ -87,7 +88,9 @@ def test_downloads_every_file_with_checksum_and_provenance(
     assert row["url"] == server.url("/v/a.mp4")
     assert row["etag"] == served.etag
     assert row["last_modified"] == served.last_modified
-    assert row["path"] == "media/item-a/video.mp4"
+    assert row["path"] == store_path(sha256(video))  # the bytes, once, by their sha256
+    assert row["view"] == "media/item-a/video.mp4"  # where a person browsing finds them
+    assert os.path.samefile(tmp_path / row["path"], media(tmp_path))  # one file, two names
     assert str(row["fetched_at"]).endswith("Z")
     assert not list((tmp_path / "partial").rglob("*.part"))
     assert server.requests()[0].headers["User-Agent"].startswith("archiver/")
@@ -103,12 +106,27 @@ def test_second_run_fetches_nothing(server: FileServer, tmp_path: Path) -> None:
     assert report.bytes_fetched == 0
 
 
-def test_a_deleted_file_is_fetched_again(server: FileServer, tmp_path: Path) -> None:
+def test_a_deleted_view_is_shown_again_without_a_request(
+    server: FileServer, tmp_path: Path
+) -> None:
+    """media/ is a view of the store: deleting a file there loses no bytes."""
     server.add("/v/a.mp4", content_of(SIZE))
     download(single(server), tmp_path, settings=FAST)
     media(tmp_path).unlink()
+    asked = len(server.requests())
+    report = download(single(server), tmp_path, settings=FAST)
+    assert [o.status for o in report.outcomes] == [Status.HELD]
+    assert len(server.requests()) == asked
+    assert media(tmp_path).read_bytes() == content_of(SIZE)
+
+
+def test_a_deleted_stored_file_is_fetched_again(server: FileServer, tmp_path: Path) -> None:
+    server.add("/v/a.mp4", content_of(SIZE))
+    download(single(server), tmp_path, settings=FAST)
+    (tmp_path / store_path(sha256(content_of(SIZE)))).unlink()
     report = download(single(server), tmp_path, settings=FAST)
     assert [o.status for o in report.outcomes] == [Status.FETCHED]
+    assert (tmp_path / store_path(sha256(content_of(SIZE)))).read_bytes() == content_of(SIZE)
     assert media(tmp_path).read_bytes() == content_of(SIZE)
 
 
@@ -331,12 +349,13 @@ def test_new_url_is_a_new_version_and_the_old_one_stays(server: FileServer, tmp_
     download(single(server, "/v/a-720.mp4"), tmp_path, settings=FAST)
     download(single(server, "/v/a-1080.mp4"), tmp_path, settings=FAST)
     rows = catalog_rows(tmp_path)
-    assert [(r["version"], r["current"], r["path"]) for r in rows] == [
-        (1, 0, "media/item-a/versions/1/video.mp4"),
-        (2, 1, "media/item-a/video.mp4"),
+    assert [(r["version"], r["current"], r["path"], r["view"]) for r in rows] == [
+        (1, 0, store_path(sha256(old)), None),
+        (2, 1, store_path(sha256(new)), "media/item-a/video.mp4"),
     ]
-    assert (tmp_path / "media/item-a/versions/1/video.mp4").read_bytes() == old
+    assert (tmp_path / store_path(sha256(old))).read_bytes() == old
     assert (tmp_path / "media/item-a/video.mp4").read_bytes() == new
+    assert not (tmp_path / "media/item-a/versions").exists()
 
 
 @pytest.mark.parametrize("code", [errno.ENOSPC, errno.EDQUOT])
@@ -573,7 +592,7 @@ def test_a_catalog_that_cannot_say_what_is_held_fails_that_file_with_its_reason(
     server.add("/v/a.mp4", content_of(SIZE))
     entry = make_entry("item-a", server.url("/v/a.mp4"))
 
-    def damaged(self: Archive, item: str, role: str) -> None:
+    def damaged(self: Archive, item: str, role: str, rendition: int = 0) -> None:
         raise ArchiveError(
             "catalog.sqlite", "the catalog is damaged: database disk image is malformed"
         )

@@ -148,8 +148,9 @@ def test_kit_is_a_valid_bag_with_a_root_index_and_a_readme(
     _, _, kit = build(tmp_path, server, entries(server, clips))
     bag = bagit.Bag(str(kit))
     bag.validate()  # the Library of Congress's validator, not ours
-    # 3 videos, 3 posters, 3 pages; the catalog, its search index, style.css, app.js, player.js
-    assert bag.info["Payload-Oxum"].endswith(".14")
+    # 3 videos, 3 posters, 3 pages; the catalog, its search index, style.css, app.js, player.js,
+    # provenance.json
+    assert bag.info["Payload-Oxum"].endswith(".15")
     assert bag.info["Source-Organization"] == "Réseau Canopé"
     assert "Bagging-Date" in bag.info
     assert "data/index.html" in (kit / "index.html").read_text()
@@ -213,7 +214,10 @@ def test_a_changed_video_rewrites_only_its_own_files(
     download(manifest, archive, settings=FAST)
     report = package(manifest, archive, kit)
     assert report.changed
-    assert all(path.startswith("data/videos/evaluer/") for path in report.changed), report.changed
+    assert all(
+        path.startswith("data/videos/evaluer/") or path == "data/provenance.json"
+        for path in report.changed
+    ), report.changed
     assert "data/videos/evaluer/video-240p.mp4" in report.changed  # removed
     assert "data/videos/evaluer/video-192p.mp4" in report.changed  # its successor
     assert not (kit / "data/videos/evaluer/video-240p.mp4").exists()
@@ -250,7 +254,7 @@ def test_flipped_byte_and_missing_and_extra_files_are_named_by_verify(
     assert lines[2] == (
         f"Error: {kit}/data/videos/notes.txt: not in the kit's manifest (extra file)"
     )
-    assert lines[3].startswith("Verify: 13 files (") and lines[3].endswith(": 3 problem(s)")
+    assert lines[3].startswith("Verify: 14 files (") and lines[3].endswith(": 3 problem(s)")
     with pytest.raises(bagit.BagValidationError):
         bagit.Bag(str(kit)).validate()
 
@@ -300,7 +304,7 @@ def test_verify_of_a_whole_kit_exits_0(
     _, _, kit = build(tmp_path, server, entries(server, clips))
     code, _, stderr = run("verify", kit)
     assert code == 0
-    assert stderr.startswith("Verify: 14 files (") and stderr.endswith(": all intact\n")
+    assert stderr.startswith("Verify: 15 files (") and stderr.endswith(": all intact\n")
 
 
 def test_an_update_killed_while_writing_leaves_the_previous_kit(
@@ -438,7 +442,7 @@ def test_kit_summary_line(server: FileServer, clips: list[bytes], tmp_path: Path
     write_manifest(Manifest(entries=tuple(items)), manifest_path)
     code, _, stderr = run("package", manifest_path, "--archive", archive, "-o", tmp_path / "kit")
     assert code == 0
-    assert stderr.startswith(f"Kit: 3 videos in {tmp_path / 'kit'}; 14 files written (")
+    assert stderr.startswith(f"Kit: 3 videos in {tmp_path / 'kit'}; 15 files written (")
     assert ", 6 hard-linked, 0 removed, 0 unchanged; 0 left out, in " in stderr
 
 

@@ -210,7 +210,11 @@ def test_a_changed_sound_is_joined_again_under_the_same_name(
     muxes = count_muxes(monkeypatch)
     report = package_api(tmp_path)
     assert len(muxes) == 1
-    assert report.changed == (f"data/videos/{ENTRY.id}/{KIT_VIDEO}",)  # the poster is the same
+    assert report.changed == (  # the poster is the same; the page shows the new file's sha256
+        "data/provenance.json",
+        f"data/videos/{ENTRY.id}/index.html",
+        f"data/videos/{ENTRY.id}/{KIT_VIDEO}",
+    )
     assert kit_video(tmp_path).read_bytes() != before
     assert probe_streams(kit_video(tmp_path)) == ["video", "audio"]
     made = sorted(p.name for p in (tmp_path / "archive" / "derived").rglob("*joined-*"))

@@ -17,6 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from archiver.archive import Archive, FetchedFile
+from archiver.catalog import store_path
 from archiver.cli import cli
 from archiver.kit.bag import JOURNAL, verify_bag
 from archiver.kit.ownership import STAGING
@@ -123,7 +124,7 @@ def test_changed_upstream_becomes_a_new_version_and_the_kit_shows_it(
     assert held[1][2] == sha256(new)
     assert held[0][2] == sha256(tagged(clip, (1).to_bytes(2, "big")))
     old = stored(tmp_path / "archive", UUIDS[0], version=1)
-    assert old.parent.name == "1" and old.parent.parent.name == "versions"
+    assert old.relative_to(tmp_path / "archive").as_posix() == store_path(held[0][2])
     assert sha256(old.read_bytes()) == held[0][2]
     assert in_kit(tmp_path, UUIDS[0]).read_bytes() == new
     bagit.Bag(str(tmp_path / "kit")).validate()
@@ -195,8 +196,8 @@ def test_removed_fiche_leaves_the_kit_is_retired_then_pruned(
     assert run(*sync_args(tmp_path, "-q", "--log-file", log))[0] == 0
     assert not (tmp_path / "kit" / "data" / "videos" / UUIDS[1]).exists()
     held = stored(tmp_path / "archive", UUIDS[1])
-    assert held.parent == tmp_path / "archive" / "media" / UUIDS[1]
-    assert held.exists()
+    shown = tmp_path / "archive" / "media" / UUIDS[1]
+    assert held.exists() and shown.is_dir()
     assert {"event": "retired", "item": UUIDS[1]}.items() <= json.loads(
         log.read_text().splitlines()[-1]
     ).items()
@@ -213,7 +214,7 @@ def test_removed_fiche_leaves_the_kit_is_retired_then_pruned(
     code, stdout, _ = run("prune", "--archive", tmp_path / "archive",
                           "--retired-before", "2999-01-01")  # fmt: skip
     assert "deleted 1 file(s)" in stdout
-    assert not held.parent.exists()
+    assert not held.exists() and not shown.exists()
     assert versions(tmp_path / "archive", UUIDS[1]) == []
     assert versions(tmp_path / "archive", UUIDS[0]) != []
 
@@ -344,8 +345,8 @@ def test_verify_archive_audits_every_file_and_names_corruption(
     assert code == 1
     assert stderr.splitlines() == [
         f"Error: {video}: corrupt: sha256 is {sha256(bytes(data))}, "
-        f"expected {sha256(tagged(clip, (1).to_bytes(2, 'big')))}",
-        f"Error: {gone}: missing",
+        f"expected {sha256(tagged(clip, (1).to_bytes(2, 'big')))} (video of {UUIDS[0]}, version 1)",
+        f"Error: {gone}: missing (video of {UUIDS[1]}, version 1)",
     ]
 
 

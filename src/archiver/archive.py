@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import filecmp
 import json
 import logging
 import os
@@ -66,6 +67,7 @@ from .catalog import (
     Derived,
     FileRecord,
     Pruned,
+    store_path,
     utc_now,
 )
 from .entry import Entry
@@ -90,6 +92,8 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+VIDEO = "video"  # the role whose files come in renditions, one per height
 
 # How many names a file tries (``fiche.pdf``, ``fiche-2.pdf``…) before the archive gives up.
 _NAME_TRIES = 20
@@ -180,7 +184,9 @@ class Archive:
         self.quarantine_dir = root / "quarantine"
         for name in FOLDERS:
             refuse_unsafe_folder(root / name)
+        self.store = root / "store"
         refuse_lost_catalog(root / CATALOG_NAME, self.media)
+        refuse_lost_catalog(root / CATALOG_NAME, self.store)
         try:
             for folder in (self.media, self.partials, self.quarantine_dir):
                 folder.mkdir(parents=True, exist_ok=True)
@@ -192,6 +198,7 @@ class Archive:
         self._lock_fd: int | None = None
         self._run_unrecorded = False  # warned already that the catalog cannot note this run
         self._links_named: set[str] = set()  # links said once, however often they are met
+        self.run_id: int | None = None  # the run this process records, for its events
 
     def close(self) -> None:
         self.unlock()
@@ -214,6 +221,7 @@ class Archive:
         if refused is not None:
             raise ArchiveError(path, f"not usable as the archive's lock: {refused}")
         self._lock_fd = take_lock(path, self.root)
+        self._move_to_store()  # an archive of an earlier release: under the lock, once
 
     def unlock(self) -> None:
         if self._lock_fd is not None:
@@ -294,17 +302,18 @@ class Archive:
             atomic_write_many(changed)
         self.catalog.record_items([(entry.id, entry.title) for entry in entries])
 
-    def current(self, item_id: str, role: str) -> FileRecord | None:
-        """The current version of a file, as recorded (whether or not it is still on disk)."""
-        return self.catalog.current(item_id, role)
+    def current(self, item_id: str, role: str, rendition: int = 0) -> FileRecord | None:
+        """The current version of a file (of one rendition of a video), as recorded, whether
+        or not it is still on disk."""
+        return self.catalog.current(item_id, role, rendition)
 
     def current_roles(self, item_id: str, prefix: str) -> list[FileRecord]:
         """The current files of an item whose role starts with ``prefix`` (``caption_``)."""
         records = self.catalog.current_with_prefix(item_id, prefix)
-        return [r for r in records if self.held(item_id, r.role) is not None]
+        return [r for r in records if self._on_disk(r)]
 
     def held_versions(self, item_id: str, role: str) -> list[FileRecord]:
-        """Every version of a file that is on disk at its recorded size."""
+        """Every version, of every rendition, of a file whose bytes are held at their size."""
         return [r for r in self.versions(item_id, role) if self._on_disk(r)]
 
     def versions(self, item_id: str, role: str) -> list[FileRecord]:
@@ -324,16 +333,113 @@ class Archive:
             return None
         return found.st_size if stat.S_ISREG(found.st_mode) else None
 
-    def held(self, item_id: str, role: str, url: str | None = None) -> FileRecord | None:
-        """The current version, if it is on disk at its recorded size (and came from ``url``).
+    def held(
+        self,
+        item_id: str,
+        role: str,
+        url: str | None = None,
+        *,
+        rendition: int | None = None,
+    ) -> FileRecord | None:
+        """A current version on disk at its recorded size: of ``rendition`` (a video's height)
+        when given, from ``url`` when given; the tallest rendition that qualifies.
 
-        This is the catalog-trusting check that makes a second run fetch nothing: the full
-        sha256 is the job of ``archiver verify``, not of every run.
+        A version of unknown height (0) from the same URL counts for any rendition: the file
+        an earlier run fetched without asking its instance is the same file. This is the
+        catalog-trusting check that makes a second run fetch nothing: the full sha256 is the
+        job of ``archiver verify``, not of every run.
         """
-        record = self.current(item_id, role)
-        if record is None or (url is not None and record.url != url):
-            return None
-        return record if self._on_disk(record) else None
+        for record in self.catalog.renditions(item_id, role):
+            if rendition is not None and record.rendition not in (rendition, 0):
+                continue
+            if rendition and record.rendition == 0 and url is None:
+                continue
+            if (url is None or record.url == url) and self._on_disk(record):
+                return record
+        return None
+
+    def held_sha256(
+        self, item_id: str, role: str, sha256: str, size: int | None = None
+    ) -> FileRecord | None:
+        """The latest held version of a file (any rendition) whose bytes have ``sha256``."""
+        for record in reversed(self.versions(item_id, role)):
+            if record.sha256 == sha256 and size in (None, record.size) and self._on_disk(record):
+                return record
+        return None
+
+    def restored(self, item_id: str, role: str = VIDEO) -> FileRecord | None:
+        """The version ``archiver restore`` made the one kits get, if any (held or not)."""
+        return self.catalog.restored(item_id, role)
+
+    def for_kit(
+        self,
+        item_id: str,
+        role: str = VIDEO,
+        *,
+        sha256: str | None = None,
+        size: int | None = None,
+        url: str | None = None,
+        chosen: FileRecord | None = None,
+    ) -> FileRecord | None:
+        """The held version a kit shows, in this order: the one ``archiver restore`` made the
+        one kits get; the one a manifest pins (``sha256``: ``None`` if it is not held); the
+        one this run chose (``chosen``: a rendition for ``--fit``, ``--max-height``); the
+        current rendition from ``url`` (the fiche's link); the tallest current one."""
+        restored = self.catalog.restored(item_id, role)
+        if restored is not None and self._on_disk(restored):
+            return restored
+        if restored is not None:
+            log.warning(
+                "%s (%s): version %d, restored for kits, is not held; the kit shows another",
+                item_id,
+                role,
+                restored.version,
+            )
+        if sha256 is not None:
+            return self.held_sha256(item_id, role, sha256, size)
+        if chosen is not None and self._on_disk(chosen):
+            return chosen
+        return (url is not None and self.held(item_id, role, url)) or self.held(item_id, role)
+
+    def restore(
+        self,
+        item_id: str,
+        role: str = VIDEO,
+        *,
+        version: int | None = None,
+        sha256: str | None = None,
+    ) -> FileRecord:
+        """Make a held version the one kits get, until its rendition changes upstream or
+        :meth:`restore_latest`; recorded as an event. Raises :class:`ArchiveError` naming
+        what is not held."""
+        if version is not None:
+            record = self.catalog.file_version(item_id, role, version)
+            wanted = f"version {version}"
+        else:
+            record = next(
+                (r for r in reversed(self.versions(item_id, role)) if r.sha256 == sha256), None
+            )
+            wanted = f"sha256 {sha256}"
+        if record is None:
+            known = [str(r.version) for r in self.versions(item_id, role)]
+            said = f"its versions are {', '.join(known)}" if known else "it has none"
+            raise ArchiveError(self.root, f"{item_id} ({role}): no {wanted}; {said}")
+        if not self._on_disk(record):
+            raise ArchiveError(
+                self.root / record.path,
+                f"{item_id} ({role}): version {record.version} is not held (missing or"
+                " damaged); 'archiver verify --archive' says more",
+            )
+        current = self.catalog.current(item_id, role, record.rendition)
+        detail: dict[str, object] = {"version": record.version, "sha256": record.sha256}
+        if current is not None:
+            detail["current_version"] = current.version
+        self.catalog.restore(record, run_id=self.run_id, detail=detail)
+        return record
+
+    def restore_latest(self, item_id: str, role: str = VIDEO) -> FileRecord | None:
+        """Kits show the current version again; the version that was restored, if any."""
+        return self.catalog.restore_latest(item_id, role, run_id=self.run_id)
 
     def mark_checked(self, record: FileRecord) -> None:
         """Note that upstream confirmed this version unchanged just now."""
@@ -355,105 +461,253 @@ class Archive:
     def commit(
         self, item_id: str, role: str, name: str, partial: Path, fetched: FetchedFile
     ) -> FileRecord:
-        """Move a complete, checked partial file into place and record it.
+        """Move a complete, checked partial file into the store and record it.
 
-        If the current version has other bytes, it is moved to ``versions/<n>/`` first and
-        stays in the catalog: a changed upstream file never replaces the one held. Blocking
+        Bytes are stored once per sha256 (``store/<aa>/<sha256>``): a version whose bytes the
+        archive holds already (an earlier version come back, the same file of another item)
+        takes no more room. A video's renditions (its 720p, its 240p) each have their own
+        versions: a new version of one supersedes its rendition's current one, which stays,
+        recorded and in the store, and leaves the others as they are. The current version of
+        each rendition shows in the item's folder under ``name`` (a hard link). Blocking
         (renames, fsyncs, a catalog transaction): the downloader calls it off its event loop.
         """
+        rendition = self.rendition_of(item_id, role, fetched.url, fetched.resolution)
         folder = self.item_dir(item_id)
         name = segment(name, "file name", NAME)
         self.inside(partial)
-        old = self.current(item_id, role)
+        old = self.catalog.current(item_id, role, rendition)
         facts = _media_facts(fetched.sha256, *fetched.media) if fetched.media else None
-        if old is not None and old.sha256 == fetched.sha256:
-            held = self.inside(self.root / old.path)
-            with writing(held, "cannot store the file"):
-                os.replace(partial, held)
-                fsync_dir(held.parent)
-            self.catalog.refresh_provenance(
-                old,
-                url=fetched.url,
-                final_url=fetched.final_url,
-                etag=fetched.etag,
-                last_modified=fetched.last_modified,
-                facts=facts,
-            )
-            return self.current(item_id, role) or old
-        superseded = None
-        dest = self._free_name(folder, name, item_id, role)
-        with writing(dest, "cannot store the file"):
-            folder.mkdir(parents=True, exist_ok=True)
-            if old is not None:
-                superseded = self._retire_version(old)
-            os.replace(partial, dest)
-            fsync_dir(folder)
-        now = utc_now()
-        record = FileRecord(
-            item_id=item_id,
-            role=role,
-            version=(old.version + 1) if old else 1,
-            path=dest.relative_to(self.root).as_posix(),
-            url=fetched.url,
-            final_url=fetched.final_url,
-            sha256=fetched.sha256,
-            size=fetched.size,
-            etag=fetched.etag,
-            last_modified=fetched.last_modified,
-            fetched_at=now,
-            current=True,
-            checked_at=now,
-            resolution=fetched.resolution,
-            content_type=fetched.content_type,
-            segments=fetched.segments,
-        )
+        stored = self._store(partial, fetched.sha256, fetched.size)
         try:
-            self.catalog.add_version(record, superseded=superseded, facts=facts)
+            if old is not None and old.sha256 == fetched.sha256:
+                self.catalog.refresh_provenance(
+                    old,
+                    url=fetched.url,
+                    final_url=fetched.final_url,
+                    etag=fetched.etag,
+                    last_modified=fetched.last_modified,
+                    facts=facts,
+                    run_id=self.run_id,
+                )
+                record = self.catalog.current(item_id, role, rendition) or old
+            else:
+                now = utc_now()
+                view = self._free_name(folder, name, (item_id, role, rendition))
+                record = FileRecord(
+                    item_id=item_id,
+                    role=role,
+                    version=self.catalog.next_version(item_id, role),
+                    path=store_path(fetched.sha256),
+                    url=fetched.url,
+                    final_url=fetched.final_url,
+                    sha256=fetched.sha256,
+                    size=fetched.size,
+                    etag=fetched.etag,
+                    last_modified=fetched.last_modified,
+                    fetched_at=now,
+                    current=True,
+                    checked_at=now,
+                    resolution=fetched.resolution,
+                    content_type=fetched.content_type,
+                    segments=fetched.segments,
+                    rendition=rendition,
+                    view=view.relative_to(self.root).as_posix(),
+                )
+                self.catalog.add_version(record, superseded=old, facts=facts, run_id=self.run_id)
         except StorageError:
-            # Not recorded: put the old version back where the catalog says it is, and the
-            # new bytes back in the partial, so the next run finds them and records them.
-            with contextlib.suppress(OSError):
-                os.replace(dest, partial)
-                if old is not None and superseded is not None:
-                    os.replace(self.root / superseded.path, self.root / old.path)
+            # Not recorded: the new bytes go back to the partial, where the next run finds
+            # them and records them; the store keeps only what the catalog knows.
+            if stored:
+                with contextlib.suppress(OSError):
+                    os.replace(self.root / store_path(fetched.sha256), partial)
             raise
-        return self.current(item_id, role) or record
+        if old is not None and old.view is not None and old.view != record.view:
+            self._hide(old)
+        self._show(record)
+        return record
 
-    def _free_name(self, folder: Path, name: str, item_id: str, role: str) -> Path:
+    def rendition_of(self, item_id: str, role: str, url: str, resolution: int | None) -> int:
+        """Which rendition a file fetched from ``url`` is: a video's height as its instance
+        gave it; for a video fetched without asking its instance, the rendition that came
+        from the same URL before (the same file), else 0 (unknown); 0 for every other role."""
+        if role != VIDEO:
+            return 0
+        if resolution:
+            return resolution
+        same = (r for r in self.catalog.renditions(item_id, role) if r.url == url)
+        return next((r.rendition for r in same), 0)
+
+    def _store(self, partial: Path, sha256: str, size: int) -> bool:
+        """Put a checked partial's bytes in the store: False when it held them already (the
+        partial is then dropped), True when they were moved there."""
+        target = self.inside(self.root / store_path(segment(sha256, "sha256", SHA256)))
+        with writing(target, "cannot store the file"):
+            if self._size_held(target) == size:
+                partial.unlink()
+                return False
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(partial, target)
+            fsync_dir(target.parent)
+        return True
+
+    def _show(self, record: FileRecord) -> None:
+        """Make a current version's ``view`` in its item's folder a hard link to its bytes.
+
+        The view is for a person browsing ``media/``: the store and the catalog are what is
+        held. A file system that has no hard links (or refuses one) leaves the version shown
+        nowhere, with a warning said once; nothing is copied, so no bytes are held twice.
+        """
+        if record.view is None:
+            return
+        view = self.inside(self.root / record.view)
+        stored = self.root / record.path
+        with contextlib.suppress(OSError):
+            if os.path.samefile(view, stored) and not os.path.islink(view):
+                return
+        temporary = view.with_name(f".{view.name}.{os.getpid()}.link")
+        try:
+            view.parent.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                temporary.unlink()
+            os.link(stored, temporary)
+            os.replace(temporary, view)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                temporary.unlink()
+            if "views" not in self._links_named:
+                self._links_named.add("views")
+                log.warning(
+                    "%s: cannot show the archive's files in media/ (%s); they are held in"
+                    " store/, and 'archiver history' says which is which",
+                    view,
+                    describe_os_error(exc),
+                )
+            self.catalog.set_view(record, None)
+
+    def shown(self, record: FileRecord) -> None:
+        """Show a held current version in its item's folder again if its view is gone (a
+        person deleted it, or moved the folder): one ``lstat`` when it is there. Raises
+        :class:`StorageError` for a link on the way: nothing is written through one."""
+        if record.view is None:
+            return
+        view = self.inside(self.root / record.view)
+        if not os.path.lexists(view):
+            self._show(record)
+
+    def _hide(self, record: FileRecord) -> None:
+        """Remove a superseded version's view, if it still shows that version's bytes (the
+        bytes stay in the store)."""
+        if record.view is None:
+            return
+        view = self.inside(self.root / record.view)
+        with contextlib.suppress(OSError):
+            if os.path.samefile(view, self.root / record.path) and not os.path.islink(view):
+                view.unlink()
+
+    def _free_name(self, folder: Path, name: str, owner: tuple[str, str, int]) -> Path:
         """``folder/name``, unless another file holds that name: then ``stem-2.ext``, and so on.
 
-        A name another role of the item has (an archive of an earlier release, which named
-        files after their URL), or a file archiver did not record, is never written over. The
-        role's own current file is: it is moved to ``versions/`` first.
+        A name another file of the item shows under (an archive of an earlier release, which
+        named files after their URL), or a file archiver did not record, is never written
+        over. The rendition's own view is: it shows the new version instead.
         """
         stem, dot, extension = name.partition(".")
         for number in range(1, _NAME_TRIES + 1):
             candidate = folder / (name if number == 1 else f"{stem}-{number}{dot}{extension}")
-            owner = self.catalog.path_owner(candidate.relative_to(self.root).as_posix())
-            if owner == (item_id, role):
+            found = self.catalog.path_owner(candidate.relative_to(self.root).as_posix())
+            if found == owner:
                 return self.inside(candidate)
-            if owner is None and not os.path.lexists(candidate):
+            if found is None and not os.path.lexists(candidate):
                 return candidate
         raise StorageError(folder / name, f"taken, and so are {_NAME_TRIES - 1} names like it")
 
-    def _retire_version(self, old: FileRecord) -> FileRecord:
-        """Move the file of a version being superseded to ``versions/<n>/``; the record it
-        will have."""
-        source = self.inside(self.root / old.path)
-        target = self.item_dir(old.item_id) / "versions" / str(old.version) / source.name
-        self.inside(target).parent.mkdir(parents=True, exist_ok=True)
-        try:
-            if source.stat().st_size == old.size:
-                os.replace(source, target)
-                fsync_dir(target.parent)
-        except FileNotFoundError:
-            pass  # moved already by a run that died before recording it, or lost: verify says
-        return FileRecord(
-            **{**old.__dict__, "path": target.relative_to(self.root).as_posix(), "current": False}
-        )
+    # -- the store, for an archive of an earlier release ------------------------------------------
 
-    def quarantine(self, item_id: str, name: str, partial: Path) -> Path:
-        """Keep bytes that failed a check out of ``media/``, for a person to inspect."""
+    def _move_to_store(self) -> None:
+        """Bring an archive of an earlier release to the store, in place, once: each
+        version's bytes linked into ``store/`` (a duplicate, byte for byte the same, dropped),
+        the catalog's rows moved in one transaction, then the old ``versions/`` copies
+        removed. Nothing is lost at any step: a run killed half way starts again where it
+        stopped, and a copy whose bytes differ from the store's is left where it is, named.
+        """
+        rows = self.catalog.not_in_store()
+        if not rows:
+            return
+        moved: list[FileRecord] = []
+        spare: list[tuple[Path, Path]] = []
+        unseen: list[tuple[FileRecord, str]] = []  # current, but kept in versions/ till now
+        for row in rows:
+            source = self.root / row.path
+            stored = self.root / store_path(row.sha256)
+            try:
+                self.inside(source)
+                self.inside(stored)
+                kept = self._link_into_store(row, source, stored)
+            except StorageError as exc:
+                log.warning("%s; left where it is", exc.message)
+                continue
+            if not kept:
+                continue
+            parts = row.path.split("/")
+            view = row.path if row.current and len(parts) == 3 else None
+            moved.append(dataclasses.replace(row, path=store_path(row.sha256), view=view))
+            if view is None:
+                spare.append((source, stored))
+                if row.current:
+                    unseen.append((moved[-1], parts[-1]))
+        self.catalog.move_to_store(
+            moved, detail={"versions": len(moved), "bytes": sum(r.size for r in moved)}
+        )
+        for source, stored in spare:
+            with contextlib.suppress(OSError):
+                if _same_bytes(source, stored):
+                    source.unlink()
+        for item in sorted({row.item_id for row in moved}):
+            _remove_empty_folders(self.item_dir(item) / "versions")
+        for row, name in unseen:
+            owner = (row.item_id, row.role, row.rendition)
+            if not NAME.fullmatch(name):
+                name = f"video-{row.rendition}p.mp4" if row.rendition else "file"
+            shown_at = self._free_name(self.item_dir(row.item_id), name, owner)
+            shown = dataclasses.replace(row, view=shown_at.relative_to(self.root).as_posix())
+            self.catalog.set_view(shown, shown.view)
+            self._show(shown)
+        log.info("moved %d versions into the archive's store", len(moved))
+
+    def _link_into_store(self, row: FileRecord, source: Path, stored: Path) -> bool:
+        """Whether ``row``'s bytes are in the store, once this has linked them there."""
+        held = self._size_held(source) == row.size
+        with writing(stored, "cannot move into the store"):
+            if self._size_held(stored) != row.size:
+                if not held:
+                    return True  # lost already: verify says so; another copy may turn up
+                stored.parent.mkdir(parents=True, exist_ok=True)
+                with contextlib.suppress(FileNotFoundError):
+                    stored.unlink()  # a store file of another size is none of these bytes
+                try:
+                    os.link(source, stored)
+                except OSError:
+                    os.replace(source, stored)  # no hard links here: the store takes them
+                fsync_dir(stored.parent)
+            elif held and not _same_bytes(source, stored):
+                log.warning(
+                    "%s: its bytes differ from the store's copy of sha256 %s; left where it is"
+                    " ('archiver verify --archive' says which one is damaged)",
+                    source,
+                    row.sha256,
+                )
+                return False
+            elif held and not os.path.samefile(source, stored) and row.current:
+                temporary = source.with_name(f".{source.name}.{os.getpid()}.link")
+                os.link(stored, temporary)
+                os.replace(temporary, source)  # the view shows the store's copy: one copy
+        return True
+
+    def quarantine(
+        self, item_id: str, name: str, partial: Path, *, role: str = "", reason: str = ""
+    ) -> Path:
+        """Keep bytes that failed a check out of ``media/``, for a person to inspect; the
+        event says where, and why."""
         stamp = utc_now().replace(":", "")
         item_id = segment(item_id, "item id")
         target = self.quarantine_dir / item_id / f"{stamp}-{segment(name, 'file name', NAME)}"
@@ -462,6 +716,18 @@ class Archive:
         with writing(target, "cannot quarantine"):
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(partial, target)
+        with contextlib.suppress(StorageError):  # a full disk: the failure is named all the same
+            self.catalog.record_event(
+                "quarantine",
+                item_id=item_id,
+                run_id=self.run_id,
+                outcome="failure",
+                detail={
+                    "role": role,
+                    "reason": reason,
+                    "path": target.relative_to(self.root).as_posix(),
+                },
+            )
         return target
 
     def retire_missing(self, present: set[str]) -> list[tuple[str, str]]:
@@ -496,7 +762,11 @@ class Archive:
                 # rmtree removes a link below it, never what the link points at.
                 with writing(gone, "cannot delete"), contextlib.suppress(FileNotFoundError):
                     shutil.rmtree(gone)
-            self.catalog.forget_item(item.item_id)
+            self.catalog.forget_item(
+                item.item_id,
+                run_id=self.run_id,
+                detail={"title": item.title, "files": len(removed), "bytes": sum(removed)},
+            )
             pruned.append(_counted(item, removed))
         if dry_run:
             return pruned
@@ -509,12 +779,14 @@ class Archive:
         return pruned
 
     def _held_files(self, item_id: str) -> dict[Path, int]:
-        """The files of an item's recorded versions that are in the archive, with their
-        sizes: regular files, not reached through a link."""
+        """The bytes of an item's recorded versions that are in the archive and no other
+        item's, with their sizes: regular files, not reached through a link. (Its views in
+        ``media/<id>/`` are links to these: they go with its folder.)"""
         held = {}
         for record in self.catalog.item_files(item_id):
             path = self.root / record.path
-            size = self._size_held(path)
+            shared = any(r.item_id != item_id for r in self.catalog.with_sha256(record.sha256))
+            size = None if shared else self._size_held(path)
             if size is not None:
                 held[path] = size
         return held
@@ -551,7 +823,8 @@ class Archive:
     # -- runs ----------------------------------------------------------------------------------
 
     def start_run(self, command: str) -> int:
-        return self.catalog.start_run(command)
+        self.run_id = self.catalog.start_run(command)
+        return self.run_id
 
     def record_failures(
         self, run_id: int, failures: Sequence[tuple[str, str, str | None, str]]
@@ -582,6 +855,23 @@ class Archive:
             if not self._run_unrecorded:
                 log.warning("%s; this run and its failures are not recorded in it", exc.message)
             self._run_unrecorded = True
+
+
+def _same_bytes(one: Path, other: Path) -> bool:
+    """Whether two files hold the same bytes (the same file, or equal byte for byte)."""
+    try:
+        return os.path.samefile(one, other) or filecmp.cmp(one, other, shallow=False)
+    except OSError:
+        return False
+
+
+def _remove_empty_folders(top: Path) -> None:
+    """Remove ``top`` and the folders below it that hold nothing (never a file, nor a link)."""
+    if not os.path.isdir(top) or os.path.islink(top):
+        return
+    for folder, _subfolders, _files in sorted(os.walk(top), key=lambda w: -len(w[0])):
+        with contextlib.suppress(OSError):
+            os.rmdir(folder)  # refused while anything is in it
 
 
 def _counted(item: Pruned, sizes: Iterable[int]) -> Pruned:

@@ -22,7 +22,7 @@ CATALOG_NAME = "catalog.sqlite"
 # The catalog and the files SQLite keeps beside it: none may be a link or a special file.
 CATALOG_FILES = ("", "-wal", "-shm", "-journal")
 # The archive's own folders: a link in their place would take every item's files elsewhere.
-FOLDERS = ("media", "partial", "quarantine", "derived", "peertube")
+FOLDERS = ("media", "store", "partial", "quarantine", "derived", "peertube")
 LINK_REFUSED = "a symbolic link; links inside the archive are never followed"
 LINK_HINT = (
     "an archive keeps its files inside its folder: move what the link points to into its"

@@ -8,10 +8,12 @@ through a symbolic link is a problem, named, never read (its bytes are not the a
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import logging
 import math
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,6 +29,8 @@ from .progress import NullProgress, Progress
 __all__ = ["AuditProblem", "AuditReport", "audit"]
 
 log = logging.getLogger(__name__)
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
@@ -72,50 +76,91 @@ def audit(
         size = _check(archive, rows, problems, progress)
     finally:
         progress.end()
-    return AuditReport(
+    report = AuditReport(
         files=len(rows),
         size=size,
         problems=tuple(problems),
         seconds=time.monotonic() - start,
         total_files=total,
     )
+    with contextlib.suppress(StorageError, ArchiveError):  # said by _check already
+        archive.catalog.record_event(
+            "audit",
+            run_id=archive.run_id,
+            outcome="failure" if problems else "success",
+            detail={
+                "files": report.files,
+                "bytes": report.size,
+                "of_files": total,
+                "problems": len(problems),
+                "sample_percent": sample_percent,
+            },
+        )
+    return report
 
 
 def _check(
     archive: Archive, rows: list[AuditRow], problems: list[AuditProblem], progress: Progress
 ) -> int:
+    """Read each version's bytes once (versions with the same bytes share one file of the
+    store) and note what was found; returns the bytes read."""
     size = 0
     marking = True
+    found: dict[str, str] = {}  # a store file read in this audit: its sha256, or the problem
     for row in rows:
-        target = archive.root / row.path
         key = (row.item_id, row.role, row.version)
         progress.started(key, row.path, row.size, 0)
-        failed = True
-        try:
-            with archive.open_held(target) as stream:
-                actual, read = _sha256(stream, functools.partial(progress.advance, key))
+        if row.path not in found:
+            found[row.path], read = _read(archive, row, functools.partial(progress.advance, key))
             size += read
-        except FileNotFoundError:
-            problems.append(AuditProblem(row.path, "missing"))
-        except StorageError as exc:  # a link on the way, or a special file: not read
-            where = _shown(archive, exc.path)
-            problems.append(AuditProblem(row.path, f"not read: {where} is {exc.reason}"))
-        except OSError as exc:
-            problems.append(AuditProblem(row.path, f"unreadable: {describe_os_error(exc)}"))
         else:
-            failed = actual != row.sha256
-            if failed:
-                problems.append(
-                    AuditProblem(row.path, f"corrupt: sha256 is {actual}, expected {row.sha256}")
-                )
-        progress.finished(key, failed=failed)
+            progress.advance(key, row.size)
+        actual = found[row.path]
+        problem = None
+        if not _SHA256.fullmatch(actual):
+            problem = actual
+        elif actual != row.sha256:
+            problem = f"corrupt: sha256 is {actual}, expected {row.sha256}"
+        if problem is not None:
+            which = f"{row.role} of {row.item_id}, version {row.version}"
+            problems.append(AuditProblem(row.path, f"{problem} ({which})"))
+        progress.finished(key, failed=problem is not None)
         if marking:
             try:
-                archive.catalog.mark_audited(row)
+                _note(archive, row, problem)
             except (StorageError, ArchiveError) as exc:  # full, or a damaged page: said once
                 log.warning("%s; the audit goes on, but its dates are not recorded", exc.message)
                 marking = False
     return size
+
+
+def _read(archive: Archive, row: AuditRow, on_bytes: Callable[[int], None]) -> tuple[str, int]:
+    """The sha256 of a version's file and the bytes read, or why it could not be read."""
+    try:
+        with archive.open_held(archive.root / row.path) as stream:
+            return _sha256(stream, on_bytes)
+    except FileNotFoundError:
+        return "missing", 0
+    except StorageError as exc:  # a link on the way, or a special file: not read
+        return f"not read: {_shown(archive, exc.path)} is {exc.reason}", 0
+    except OSError as exc:
+        return f"unreadable: {describe_os_error(exc)}", 0
+
+
+def _note(archive: Archive, row: AuditRow, problem: str | None) -> None:
+    """Record what the audit found of one version: intact (its date of last sight is now), or
+    a failure naming the last date it was seen intact."""
+    if problem is None:
+        archive.catalog.mark_audited(row)
+        return
+    last = archive.catalog.last_intact(row)
+    archive.catalog.record_event(
+        "audit",
+        row,
+        run_id=archive.run_id,
+        outcome="failure",
+        detail={"path": row.path, "problem": problem, "last_intact": last},
+    )
 
 
 def _sha256(stream: IO[bytes], on_bytes: Callable[[int], None]) -> tuple[str, int]:

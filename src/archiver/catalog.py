@@ -57,6 +57,7 @@ __all__ = [
     "AuditRow",
     "Catalog",
     "Derived",
+    "Event",
     "FailureRow",
     "FileRecord",
     "Pruned",
@@ -64,6 +65,7 @@ __all__ = [
     "damaged",
     "format_time",
     "parse_time",
+    "store_path",
     "utc_now",
 ]
 
@@ -237,8 +239,84 @@ def _migrate_3(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE files ADD COLUMN segments TEXT")
 
 
+_EVENTS = """
+CREATE TABLE events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    item_id TEXT,
+    role TEXT,
+    version INTEGER,
+    sha256 TEXT,
+    run_id INTEGER,
+    outcome TEXT NOT NULL DEFAULT 'success',
+    detail TEXT
+);
+CREATE INDEX events_item ON events (item_id, id);
+CREATE TABLE restores (
+    item_id TEXT NOT NULL,
+    role TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    at TEXT NOT NULL,
+    PRIMARY KEY (item_id, role)
+);
+"""
+
+
+def _migrate_4(db: sqlite3.Connection) -> None:
+    """Renditions, a store by content, events.
+
+    - ``rendition``: a video's height (0 when unknown, and for every other role). Each
+      rendition of a file has its own history and its own current version: a 240p fetched
+      for a USB key never demotes the 720p a LAN kit shows. Each rendition's latest version
+      becomes its current one.
+    - ``view``: where a current version shows in ``media/<id>/`` (a hard link to its bytes in
+      ``store/``); ``path`` moves to ``store/`` when the archive next opens (the archive moves
+      the bytes, then the rows, see :meth:`Catalog.move_to_store`).
+    - ``events``: every fetch, change, quarantine, audit, restore, retire and prune, with its
+      run; those before this version are rebuilt from the rows (``detail`` says so).
+    - ``restores``: the version an ``archiver restore`` made the one kits get.
+    """
+    db.execute("ALTER TABLE files ADD COLUMN rendition INTEGER NOT NULL DEFAULT 0")
+    db.execute("ALTER TABLE files ADD COLUMN view TEXT")
+    db.execute("UPDATE files SET rendition = COALESCE(resolution, 0) WHERE role = 'video'")
+    db.execute("UPDATE files SET view = path WHERE current = 1")
+    db.execute("DROP INDEX IF EXISTS files_current")
+    db.execute(
+        "UPDATE files SET current = (version = (SELECT MAX(o.version) FROM files o"
+        " WHERE o.item_id = files.item_id AND o.role = files.role"
+        " AND o.rendition = files.rendition))"
+    )
+    db.execute(
+        "CREATE UNIQUE INDEX files_current ON files (item_id, role, rendition) WHERE current = 1"
+    )
+    db.execute("CREATE INDEX files_sha256 ON files (sha256)")
+    for statement in _EVENTS.split(";"):
+        if statement.strip():
+            db.execute(statement)
+    rebuilt = json.dumps({"rebuilt": "from the catalog when it was upgraded"})
+    db.execute(
+        "INSERT INTO events (at, kind, item_id, role, version, sha256, detail)"
+        " SELECT fetched_at, CASE WHEN EXISTS (SELECT 1 FROM files o WHERE o.item_id = f.item_id"
+        " AND o.role = f.role AND o.rendition = f.rendition AND o.version < f.version)"
+        " THEN 'change' ELSE 'fetch' END, item_id, role, version, sha256, ?"
+        " FROM files f ORDER BY fetched_at, item_id, role, version",
+        (rebuilt,),
+    )
+    db.execute(
+        "INSERT INTO events (at, kind, item_id, detail) SELECT retired_at, 'retire', id, ?"
+        " FROM items WHERE retired_at IS NOT NULL ORDER BY retired_at, id",
+        (rebuilt,),
+    )
+
+
 # Each migration brings the catalog from the version before it to its own (its index + 1).
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_migrate_1, _migrate_2, _migrate_3)
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
+    _migrate_1,
+    _migrate_2,
+    _migrate_3,
+    _migrate_4,
+)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -266,6 +344,37 @@ class FileRecord:
     content_type: str | None = None
     audited_at: str | None = None
     segments: str | None = None  # what the source's segment checksums said of it
+    # A video's height as a rendition of its item (0: unknown, and every other role): each
+    # rendition has its own versions and its own current one.
+    rendition: int = 0
+    # Where a current version shows in the item's folder (``media/<id>/video-720p.mp4``, a
+    # hard link to its bytes in ``store/``); ``None`` for earlier versions.
+    view: str | None = None
+
+
+def store_path(sha256: str) -> str:
+    """Where the archive keeps the bytes of ``sha256``, once, whichever files have them.
+
+    >>> store_path("ab" + "0" * 62)
+    'store/ab/ab00000000000000000000000000000000000000000000000000000000000000'
+    """
+    return f"store/{sha256[:2]}/{sha256}"
+
+
+@dataclass(frozen=True)
+class Event:
+    """One thing that happened to the archive, as the catalog recorded it."""
+
+    id: int
+    at: str
+    kind: str  # fetch, change, refresh, quarantine, audit, restore, retire, prune, upgrade
+    item_id: str | None
+    role: str | None
+    version: int | None
+    sha256: str | None
+    run_id: int | None
+    outcome: str  # success, failure
+    detail: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -338,8 +447,10 @@ _Row = TypeVar("_Row", FileRecord, AuditRow)
 
 _FILE_COLUMNS = (
     "item_id, role, version, path, url, final_url, sha256, size, etag, last_modified,"
-    " fetched_at, current, checked_at, resolution, content_type, audited_at, segments"
+    " fetched_at, current, checked_at, resolution, content_type, audited_at, segments,"
+    " rendition, view"
 )
+_EVENT_COLUMNS = "id, at, kind, item_id, role, version, sha256, run_id, outcome, detail"
 _DERIVED_COLUMNS = "sha256, kind, version, path, file_sha256, file_size, duration, width, height"
 
 
@@ -362,6 +473,26 @@ def _file_record(row: sqlite3.Row) -> FileRecord:
         content_type=row["content_type"],
         audited_at=row["audited_at"],
         segments=row["segments"],
+        rendition=row["rendition"],
+        view=row["view"],
+    )
+
+
+def _event(row: sqlite3.Row) -> Event:
+    detail: object = None
+    with contextlib.suppress(TypeError, ValueError):
+        detail = json.loads(row["detail"]) if row["detail"] else None
+    return Event(
+        id=row["id"],
+        at=row["at"],
+        kind=row["kind"],
+        item_id=row["item_id"],
+        role=row["role"],
+        version=row["version"],
+        sha256=row["sha256"],
+        run_id=row["run_id"],
+        outcome=row["outcome"],
+        detail=detail if isinstance(detail, dict) else {},
     )
 
 
@@ -498,8 +629,19 @@ class Catalog:
         return self._checked(_file_record(row))
 
     def _checked(self, row: _Row) -> _Row:
-        """``row`` once its path names a file of its item's folder and its sha256 is one."""
-        fault = _row_fault(row.path, row.sha256, ("media", str(row.item_id)))
+        """``row`` once its path names its bytes in ``store/`` (or, in an archive not yet
+        moved there, a file of its item's folder), its view a file of its item's folder, and
+        its sha256 is one."""
+        media = ("media", str(row.item_id))
+        if isinstance(row.path, str) and row.path.startswith("store/"):
+            fault = _row_fault(None, row.sha256, ())
+            if fault is None and row.path != store_path(row.sha256):
+                fault = f"path {row.path!r} is not where the store keeps its sha256"
+        else:
+            fault = _row_fault(row.path, row.sha256, media)
+        view = getattr(row, "view", None)
+        if fault is None and view is not None:
+            fault = _row_fault(view, row.sha256, media)
         if fault is not None:
             raise self._bad_row(
                 f"files ({row.item_id!r}, {row.role!r}, version {row.version})", fault
@@ -552,6 +694,8 @@ class Catalog:
                 db.executemany(
                     "UPDATE items SET retired_at=? WHERE id=?", [(now, item) for item, _ in gone]
                 )
+                for item, title in gone:
+                    self._put_event(db, "retire", item_id=item, detail={"title": title})
         return gone
 
     def retired_before(self, before: str) -> list[Pruned]:
@@ -568,21 +712,83 @@ class Catalog:
             for row in rows
         ]
 
-    def forget_item(self, item_id: str) -> None:
-        """Drop an item and every record of its files (prune, once its files are deleted)."""
+    def forget_item(
+        self, item_id: str, *, run_id: int | None = None, detail: dict[str, object] | None = None
+    ) -> None:
+        """Drop an item and every record of its files (prune, once its files are deleted);
+        its events stay, with one more saying it was pruned."""
         with self._write() as db:
             db.execute("DELETE FROM files WHERE item_id=?", (item_id,))
+            db.execute("DELETE FROM restores WHERE item_id=?", (item_id,))
             db.execute("DELETE FROM items WHERE id=?", (item_id,))
+            self._put_event(db, "prune", item_id=item_id, run_id=run_id, detail=detail)
 
     # -- files ---------------------------------------------------------------------------------
 
-    def current(self, item_id: str, role: str) -> FileRecord | None:
+    def current(self, item_id: str, role: str, rendition: int = 0) -> FileRecord | None:
+        """The current version of one rendition of a file (0: a file that has one)."""
         row = self._one(
-            f"SELECT {_FILE_COLUMNS} FROM files WHERE item_id=? AND role=? AND current=1",  # noqa: S608
+            f"SELECT {_FILE_COLUMNS} FROM files WHERE item_id=? AND role=? AND rendition=?"  # noqa: S608
+            " AND current=1",
+            item_id,
+            role,
+            rendition,
+        )
+        return self._file(row) if row else None
+
+    def renditions(self, item_id: str, role: str) -> list[FileRecord]:
+        """The current version of every rendition of a file, the tallest first."""
+        rows = self._all(
+            f"SELECT {_FILE_COLUMNS} FROM files WHERE item_id=? AND role=? AND current=1"  # noqa: S608
+            " ORDER BY rendition DESC",
             item_id,
             role,
         )
+        return [self._file(row) for row in rows]
+
+    def file_version(self, item_id: str, role: str, version: int) -> FileRecord | None:
+        row = self._one(
+            f"SELECT {_FILE_COLUMNS} FROM files WHERE item_id=? AND role=? AND version=?",  # noqa: S608
+            item_id,
+            role,
+            version,
+        )
         return self._file(row) if row else None
+
+    def with_sha256(self, sha256: str) -> list[FileRecord]:
+        """Every version, of any item, whose bytes have this sha256 (the store holds them once)."""
+        rows = self._all(
+            f"SELECT {_FILE_COLUMNS} FROM files WHERE sha256=? ORDER BY item_id, role, version",  # noqa: S608
+            sha256,
+        )
+        return [self._file(row) for row in rows]
+
+    def next_version(self, item_id: str, role: str) -> int:
+        """The number the next version of a file gets: one more than any of its renditions'."""
+        row = self._one(
+            "SELECT COALESCE(MAX(version), 0) + 1 FROM files WHERE item_id=? AND role=?",
+            item_id,
+            role,
+        )
+        return int(row[0]) if row is not None else 1
+
+    def not_in_store(self) -> list[FileRecord]:
+        """Versions whose bytes are not yet in ``store/`` (an archive of an earlier release)."""
+        rows = self._all(
+            f"SELECT {_FILE_COLUMNS} FROM files WHERE substr(path, 1, 6) != 'store/'"  # noqa: S608
+            " ORDER BY item_id, role, version"
+        )
+        return [self._file(row) for row in rows]
+
+    def move_to_store(self, moved: Sequence[FileRecord], detail: dict[str, object]) -> None:
+        """Record, in one transaction, that these versions' bytes are now at their ``path`` in
+        ``store/``, shown at their ``view``; with one ``upgrade`` event."""
+        with self._write() as db:
+            db.executemany(
+                "UPDATE files SET path=?, view=? WHERE item_id=? AND role=? AND version=?",
+                [(r.path, r.view, r.item_id, r.role, r.version) for r in moved],
+            )
+            self._put_event(db, "upgrade", detail=detail)
 
     def current_with_prefix(self, item_id: str, prefix: str) -> list[FileRecord]:
         """The current files of an item whose role starts with ``prefix``, by role."""
@@ -595,10 +801,15 @@ class Catalog:
         )
         return [self._file(row) for row in rows]
 
-    def path_owner(self, path: str) -> tuple[str, str] | None:
-        """The ``(item, role)`` a version recorded at ``path`` belongs to, if any."""
-        row = self._one("SELECT item_id, role FROM files WHERE path=? LIMIT 1", path)
-        return (row["item_id"], row["role"]) if row is not None else None
+    def path_owner(self, path: str) -> tuple[str, str, int] | None:
+        """The ``(item, role, rendition)`` whose current version shows at ``path`` (or, in an
+        archive not yet moved to the store, a version of which is kept there), if any."""
+        row = self._one(
+            "SELECT item_id, role, rendition FROM files WHERE view=? OR path=? LIMIT 1",
+            path,
+            path,
+        )
+        return (row["item_id"], row["role"], row["rendition"]) if row is not None else None
 
     def item_files(self, item_id: str) -> list[FileRecord]:
         """Every version of every file of an item (prune, to delete them)."""
@@ -609,6 +820,7 @@ class Catalog:
         return [self._file(row) for row in rows]
 
     def versions(self, item_id: str, role: str) -> list[FileRecord]:
+        """Every version of every rendition of a file, in the order they came."""
         rows = self._all(
             f"SELECT {_FILE_COLUMNS} FROM files WHERE item_id=? AND role=? ORDER BY version",  # noqa: S608
             item_id,
@@ -633,10 +845,18 @@ class Catalog:
         etag: str | None,
         last_modified: str | None,
         facts: Derived | None,
+        run_id: int | None = None,
     ) -> None:
         """The same bytes came again (maybe from a new URL): the version stays, its
         provenance is brought up to date, with what FFmpeg read of it."""
         with self._write() as db:
+            self._put_event(
+                db,
+                "refresh",
+                record,
+                run_id=run_id,
+                detail={"url": url, "final_url": final_url, "same_bytes": True},
+            )
             db.execute(
                 "UPDATE files SET url=?, etag=?, last_modified=?, final_url=?, checked_at=?"
                 " WHERE item_id=? AND role=? AND version=?",
@@ -655,20 +875,42 @@ class Catalog:
                 self._put_derived(db, facts)
 
     def add_version(
-        self, record: FileRecord, *, superseded: FileRecord | None, facts: Derived | None
+        self,
+        record: FileRecord,
+        *,
+        superseded: FileRecord | None,
+        facts: Derived | None,
+        run_id: int | None = None,
     ) -> None:
-        """Record a new current version; the one it supersedes (moved to ``superseded.path``)
-        stays, no longer current. One transaction."""
+        """Record a new current version of its rendition; the one it supersedes stays, no
+        longer current, no longer shown. A version ``archiver restore`` made the one kits get
+        gives way to a change of its own rendition. One transaction, with its event."""
         with self._write() as db:
+            detail: dict[str, object] = {"url": record.url, "final_url": record.final_url}
             if superseded is not None:
                 db.execute(
-                    "UPDATE files SET current=0, path=? WHERE item_id=? AND role=? AND version=?",
-                    (superseded.path, superseded.item_id, superseded.role, superseded.version),
+                    "UPDATE files SET current=0, view=NULL WHERE item_id=? AND role=?"
+                    " AND version=?",
+                    (superseded.item_id, superseded.role, superseded.version),
                 )
+                detail["replaces"] = superseded.version
+                lifted = db.execute(
+                    "DELETE FROM restores WHERE item_id=? AND role=? AND version IN (SELECT"
+                    " version FROM files WHERE item_id=? AND role=? AND rendition=?)",
+                    (record.item_id, record.role, record.item_id, record.role, record.rendition),
+                ).rowcount
+                if lifted:
+                    detail["restore_lifted"] = True
+            if record.resolution is not None:
+                detail["resolution"] = record.resolution
+            self._put_event(
+                db, "change" if superseded else "fetch", record, run_id=run_id, detail=detail
+            )
             db.execute(
                 "INSERT INTO files (item_id, role, version, current, path, url, final_url, sha256,"
                 " size, etag, last_modified, content_type, fetched_at, checked_at, resolution,"
-                " segments) VALUES (?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " segments, rendition, view)"
+                " VALUES (?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     record.item_id,
                     record.role,
@@ -685,10 +927,134 @@ class Catalog:
                     record.checked_at,
                     record.resolution,
                     record.segments,
+                    record.rendition,
+                    record.view,
                 ),
             )
             if facts is not None:
                 self._put_derived(db, facts)
+
+    def set_view(self, record: FileRecord, view: str | None) -> None:
+        """Where a current version shows in its item's folder (``None``: nowhere)."""
+        with self._write() as db:
+            db.execute(
+                "UPDATE files SET view=? WHERE item_id=? AND role=? AND version=?",
+                (view, record.item_id, record.role, record.version),
+            )
+
+    # -- restores ------------------------------------------------------------------------------
+
+    def restored(self, item_id: str, role: str) -> FileRecord | None:
+        """The version ``archiver restore`` made the one kits get, if any."""
+        row = self._one(
+            f"SELECT {', '.join('f.' + c.strip() for c in _FILE_COLUMNS.split(','))}"  # noqa: S608
+            " FROM restores r JOIN files f ON f.item_id = r.item_id AND f.role = r.role"
+            " AND f.version = r.version WHERE r.item_id=? AND r.role=?",
+            item_id,
+            role,
+        )
+        return self._file(row) if row else None
+
+    def restore(self, record: FileRecord, *, run_id: int | None, detail: dict[str, object]) -> None:
+        """Make ``record`` the version kits get, with its event."""
+        with self._write() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO restores (item_id, role, version, at) VALUES (?, ?, ?, ?)",
+                (record.item_id, record.role, record.version, utc_now()),
+            )
+            self._put_event(db, "restore", record, run_id=run_id, detail=detail)
+
+    def restore_latest(self, item_id: str, role: str, *, run_id: int | None) -> FileRecord | None:
+        """Undo a restore: kits get the current version again. The version it lifted."""
+        lifted = self.restored(item_id, role)
+        if lifted is None:
+            return None
+        with self._write() as db:
+            db.execute("DELETE FROM restores WHERE item_id=? AND role=?", (item_id, role))
+            self._put_event(
+                db,
+                "restore",
+                lifted,
+                run_id=run_id,
+                detail={"latest": True, "lifted_version": lifted.version},
+            )
+        return lifted
+
+    # -- events --------------------------------------------------------------------------------
+
+    @staticmethod
+    def _put_event(
+        db: sqlite3.Connection,
+        kind: str,
+        record: FileRecord | AuditRow | None = None,
+        *,
+        item_id: str | None = None,
+        run_id: int | None = None,
+        outcome: str = "success",
+        detail: dict[str, object] | None = None,
+    ) -> None:
+        db.execute(
+            "INSERT INTO events (at, kind, item_id, role, version, sha256, run_id, outcome,"
+            " detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                utc_now(),
+                kind,
+                record.item_id if record is not None else item_id,
+                record.role if record is not None else None,
+                record.version if record is not None else None,
+                record.sha256 if record is not None else None,
+                run_id,
+                outcome,
+                json.dumps(detail or {}, sort_keys=True, ensure_ascii=False),
+            ),
+        )
+
+    def record_event(
+        self,
+        kind: str,
+        record: FileRecord | AuditRow | None = None,
+        *,
+        item_id: str | None = None,
+        sha256: str | None = None,
+        run_id: int | None = None,
+        outcome: str = "success",
+        detail: dict[str, object] | None = None,
+    ) -> None:
+        """Note an event: of a version (``record``), of an item, or of the whole archive."""
+        with self._write() as db:
+            self._put_event(
+                db, kind, record, item_id=item_id, run_id=run_id, outcome=outcome, detail=detail
+            )
+            if sha256 is not None and record is None:
+                db.execute("UPDATE events SET sha256=? WHERE id=last_insert_rowid()", (sha256,))
+
+    def events(self, item_id: str | None = None, kind: str | None = None) -> Iterator[Event]:
+        """Every event (of one item, of one kind), in the order they happened; read in pages,
+        so an archive's whole history never sits in memory at once."""
+        after = 0
+        while True:
+            rows = self._all(
+                f"SELECT {_EVENT_COLUMNS} FROM events WHERE id > ?"  # noqa: S608
+                " AND (? IS NULL OR item_id = ?) AND (? IS NULL OR kind = ?)"
+                " ORDER BY id LIMIT 1000",
+                after,
+                item_id,
+                item_id,
+                kind,
+                kind,
+            )
+            if not rows:
+                return
+            for row in rows:
+                yield _event(row)
+            after = rows[-1]["id"]
+
+    def every_file(self) -> list[FileRecord]:
+        """Every version of every file of the archive (an export's objects)."""
+        rows = self._all(
+            f"SELECT {_FILE_COLUMNS} FROM files ORDER BY item_id, role, version"  # noqa: S608
+        )
+        return [self._file(row) for row in rows]
 
     # -- audits --------------------------------------------------------------------------------
 
@@ -703,7 +1069,20 @@ class Catalog:
             for row in rows
         ]
 
+    def last_intact(self, row: AuditRow) -> str | None:
+        """When a version's bytes were last seen intact: its last passed audit, else when it
+        was fetched."""
+        found = self._one(
+            "SELECT COALESCE(audited_at, fetched_at) FROM files WHERE item_id=? AND role=?"
+            " AND version=?",
+            row.item_id,
+            row.role,
+            row.version,
+        )
+        return str(found[0]) if found is not None and found[0] is not None else None
+
     def mark_audited(self, row: AuditRow) -> None:
+        """Note that a version's bytes were read and found intact, now."""
         with self._write() as db:
             db.execute(
                 "UPDATE files SET audited_at=? WHERE item_id=? AND role=? AND version=?",

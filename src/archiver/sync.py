@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from .archive import Archive, utc_now
+from .archive import Archive, FileRecord, utc_now
 from .collection import default_collection
 from .errors import InputError, ManifestError, StorageError, describe_os_error
 from .fetch import (
@@ -124,7 +124,9 @@ def _offline_report(manifest: Manifest, archive: Archive) -> DownloadReport:
         jobs, problems = jobs_for(entry)
         outcomes.extend(video_failure(entry, problem) for problem in problems)
         for job in jobs:
-            record = archive.held(entry.id, job.role)
+            record = archive.for_kit(
+                entry.id, job.role, sha256=job.sha256, size=job.size, url=job.url
+            )
             if record is not None:
                 outcomes.append(Outcome(job, Status.HELD, record=record))
             else:
@@ -177,7 +179,12 @@ def sync(
             kit_report = _untouched(kit, skipped)
         else:
             kit_report = build_kit(
-                manifest, archive, kit, settings=_kit_settings(settings), progress=kit_progress
+                manifest,
+                archive,
+                kit,
+                settings=_kit_settings(settings),
+                progress=kit_progress,
+                chosen=_chosen(fetched),
             )
         report = SyncReport(
             manifest=manifest,
@@ -201,6 +208,16 @@ def sync(
     if log is not None:
         _log(log, report, failures)
     return report
+
+
+def _chosen(fetched: DownloadReport) -> dict[str, FileRecord]:
+    """The version of each video this run fetched or found held: the rendition its kit asked
+    for (``--fit``, ``--max-height``), which the kit shows."""
+    return {
+        outcome.job.entry.id: outcome.record
+        for outcome in fetched.outcomes
+        if outcome.job.role == "video" and outcome.record is not None
+    }
 
 
 def _with_last_good(built: Built, last: Path) -> Manifest:

@@ -156,9 +156,15 @@ class Fetcher:
         # A refresh that brought the same bytes again changed nothing held.
         return Status.HELD if job.revalidate is not None else Status.FETCHED
 
+    def _before(self, job: Job) -> FileRecord | None:
+        """The current version of the rendition ``job`` fetches, before it does."""
+        item, role = job.entry.id, job.role
+        rendition = self.archive.rendition_of(item, role, job.url, job.resolution)
+        return self.archive.current(item, role, rendition)
+
     async def _with_retries(self, job: Job) -> Outcome:
         try:
-            before = await asyncio.to_thread(self.archive.current, job.entry.id, job.role)
+            before = await asyncio.to_thread(self._before, job)
         except ArchiverError as exc:  # a catalog that cannot say (a damaged page): this file
             return Outcome(job, Status.FAILED, reason=exc.message)
         fetched = 0
@@ -416,14 +422,16 @@ class Fetcher:
                     functools.partial(media.confirm_playable, require_audio=job.has_sound), part
                 )
         except media.MediaError as exc:
-            await self._reject(job, part)
-            raise DownloadError(job.url, f"not a playable MP4: {exc.reason}") from exc
+            reason = f"not a playable MP4: {exc.reason}"
+            await self._reject(job, part, reason)
+            raise DownloadError(job.url, reason) from exc
         segments = "not published"
         if job.segments_url:
             found = await check_segments(self.client, job.segments_url, part, job.name_upstream)
             if isinstance(found, tuple):
-                await self._reject(job, part)
-                raise ChecksumMismatch(job.url, "segment sha256", found[0], found[1])
+                mismatch = ChecksumMismatch(job.url, "segment sha256", found[0], found[1])
+                await self._reject(job, part, mismatch.reason)
+                raise mismatch
             if found is None:
                 segments = "verified"
             else:
@@ -440,15 +448,15 @@ class Fetcher:
         try:
             return await asyncio.to_thread(sniff.check, part, claim, content_type)
         except sniff.Mismatch as exc:
-            await self._reject(job, part)
+            await self._reject(job, part, exc.reason)
             raise DownloadError(job.url, exc.reason) from exc
 
-    async def _reject(self, job: Job, part: Path) -> None:
+    async def _reject(self, job: Job, part: Path, reason: str) -> None:
         """Bad bytes go to quarantine, for a person to look at; the partial starts over."""
-        await asyncio.to_thread(self._quarantine, job, part)
+        await asyncio.to_thread(self._quarantine, job, part, reason)
 
-    def _quarantine(self, job: Job, part: Path) -> None:
-        self.archive.quarantine(job.entry.id, job.name, part)
+    def _quarantine(self, job: Job, part: Path, reason: str) -> None:
+        self.archive.quarantine(job.entry.id, job.name, part, role=job.role, reason=reason)
         discard_partial(self.archive, job)
 
     async def _finish(
@@ -470,11 +478,13 @@ class Fetcher:
         if expected is not None and size != expected:
             raise _Retry(f"received {size} bytes but the server announced {expected}", restart=True)
         if job.size is not None and size != job.size:
-            await self._reject(job, part)
-            raise ChecksumMismatch(job.url, "size", str(job.size), str(size))
+            mismatch = ChecksumMismatch(job.url, "size", str(job.size), str(size))
+            await self._reject(job, part, mismatch.reason)
+            raise mismatch
         if job.sha256 is not None and digest != job.sha256:
-            await self._reject(job, part)
-            raise ChecksumMismatch(job.url, "sha256", job.sha256, digest)
+            mismatch = ChecksumMismatch(job.url, "sha256", job.sha256, digest)
+            await self._reject(job, part, mismatch.reason)
+            raise mismatch
         content_type = response.headers.get("Content-Type", "")  # "": the server said none
         extension = await self._check_content(job, part, content_type)
         info, segments = None, None

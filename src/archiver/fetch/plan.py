@@ -22,7 +22,7 @@ from ..archive import Archive, FileRecord
 from ..catalog import parse_time
 from ..choose import FitPlan, Rendition, best_under, kit_overhead, plan_fit
 from ..entry import Entry
-from ..errors import UsageError
+from ..errors import StorageError, UsageError
 from ..links import height_in_link
 from ..manifest import Manifest
 from ..names import slugify
@@ -419,8 +419,10 @@ def plan(
 ) -> tuple[list[Job], list[Outcome]]:
     """Split the manifest's files into those to fetch and those already settled.
 
-    A file is held when the catalog's current version came from the same URL, is on disk at
-    its recorded size and matches any pinned checksum: a second run fetches nothing. With
+    A file is held when the catalog's current version of its rendition came from the same URL
+    and is on disk at its recorded size: a second run fetches nothing, and a run for a kit of
+    another height fetches only the renditions it lacks. A file whose manifest pins a sha256
+    is held when any version of it the archive holds has those bytes. With
     ``refresh_after`` (seconds), a held file last checked longer ago than that is asked for
     again, conditionally, to learn whether upstream changed.
     """
@@ -435,15 +437,31 @@ def plan(
             jobs = [job for job in jobs if job.role not in ("video", "audio")]
         settled.extend(video_failure(entry, problem) for problem in problems)
         for job in jobs:
-            record = archive.held(entry.id, job.role, job.url)
-            pinned_ok = record is not None and (
-                (job.sha256 is None or record.sha256 == job.sha256)
-                and (job.size is None or record.size == job.size)
-            )
-            if record is None or not pinned_ok:
+            if job.sha256 is not None:
+                # Pinned: any held version with those bytes is the one, whatever upstream
+                # serves now; no request is made for it (an older version stays pinned).
+                pinned = archive.held_sha256(entry.id, job.role, job.sha256, job.size)
+                if pinned is not None:
+                    settled.append(_shown(archive, job, pinned))
+                else:
+                    todo.append(job)
+                continue
+            rendition = job.resolution if job.role == "video" else None
+            record = archive.held(entry.id, job.role, job.url, rendition=rendition)
+            if record is None or (job.size is not None and record.size != job.size):
                 todo.append(job)
             elif refresh_after is not None and _due(record.checked_at, refresh_after, now):
                 todo.append(dataclasses.replace(job, revalidate=record))
             else:
-                settled.append(Outcome(job, Status.HELD, record=record))
+                settled.append(_shown(archive, job, record))
     return todo, settled
+
+
+def _shown(archive: Archive, job: Job, record: FileRecord) -> Outcome:
+    """A held file, its view in the item's folder made again if it is gone; one behind a
+    link fails, named (nothing is written through it)."""
+    try:
+        archive.shown(record)
+    except StorageError as exc:
+        return Outcome(job, Status.FAILED, reason=exc.message)
+    return Outcome(job, Status.HELD, record=record)

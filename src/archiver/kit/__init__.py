@@ -7,6 +7,7 @@ Kit layout::
     bagit.txt  bag-info.txt  manifest-sha256.txt  tagmanifest-sha256.txt
     data/index.html            the catalog (search, filter by area)
     data/search-index.js       the search index, loaded with <script src>
+    data/provenance.json       where each file came from: URL, date, sha256, licence
     data/assets/               style.css, app.js, player.js
     data/videos/<id>/          index.html, the MP4, poster.jpg, captions, companion PDFs
 
@@ -14,6 +15,7 @@ Kit layout::
                   stores that apart), re-encodes, posters, captions; names from item and role
     derive.py     what is made from a video once and kept in the archive by sha256
     site.py       the French pages and text (templates/, static/)
+    provenance.py where each video and its files came from, for its page and provenance.json
     bag.py        BagIt: manifests, bag-info, verification
     ownership.py  whose files a kit folder holds: archiver's mark and its list
     lock.py       one run at a time on a kit
@@ -33,11 +35,12 @@ import contextlib
 import datetime as dt
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from .._version import __version__
-from ..archive import Archive
+from ..archive import Archive, FileRecord
 from ..entry import Entry
 from ..errors import KitError, KitRefused, describe_os_error
 from ..manifest import Manifest
@@ -48,6 +51,7 @@ from .derive import Source
 from .lock import locked
 from .ownership import MARK_AGENT, SUBFOLDER_HINT, claim, refuse_overlap
 from .plan import DEFAULT_SETTINGS, DEFAULT_TITLE, KitPlan, KitSettings, plan_kit
+from .provenance import PROVENANCE_NAME, provenance_json
 from .site import describe_kit, render_readme, render_root, render_site
 from .write import write_kit
 
@@ -120,8 +124,10 @@ def build_kit(
     *,
     settings: KitSettings = DEFAULT_SETTINGS,
     progress: Progress | None = None,
+    chosen: Mapping[str, FileRecord] | None = None,
 ) -> KitReport:
-    """:func:`package`, for a caller that already holds the archive's lock (sync)."""
+    """:func:`package`, for a caller that already holds the archive's lock (sync), which
+    says the version of each video it ``chosen`` for this kit."""
     start = time.monotonic()
     refuse_overlap(kit, archive.root)
     made = _make_folder(kit)
@@ -129,9 +135,11 @@ def build_kit(
         with locked(kit):
             # Examined under the lock: another run may have been writing it until now.
             owned = claim(kit)
-            plan = plan_kit(manifest, archive, settings)
+            plan = plan_kit(manifest, archive, settings, chosen)
             for name, data in render_site(plan.items, collection_title=settings.title).items():
                 plan.payload[f"{PAYLOAD}/{name}"] = Source.of_bytes(data)
+            records = [item.provenance for item in plan.items if item.provenance is not None]
+            plan.payload[f"{PAYLOAD}/{PROVENANCE_NAME}"] = Source.of_bytes(provenance_json(records))
             written = write_kit(
                 kit,
                 plan.payload,

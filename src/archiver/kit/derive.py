@@ -188,7 +188,9 @@ def _join(archive: Archive, video: FileRecord, audio: FileRecord, kind: str, lab
     try:
         media.confirm_audio(sound)
     except media.MediaError as exc:
-        raise Silent(f"its sound file {audio.path} is not playable: {exc.reason}") from exc
+        raise Silent(
+            f"its sound file {audio.view or audio.path} is not playable: {exc.reason}"
+        ) from exc
     log.info("%s: joining its picture and its sound", label)
     target = archive.derived_path(video.sha256, f"{kind}-v{media.MUX_VERSION}.mp4")
     try:

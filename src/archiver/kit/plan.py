@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from .. import media, sniff
@@ -30,6 +31,7 @@ from ..units import format_bytes
 from . import derive
 from .bag import PAYLOAD
 from .derive import Source
+from .provenance import KitFile, KitProvenance, Making
 from .site import ASSET_LABELS, KitAsset, KitCaptions, KitItem, parse_vtt
 
 __all__ = ["DEFAULT_SETTINGS", "DEFAULT_TITLE", "KitPlan", "KitSettings", "plan_kit"]
@@ -110,21 +112,34 @@ class _Video:
     origin: Source
     reencoded: bool = False  # tried, whatever came of it
     kept_because: str | None = None  # why a re-encode did not replace it
+    # For its provenance: the sound joined to it, and how the kit's file was made from it.
+    sound: FileRecord | None = None
+    made: tuple[Making, ...] = ()
 
     @property
     def label(self) -> str:
         return f"{self.entry.title} ({self.entry.id})"
 
 
-def plan_kit(manifest: Manifest, archive: Archive, settings: KitSettings) -> KitPlan:
-    """Every video's files in the kit, and the videos left out with their reason."""
+def plan_kit(
+    manifest: Manifest,
+    archive: Archive,
+    settings: KitSettings,
+    chosen: Mapping[str, FileRecord] | None = None,
+) -> KitPlan:
+    """Every video's files in the kit, and the videos left out with their reason.
+
+    ``chosen``: the version of each video a run chose for this kit (sync, which fetched the
+    rendition ``--fit`` or ``--max-height`` asked for); else :meth:`Archive.for_kit` says.
+    """
     plan = KitPlan()
-    videos = _videos(plan, manifest, archive, settings)
+    videos = _videos(plan, manifest, archive, settings, chosen or {})
     _reencode(plan, archive, videos, settings, len(manifest.entries))
     ffmpeg_missing = False
     for video in videos:
         entry = video.entry
         folder = f"{PAYLOAD}/videos/{entry.id}"
+        carried: list[tuple[FileRecord, str]] = []  # held files beside the video, for provenance
         preview = archive.held(entry.id, "preview")
         poster: Source | None = None
         poster_name = POSTER_NAME
@@ -132,6 +147,7 @@ def plan_kit(manifest: Manifest, archive: Archive, settings: KitSettings) -> Kit
         if preview is not None and suffix is not None:
             # The instance's own preview image beats a frame of ours.
             poster, poster_name = Source.held(archive, preview), f"{POSTER_STEM}{suffix}"
+            carried.append((preview, f"{folder}/{poster_name}"))
         else:
             try:
                 # From the held video: the same picture as its joined copy, made once.
@@ -153,7 +169,9 @@ def plan_kit(manifest: Manifest, archive: Archive, settings: KitSettings) -> Kit
                 continue
             name = f"{ASSET_NAMES.get(asset.kind, asset.kind.replace('_', '-'))}.pdf"
             plan.payload[f"{folder}/{name}"] = Source.held(archive, held)
+            carried.append((held, f"{folder}/{name}"))
             assets.append(KitAsset(ASSET_LABELS.get(asset.kind, asset.kind), name))
+        captions = _captions(plan, archive, entry, folder, carried)
         plan.items.append(
             KitItem(
                 entry=entry,
@@ -162,13 +180,31 @@ def plan_kit(manifest: Manifest, archive: Archive, settings: KitSettings) -> Kit
                 poster_name=poster_name if poster is not None else None,
                 duration=video.facts.duration or None,
                 resolution=video.resolution,
-                captions=_captions(plan, archive, entry, folder),
+                captions=captions,
                 assets=tuple(assets),
+                provenance=_provenance(archive, video, f"{folder}/{video.name}", carried),
             )
         )
     if ffmpeg_missing:
         plan.warnings.append("ffmpeg is not installed: the kit has no poster frames")
     return plan
+
+
+def _provenance(
+    archive: Archive, video: _Video, path: str, carried: list[tuple[FileRecord, str]]
+) -> KitProvenance:
+    """Where ``video`` (carried at ``path``) and the held files beside it came from."""
+    facts = archive.media_facts(video.record.sha256)  # the archived bytes', not the kit's
+    made = KitFile(path=path, sha256=video.source.sha256, size=video.source.size, made=video.made)
+    return KitProvenance.of(
+        video.entry,
+        video.record,
+        made,
+        width=facts.width if facts else None,
+        height=facts.height if facts else None,
+        sound=video.sound,
+        companions=sorted(carried, key=lambda held: held[1]),
+    )
 
 
 def _fit_versions(
@@ -181,7 +217,11 @@ def _fit_versions(
     options: dict[str, list[Rendition]] = {}
     for entry in manifest.entries:
         audio = archive.held(entry.id, AUDIO)  # carried with each picture-only version
-        for record in archive.held_versions(entry.id, "video"):
+        candidates = archive.held_versions(entry.id, "video")
+        if entry.video.sha256 is not None or archive.restored(entry.id) is not None:
+            fixed = _for_kit(archive, entry, None)  # pinned or restored: that one, or none
+            candidates = [fixed] if fixed is not None else []
+        for record in candidates:
             records[record.path] = record
             size = derive.carried_size(archive, record, audio)
             options.setdefault(entry.id, []).append(
@@ -202,20 +242,36 @@ def _height(archive: Archive, record: FileRecord) -> int:
     return facts.height if facts is not None and facts.height else 0
 
 
+def _for_kit(archive: Archive, entry: Entry, chosen: FileRecord | None) -> FileRecord | None:
+    """The held version of an entry's video a kit shows (:meth:`Archive.for_kit`)."""
+    video = entry.video
+    return archive.for_kit(
+        entry.id, sha256=video.sha256, size=video.size, url=video.url, chosen=chosen
+    )
+
+
 def _videos(
-    plan: KitPlan, manifest: Manifest, archive: Archive, settings: KitSettings
+    plan: KitPlan,
+    manifest: Manifest,
+    archive: Archive,
+    settings: KitSettings,
+    chosen: Mapping[str, FileRecord],
 ) -> list[_Video]:
     """The held version of each video that goes into the kit; the others are left out, named."""
-    chosen = {}
     if settings.fit is not None and settings.fit_versions:
         chosen = _fit_versions(manifest, archive, settings.fit, settings.transcode)
     videos = []
     for entry in manifest.entries:
-        # The current version, whichever URL it came from: a capped resolution, a mirror, the
-        # instance's API for a fiche with only a player link.
-        record = chosen.get(entry.id) or archive.held(entry.id, "video")
+        # A restored or pinned version; else the one chosen for this kit; else the current
+        # version of the fiche's own link; else the tallest held (a capped resolution, a
+        # mirror, the instance's file for a fiche with only a player link).
+        record = _for_kit(archive, entry, chosen.get(entry.id))
         if record is None and not entry.video.url and entry.peertube is None:
             plan.left_out.append((entry, "no download URL: nothing to show"))
+            continue
+        if record is None and entry.video.sha256 is not None:
+            pinned = f"its pinned version (sha256 {entry.video.sha256}) is not held"
+            plan.left_out.append((entry, f"{pinned} (run 'archiver download')"))
             continue
         if record is None:
             plan.left_out.append((entry, "not in the archive yet (run 'archiver download')"))
@@ -285,6 +341,8 @@ def _join_sound(plan: KitPlan, archive: Archive, video: _Video) -> bool:
     if made is not None:
         video.source, video.facts = made
         video.origin = video.source
+        video.sound = audio
+        video.made = (*video.made, Making("joined"))
     return True
 
 
@@ -342,13 +400,19 @@ def _shrink(plan: KitPlan, archive: Archive, video: _Video, preset: media.Preset
     video.source = made
     video.name = f"video-{preset.name}.mp4"
     video.resolution = preset.name
+    video.made = (*video.made, Making("reencoded", preset.name))
     plan.reencoded += 1
 
 
 def _captions(
-    plan: KitPlan, archive: Archive, entry: Entry, folder: str
+    plan: KitPlan,
+    archive: Archive,
+    entry: Entry,
+    folder: str,
+    carried: list[tuple[FileRecord, str]],
 ) -> tuple[KitCaptions, ...]:
-    """The video's held caption files, carried into the kit and read into cues."""
+    """The video's held caption files, carried into the kit (each added to ``carried`` with
+    its path) and read into cues."""
     captions = []
     label = f"{entry.title} ({entry.id})"
     for track in archive.current_roles(entry.id, "caption_"):
@@ -367,6 +431,7 @@ def _captions(
         if f"{folder}/{name}" in plan.payload:
             continue  # the same language under another spelling: one file a language
         plan.payload[f"{folder}/{name}"] = Source.held(archive, track)
+        carried.append((track, f"{folder}/{name}"))
         captions.append(
             KitCaptions(
                 language=language,
