@@ -25,6 +25,8 @@ LAYERS: list[set[str]] = [
     {"kit", "fetch"},
     {"sniff"},
     {"choose", "media", "audit"},
+    {"premis"},  # the PREMIS export, written from the history's reading of the catalog
+    {"history"},  # an item's history, the JSONL export: read from the archive
     {"archive"},
     {"archive_paths", "archive_lock", "archive_status"},  # what the Archive class draws on
     {"catalog"},

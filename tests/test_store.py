@@ -4,6 +4,7 @@ version, restores; each against real files, a real catalog and the test server."
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 from pathlib import Path
@@ -173,6 +174,11 @@ def test_the_same_bytes_are_stored_once_and_pruning_one_item_keeps_the_other(
         commit(archive, "item-a", FIRST, url="https://x.org/item-a.mp4", resolution=None)
         assert [r.version for r in archive.versions("item-a", "video")] == [1, 2, 3]
     assert [p.name for p in stored_files(root)] == sorted([sha256(FIRST), sha256(SECOND)])
+    code, stdout, _ = run("status", "--archive", root, "--json")
+    assert code == 0
+    files = json.loads(stdout)["files"]
+    assert (files["versions"], files["all_bytes"]) == (4, 3 * len(FIRST) + len(SECOND))
+    assert (files["stored_files"], files["stored_bytes"]) == (2, len(FIRST) + len(SECOND))
     changes = events(root, "change")
     assert [(e["item_id"], e["version"]) for e in changes] == [("item-a", 2), ("item-a", 3)]
     with Archive(root) as archive, archive.locked():

@@ -1,16 +1,20 @@
 """What ``archiver status`` shows of an archive: its items and files, its last runs and their
-failures, and how far behind its fixity audits are."""
+failures, how far behind its fixity audits are, what the last audits found, and every version
+whose last audit failed, with the last date it was seen intact."""
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 from pathlib import Path
 from typing import Any
 
-from .catalog import Catalog, format_time
+from .catalog import Catalog, Event, format_time
 
 # A file not audited for this long is due for its next fixity audit.
 AUDIT_EVERY_DAYS = 30
+# How many of the last audits ``status`` shows.
+RECENT_AUDITS = 5
 
 
 def status_report(
@@ -41,6 +45,9 @@ def status_report(
             "current_bytes": counts["current_bytes"],
             "versions": counts["versions"],
             "all_bytes": counts["all_bytes"],
+            # Each sha256 once, as the store holds it: what the archive takes on disk.
+            "stored_files": counts["stored_files"],
+            "stored_bytes": counts["stored_bytes"],
         },
         "last_run": run(last_run),
         "last_sync": run(last_sync),
@@ -60,5 +67,59 @@ def status_report(
             "due": counts["due"],
             "due_after_days": AUDIT_EVERY_DAYS,
             "last_audit": counts["last_audit"],
+            **audit_history(catalog),
         },
+    }
+
+
+def audit_history(catalog: Catalog, *, recent: int = RECENT_AUDITS) -> dict[str, Any]:
+    """The last ``recent`` audits of the archive, newest first (``recent``: when, how many
+    files of how many, bytes, problems), and every version whose last audit failed
+    (``failing``), with the last date it was seen intact.
+
+    Read from the ``audit`` events, in pages: each audit records one for the archive, and one
+    for each version it found missing or damaged. A version an audit found intact since its
+    failure (its ``audited_at`` is later), or that was pruned, is not failing any more.
+    """
+    last: collections.deque[Event] = collections.deque(maxlen=recent)
+    failed: dict[tuple[str, str, int], Event] = {}
+    for event in catalog.events(kind="audit"):
+        if event.item_id is None:
+            last.append(event)
+        elif event.role is not None and event.version is not None and event.outcome == "failure":
+            failed[(event.item_id, event.role, event.version)] = event
+    failing = []
+    for (item, role, version), event in sorted(failed.items()):
+        record = catalog.file_version(item, role, version)
+        if record is None or (record.audited_at is not None and record.audited_at > event.at):
+            continue
+        failing.append(
+            {
+                "item": item,
+                "role": role,
+                "version": version,
+                "sha256": record.sha256,
+                "path": record.path,
+                "problem": event.detail.get("problem"),
+                "failed_at": event.at,
+                "last_intact": event.detail.get("last_intact")
+                or record.audited_at
+                or record.fetched_at,
+            }
+        )
+    return {
+        "recent": [
+            {
+                "at": event.at,
+                "files": event.detail.get("files"),
+                "of_files": event.detail.get("of_files"),
+                "bytes": event.detail.get("bytes"),
+                "problems": event.detail.get("problems"),
+                "sample_percent": event.detail.get("sample_percent"),
+                "outcome": event.outcome,
+                "run": event.run_id,
+            }
+            for event in reversed(last)
+        ],
+        "failing": failing,
     }

@@ -253,6 +253,7 @@ CREATE TABLE events (
     detail TEXT
 );
 CREATE INDEX events_item ON events (item_id, id);
+CREATE INDEX events_kind ON events (kind, id);
 CREATE TABLE restores (
     item_id TEXT NOT NULL,
     role TEXT NOT NULL,
@@ -1204,10 +1205,19 @@ class Catalog:
             " MAX(audited_at) AS last_audit FROM files",
             audit_due_before,
         )
+        stored = self._one(
+            "SELECT COUNT(*) AS stored_files, COALESCE(SUM(size), 0) AS stored_bytes"
+            " FROM (SELECT MAX(size) AS size FROM files GROUP BY sha256)"
+        )
         assert items is not None  # noqa: S101 - an aggregate always returns a row
         assert files is not None  # noqa: S101
+        assert stored is not None  # noqa: S101
         return {
             "items": items["total"],
             "retired": items["retired"],
             **{key: files[key] for key in files.keys()},  # noqa: SIM118
+            # Each sha256 once: what the store holds (all_bytes counts a version come back
+            # twice, and bytes two items share, as often as they are recorded).
+            "stored_files": stored["stored_files"],
+            "stored_bytes": stored["stored_bytes"],
         }

@@ -28,14 +28,16 @@ import click
 
 from .._version import __version__
 from ..archive import Archive, archive_status
-from ..audit import audit
+from ..audit import AuditReport, audit
 from ..collection import default_collection
 from ..errors import (
     EXIT_FAILED,
     EXIT_OK,
     EXIT_USAGE,
+    ArchiveError,
     ArchiverError,
     ConfigError,
+    StorageError,
     UsageError,
     describe_os_error,
 )
@@ -454,7 +456,7 @@ def verify_command(
     meter = _progress(state, "Verify", per_file=False)
     if archive is not None:
         with Archive.existing(archive) as store, store.locked():
-            report = audit(store, sample_percent=sample, progress=meter)
+            report = _recorded_audit(store, sample, meter)
         problems = [(archive / p.path, p.reason) for p in report.problems]
         files, size, where = report.files, report.size, archive
     else:
@@ -468,6 +470,24 @@ def verify_command(
         verdict = f"{len(problems)} problem(s)" if problems else "all intact"
         _echo(f"Verify: {files} files ({format_bytes(size)}) in {where}: {verdict}", err=True)
     ctx.exit(EXIT_FAILED if problems else EXIT_OK)
+
+
+def _recorded_audit(store: Archive, sample: float | None, meter: Progress) -> AuditReport:
+    """An audit, recorded as a run of its own so that its events say which run found what;
+    a catalog that cannot note the run (a full disk, a damaged page) does not stop it."""
+    run_id = None
+    with contextlib.suppress(StorageError, ArchiveError):  # full, or a damaged page: the
+        run_id = store.start_run("verify")  # audit names what it finds all the same
+    report = audit(store, sample_percent=sample, progress=meter)
+    if run_id is not None:
+        summary: dict[str, object] = {
+            "files": report.files,
+            "bytes": report.size,
+            "problems": len(report.problems),
+        }
+        with contextlib.suppress(StorageError, ArchiveError):
+            store.finish_run(run_id, "failed" if report.problems else "ok", summary)
+    return report
 
 
 @cli.command(name="sync")
@@ -649,7 +669,7 @@ def status_command(archive: Path, as_json: bool) -> None:
     if as_json:
         _echo(json.dumps(status, ensure_ascii=False, indent=2, sort_keys=True), lines=True)
     else:
-        for line in status_lines(status):
+        for line in [*status_lines(status), *audit_lines(status)]:
             _echo(line)
 
 
@@ -694,3 +714,17 @@ def prune_command(
 def main() -> None:
     """Console-script entry point."""
     cli.main(prog_name="archiver")
+
+
+# The commands of the archive's history, in a module of their own: it draws on the pieces
+# above (common_options, _echo), so it is imported once they exist.
+from .history import (  # noqa: E402
+    audit_lines,
+    export_command,
+    history_command,
+    restore_command,
+)
+
+cli.add_command(history_command)
+cli.add_command(restore_command)
+cli.add_command(export_command)

@@ -168,7 +168,8 @@ def status_lines(status: Mapping[str, Any]) -> list[str]:
         f"Archive: {status['archive']}",
         f"Items: {items['active']} in the collection, {items['retired']} retired",
         f"Files: {files['current']} current ({format_bytes(files['current_bytes'])}),"
-        f" {files['versions']} versions in all ({format_bytes(files['all_bytes'])})",
+        f" {files['versions']} versions in all ({format_bytes(files['all_bytes'])}),"
+        f" stored once each: {format_bytes(files['stored_bytes'])}",
     ]
     for label, key in (("Last sync", "last_sync"), ("Last run", "last_run")):
         run = status[key]
