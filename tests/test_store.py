@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from archiver.archive import Archive, FetchedFile
 from archiver.catalog import Catalog, store_path
 from archiver.cli import cli
+from archiver.errors import ArchiveError
 
 from .conftest import make_entry, sha256, tagged
 from .media import make_mp4
@@ -406,3 +407,123 @@ def test_an_archive_of_the_release_before_the_store_keeps_every_version(tmp_path
     assert (folder / "video-240p.mp4").read_bytes() == b"240p cut"
     kinds = [e["kind"] for e in events(root, "fetch") + events(root, "change")]
     assert sorted(kinds) == ["change", "fetch", "fetch", "fetch"]  # rebuilt from the rows
+
+
+# -- what an adversarial review found: each a test ------------------------------------------------
+
+
+def test_a_rotted_second_copy_never_costs_the_good_one(tmp_path: Path) -> None:
+    """Version 1's old copy rotted (same size), version 3's copy of the same bytes is good:
+    the store takes the good one, the rotted one stays where it was, named by verify, and the
+    next upstream change loses neither."""
+    root = previous_release(tmp_path / "archive")
+    rotted = root / "media/differencier/versions/1/u-720.mp4"
+    rotted.write_bytes(b"first versioX")
+    with Archive(root) as archive, archive.locked():
+        (version_1, _, version_3) = archive.versions("differencier", "video")
+        assert version_1.path == "media/differencier/versions/1/u-720.mp4"  # left, unmoved
+        assert version_3.path == store_path(sha256(FIRST))
+        assert (root / version_3.path).read_bytes() == FIRST
+        newer = b"a newer cut, upstream"
+        commit(archive, "differencier", newer, url=version_3.url, resolution=720)
+        assert (root / version_3.path).read_bytes() == FIRST  # the good copy, still held
+    assert rotted.read_bytes() == b"first versioX"  # never deleted: a person judges it
+    code, _, stderr = run("verify", "--archive", root, "-q")
+    assert code == 1
+    assert stderr.count("corrupt") == 1 and "versions/1/u-720.mp4: corrupt" in stderr
+
+
+def test_bytes_fetched_again_mend_a_store_file_that_rotted(tmp_path: Path) -> None:
+    root = tmp_path / "archive"
+    with Archive(root) as archive, archive.locked():
+        archive.record_item(make_entry("item-a", "https://x.org/a.mp4"))
+        commit(archive, "item-a", FIRST, url="https://x.org/a.mp4", resolution=None)
+        stored = root / store_path(sha256(FIRST))
+        stored.write_bytes(b"first versioX")  # rotted in place, same size
+        commit(archive, "item-a", FIRST, url="https://x.org/a.mp4", resolution=None)
+        assert stored.read_bytes() == FIRST
+        assert [r.version for r in archive.versions("item-a", "video")] == [1]
+
+
+def test_a_persons_file_in_a_views_place_is_never_written_over(tmp_path: Path) -> None:
+    root = tmp_path / "archive"
+    with Archive(root) as archive, archive.locked():
+        archive.record_item(make_entry("item-a", "https://x.org/a.mp4"))
+        commit(archive, "item-a", FIRST, url="https://x.org/a.mp4", resolution=None)
+        view = root / "media/item-a/video.mp4"
+        view.unlink()
+        view.write_bytes(b"a teacher's own edit")
+        commit(archive, "item-a", SECOND, url="https://x.org/a.mp4", resolution=None)
+        current = archive.current("item-a", "video")
+        assert current is not None and current.view == "media/item-a/video-2.mp4"
+    assert view.read_bytes() == b"a teacher's own edit"
+    assert (root / "media/item-a/video-2.mp4").read_bytes() == SECOND
+
+
+def test_a_move_killed_after_the_catalog_moved_is_cleaned_up_by_the_next_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = schema_3_archive(tmp_path / "archive")
+
+    def killed(_self: Archive) -> None:
+        raise KeyboardInterrupt  # the catalog has moved; its clean-up has not run
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Archive, "_finish_move", killed)
+        with pytest.raises(KeyboardInterrupt), Archive(root) as archive:
+            archive.lock()
+    assert (root / "media/item-a/versions").exists()
+    with Archive(root) as archive, archive.locked():
+        pass
+    folder = root / "media" / "item-a"
+    assert not (folder / "versions").exists()
+    assert (folder / "video-240p.mp4").read_bytes() == b"240p cut"
+    with Archive(root) as archive, archive.locked():  # done: nothing left to do
+        assert archive.catalog.meta("store_move_pending") is None
+
+
+def test_a_video_first_fetched_without_its_height_goes_on_in_that_rendition(
+    tmp_path: Path,
+) -> None:
+    """Fetched once while its instance did not answer, then changed when it did: one
+    rendition, its change a change (which lifts a restore), not a second rendition."""
+    root = tmp_path / "archive"
+    url = "https://x.org/a-720.mp4"
+    with Archive(root) as archive, archive.locked():
+        archive.record_item(make_entry("item-a", url))
+        commit(archive, "item-a", FIRST, url=url, resolution=None)
+        archive.restore("item-a", version=1)
+        commit(archive, "item-a", SECOND, url=url, resolution=720)
+        versions = archive.versions("item-a", "video")
+        assert [(r.version, r.rendition, r.current) for r in versions] == [
+            (1, 0, False),
+            (2, 0, True),
+        ]
+        assert archive.restored("item-a") is None
+    assert [e["version"] for e in events(root, "change")] == [2]
+
+
+def test_restore_refuses_a_version_whose_bytes_rotted(tmp_path: Path) -> None:
+    root = tmp_path / "archive"
+    with Archive(root) as archive, archive.locked():
+        archive.record_item(make_entry("item-a", "https://x.org/a.mp4"))
+        commit(archive, "item-a", FIRST, url="https://x.org/a.mp4", resolution=None)
+        commit(archive, "item-a", SECOND, url="https://x.org/a.mp4", resolution=None)
+        (root / store_path(sha256(FIRST))).write_bytes(b"first versioX")
+        with pytest.raises(ArchiveError, match="version 1 is not held"):
+            archive.restore("item-a", version=1)
+        assert archive.restored("item-a") is None
+
+
+def test_verify_refuses_a_row_whose_view_leads_out_of_its_item(tmp_path: Path) -> None:
+    root = tmp_path / "archive"
+    with Archive(root) as archive, archive.locked():
+        archive.record_item(make_entry("item-a", "https://x.org/a.mp4"))
+        commit(archive, "item-a", FIRST, url="https://x.org/a.mp4", resolution=None)
+    db = sqlite3.connect(root / "catalog.sqlite")
+    db.execute("UPDATE files SET view='media/item-a/../../victim'")
+    db.commit()
+    db.close()
+    code, _, stderr = run("verify", "--archive", root)
+    assert code == 2
+    assert "the catalog is damaged" in stderr and "is not a file of media/item-a/" in stderr

@@ -29,6 +29,7 @@ file is a symbolic link (:mod:`archiver.archive_paths` says what a link refuses 
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import datetime as dt
@@ -72,7 +73,7 @@ from .catalog import (
 )
 from .entry import Entry
 from .errors import ArchiveError, StorageError, describe_os_error, writing
-from .files import atomic_write_many, fsync_dir, unsafe_target
+from .files import atomic_write_many, file_sha256, fsync_dir, unsafe_target
 
 __all__ = [
     "AUDIT_EVERY_DAYS",
@@ -94,6 +95,12 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 VIDEO = "video"  # the role whose files come in renditions, one per height
+
+# The catalog's note of a move into the store whose clean-up is not done yet.
+_MOVE_PENDING = "store_move_pending"
+
+# What :meth:`Catalog.path_owner` says of a path that holds a version's bytes, not a view.
+_BYTES = ("", "", -1)
 
 # How many names a file tries (``fiche.pdf``, ``fiche-2.pdf``…) before the archive gives up.
 _NAME_TRIES = 20
@@ -349,14 +356,24 @@ class Archive:
         catalog-trusting check that makes a second run fetch nothing: the full sha256 is the
         job of ``archiver verify``, not of every run.
         """
+        found = []
         for record in self.catalog.renditions(item_id, role):
             if rendition is not None and record.rendition not in (rendition, 0):
                 continue
             if rendition and record.rendition == 0 and url is None:
                 continue
             if (url is None or record.url == url) and self._on_disk(record):
-                return record
-        return None
+                found.append(record)
+        if len(found) > 1 and found[-1].rendition == 0:
+            return max(found, key=self._height)  # one of unknown height: as FFmpeg read it
+        return found[0] if found else None
+
+    def _height(self, record: FileRecord) -> int:
+        """A version's height: its rendition's, else as FFmpeg read it, else 0."""
+        if record.rendition:
+            return record.rendition
+        facts = self.media_facts(record.sha256)
+        return facts.height if facts is not None and facts.height else 0
 
     def held_sha256(
         self, item_id: str, role: str, sha256: str, size: int | None = None
@@ -424,9 +441,10 @@ class Archive:
             known = [str(r.version) for r in self.versions(item_id, role)]
             said = f"its versions are {', '.join(known)}" if known else "it has none"
             raise ArchiveError(self.root, f"{item_id} ({role}): no {wanted}; {said}")
-        if not self._on_disk(record):
+        path = self.root / record.path
+        if not self._on_disk(record) or file_sha256(path) != record.sha256:
             raise ArchiveError(
-                self.root / record.path,
+                path,
                 f"{item_id} ({role}): version {record.version} is not held (missing or"
                 " damaged); 'archiver verify --archive' says more",
             )
@@ -532,19 +550,35 @@ class Archive:
         from the same URL before (the same file), else 0 (unknown); 0 for every other role."""
         if role != VIDEO:
             return 0
-        if resolution:
+        renditions = self.catalog.renditions(item_id, role)
+        if resolution and any(r.rendition == resolution for r in renditions):
             return resolution
-        same = (r for r in self.catalog.renditions(item_id, role) if r.url == url)
-        return next((r.rendition for r in same), 0)
+        same = [r.rendition for r in renditions if r.url == url]
+        if resolution and 0 not in same:
+            return resolution
+        # Fetched once without its height (its instance did not answer): the same file from
+        # the same URL goes on in that rendition, so a change is a change, not a new rendition.
+        return same[0] if same else (resolution or 0)
 
     def _store(self, partial: Path, sha256: str, size: int) -> bool:
         """Put a checked partial's bytes in the store: False when it held them already (the
-        partial is then dropped), True when they were moved there."""
+        partial is then dropped), True when they were moved there.
+
+        Bytes that came again while the store holds their sha256 are rare (a full answer to
+        a conditional request, the same file for two items): the store's copy is read once
+        to be sure of it, and a copy that rotted is replaced by the fresh, checked bytes.
+        """
         target = self.inside(self.root / store_path(segment(sha256, "sha256", SHA256)))
         with writing(target, "cannot store the file"):
             if self._size_held(target) == size:
-                partial.unlink()
-                return False
+                if file_sha256(target) == sha256:
+                    partial.unlink()
+                    return False
+                log.warning(
+                    "%s: damaged (its sha256 is not its name); replaced by the bytes just"
+                    " fetched, which are",
+                    target,
+                )
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(partial, target)
             fsync_dir(target.parent)
@@ -595,28 +629,47 @@ class Archive:
             self._show(record)
 
     def _hide(self, record: FileRecord) -> None:
-        """Remove a superseded version's view, if it still shows that version's bytes (the
-        bytes stay in the store)."""
-        if record.view is None:
+        """Remove a superseded version's view, if it still shows that version's bytes from
+        the store (the bytes stay there). A view that is itself a version's only copy (an
+        archive not yet moved into the store) is never removed."""
+        if record.view is None or not record.path.startswith("store/"):
             return
         view = self.inside(self.root / record.view)
+        if self.catalog.path_owner(record.view) == _BYTES:
+            return
         with contextlib.suppress(OSError):
             if os.path.samefile(view, self.root / record.path) and not os.path.islink(view):
                 view.unlink()
+
+    def _shows_ours(self, candidate: Path, owner: tuple[str, str, int]) -> bool:
+        """Whether ``candidate`` is missing, or a hard link to the store's bytes of a version
+        of ``owner``'s rendition: a file a person put there instead is not ours to replace."""
+        if not os.path.lexists(candidate):
+            return True
+        if os.path.islink(candidate):
+            return False
+        item_id, role, rendition = owner
+        for record in self.catalog.versions(item_id, role):
+            if record.rendition == rendition and record.path.startswith("store/"):
+                with contextlib.suppress(OSError):
+                    if os.path.samefile(candidate, self.root / record.path):
+                        return True
+        return False
 
     def _free_name(self, folder: Path, name: str, owner: tuple[str, str, int]) -> Path:
         """``folder/name``, unless another file holds that name: then ``stem-2.ext``, and so on.
 
         A name another file of the item shows under (an archive of an earlier release, which
-        named files after their URL), or a file archiver did not record, is never written
+        named files after their URL), a version's bytes not yet in the store, or a file
+        archiver did not put there (a person's own, in the view's place), is never written
         over. The rendition's own view is: it shows the new version instead.
         """
         stem, dot, extension = name.partition(".")
         for number in range(1, _NAME_TRIES + 1):
             candidate = folder / (name if number == 1 else f"{stem}-{number}{dot}{extension}")
             found = self.catalog.path_owner(candidate.relative_to(self.root).as_posix())
-            if found == owner:
-                return self.inside(candidate)
+            if found == owner and self._shows_ours(self.inside(candidate), owner):
+                return candidate
             if found is None and not os.path.lexists(candidate):
                 return candidate
         raise StorageError(folder / name, f"taken, and so are {_NAME_TRIES - 1} names like it")
@@ -625,83 +678,144 @@ class Archive:
 
     def _move_to_store(self) -> None:
         """Bring an archive of an earlier release to the store, in place, once: each
-        version's bytes linked into ``store/`` (a duplicate, byte for byte the same, dropped),
-        the catalog's rows moved in one transaction, then the old ``versions/`` copies
-        removed. Nothing is lost at any step: a run killed half way starts again where it
-        stopped, and a copy whose bytes differ from the store's is left where it is, named.
+        version's bytes linked into ``store/`` (a second copy, byte for byte the same,
+        dropped), the catalog's rows moved in one transaction, then the old ``versions/``
+        copies removed and each current version shown. Nothing is lost at any step: a run
+        killed before the transaction starts again, one killed after it finishes the
+        clean-up (the transaction notes what is left to do), and a copy whose bytes differ
+        from the store's is left where it is, named.
         """
         rows = self.catalog.not_in_store()
         if not rows:
+            if self.catalog.meta(_MOVE_PENDING) is not None:
+                self._finish_move()
             return
         moved: list[FileRecord] = []
-        spare: list[tuple[Path, Path]] = []
-        unseen: list[tuple[FileRecord, str]] = []  # current, but kept in versions/ till now
+        spare: list[tuple[str, str]] = []  # an old copy, and the store file it duplicates
+        unseen: list[tuple[str, str, int, str]] = []  # current, kept in versions/ till now
+        trusted: set[str] = set()  # store files this pass checked, or made from one copy
+        copies = collections.Counter(row.sha256 for row in rows)
         for row in rows:
             source = self.root / row.path
             stored = self.root / store_path(row.sha256)
             try:
                 self.inside(source)
                 self.inside(stored)
-                kept = self._link_into_store(row, source, stored)
+                view = self._link_into_store(row, source, stored, copies[row.sha256], trusted)
             except StorageError as exc:
-                log.warning("%s; left where it is", exc.message)
+                log.warning("%s: %s; left where it is", row.path, exc.reason)
                 continue
-            if not kept:
+            except _Differs:
                 continue
-            parts = row.path.split("/")
-            view = row.path if row.current and len(parts) == 3 else None
             moved.append(dataclasses.replace(row, path=store_path(row.sha256), view=view))
-            if view is None:
-                spare.append((source, stored))
-                if row.current:
-                    unseen.append((moved[-1], parts[-1]))
-        self.catalog.move_to_store(
-            moved, detail={"versions": len(moved), "bytes": sum(r.size for r in moved)}
-        )
-        for source, stored in spare:
-            with contextlib.suppress(OSError):
-                if _same_bytes(source, stored):
+            if view is None and os.path.lexists(source):
+                spare.append((row.path, moved[-1].path))
+            if row.current and view is None:
+                unseen.append((row.item_id, row.role, row.version, row.path.rpartition("/")[2]))
+        if moved:
+            pending = json.dumps({"spare": spare, "unseen": unseen})
+            detail: dict[str, object] = {
+                "versions": len(moved),
+                "bytes": sum(r.size for r in moved),
+            }
+            self.catalog.move_to_store(moved, detail=detail, pending=(_MOVE_PENDING, pending))
+            self._finish_move()
+
+    def _finish_move(self) -> None:
+        """The clean-up after the catalog moved its rows into the store: the old copies the
+        store duplicates removed (only if the same file, or equal byte for byte), each
+        current version that had no view shown; then the note of it cleared."""
+        try:
+            pending = json.loads(self.catalog.meta(_MOVE_PENDING) or "{}")
+            spare = [(str(a), str(b)) for a, b in pending.get("spare", [])]
+            unseen = [(str(i), str(r), int(v), str(n)) for i, r, v, n in pending.get("unseen", [])]
+        except (TypeError, ValueError):
+            spare, unseen = [], []  # a note damaged: the copies stay, as hard links mostly
+        for old, new in spare:
+            if _row_fault(old) or not new.startswith("store/"):
+                continue  # a note that names something else is not acted on
+            with contextlib.suppress(OSError, StorageError):
+                source = self.inside(self.root / old)
+                if _same_bytes(source, self.root / new):
                     source.unlink()
-        for item in sorted({row.item_id for row in moved}):
-            _remove_empty_folders(self.item_dir(item) / "versions")
-        for row, name in unseen:
-            owner = (row.item_id, row.role, row.rendition)
+        for item in sorted({old.split("/")[1] for old, _ in spare if old.count("/") >= 2}):
+            with contextlib.suppress(StorageError, ArchiveError):
+                _remove_empty_folders(self.item_dir(item) / "versions")
+        for item_id, role, version, name in unseen:
+            row = self.catalog.file_version(item_id, role, version)
+            if row is None or not row.current or row.view is not None:
+                continue
             if not NAME.fullmatch(name):
                 name = f"video-{row.rendition}p.mp4" if row.rendition else "file"
+            owner = (row.item_id, row.role, row.rendition)
             shown_at = self._free_name(self.item_dir(row.item_id), name, owner)
             shown = dataclasses.replace(row, view=shown_at.relative_to(self.root).as_posix())
             self.catalog.set_view(shown, shown.view)
             self._show(shown)
-        log.info("moved %d versions into the archive's store", len(moved))
+        self.catalog.set_meta(_MOVE_PENDING, None)
+        log.info("the archive's files are in its store")
 
-    def _link_into_store(self, row: FileRecord, source: Path, stored: Path) -> bool:
-        """Whether ``row``'s bytes are in the store, once this has linked them there."""
+    def _link_into_store(
+        self, row: FileRecord, source: Path, stored: Path, copies: int, trusted: set[str]
+    ) -> str | None:
+        """Link ``row``'s bytes into the store; the view it keeps (its old path, for a
+        current version at the top of its item's folder), or ``None``.
+
+        Bytes held in one copy are trusted at their recorded size, as the release before
+        trusted them. Bytes held in several copies (a version come back) are read: the
+        store takes a copy whose sha256 is right, and a copy that differs from it is left
+        where it is, named (:class:`_Differs`), for ``verify --archive`` to judge.
+        """
         held = self._size_held(source) == row.size
+        key = store_path(row.sha256)
+        parts = row.path.split("/")
+        view = row.path if row.current and len(parts) == 3 else None
         with writing(stored, "cannot move into the store"):
-            if self._size_held(stored) != row.size:
+            in_store = self._size_held(stored) == row.size
+            if in_store and key not in trusted and copies > 1:
+                in_store = file_sha256(stored) == row.sha256
+            if not in_store:
                 if not held:
-                    return True  # lost already: verify says so; another copy may turn up
+                    return None  # lost already: verify says so; another copy may turn up
+                if copies > 1 and file_sha256(source) != row.sha256:
+                    log.warning(
+                        "%s: its sha256 is not the catalog's; left where it is"
+                        " ('archiver verify --archive' names it)",
+                        source,
+                    )
+                    raise _Differs
                 stored.parent.mkdir(parents=True, exist_ok=True)
                 with contextlib.suppress(FileNotFoundError):
-                    stored.unlink()  # a store file of another size is none of these bytes
+                    stored.unlink()  # a store file that is not these bytes, made by no row
                 try:
                     os.link(source, stored)
                 except OSError:
                     os.replace(source, stored)  # no hard links here: the store takes them
+                    view = None
                 fsync_dir(stored.parent)
-            elif held and not _same_bytes(source, stored):
+                trusted.add(key)
+                return view
+            trusted.add(key)
+            if not held or os.path.samefile(source, stored):
+                return view if held else None
+            if not _same_bytes(source, stored):
                 log.warning(
                     "%s: its bytes differ from the store's copy of sha256 %s; left where it is"
-                    " ('archiver verify --archive' says which one is damaged)",
+                    " ('archiver verify --archive' names it)",
                     source,
                     row.sha256,
                 )
-                return False
-            elif held and not os.path.samefile(source, stored) and row.current:
-                temporary = source.with_name(f".{source.name}.{os.getpid()}.link")
+                raise _Differs
+            if view is None:
+                return None  # an old copy: removed once the catalog has moved
+            temporary = source.with_name(f".{source.name}.{os.getpid()}.link")
+            try:
                 os.link(stored, temporary)
-                os.replace(temporary, source)  # the view shows the store's copy: one copy
-        return True
+            except OSError:
+                source.unlink()  # no hard links here: the store's equal copy is the one
+                return None
+            os.replace(temporary, source)  # the view shows the store's copy: one copy
+            return view
 
     def quarantine(
         self, item_id: str, name: str, partial: Path, *, role: str = "", reason: str = ""
@@ -745,11 +859,15 @@ class Archive:
         not counted). A dry run counts those it would delete.
         """
         pruned = []
-        for item in self.catalog.retired_before(retired_before):
+        items = self.catalog.retired_before(retired_before)
+        going = {item.item_id for item in items}
+        counted: set[Path] = set()  # bytes two pruned items share: counted with the first
+        for item in items:
             folder = self.item_dir(item.item_id)
-            held = self._held_files(item.item_id)
+            held = self._held_files(item.item_id, going if dry_run else set())
             if dry_run:
-                pruned.append(_counted(item, held.values()))
+                pruned.append(_counted(item, [s for p, s in held.items() if p not in counted]))
+                counted.update(held)
                 continue
             removed = []
             for path, size in held.items():
@@ -778,14 +896,16 @@ class Archive:
             self.catalog.forget_derived(derived)
         return pruned
 
-    def _held_files(self, item_id: str) -> dict[Path, int]:
+    def _held_files(self, item_id: str, going: set[str]) -> dict[Path, int]:
         """The bytes of an item's recorded versions that are in the archive and no other
-        item's, with their sizes: regular files, not reached through a link. (Its views in
-        ``media/<id>/`` are links to these: they go with its folder.)"""
+        item's (but those ``going`` with it), with their sizes: regular files, not reached
+        through a link. (Its views in ``media/<id>/`` are links to these: they go with its
+        folder.)"""
         held = {}
         for record in self.catalog.item_files(item_id):
             path = self.root / record.path
-            shared = any(r.item_id != item_id for r in self.catalog.with_sha256(record.sha256))
+            holders = {r.item_id for r in self.catalog.with_sha256(record.sha256)}
+            shared = bool(holders - going - {item_id})
             size = None if shared else self._size_held(path)
             if size is not None:
                 held[path] = size
@@ -855,6 +975,16 @@ class Archive:
             if not self._run_unrecorded:
                 log.warning("%s; this run and its failures are not recorded in it", exc.message)
             self._run_unrecorded = True
+
+
+class _Differs(Exception):
+    """A copy whose bytes are not those the store holds, or the catalog says: left alone."""
+
+
+def _row_fault(path: str) -> bool:
+    """Whether a path from the catalog's note is no file below ``media/`` (never acted on)."""
+    parts = path.split("/")
+    return len(parts) < 3 or parts[0] != "media" or any(p in ("", ".", "..") for p in parts)
 
 
 def _same_bytes(one: Path, other: Path) -> bool:

@@ -442,6 +442,7 @@ class AuditRow:
     path: str
     sha256: str
     size: int
+    view: str | None = None
 
 
 _Row = TypeVar("_Row", FileRecord, AuditRow)
@@ -781,15 +782,34 @@ class Catalog:
         )
         return [self._file(row) for row in rows]
 
-    def move_to_store(self, moved: Sequence[FileRecord], detail: dict[str, object]) -> None:
+    def move_to_store(
+        self,
+        moved: Sequence[FileRecord],
+        *,
+        detail: dict[str, object],
+        pending: tuple[str, str],
+    ) -> None:
         """Record, in one transaction, that these versions' bytes are now at their ``path`` in
-        ``store/``, shown at their ``view``; with one ``upgrade`` event."""
+        ``store/``, shown at their ``view``; with one ``upgrade`` event, and the note
+        ``pending`` (a meta key and its value) of the clean-up left to do."""
         with self._write() as db:
             db.executemany(
                 "UPDATE files SET path=?, view=? WHERE item_id=? AND role=? AND version=?",
                 [(r.path, r.view, r.item_id, r.role, r.version) for r in moved],
             )
+            db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", pending)
             self._put_event(db, "upgrade", detail=detail)
+
+    def meta(self, key: str) -> str | None:
+        row = self._one("SELECT value FROM meta WHERE key=?", key)
+        return str(row[0]) if row is not None else None
+
+    def set_meta(self, key: str, value: str | None) -> None:
+        with self._write() as db:
+            if value is None:
+                db.execute("DELETE FROM meta WHERE key=?", (key,))
+            else:
+                db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
 
     def current_with_prefix(self, item_id: str, prefix: str) -> list[FileRecord]:
         """The current files of an item whose role starts with ``prefix``, by role."""
@@ -803,14 +823,21 @@ class Catalog:
         return [self._file(row) for row in rows]
 
     def path_owner(self, path: str) -> tuple[str, str, int] | None:
-        """The ``(item, role, rendition)`` whose current version shows at ``path`` (or, in an
-        archive not yet moved to the store, a version of which is kept there), if any."""
+        """The ``(item, role, rendition)`` whose current version shows at ``path``, if any.
+
+        A path that is some version's ``path`` (its bytes, in an archive not yet moved into
+        the store) is owned by no rendition's view: ``("", "", -1)``, never to be written
+        over or removed as a view is."""
         row = self._one(
-            "SELECT item_id, role, rendition FROM files WHERE view=? OR path=? LIMIT 1",
+            "SELECT item_id, role, rendition, path = ? AS bytes FROM files"
+            " WHERE view=? OR path=? ORDER BY bytes DESC LIMIT 1",
+            path,
             path,
             path,
         )
-        return (row["item_id"], row["role"], row["rendition"]) if row is not None else None
+        if row is None:
+            return None
+        return ("", "", -1) if row["bytes"] else (row["item_id"], row["role"], row["rendition"])
 
     def item_files(self, item_id: str) -> list[FileRecord]:
         """Every version of every file of an item (prune, to delete them)."""
@@ -1062,7 +1089,7 @@ class Catalog:
     def audit_order(self) -> list[AuditRow]:
         """Every version of every file, the least recently audited first."""
         rows = self._all(
-            "SELECT item_id, role, version, path, sha256, size FROM files"
+            "SELECT item_id, role, version, path, sha256, size, view FROM files"
             " ORDER BY audited_at IS NOT NULL, audited_at, item_id, role, version"
         )
         return [
