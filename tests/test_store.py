@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 from archiver.archive import Archive, FetchedFile
 from archiver.catalog import Catalog, store_path
+from archiver.choose import kit_overhead
 from archiver.cli import cli
 from archiver.errors import ArchiveError
 
@@ -527,3 +528,57 @@ def test_verify_refuses_a_row_whose_view_leads_out_of_its_item(tmp_path: Path) -
     code, _, stderr = run("verify", "--archive", root)
     assert code == 2
     assert "the catalog is damaged" in stderr and "is not a file of media/item-a/" in stderr
+
+
+def published(server: FileServer, tmp_path: Path, count: int = 3) -> list[PublishedVideo]:
+    tube = FakeInstance(server, api_window=2.0)
+    videos: list[PublishedVideo] = [tube.publish() for _ in range(count)]
+    folder = tmp_path / "fiches"
+    folder.mkdir()
+    for video in videos:
+        (folder / f"{video.uuid}.md").write_text(video.fiche(), encoding="utf-8")
+    return videos
+
+
+def kit_size(kit: Path) -> int:
+    return sum(p.stat().st_size for p in kit.rglob("*") if p.is_file())
+
+
+def synced(tmp_path: Path, kit: str, *extra: str) -> tuple[int, str]:
+    args = ["sync", tmp_path / "fiches", "--archive", tmp_path / "archive", "--kit",
+            tmp_path / kit, "--retries", "0", "-q", *extra]  # fmt: skip
+    code, _, stderr = run(*args)
+    return code, stderr
+
+
+def test_an_offline_sync_keeps_its_kits_height_and_budget(
+    server: FileServer, tmp_path: Path
+) -> None:
+    videos = published(server, tmp_path)
+    budget = sum(min(len(d) for d in v.data.values()) for v in videos) + kit_overhead(3)
+    budget += 200_000
+    assert synced(tmp_path, "usb", "--fit", str(budget)) == (0, "")
+    assert synced(tmp_path, "lan") == (0, "")  # the 1080p of each, held beside the small ones
+    assert synced(tmp_path, "usb2", "--offline", "--fit", str(budget)) == (0, "")
+    assert kit_size(tmp_path / "usb2") <= budget
+    assert synced(tmp_path, "small", "--offline", "--max-height", "480") == (0, "")
+    for video in videos:
+        (shown,) = (tmp_path / "small/data/videos" / video.uuid).glob("*.mp4")
+        assert shown.read_bytes() in [d for h, d in video.data.items() if h <= 480]
+
+
+def test_a_restore_counts_in_a_fitted_syncs_budget(server: FileServer, tmp_path: Path) -> None:
+    videos = published(server, tmp_path)
+    budget = sum(min(len(d) for d in v.data.values()) for v in videos) + kit_overhead(3)
+    budget += 1000  # room for the smallest renditions, not for a 1080p
+    assert synced(tmp_path, "lan") == (0, "")
+    with Archive(tmp_path / "archive") as archive, archive.locked():
+        (tallest, *_) = archive.catalog.renditions(videos[0].uuid, "video")
+        archive.restore(videos[0].uuid, version=tallest.version)
+    code, stderr = synced(tmp_path, "usb", "--fit", str(budget))
+    assert code == 2
+    assert "Hint: a restored or pinned video counts at the size of its version" in stderr
+    with Archive(tmp_path / "archive") as archive, archive.locked():
+        archive.restore_latest(videos[0].uuid)
+    assert synced(tmp_path, "usb", "--fit", str(budget)) == (0, "")
+    assert kit_size(tmp_path / "usb") <= budget

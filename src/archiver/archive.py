@@ -329,6 +329,10 @@ class Archive:
     def _on_disk(self, record: FileRecord) -> bool:
         return self._size_held(self.root / record.path) == record.size
 
+    def is_held(self, record: FileRecord) -> bool:
+        """Whether a version's bytes are on disk at their recorded size."""
+        return self._on_disk(record)
+
     def _size_held(self, path: Path) -> int | None:
         """The size of ``path`` when it is a regular file of the archive, not reached through
         a link (one is named once, and what is behind it counts as not held); else ``None``."""

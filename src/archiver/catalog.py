@@ -983,6 +983,10 @@ class Catalog:
         )
         return self._file(row) if row else None
 
+    def restored_items(self) -> set[str]:
+        """Every item with a version ``archiver restore`` made the one kits get."""
+        return {row["item_id"] for row in self._all("SELECT DISTINCT item_id FROM restores")}
+
     def restore(self, record: FileRecord, *, run_id: int | None, detail: dict[str, object]) -> None:
         """Make ``record`` the version kits get, with its event."""
         with self._write() as db:

@@ -127,6 +127,9 @@ def _offline_report(manifest: Manifest, archive: Archive) -> DownloadReport:
             record = archive.for_kit(
                 entry.id, job.role, sha256=job.sha256, size=job.size, url=job.url
             )
+            with contextlib.suppress(StorageError):  # a link in its view's place: not shown
+                if record is not None:
+                    archive.shown(record)  # a view deleted by a person comes back
             if record is not None:
                 outcomes.append(Outcome(job, Status.HELD, record=record))
             else:
@@ -184,7 +187,7 @@ def sync(
                 kit,
                 settings=_kit_settings(settings),
                 progress=kit_progress,
-                chosen=_chosen(fetched),
+                chosen=None if settings.offline else _chosen(fetched),
             )
         report = SyncReport(
             manifest=manifest,
@@ -274,12 +277,14 @@ def _download_settings(settings: SyncSettings) -> DownloadSettings:
 
 def _kit_settings(settings: SyncSettings) -> KitSettings:
     """The kit re-encodes (with ``--transcode``) past the same cap and budget the download
-    chose under; the versions it shows are the current ones, which that choice fetched."""
+    chose under; the versions it shows are those that choice fetched, checked against the
+    budget again when a restore or a pin fixes some. Offline, nothing was chosen: the kit
+    chooses among the versions held, within the same cap and budget."""
     return dataclasses.replace(
         settings.kit,
         max_height=settings.download.max_height,
-        fit=settings.fit if settings.kit.transcode else None,
-        fit_versions=False,
+        fit=settings.fit,
+        fit_versions=settings.offline,
     )
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from .. import media, sniff
 from ..archive import Archive, Derived, FileRecord
-from ..choose import Rendition, kit_overhead, plan_fit, reencode_cap
+from ..choose import Rendition, best_under, kit_overhead, plan_fit, reencode_cap
 from ..entry import Entry
 from ..errors import UsageError
 from ..manifest import Manifest
@@ -208,29 +208,53 @@ def _provenance(
 
 
 def _fit_versions(
-    manifest: Manifest, archive: Archive, budget: int, reencode: media.Preset | None
+    manifest: Manifest,
+    archive: Archive,
+    settings: KitSettings,
+    fixed: set[str],
+    chosen: Mapping[str, FileRecord],
 ) -> dict[str, FileRecord]:
     """For ``--fit``: the held version of each video that makes the kit fit, tallest lowered
     first (the archive keeps every version: an earlier 480p beside a current 1080p). With a
-    preset to re-encode with, the lowest versions when even they do not fit."""
+    preset to re-encode with, the lowest versions when even they do not fit.
+
+    A restored or pinned video (``fixed``) has its one version; one a run ``chosen`` (sync,
+    which fetched what fits) has that one; the others choose among every version held.
+    """
+    assert settings.fit is not None  # noqa: S101 - only called with a budget
+    reencode = settings.transcode
     records: dict[str, FileRecord] = {}
     options: dict[str, list[Rendition]] = {}
     for entry in manifest.entries:
         audio = archive.held(entry.id, AUDIO)  # carried with each picture-only version
-        candidates = archive.held_versions(entry.id, "video")
-        if entry.video.sha256 is not None or archive.restored(entry.id) is not None:
-            fixed = _for_kit(archive, entry, None)  # pinned or restored: that one, or none
-            candidates = [fixed] if fixed is not None else []
+        if entry.id in fixed:
+            one = _for_kit(archive, entry, None, settings)  # pinned or restored: that, or none
+            candidates = [one] if one is not None else []
+        elif entry.id in chosen:
+            candidates = [chosen[entry.id]]
+        else:
+            candidates = archive.held_versions(entry.id, "video")
         for record in candidates:
-            records[record.path] = record
+            key = f"{entry.id}/{record.version}"  # versions of two items may share bytes
+            records[key] = record
             size = derive.carried_size(archive, record, audio)
             options.setdefault(entry.id, []).append(
-                Rendition(height=_height(archive, record), size=size, key=record.path)
+                Rendition(height=_height(archive, record), size=size, key=key)
             )
     overhead = kit_overhead(len(manifest.entries))
-    fit = plan_fit(
-        options, budget=budget, overhead=overhead, reencode=reencode.name if reencode else None
-    )
+    try:
+        fit = plan_fit(
+            options,
+            budget=settings.fit,
+            overhead=overhead,
+            reencode=reencode.name if reencode else None,
+        )
+    except UsageError as exc:
+        if not fixed:
+            raise
+        why = "a restored or pinned video counts at the size of its version"
+        undo = "'archiver restore ITEM --latest' undoes a restore"
+        raise UsageError(exc.message, hint=f"{why}; {undo}") from exc
     return {item: records[choice.key] for item, choice in fit.choices}
 
 
@@ -242,9 +266,17 @@ def _height(archive: Archive, record: FileRecord) -> int:
     return facts.height if facts is not None and facts.height else 0
 
 
-def _for_kit(archive: Archive, entry: Entry, chosen: FileRecord | None) -> FileRecord | None:
-    """The held version of an entry's video a kit shows (:meth:`Archive.for_kit`)."""
+def _for_kit(
+    archive: Archive, entry: Entry, chosen: FileRecord | None, settings: KitSettings
+) -> FileRecord | None:
+    """The held version of an entry's video a kit shows (:meth:`Archive.for_kit`); with
+    ``--max-height`` and no version chosen by the run, the tallest held rendition within it."""
     video = entry.video
+    if chosen is None and settings.max_height is not None:
+        held = [r for r in archive.catalog.renditions(entry.id, "video") if archive.is_held(r)]
+        ladder = [Rendition(_height(archive, r), r.size, str(r.version)) for r in held]
+        best = best_under(ladder, settings.max_height)
+        chosen = next((r for r in held if best is not None and str(r.version) == best.key), None)
     return archive.for_kit(
         entry.id, sha256=video.sha256, size=video.size, url=video.url, chosen=chosen
     )
@@ -258,14 +290,19 @@ def _videos(
     chosen: Mapping[str, FileRecord],
 ) -> list[_Video]:
     """The held version of each video that goes into the kit; the others are left out, named."""
-    if settings.fit is not None and settings.fit_versions:
-        chosen = _fit_versions(manifest, archive, settings.fit, settings.transcode)
+    if settings.fit is not None:
+        ids = {entry.id for entry in manifest.entries}
+        fixed = archive.catalog.restored_items() & ids
+        fixed |= {entry.id for entry in manifest.entries if entry.video.sha256 is not None}
+        if settings.fit_versions or fixed:
+            within = {} if settings.fit_versions else chosen
+            chosen = _fit_versions(manifest, archive, settings, fixed, within)
     videos = []
     for entry in manifest.entries:
         # A restored or pinned version; else the one chosen for this kit; else the current
         # version of the fiche's own link; else the tallest held (a capped resolution, a
         # mirror, the instance's file for a fiche with only a player link).
-        record = _for_kit(archive, entry, chosen.get(entry.id))
+        record = _for_kit(archive, entry, chosen.get(entry.id), settings)
         if record is None and not entry.video.url and entry.peertube is None:
             plan.left_out.append((entry, "no download URL: nothing to show"))
             continue
