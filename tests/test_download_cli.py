@@ -103,7 +103,7 @@ def test_bad_manifest_exits_2(tmp_path: Path) -> None:
 def test_bad_rate_limit_is_a_usage_error(tmp_path: Path) -> None:
     code, _, stderr = run("download", "m.json", "--rate-limit", "fast")
     assert code == 2
-    assert "'fast' is not a size (examples: 500k, 2M, 1.5G, 65536)" in stderr
+    assert "'fast' is not a size (examples: 500k, 2M, 1.5G, 4Go, 65536)" in stderr
 
 
 def test_second_run_on_a_locked_archive_exits_3_naming_the_holder(

@@ -1,4 +1,6 @@
-"""Byte sizes and rates as people write them: ``500k``, ``2M``, ``1.5G`` (1k = 1024 bytes)."""
+"""Byte sizes and rates as people write them: ``500k``, ``2M``, ``1.5G``, and as French readers
+write them, ``2Mo``, ``1,5 Go`` (1k = 1024 bytes, whichever spelling: ``k``, ``K``, ``KB``,
+``KiB``, ``Ko``, ``Kio``; a bare number is bytes)."""
 
 from __future__ import annotations
 
@@ -7,19 +9,24 @@ import re
 __all__ = ["format_bytes", "format_duration", "parse_duration", "parse_size"]
 
 _MULTIPLIERS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?(?:/s)?\s*$", re.I)
+# A number (a point or a French comma before its decimals), a multiple, maybe "B"/"o" (byte,
+# octet) with an "i" before it, maybe "/s" (a rate). "o" alone is a byte too: "500o".
+_SIZE = re.compile(r"^\s*(\d+(?:[.,]\d+)?)\s*([kmgt]?)(?:i?[bo])?(?:/s)?\s*$", re.I)
 
 
 def parse_size(text: str) -> int:
     """``"500k"`` → 512000, like curl's ``--limit-rate``; ``ValueError`` on anything else.
 
-    >>> parse_size("2M")
-    2097152
+    >>> parse_size("2M"), parse_size("2MB"), parse_size("2Mo"), parse_size("2 MiB")
+    (2097152, 2097152, 2097152, 2097152)
+    >>> parse_size("1,5 Go") == parse_size("1.5G") == 1610612736
+    True
     """
     match = _SIZE.match(text)
     if not match:
-        raise ValueError(f"{text!r} is not a size (examples: 500k, 2M, 1.5G, 65536)")
-    value = float(match.group(1)) * _MULTIPLIERS[match.group(2).lower()]
+        raise ValueError(f"{text!r} is not a size (examples: 500k, 2M, 1.5G, 4Go, 65536)")
+    number = float(match.group(1).replace(",", "."))
+    value = number * _MULTIPLIERS[match.group(2).lower()]
     if value < 1:
         raise ValueError(f"{text!r} is less than one byte")
     return int(value)
