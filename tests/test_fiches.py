@@ -316,3 +316,21 @@ def test_malformed_yaml_line_counts_leading_blank_lines(write_fiche: WriteFiche)
     with pytest.raises(FicheError) as caught:
         parse_fiche(path)
     assert "at line 5:" in caught.value.reason
+
+
+def test_a_colon_in_a_value_says_how_to_quote_it(write_fiche: WriteFiche) -> None:
+    """French typography puts a space before a colon; YAML reads a second key there."""
+    text = (
+        "---\ntitle: Travailler en équipe : outils\narea: Domaine 1\n"
+        "videoDLHref: https://tube.example.org/a.mp4\n---\n## Script\n\nx\n"
+    )
+    path = write_fiche("equipe.md", text=text)
+    with pytest.raises(FicheError) as caught:
+        parse_fiche(path)
+    assert "malformed YAML at line 2: mapping values are not allowed" in caught.value.reason
+    assert caught.value.hint == (
+        "line 2 has a colon inside its value: put the whole value in quotes:"
+        ' title: "Travailler en équipe : outils"'
+    )
+    quoted = text.replace(": Travailler en équipe : outils", ': "Travailler en équipe : outils"')
+    assert parse_fiche(write_fiche("ok.md", text=quoted)).title == "Travailler en équipe : outils"

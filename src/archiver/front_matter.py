@@ -185,6 +185,27 @@ def _reader_error_with_line(
 _HANDLER = _SafeYAMLHandler()
 
 
+def _colon_hint(text: str, line: int) -> str | None:
+    """For a value holding " : " (French typography puts a space before a colon: "Travailler
+    en équipe : outils"), which YAML reads as a second key: the fix, on the fiche's own line.
+
+    >>> print(_colon_hint("---\\ntitle: Outils : le cahier\\n---\\n", 2))
+    line 2 has a colon inside its value: put the whole value in quotes: title: "Outils : le cahier"
+    """
+    lines = text.split("\n")
+    if not 0 < line <= len(lines):
+        return None
+    key, colon, value = lines[line - 1].partition(":")
+    value = value.strip()
+    if not colon or ":" not in value or value[:1] in ("'", '"'):
+        return None
+    quoted = value.replace("\\", "\\\\").replace('"', '\\"')
+    return (
+        f"line {line} has a colon inside its value: put the whole value in quotes:"
+        f' {key.strip()}: "{quoted}"'
+    )
+
+
 def load_front_matter(text: str, path: Path) -> tuple[dict[str, Any], str]:
     """A fiche's front matter as a checked mapping of fields, and the Markdown after it.
 
@@ -212,7 +233,12 @@ def load_front_matter(text: str, path: Path) -> tuple[dict[str, Any], str]:
         reason = exc.problem or exc.context or "invalid YAML"
         if isinstance(exc, yaml.constructor.ConstructorError) and "tag" in reason:
             reason = f"{reason} (only plain YAML is allowed; tags are not)"
-        raise FicheError(path, "front matter", f"malformed YAML{where}: {reason}") from exc
+        hint = (
+            _colon_hint(text, mark.line + offset) if mark and "mapping values" in reason else None
+        )
+        raise FicheError(
+            path, "front matter", f"malformed YAML{where}: {reason}", hint=hint
+        ) from exc
     except yaml.YAMLError as exc:
         reason = " ".join(str(exc).split())
         raise FicheError(path, "front matter", f"malformed YAML: {reason}") from exc
