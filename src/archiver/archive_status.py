@@ -9,6 +9,7 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
+from .archive_lock import LOCK_NAME, lock_holder
 from .catalog import Catalog, Event, format_time
 
 # A file not audited for this long is due for its next fixity audit.
@@ -32,10 +33,18 @@ def status_report(
     last_sync = catalog.last_run("sync")
     failures = catalog.failures(last_run.id) if last_run is not None else []
 
+    holder = lock_holder(root / LOCK_NAME)
+
     def run(row: Any) -> dict[str, Any] | None:
+        """A run as status shows it: an unfinished one is running when it is the last run
+        and the archive's lock is held now (by the PID it names), else it was interrupted."""
         if row is None:
             return None
-        return {**row.__dict__, "outcome": row.outcome or "interrupted"}
+        shown = {**row.__dict__, "outcome": row.outcome or "interrupted"}
+        last = last_run.id if last_run is not None else None
+        if row.outcome is None and holder is not None and row.id == last:
+            shown.update(outcome="running", pid=holder or None)
+        return shown
 
     return {
         "archive": str(root),

@@ -178,8 +178,11 @@ def status_lines(status: Mapping[str, Any]) -> list[str]:
             continue
         counts = run["summary"] or {}
         detail = ", ".join(f"{counts[k]} {k}" for k in _COUNTS if k in counts)
+        outcome = run["outcome"]
+        if outcome == "running" and run.get("pid"):
+            outcome = f"running now (PID {run['pid']})"
         lines.append(
-            f"{label}: {run['command']} started {run['started_at']}, {run['outcome']}"
+            f"{label}: {run['command']} started {run['started_at']}, {outcome}"
             + (f" ({detail})" if detail else "")
         )
     if status["failures"]:
