@@ -69,9 +69,15 @@ def _lock_holder(fd: int) -> int | None:
 
 
 def lock_holder(path: Path) -> int | None:
-    """The PID of the run holding the lock file ``path`` now, or ``None`` when no run holds
-    it (or it names none). Takes nothing: a shared ``flock`` tried and let go at once, so a
-    glance (``archiver status``) never waits and never blocks a run."""
+    """The PID of the run that holds the lock file ``path`` now, as far as can be told
+    without touching the lock: the PID it names, if that process is alive and is an archiver
+    (or a Python running one). ``None`` otherwise.
+
+    A glance (``archiver status``) never tries the ``flock`` itself: even a shared lock taken
+    for an instant could make a run starting at that instant exit 3. The PID in the file is
+    left there when a run ends; a run that ended has finished its row in the catalog, which
+    is what the caller asks about.
+    """
     flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
     try:
         fd = os.open(path, flags)
@@ -80,13 +86,23 @@ def lock_holder(path: Path) -> int | None:
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             return None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return _lock_holder(fd) or 0  # held: by whom, if it says
-        except OSError:
-            return None
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return None
+        pid = _lock_holder(fd)
     finally:
         os.close(fd)
+    if pid is None or pid <= 0 or not _alive(pid):
+        return None
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()[:4096]
+    except OSError:
+        return pid  # no /proc here: alive is what can be told
+    return pid if b"archiver" in command or b"python" in command else None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, another user's
+    return True

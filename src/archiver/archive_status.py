@@ -43,7 +43,7 @@ def status_report(
         shown = {**row.__dict__, "outcome": row.outcome or "interrupted"}
         last = last_run.id if last_run is not None else None
         if row.outcome is None and holder is not None and row.id == last:
-            shown.update(outcome="running", pid=holder or None)
+            shown.update(outcome="running", pid=holder)
         return shown
 
     return {
