@@ -28,7 +28,8 @@ LAYERS: list[set[str]] = [
     {"premis"},  # the PREMIS export, written from the history's reading of the catalog
     {"history"},  # an item's history, the JSONL export: read from the archive
     {"archive"},
-    {"archive_paths", "archive_lock", "archive_status"},  # what the Archive class draws on
+    {"archive_status"},  # what status shows: the catalog, and who holds the lock
+    {"archive_paths", "archive_lock"},  # what the Archive class draws on
     {"catalog"},
     {"manifest", "collection"},
     {"fiches", "manifest_reader"},  # reading a manifest back needs no fiche

@@ -89,8 +89,8 @@ def lock_holder(path: Path) -> int | None:
         pid = _lock_holder(fd)
     finally:
         os.close(fd)
-    if pid is None or pid <= 0 or not _alive(pid):
-        return None
+    if pid is None or pid <= 0 or pid == os.getpid() or not _alive(pid):
+        return None  # (this process asks: whatever run it made has ended)
     try:
         command = Path(f"/proc/{pid}/cmdline").read_bytes()[:4096]
     except OSError:
