@@ -113,13 +113,14 @@ _DOWNLOAD_PARAMS = (
     "min_rate",
     "max_time",
     "allow_http_redirects",
+    "connections",
 )
 _KIT_PARAMS = ("title", "copy", "transcode")
 
 
 def download_options(function: F) -> F:
-    """--jobs, --per-host, --rate-limit, --retries, --timeout, --max-height, --mirror,
-    --video-password.
+    """--jobs, --per-host, --connections, --rate-limit, --retries, --timeout, --max-height,
+    --mirror, --video-password.
 
     The command receives them as one ``download_settings`` (:class:`DownloadSettings`).
     """
@@ -144,6 +145,15 @@ def download_options(function: F) -> F:
             default=DEFAULT_SETTINGS.per_host,
             show_default=True,
             help="Connections to any one host at once.",
+        ),
+        click.option(
+            "--connections",
+            type=click.IntRange(1, 16),
+            default=DEFAULT_SETTINGS.connections,
+            show_default=True,
+            help="The most connections one large file is fetched over at once, in ranged "
+            "parts, when its server allows (a poor line gives each connection a fraction of "
+            "it); they count within --jobs and --per-host. 1: one connection a file.",
         ),
         click.option(
             "--rate-limit",

@@ -12,7 +12,9 @@ file not done fails with :data:`MAX_TIME_REACHED`.
 
     plan.py       what to fetch: jobs, the held, the due; the choice among renditions
     fetcher.py    one file: resume, checks, retries
-    transfer.py   what one transfer leans on: retry budget, sink, minimum rate, room on disk
+    split.py      one file over several connections: ranged parts, checks, work stealing
+    segments.py   the parts of such a file, its partial file and its sidecar
+    transfer.py   what one transfer leans on: retry budget, sink, minimum rate, room, slots
     http.py       the client, the run's settings, validators, error words
     peertube.py   the PeerTube API client: what an instance says of a video
     api.py        asking the API: rate limit, pace, capped answers, the answers' cache
@@ -26,8 +28,8 @@ import concurrent.futures
 import contextlib
 import stat
 import time
-from collections.abc import Coroutine, Sequence
-from dataclasses import dataclass
+from collections.abc import Coroutine, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -85,11 +87,20 @@ def _out_of_time(job: Job, progress: Progress) -> Outcome:
 
 @dataclass(frozen=True)
 class DownloadReport:
-    """The outcome of every job of a run, and how long it took."""
+    """The outcome of every job of a run, how long it took, and how many connections each
+    file fetched was fetched over at once (those not named: one)."""
 
     outcomes: tuple[Outcome, ...]
     seconds: float
     choices: Choices | None = None
+    connections: Mapping[tuple[str, str], int] = field(default_factory=dict)
+
+    def connections_of(self, outcome: Outcome) -> int:
+        """The most connections ``outcome``'s file was fetched over at once; 0 when no byte
+        of it was asked for (held, not modified)."""
+        if outcome.bytes_fetched == 0 and outcome.job.key not in self.connections:
+            return 0
+        return self.connections.get(outcome.job.key, 1)
 
     def count(self, status: Status) -> int:
         return sum(1 for o in self.outcomes if o.status is status)
@@ -104,7 +115,9 @@ class DownloadReport:
         return sum(o.bytes_fetched for o in self.outcomes)
 
     def summary(self) -> dict[str, object]:
-        """Counts for the catalog's record of the run."""
+        """Counts for the catalog's record of the run: ``connections`` is the most one file
+        was fetched over at once, ``split`` how many files were fetched over more than one."""
+        used = [self.connections_of(o) for o in self.outcomes]
         return {
             "fetched": self.count(Status.FETCHED),
             "changed": self.count(Status.CHANGED),
@@ -112,6 +125,8 @@ class DownloadReport:
             "failed": self.count(Status.FAILED),
             "bytes": self.bytes_fetched,
             "seconds": round(self.seconds, 3),
+            "connections": max(used, default=0),
+            "split": sum(1 for n in used if n > 1),
         }
 
 
@@ -137,11 +152,14 @@ async def download_all(
     progress: Progress | None = None,
     client: httpx.AsyncClient | None = None,
     deadline: float | None = None,
+    connections: dict[tuple[str, str], int] | None = None,
 ) -> list[Outcome]:
     """Fetch ``jobs`` concurrently into ``archive``; one outcome per job, in order.
 
     ``deadline`` (a :func:`time.monotonic` instant; by default ``settings.max_time`` from
     now) stops the run: what is not done by then fails with :data:`MAX_TIME_REACHED`.
+    ``connections``, if given, receives the most connections each file split over several
+    was fetched over at once (``--connections``).
     """
     progress = progress or NullProgress()
     if deadline is None:
@@ -158,10 +176,14 @@ async def download_all(
         if client is None:
             client = await stack.enter_async_context(await open_client(settings))
         fetcher = Fetcher(client, archive, settings, progress)
-        async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(fetcher.run(job)) for job in jobs]
-            if deadline is not None and tasks:
-                group.create_task(_stop_at(deadline, tasks))
+        try:
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(fetcher.run(job)) for job in jobs]
+                if deadline is not None and tasks:
+                    group.create_task(_stop_at(deadline, tasks))
+        finally:
+            if connections is not None:
+                connections.update(fetcher.connections)
     outcomes = []
     for job, task in zip(jobs, tasks, strict=True):
         if task.cancelled():
@@ -308,6 +330,7 @@ async def _fetch(
             failed=choices.failed,
         )
         progress.begin(len(todo), None)
+        connections: dict[tuple[str, str], int] = {}
         try:
             fetched = await download_all(
                 todo,
@@ -316,6 +339,7 @@ async def _fetch(
                 progress=progress,
                 client=client,
                 deadline=deadline,
+                connections=connections,
             )
         finally:
             progress.end()
@@ -323,7 +347,10 @@ async def _fetch(
         (*settled, *fetched), key=lambda o: (o.job.entry.source.path, o.job.entry.id, o.job.role)
     )
     return DownloadReport(
-        outcomes=tuple(outcomes), seconds=time.monotonic() - start, choices=choices
+        outcomes=tuple(outcomes),
+        seconds=time.monotonic() - start,
+        choices=choices,
+        connections=connections,
     )
 
 

@@ -9,6 +9,10 @@ whose ``Content-Range`` or ``ETag`` does not match the partial restarts too. ``w
 A file held and due for a refresh is asked for with ``If-None-Match``/``If-Modified-Since``:
 ``304`` means it did not change; ``200`` brings its new version, kept beside the old one.
 
+A large file whose one connection proves slow is fetched on over several connections, in
+ranged parts (:mod:`.split`); the rest, and any file whose server does not answer ranges
+with a validator ``If-Range`` accepts, over one, as here.
+
 Here are the attempts, the answers read and the checks of a whole file; what one transfer
 leans on (its retry budget, the sink, the minimum rate, the room on disk, the partial file)
 is in :mod:`.transfer`.
@@ -24,7 +28,10 @@ import functools
 import logging
 import random
 import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -55,13 +62,19 @@ from .http import (
 )
 from .peertube import check_segments
 from .plan import Job, Outcome, Status
+from .segments import Gauge, Origin, Segments
+from .split import Changed, Line, NoRanges, Split
 from .throttle import RateLimiter
 from .transfer import (
     FLUSH_INTERVAL,
     WRITE_BLOCK,
+    Dropped,
+    NotModified,
+    Retry,
     RetryBudget,
     Room,
     Sink,
+    Slots,
     StallWatch,
     discard_partial,
     held_after,
@@ -80,32 +93,12 @@ _DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
 # -- one attempt at one file -------------------------------------------------------------------
 
 
-class _NotModified(Exception):
-    """The server confirmed that a held file did not change (304)."""
+@dataclass(frozen=True)
+class _Answer:
+    """What the catalog keeps of the answers that brought a file: its type, its URL."""
 
-
-class _Retry(Exception):
-    """This attempt failed in a way another attempt may fix; with ``restart``, its partial
-    file cannot be resumed and is thrown away first."""
-
-    def __init__(
-        self,
-        reason: str,
-        *,
-        retry_after: float | None = None,
-        restart: bool = False,
-        stalled: bool = False,
-    ) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.retry_after = retry_after
-        self.restart = restart
-        self.stalled = stalled
-
-
-class _Dropped(DownloadError):
-    """A failure after which the partial file must not be kept: a disk with no room left, a
-    body over its cap."""
+    content_type: str  # "": the server said none
+    final_url: str  # after redirects, as the catalog shows it
 
 
 class Fetcher:
@@ -123,20 +116,17 @@ class Fetcher:
         self.settings = settings
         self.progress = progress
         self.limiter = RateLimiter(settings.rate_limit) if settings.rate_limit else None
-        self.jobs = asyncio.Semaphore(settings.jobs)
-        self.hosts: dict[str, asyncio.Semaphore] = {}
+        self.slots = Slots(settings.jobs, settings.per_host)
         self.unknown_hosts: dict[str, str] = {}  # host → reason, for the rest of the run
         # Transfers under way whose size is known: the room they still need is not free.
         self.room = Room(archive.partials)
-
-    def _host_slot(self, url: str) -> asyncio.Semaphore:
-        host = urlsplit(self.settings.request_url(url)).netloc.lower()
-        return self.hosts.setdefault(host, asyncio.Semaphore(self.settings.per_host))
+        # The most connections each file was fetched over at once (1 when not split).
+        self.connections: dict[tuple[str, str], int] = {}
+        # Files whose server answered a range with the whole file: one connection from now.
+        self.unsplit: set[tuple[str, str]] = set()
 
     async def run(self, job: Job) -> Outcome:
-        # The host's slot first: a job waiting for a busy host holds no global slot that a
-        # job for another host could use.
-        async with self._host_slot(job.url), self.jobs:
+        async with self.slots.file(self.settings.request_url(job.url)):
             start = time.monotonic()
             try:
                 outcome = await self._with_retries(job)
@@ -174,12 +164,24 @@ class Fetcher:
             backoff_base=self.settings.backoff_base,
             backoff_max=self.settings.backoff_max,
         )
+        changed = False  # the file changed once while its parts were fetched
         while True:
             counter = [0]
             try:
                 record = await self._attempt(job, counter)
-            except _Retry as exc:
+            except Retry as exc:
                 fetched += counter[0]
+                if isinstance(exc, NoRanges):
+                    self.unsplit.add(job.key)
+                if isinstance(exc, Changed):
+                    if changed:  # twice: upstream keeps changing; nothing is spliced
+                        await asyncio.to_thread(discard_partial, self.archive, job)
+                        reason = (
+                            "the file changed upstream twice while its parts were fetched"
+                            f" (the second time: {exc.what}); nothing kept"
+                        )
+                        return Outcome(job, Status.FAILED, reason=reason, bytes_fetched=fetched)
+                    changed = True
                 held = await asyncio.to_thread(held_after, self.archive, job, restart=exc.restart)
                 if not budget.failed(held=held, stalled=exc.stalled):
                     reason = f"{exc.reason} (gave up after {budget.attempt} attempts)"
@@ -188,7 +190,7 @@ class Fetcher:
                 log.info("%s: %s; retry %d in %.1f s", job.label, exc.reason, budget.attempt, delay)
                 self.progress.retrying(job.key, job.label, budget.attempt, delay, exc.reason)
                 await asyncio.sleep(delay)
-            except _NotModified:
+            except NotModified:
                 assert job.revalidate is not None  # noqa: S101 - only conditional requests get 304
                 try:
                     await asyncio.to_thread(self.archive.mark_checked, job.revalidate)
@@ -197,7 +199,7 @@ class Fetcher:
                 return Outcome(job, Status.HELD, record=job.revalidate)
             except DownloadError as exc:
                 fetched += counter[0]
-                if isinstance(exc, _Dropped):
+                if isinstance(exc, Dropped):
                     await asyncio.to_thread(discard_partial, self.archive, job)
                 return Outcome(job, Status.FAILED, reason=exc.reason, bytes_fetched=fetched)
             except ArchiverError as exc:
@@ -208,19 +210,29 @@ class Fetcher:
                 status = self._status(job, before, record)
                 return Outcome(job, status, record=record, bytes_fetched=total)
 
-    def _resume_point(self, job: Job) -> tuple[int, PartialState | None, dict[str, str]]:
-        """How many bytes of a partial file can be resumed, its state, and the request headers."""
+    def _resume_point(
+        self, job: Job
+    ) -> tuple[int, PartialState | None, dict[str, str], Segments | None]:
+        """How many bytes of a partial file can be resumed, its state, the request headers;
+        or, for a file fetched in parts, the parts as its sidecar and the partial's size
+        prove them."""
         part, side = self.archive.partial_paths(job.entry.id, job.role)
         try:
             with open_regular(side) as stream:  # a sidecar is a few hundred bytes
-                state = PartialState.from_json(stream.read(64 * 1024))
+                data = stream.read(64 * 1024)
             have = part.stat().st_size
         except OSError:
-            return 0, None, {}
+            return 0, None, {}, None
+        segments = Segments.from_json(data, have)
+        if segments is not None:
+            if segments.origin.url != job.url or segments.origin.validator is None:
+                return 0, None, {}, None
+            return segments.size, None, {}, segments
+        state = PartialState.from_json(data)
         validator = (strong_etag(state.etag) or state.last_modified) if state else None
         if state is None or state.url != job.url or validator is None or have == 0:
-            return 0, None, {}
-        return have, state, {"Range": f"bytes={have}-", "If-Range": validator}
+            return 0, None, {}, None
+        return have, state, {"Range": f"bytes={have}-", "If-Range": validator}, None
 
     def _password_for(self, job: Job, url: str) -> str | None:
         """``--video-password``, for a video its instance said is protected, to that instance
@@ -237,12 +249,12 @@ class Fetcher:
         if host in self.unknown_hosts:
             raise DownloadError(job.url, self.unknown_hosts[host])
         # The sidecar's bytes and the partial's size: the disk's, so from a worker thread.
-        have, state, headers = await asyncio.to_thread(self._resume_point, job)
+        have, state, headers, segments = await asyncio.to_thread(self._resume_point, job)
         if job.known_size is not None and job.revalidate is None:
             # No room for it: not a byte asked for. (A refresh asks all the same: most are
             # answered "not modified", and a new version announces its length.)
             await self.room.claim(job, job.known_size, have)
-        if not headers and job.revalidate is not None:
+        if segments is None and not headers and job.revalidate is not None:
             # A refresh: ask for the file only if it changed since the version held.
             if job.revalidate.etag:
                 headers["If-None-Match"] = job.revalidate.etag
@@ -254,10 +266,24 @@ class Fetcher:
         if password:
             headers[PASSWORD_HEADER] = password
         origin = {PASSWORD_ORIGIN: _origin(url)} if password else None
+        line = Line(
+            client=self.client,
+            settings=self.settings,
+            slots=self.slots,
+            limiter=self.limiter,
+            progress=self.progress,
+            url=url,
+            headers={PASSWORD_HEADER: password} if password else {},
+            extensions=origin,
+        )
         try:
+            if segments is not None:  # fetched in parts: each part resumes where it stopped
+                return await self._split(job, line, segments, None, counter)
+            asked = time.monotonic()
             async with self.client.stream(
                 "GET", url, headers=headers, extensions=origin
             ) as response:
+                latency = time.monotonic() - asked
                 offset, expected, state = self._check_response(job, response, have, state)
                 if offset is not None:
                     if offset == 0:
@@ -268,11 +294,32 @@ class Fetcher:
                     self.progress.started(job.key, job.label, expected, offset)
                     sink = await asyncio.to_thread(Sink, part, offset)
                     self.room.writing(job, sink)
-                    await self._receive(job, response, sink, counter)
+                    split = None
+                    if self._splittable(job, response, offset, expected, state):
+                        assert expected is not None  # noqa: S101 - splittable: a known size
+                        split = Gauge(
+                            floor=self.settings.split_below,
+                            latency=latency,
+                            far=self.settings.far_latency,
+                            left=expected - offset,
+                            at_least=max(self.settings.split_at, 1),
+                        )
+                    rest = await self._receive(job, response, sink, counter, split, url)
+                    if rest is not None:
+                        # Slow, and a slot free: the rest goes over several connections.
+                        assert expected is not None  # noqa: S101 - splittable: a known size
+                        hashed = await asyncio.to_thread(sink.handover)
+                        described = self._described(job, response, state, expected)
+                        parts = Segments.fresh(described, sink.size)
+                        first = (response, rest)
+                        return await self._split(job, line, parts, first, counter, hashed, latency)
                 else:  # 416: the partial already holds the whole file
                     sink = await asyncio.to_thread(Sink, part, have)
                 await asyncio.to_thread(sink.close, durable=True)
-                return await self._finish(job, response, state, expected, sink)
+                answer = _Answer(
+                    response.headers.get("Content-Type", ""), _final_url(job, response)
+                )
+                return await self._finish(job, answer, state, expected, sink.size, sink.hexdigest())
         except httpx.TooManyRedirects as exc:
             reason = f"too many redirects (more than {self.settings.max_redirects})"
             raise DownloadError(job.url, reason) from exc
@@ -284,21 +331,83 @@ class Fetcher:
                 self.unknown_hosts[host] = reason
                 raise DownloadError(job.url, reason) from exc
             self._fail_at_once(job, exc)
-            raise _Retry(describe(exc, self.settings.timeout)) from exc
+            raise Retry(describe(exc, self.settings.timeout)) from exc
         except httpx.HTTPError as exc:
             self._fail_at_once(job, exc)
-            raise _Retry(describe(exc, self.settings.timeout)) from exc
+            raise Retry(describe(exc, self.settings.timeout)) from exc
         except OSError as exc:
             where = exc.filename or part
             reason = f"cannot write {where}: {describe_os_error(exc)}"
             if exc.errno in _DISK_FULL:  # its bytes go, so the catalog can still write
-                raise _Dropped(job.url, reason) from exc
+                raise Dropped(job.url, reason) from exc
             raise DownloadError(job.url, reason) from exc
         finally:
             self.room.release(job)
             if sink is not None and not sink.closed:
                 with contextlib.suppress(OSError):
                     await asyncio.to_thread(sink.close, durable=False)
+
+    def _splittable(
+        self,
+        job: Job,
+        response: httpx.Response,
+        offset: int,
+        total: int | None,
+        state: PartialState,
+    ) -> bool:
+        """Whether the rest of a file is worth several connections, and safe over them: its
+        length known, enough of it still to come, a validator for ``If-Range``, a server
+        that does not say it refuses ranges, and one that did not ignore them before."""
+        if self.settings.connections < 2 or job.key in self.unsplit:
+            return False
+        if total is None or total - offset < max(self.settings.split_at, 1):
+            return False
+        if (strong_etag(state.etag) or state.last_modified) is None:
+            return False
+        return "none" not in response.headers.get("Accept-Ranges", "").lower()
+
+    @staticmethod
+    def _described(job: Job, response: httpx.Response, state: PartialState, length: int) -> Origin:
+        """The version a first answer brings, as its parts' answers must match it."""
+        return Origin(
+            url=job.url,
+            etag=state.etag,
+            last_modified=state.last_modified,
+            length=length,
+            content_type=response.headers.get("Content-Type", ""),
+            final_url=_final_url(job, response),
+        )
+
+    async def _split(
+        self,
+        job: Job,
+        line: Line,
+        segments: Segments,
+        first: tuple[httpx.Response, AsyncIterator[bytes]] | None,
+        counter: list[int],
+        hashed: tuple[Any, int] | None = None,
+        latency: float = 0.0,
+    ) -> FileRecord:
+        """Fetch a file in parts over several connections (:mod:`.split`), then check it
+        and commit it as any file. ``first``: the answer one connection was streaming, and
+        the rest of its body (``hashed``: the sha256 of what it brought, and its size;
+        ``latency``: how long it took to come)."""
+        origin = segments.origin
+        self._within_cap(job, origin.length)
+        await self.room.claim(job, origin.length, segments.size)
+        self.progress.started(job.key, job.label, origin.length, segments.size)
+        self.room.writing(job, segments)
+        paths = self.archive.partial_paths(job.entry.id, job.role)
+        split = Split(line, job, paths, segments, counter, latency=latency)
+        try:
+            fetched = await split.run(first, hashed)
+        finally:
+            self.connections[job.key] = max(self.connections.get(job.key, 1), split.peak)
+        state = PartialState(
+            url=job.url, etag=origin.etag, last_modified=origin.last_modified, length=origin.length
+        )
+        answer = _Answer(fetched.content_type, fetched.final_url)
+        return await self._finish(job, answer, state, origin.length, fetched.size, fetched.sha256)
 
     @staticmethod
     def _fail_at_once(job: Job, exc: httpx.HTTPError) -> None:
@@ -316,19 +425,19 @@ class Fetcher:
         etag = response.headers.get("ETag")
         modified = response.headers.get("Last-Modified")
         if status == 304 and job.revalidate is not None:
-            raise _NotModified
+            raise NotModified
         if status == 416 and state is not None:
             match = UNSATISFIED_RANGE.match(response.headers.get("Content-Range", ""))
             if match and int(match.group(1)) == have and state.length in (None, have):
                 return None, have, state
-            raise _Retry(
+            raise Retry(
                 "the partial file does not match the server's; starting again",
                 retry_after=0,
                 restart=True,
             )
         if status in RETRIED:
             after = retry_after(response.headers.get("Retry-After"), self.settings.retry_after_max)
-            raise _Retry(f"HTTP {status} {response.reason_phrase}".rstrip(), retry_after=after)
+            raise Retry(f"HTTP {status} {response.reason_phrase}".rstrip(), retry_after=after)
         if status == 206 and state is not None:
             match = CONTENT_RANGE.match(response.headers.get("Content-Range", ""))
             total = int(match.group(3)) if match and match.group(3) != "*" else None
@@ -339,7 +448,7 @@ class Fetcher:
                 and (etag is None or state.etag is None or etag == state.etag)
             )
             if not same_version:
-                raise _Retry(
+                raise Retry(
                     "the resumed range does not match the partial file; starting again",
                     retry_after=0,
                     restart=True,
@@ -366,25 +475,34 @@ class Fetcher:
         """A length over the file's cap fails it before its body is read."""
         if size is not None and size > job.cap:
             reason = f"too large: {format_bytes(size)} announced, over {_cap_words(job)}"
-            raise _Dropped(job.url, reason)
+            raise Dropped(job.url, reason)
 
     async def _receive(
-        self, job: Job, response: httpx.Response, sink: Sink, counter: list[int]
-    ) -> None:
+        self,
+        job: Job,
+        response: httpx.Response,
+        sink: Sink,
+        counter: list[int],
+        split: Gauge | None = None,
+        url: str = "",
+    ) -> AsyncIterator[bytes] | None:
         """Stream the body into ``sink``, within the bandwidth cap, the file's size cap and
-        the minimum rate."""
+        the minimum rate. With a ``split`` gauge, stop once the connection proves slow while
+        another connection to ``url`` is free: then the rest of the body, to be read on
+        (every byte received before is written)."""
         buffer = bytearray()
         pending: asyncio.Future[None] | None = None
         flushed_at = time.monotonic()
         watch = StallWatch(self.settings.min_rate, self.settings.timeout, flushed_at)
         allowed = job.cap - sink.size  # the bytes the partial may still take
+        chunks = response.aiter_raw()
         try:
-            async for chunk in response.aiter_raw():
+            async for chunk in chunks:
                 buffer += chunk
                 counter[0] += len(chunk)
                 watch.received += len(chunk)
                 if counter[0] > allowed:
-                    raise _Dropped(job.url, f"too large: over {_cap_words(job)}")
+                    raise Dropped(job.url, f"too large: over {_cap_words(job)}")
                 self.progress.advance(job.key, len(chunk))
                 if self.limiter:
                     waiting = time.monotonic()
@@ -401,13 +519,16 @@ class Fetcher:
                     now = time.monotonic()
                 stall = watch.stalled(now)
                 if stall is not None:
-                    raise _Retry(stall, stalled=True)
+                    raise Retry(stall, stalled=True)
+                if split and split.slow(len(chunk), now=now) and self.slots.free(url):
+                    return chunks
         finally:
             # Bytes already received are good bytes of this version: keep them for the resume.
             if pending:
                 await pending
             if buffer:
                 await asyncio.to_thread(sink.write, buffer)
+        return None
 
     async def _check_media(self, job: Job, part: Path) -> tuple[media.MediaInfo, str]:
         """A video must be a whole MP4 that FFmpeg reads (a video stream, a duration), a sound
@@ -462,10 +583,11 @@ class Fetcher:
     async def _finish(
         self,
         job: Job,
-        response: httpx.Response,
+        answer: _Answer,
         state: PartialState,
         expected: int | None,
-        sink: Sink,
+        size: int,
+        digest: str,
     ) -> FileRecord:
         """Check a complete partial file against every expectation, in order, then commit it.
 
@@ -474,9 +596,8 @@ class Fetcher:
         companion file that is not what its role says) are quarantined.
         """
         part, side = self.archive.partial_paths(job.entry.id, job.role)
-        size, digest = sink.size, sink.hexdigest()
         if expected is not None and size != expected:
-            raise _Retry(f"received {size} bytes but the server announced {expected}", restart=True)
+            raise Retry(f"received {size} bytes but the server announced {expected}", restart=True)
         if job.size is not None and size != job.size:
             mismatch = ChecksumMismatch(job.url, "size", str(job.size), str(size))
             await self._reject(job, part, mismatch.reason)
@@ -485,16 +606,14 @@ class Fetcher:
             mismatch = ChecksumMismatch(job.url, "sha256", job.sha256, digest)
             await self._reject(job, part, mismatch.reason)
             raise mismatch
-        content_type = response.headers.get("Content-Type", "")  # "": the server said none
+        content_type = answer.content_type
         extension = await self._check_content(job, part, content_type)
         info, segments = None, None
         if job.role in ("video", "audio") and self.settings.check_media:
             info, segments = await self._check_media(job, part)
         fetched = FetchedFile(
             url=job.url,
-            # The manifest's own URL as written; a redirect's may carry credentials the user
-            # never gave, which provenance does not need.
-            final_url=job.url if str(response.url) == job.url else redact(str(response.url)),
+            final_url=answer.final_url,
             sha256=digest,
             size=size,
             etag=state.etag,
@@ -515,6 +634,12 @@ class Fetcher:
         with contextlib.suppress(FileNotFoundError):
             side.unlink()
         return record
+
+
+def _final_url(job: Job, response: httpx.Response) -> str:
+    """The URL a file came from after redirects: the manifest's own URL as written; a
+    redirect's may carry credentials the user never gave, which provenance does not need."""
+    return job.url if str(response.url) == job.url else redact(str(response.url))
 
 
 def _cap_words(job: Job) -> str:

@@ -18,11 +18,16 @@ from .. import urls
 from .._version import __version__
 
 __all__ = [
+    "DEFAULT_CONNECTIONS",
     "DEFAULT_SETTINGS",
+    "FAR_LATENCY",
+    "MIN_PIECE",
     "NOT_RETRIED",
     "PASSWORD_HEADER",
     "PASSWORD_ORIGIN",
     "RETRIED",
+    "SPLIT_AT",
+    "SPLIT_BELOW",
     "USER_AGENT",
     "DownloadSettings",
     "InsecureRedirect",
@@ -40,6 +45,26 @@ NOT_RETRIED = frozenset({400, 401, 403, 404, 405, 410, 451})
 RETRIED = frozenset({408, 425, 429, 500, 502, 503, 504})
 CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", re.I)
 UNSATISFIED_RANGE = re.compile(r"^\s*bytes\s+\*/(\d+)\s*$", re.I)
+
+
+# Measured on an emulated poor line (bench/linkemu.py: 0.3 s round trip, 2 MiB/s a
+# connection, 8 MiB/s in all), one 40 MB file: 19.8 s over 1 connection, 10.8 s over 2,
+# 8.2 s over 3, 6.1 s over 4, 6.3 s over 6, 6.0 s over 8. Four fill that line; more gain
+# only where a server caps each connection harder (PeerTube's nginx: 800k), and cost its
+# connections: PeerTube's template counts on 4 a client. See docs/archive.md.
+DEFAULT_CONNECTIONS = 4
+# A file is split only while this much of it is still to come. Over 4 connections on that
+# line: 3 MB took 1.97 s instead of 2.08 s (no gain at all on a line of 0.1 s, 4 MiB/s a
+# connection), 4 MB 2.21 s instead of 2.57 s, 6 MB 1.99 s instead of 3.52 s.
+SPLIT_AT = 4 * 1024 * 1024
+MIN_PIECE = 1024 * 1024
+# Hashing the parts not hashed as they came costs about 3/4 of the file at sha256's speed
+# (830 MiB/s measured here); one connection faster than this would lose more to it than
+# further connections could win on a line it may already fill.
+SPLIT_BELOW = 32 * 1024 * 1024
+# Not a LAN's latency, nor this machine's: on a busy machine even loopback's first answer
+# took 88 ms.
+FAR_LATENCY = 0.25
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -83,6 +108,20 @@ class DownloadSettings:
     max_time: float | None = None
     # An https URL redirected to http is refused unless this is set (--allow-http-redirects).
     allow_http_redirects: bool = False
+    # The most connections one file is fetched over (--connections), in ranged segments; they
+    # count within --jobs and --per-host. See DEFAULT_CONNECTIONS for the measurement.
+    connections: int = DEFAULT_CONNECTIONS
+    # A file is split only when this much of it is still to come: under it, opening another
+    # connection costs more than it gains (SPLIT_AT).
+    split_at: int = SPLIT_AT
+    # A connection that finished its part takes half of the largest part left, while that
+    # half is at least this large (MIN_PIECE).
+    min_piece: int = MIN_PIECE
+    # A file is split once its one connection proves to bring less than this, in bytes per
+    # second (SPLIT_BELOW), or at once when its first answer took far_latency seconds or
+    # more to come: it crossed a long line (a satellite link, a school's saturated one).
+    split_below: int = SPLIT_BELOW
+    far_latency: float = FAR_LATENCY
 
     def request_url(self, url: str) -> str:
         """The URL to ask for ``url``: rewritten by the first mirror whose prefix matches."""

@@ -2,23 +2,28 @@
 
 :mod:`.fetcher` runs the attempts and reads the server's answers; what it leans on is here:
 
+    Retry, Dropped, NotModified    how an attempt ends short of a file
     RetryBudget   how many more attempts a file gets, and the wait before the next (pure)
     Sink          the partial file, appended to and hashed in a worker thread
     StallWatch    the minimum rate a server must keep up (curl's --speed-limit)
     Room          the disk's room that the transfers under way still need
+    Slots         --jobs and --per-host: the connections a run may hold at once
     start_partial, discard_partial, held_after    the partial file and its sidecar on disk
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import os
 import shutil
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any, Protocol
+from urllib.parse import urlsplit
 
 from ..archive import Archive, PartialState
 from ..errors import DownloadError, describe_os_error
@@ -30,9 +35,13 @@ __all__ = [
     "FLUSH_INTERVAL",
     "ROOM_MARGIN",
     "WRITE_BLOCK",
+    "Dropped",
+    "NotModified",
+    "Retry",
     "RetryBudget",
     "Room",
     "Sink",
+    "Slots",
     "StallWatch",
     "discard_partial",
     "held_after",
@@ -53,20 +62,50 @@ FLUSH_INTERVAL = 1.0
 ROOM_MARGIN = 4 * 1024 * 1024
 
 
+class NotModified(Exception):
+    """The server confirmed that a held file did not change (304)."""
+
+
+class Retry(Exception):
+    """This attempt failed in a way another attempt may fix; with ``restart``, its partial
+    file cannot be resumed and is thrown away first."""
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        retry_after: float | None = None,
+        restart: bool = False,
+        stalled: bool = False,
+    ) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
+        self.restart = restart
+        self.stalled = stalled
+
+
+class Dropped(DownloadError):
+    """A failure after which the partial file must not be kept: a disk with no room left, a
+    body over its cap."""
+
+
 @dataclass
 class RetryBudget:
     """How many more attempts a file gets, and how long to wait before the next. Pure.
 
     A failed attempt that grew the partial file past its best by ``resets_after`` bytes made
-    progress: the count starts again, so a line that drops every few minutes still finishes.
-    An attempt that ended in a stall (under the minimum rate) never counts as progress: a
-    server trickling bytes gets its retries and no more, however many bytes it trickled.
+    progress: the count starts again, so a line that drops every few minutes still finishes,
+    and the next attempt starts at once: a connection cut after it brought that much says
+    nothing against the server (a dropping line, a proxy's limit), and waiting would leave
+    the line idle. An attempt that ended in a stall (under the minimum rate) never counts as
+    progress: a server trickling bytes gets its retries and no more, however many it sent.
 
     >>> budget = RetryBudget(retries=2, resets_after=100, backoff_base=1, backoff_max=60)
     >>> budget.failed(held=0), budget.failed(held=10), budget.failed(held=20)
     (True, True, False)
-    >>> budget.failed(held=500), budget.attempt  # 480 more bytes than ever: progress
-    (True, 1)
+    >>> budget.failed(held=500), budget.attempt, budget.delay(None, 1.0)  # progress
+    (True, 1, 0.0)
     >>> budget.failed(held=5000, stalled=True), budget.attempt  # a trickle: no progress
     (True, 2)
     """
@@ -77,10 +116,12 @@ class RetryBudget:
     backoff_max: float
     attempt: int = 0
     best: int = 0  # the most bytes the partial file held after a failed attempt
+    progressed: bool = False  # the last failed attempt made progress
 
     def failed(self, *, held: int, stalled: bool = False) -> bool:
         """An attempt failed with ``held`` bytes in the partial: may another one start?"""
-        if held >= self.best + self.resets_after and not stalled:
+        self.progressed = held >= self.best + self.resets_after and not stalled
+        if self.progressed:
             self.attempt = 0
         self.best = max(self.best, held)
         self.attempt += 1
@@ -97,6 +138,8 @@ class RetryBudget:
         """
         if asked is not None:
             return asked
+        if self.progressed:
+            return 0.0
         backoff: float = self.backoff_base * 2 ** (self.attempt - 1)
         return min(self.backoff_max, backoff) * jitter
 
@@ -147,6 +190,12 @@ class Sink:
     def hexdigest(self) -> str:
         return self._hash.hexdigest()
 
+    def handover(self) -> tuple[Any, int]:
+        """Close the partial for a writer of several connections, and give it the sha256
+        of what was appended (an object of :mod:`hashlib`) and its size. Blocking."""
+        self.close(durable=False)
+        return self._hash, self.size
+
 
 @dataclass
 class StallWatch:
@@ -189,6 +238,14 @@ class StallWatch:
         return None
 
 
+class Written(Protocol):
+    """What a transfer has written to its partial file so far: a :class:`Sink`, or the
+    segments of a file fetched over several connections."""
+
+    @property
+    def size(self) -> int: ...
+
+
 @dataclass
 class _InFlight:
     """A transfer under way, for the room check of the others: how many more bytes it needs.
@@ -199,7 +256,7 @@ class _InFlight:
 
     total: int
     offset: int
-    sink: Sink | None = None
+    sink: Written | None = None
 
     @property
     def remaining(self) -> int:
@@ -237,7 +294,7 @@ class Room:
             )
         self.in_flight[job.key] = _InFlight(total, offset)
 
-    def writing(self, job: Job, sink: Sink) -> None:
+    def writing(self, job: Job, sink: Written) -> None:
         """From now on, ``job``'s need is counted from what ``sink`` has written."""
         if job.key in self.in_flight:
             self.in_flight[job.key].sink = sink
@@ -245,6 +302,71 @@ class Room:
     def release(self, job: Job) -> None:
         """``job``'s transfer ended: the room it claimed is the disk's again."""
         self.in_flight.pop(job.key, None)
+
+
+class Slots:
+    """The connections a run may hold at once: ``--jobs`` in all, ``--per-host`` to one host.
+
+    A file takes a slot of each for its first connection, waiting its turn
+    (:meth:`file`); a file fetched over several connections takes more for its other
+    connections only when they are free and no file waits for them (:meth:`try_take`), so
+    that splitting a file never holds back another file. Whoever waits for a slot to come
+    back (a file that could use another connection) is told when one does (:meth:`watch`).
+    """
+
+    def __init__(self, jobs: int, per_host: int) -> None:
+        self.jobs = asyncio.Semaphore(jobs)
+        self.per_host = per_host
+        self.hosts: dict[str, asyncio.Semaphore] = {}
+        self.watchers: set[asyncio.Event] = set()
+
+    def _host(self, url: str) -> asyncio.Semaphore:
+        host = urlsplit(url).netloc.lower()
+        return self.hosts.setdefault(host, asyncio.Semaphore(self.per_host))
+
+    @contextlib.asynccontextmanager
+    async def file(self, url: str) -> AsyncIterator[None]:
+        """A file's first connection to ``url`` (the URL asked for, after any mirror).
+
+        The host's slot first: a file waiting for a busy host holds no slot of the run that a
+        file of another host could use.
+        """
+        async with self._host(url), self.jobs:
+            try:
+                yield
+            finally:
+                self._freed()
+
+    def free(self, url: str) -> bool:
+        """Whether :meth:`try_take` would take a slot for ``url`` now."""
+        return not (self._host(url).locked() or self.jobs.locked())
+
+    async def try_take(self, url: str) -> bool:
+        """A slot of the run and of ``url``'s host, if both are free now and no file waits
+        for either: whether it was taken (then :meth:`give` it back)."""
+        if not self.free(url):
+            return False
+        # Neither is locked, so neither acquire suspends: no other task runs in between.
+        await self._host(url).acquire()
+        await self.jobs.acquire()
+        return True
+
+    def give(self, url: str) -> None:
+        """Give back a slot :meth:`try_take` took."""
+        self._host(url).release()
+        self.jobs.release()
+        self._freed()
+
+    def watch(self, event: asyncio.Event) -> None:
+        """Set ``event`` each time a slot comes back, until :meth:`unwatch`."""
+        self.watchers.add(event)
+
+    def unwatch(self, event: asyncio.Event) -> None:
+        self.watchers.discard(event)
+
+    def _freed(self) -> None:
+        for event in self.watchers:
+            event.set()
 
 
 # -- the partial file and its sidecar, on disk (blocking: called in worker threads) ----------
