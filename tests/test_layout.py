@@ -32,6 +32,7 @@ LAYERS: list[set[str]] = [
     {"archive_paths", "archive_lock"},  # what the Archive class draws on
     {"catalog"},
     {"manifest", "collection"},
+    {"fiche_cache"},  # parsed fiches kept by their bytes, for a sync to parse only the changed
     {"fiches", "manifest_reader"},  # reading a manifest back needs no fiche
     {"front_matter"},
     {"entry"},

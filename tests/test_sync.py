@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -479,3 +480,113 @@ def test_a_sync_into_a_folder_that_is_not_a_kit_fetches_nothing(
     assert not (tmp_path / "archive").exists()
     assert server.requests() == []
     assert (tmp_path / "kit" / "notes.txt").read_text() == "mes notes"
+
+
+# -- a nightly sync works as much as what changed: fiches from the cache, pages made once ----
+
+
+def _renders(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The kit's templates rendered from now on, by name (the real renderer, counted)."""
+    from archiver.kit import site
+
+    rendered: list[str] = []
+    real = site._render
+
+    def counted(template: str, **context: object) -> bytes:
+        rendered.append(template)
+        return real(template, **context)
+
+    monkeypatch.setattr(site, "_render", counted)
+    return rendered
+
+
+def test_a_fiche_edited_in_place_with_its_time_put_back_shows_in_the_kit(
+    server: FileServer, clip: bytes, tmp_path: Path
+) -> None:
+    """Its size and modification time as before: the cache knows it changed by its bytes."""
+    folder = collection(tmp_path, server, clip)
+    assert run(*sync_args(tmp_path, "-q"))[0] == 0
+    path = folder / "fiche-2.md"
+    before = path.stat()
+    path.write_text(path.read_text().replace("Vidéo 2", "Vidéo 9"))
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert (path.stat().st_size, path.stat().st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+    assert run(*sync_args(tmp_path, "-q"))[0] == 0
+    page = tmp_path / "kit" / "data" / "videos" / UUIDS[1] / "index.html"
+    assert "<h1>Vidéo 9</h1>" in page.read_text()
+    last = json.loads((tmp_path / "archive" / "manifest.json").read_text())
+    assert [entry["title"] for entry in last["entries"]] == ["Vidéo 1", "Vidéo 9"]
+    assert verify_bag(tmp_path / "kit")[2] == []
+
+
+def test_the_last_manifest_follows_a_fiche_removed_after_it_broke(
+    server: FileServer, clip: bytes, tmp_path: Path
+) -> None:
+    """The cache notes which manifest file its entries made: after a run that could not write
+    one (a broken fiche), the next whole run writes it again, whatever its cache says."""
+    folder = collection(tmp_path, server, clip)
+    last = tmp_path / "archive" / "manifest.json"
+    assert run(*sync_args(tmp_path, "-q"))[0] == 0
+    (folder / "fiche-2.md").write_text("---\ntitle: [\n---\n")
+    assert run(*sync_args(tmp_path, "-q"))[0] == 2
+    assert len(json.loads(last.read_text())["entries"]) == 2  # the fallback, kept
+    (folder / "fiche-2.md").unlink()
+    assert run(*sync_args(tmp_path, "-q"))[0] == 0
+    assert [e["source"]["path"] for e in json.loads(last.read_text())["entries"]] == ["fiche-1.md"]
+    written = last.stat().st_mtime_ns
+    assert run(*sync_args(tmp_path, "-q"))[0] == 0
+    assert last.stat().st_mtime_ns == written  # unchanged: neither made nor written again
+
+
+def test_a_sync_that_changes_nothing_renders_no_page_and_one_title_renders_its_neighbours(
+    server: FileServer, clip: bytes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "fiches"
+    for number, uuid in enumerate(UUIDS, start=1):
+        server.add(f"/videos/{uuid}-480.mp4", tagged(clip, number.to_bytes(2, "big")))
+        fiche(folder, number, server.url(f"/videos/{uuid}-480.mp4"))
+    assert run(*sync_args(tmp_path, "-q"))[0] == 0
+    rendered = _renders(monkeypatch)
+    assert run(*sync_args(tmp_path, "-q"))[0] == 0
+    assert sorted(rendered) == ["LISEZMOI.txt", "root.html"]  # the tag files, small
+
+    rendered.clear()
+    fiche(folder, 3, server.url(f"/videos/{UUIDS[2]}-480.mp4"), title="Le troisième")
+    assert run(*sync_args(tmp_path, "-q"))[0] == 0
+    # Its page, the page before (its "next" link names it), the catalog; not the first page.
+    assert sorted(rendered) == ["LISEZMOI.txt", "index.html", "root.html", "video.html",
+                                "video.html"]  # fmt: skip
+    second = (tmp_path / "kit" / "data" / "videos" / UUIDS[1] / "index.html").read_text()
+    assert "Le troisième →" in second
+    search = (tmp_path / "kit" / "data" / "search-index.js").read_text()
+    assert "le troisieme" in search
+    bagit.Bag(str(tmp_path / "kit")).validate()
+
+
+def test_a_kit_whose_page_notes_are_damaged_or_gone_is_made_right(
+    server: FileServer, clip: bytes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The archive's note of what each page was made from only spares work: damaged, it is
+    ignored (every page made again, none written that did not change); a page removed from
+    the kit is made again; a kit moved elsewhere has no note and is whole all the same."""
+    collection(tmp_path, server, clip)
+    assert run(*sync_args(tmp_path, "-q"))[0] == 0
+    (note,) = (tmp_path / "archive" / "cache").glob("kit-*.json")
+    note.write_text('{"format": "archiver-pages/1", "files": {"index.html": 5}}')
+    page = tmp_path / "kit" / "data" / "videos" / UUIDS[0] / "index.html"
+    page.unlink()
+    rendered = _renders(monkeypatch)
+    log = tmp_path / "sync.log"
+    assert run(*sync_args(tmp_path, "-q", "--log-file", log))[0] == 0
+    assert rendered.count("video.html") == 2
+    assert page.is_file()
+    assert verify_bag(tmp_path / "kit")[2] == []
+    rendered.clear()
+    assert run(*sync_args(tmp_path, "-q"))[0] == 0
+    assert "video.html" not in rendered  # the note made again, whole
+
+    shutil.move(tmp_path / "kit", tmp_path / "moved")
+    rendered.clear()
+    assert run(*sync_args(tmp_path, "-q", "--kit", tmp_path / "moved"))[0] == 0
+    assert rendered.count("video.html") == 2
+    bagit.Bag(str(tmp_path / "moved")).validate()

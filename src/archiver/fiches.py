@@ -47,6 +47,8 @@ __all__ = [
     "find_fiches",
     "parse_fiche",
     "parse_fiche_text",
+    "read_fiche",
+    "warn_unknown_fields",
 ]
 
 log = logging.getLogger(__name__)
@@ -111,9 +113,11 @@ def _walk(root: Path) -> Iterator[FicheFile]:
     """What ``os.walk`` would give, top-down in name order, without its recursion: before
     Python 3.12 it recursed once a folder level, and a tree a thousand folders deep raised
     RecursionError."""
-    pending = [root]
+    # Each folder with its path inside ``root`` as the manifest writes it ("" or "a/b/"):
+    # joined as text, as pathlib's relative_to took a third of the walk's time.
+    pending = [(root, "")]
     while pending:
-        folder = pending.pop()
+        folder, inside = pending.pop()
         try:
             with os.scandir(folder) as scan:
                 found = sorted((entry.name, entry) for entry in scan)
@@ -129,10 +133,9 @@ def _walk(root: Path) -> Iterator[FicheFile]:
                 is_dir = False
             if is_dir:
                 if not entry.is_symlink():  # links to folders are not followed
-                    subfolders.append(Path(entry.path))
+                    subfolders.append((folder / name, f"{inside}{name}/"))
             elif name.endswith(FICHE_SUFFIX):
-                path = Path(folder, name)
-                yield FicheFile(path, path.relative_to(root).as_posix())
+                yield FicheFile(folder / name, f"{inside}{name}")
         pending.extend(reversed(subfolders))
 
 
@@ -140,24 +143,8 @@ def parse_fiche(fiche: FicheFile | Path) -> Entry:
     """Read and validate one fiche file; raise :class:`FicheError` on any problem."""
     if isinstance(fiche, Path):
         fiche = FicheFile(fiche, fiche.name)
+    data = read_fiche(fiche)
     path = _shown(fiche.path)
-    try:
-        # Opened without blocking: a pipe named *.md would otherwise hang the whole build
-        # (and a cron job) until something writes to it.
-        fd = os.open(fiche.path, os.O_RDONLY | os.O_NONBLOCK)
-        with open(fd, "rb") as stream:
-            info = os.fstat(fd)
-            if not stat.S_ISREG(info.st_mode):
-                raise FicheError(path, None, "not a regular file (a pipe or a device?)")
-            # As much as the file holds and a byte more: asking for 1 MiB allocates 1 MiB,
-            # 20 µs of a fiche's 300. A file that grew meanwhile is read on, to the bound.
-            data = stream.read(min(info.st_size, MAX_FICHE_BYTES) + 1)
-            if len(data) > info.st_size:
-                data += stream.read(MAX_FICHE_BYTES + 1 - len(data))
-    except OSError as exc:
-        raise FicheError(path, None, f"cannot read: {exc.strerror or exc}") from exc
-    if len(data) > MAX_FICHE_BYTES:
-        raise FicheError(path, None, f"larger than {MAX_FICHE_BYTES // 1024} KiB; not a fiche")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -167,6 +154,32 @@ def parse_fiche(fiche: FicheFile | Path) -> Entry:
     return parse_fiche_text(
         text, path=path, relpath=fiche.relpath, sha256=hashlib.sha256(data).hexdigest()
     )
+
+
+def read_fiche(fiche: FicheFile) -> bytes:
+    """A fiche's bytes, at most :data:`MAX_FICHE_BYTES`; raise :class:`FicheError` for a file
+    that cannot be read, is not a regular file, or is larger."""
+    try:
+        # Opened without blocking: a pipe named *.md would otherwise hang the whole build
+        # (and a cron job) until something writes to it.
+        fd = os.open(fiche.path, os.O_RDONLY | os.O_NONBLOCK)
+        with open(fd, "rb") as stream:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                raise FicheError(
+                    _shown(fiche.path), None, "not a regular file (a pipe or a device?)"
+                )
+            # As much as the file holds and a byte more: asking for 1 MiB allocates 1 MiB,
+            # 20 µs of a fiche's 300. A file that grew meanwhile is read on, to the bound.
+            data = stream.read(min(info.st_size, MAX_FICHE_BYTES) + 1)
+            if len(data) > info.st_size:
+                data += stream.read(MAX_FICHE_BYTES + 1 - len(data))
+    except OSError as exc:
+        raise FicheError(_shown(fiche.path), None, f"cannot read: {exc.strerror or exc}") from exc
+    if len(data) > MAX_FICHE_BYTES:
+        reason = f"larger than {MAX_FICHE_BYTES // 1024} KiB; not a fiche"
+        raise FicheError(_shown(fiche.path), None, reason)
+    return data
 
 
 def parse_fiche_text(text: str, *, path: Path, relpath: str, sha256: str) -> Entry:
@@ -188,11 +201,7 @@ def parse_fiche_text(text: str, *, path: Path, relpath: str, sha256: str) -> Ent
             "no video URL: the fiche needs videoDLHref or videoEmbedSrc",
         )
     peertube = _peertube_ref(embed_url, video_url, path)
-    unknown = sorted(str(k) for k in meta if k not in KNOWN_FIELDS)
-    if unknown:
-        shown = ", ".join(shown_name(name) for name in unknown[:_SHOWN_FIELDS])
-        more = f" and {len(unknown) - _SHOWN_FIELDS} more" if len(unknown) > _SHOWN_FIELDS else ""
-        log.warning("%s: unknown front-matter field(s) kept as extra: %s%s", path, shown, more)
+    _warn_unknown(path, [str(k) for k in meta if k not in KNOWN_FIELDS])
 
     sections = _sections(body)
     transcript = sections.get("script", "")
@@ -221,6 +230,22 @@ def parse_fiche_text(text: str, *, path: Path, relpath: str, sha256: str) -> Ent
         licence=licence,
         extra={str(k): as_json(v) for k, v in meta.items() if k not in KNOWN_FIELDS},
     )
+
+
+def warn_unknown_fields(fiche: FicheFile, names: Iterable[str]) -> None:
+    """Say which front-matter fields of ``fiche`` archiver does not know (kept in the entry's
+    ``extra``): each time the fiche is read, from its file or from the cache."""
+    names = list(names)
+    if names:
+        _warn_unknown(_shown(fiche.path), names)
+
+
+def _warn_unknown(path: Path, names: Iterable[str]) -> None:
+    unknown = sorted(names)
+    if unknown:
+        shown = ", ".join(shown_name(name) for name in unknown[:_SHOWN_FIELDS])
+        more = f" and {len(unknown) - _SHOWN_FIELDS} more" if len(unknown) > _SHOWN_FIELDS else ""
+        log.warning("%s: unknown front-matter field(s) kept as extra: %s%s", path, shown, more)
 
 
 def _shown(path: Path) -> Path:

@@ -5,6 +5,11 @@ run holding the archive's lock. Items that left the collection leave the kit and
 retired in the archive (their files stay until ``archiver prune``). Every file's outcome can be
 appended to a JSON-lines log for whoever watches the cron job.
 
+A run costs what changed, not what the collection holds, wherever archiver can tell: a fiche
+whose bytes are those of the last run comes from the archive's cache of parsed fiches
+(:mod:`archiver.fiche_cache`), the last manifest is written again only when its entries
+changed, and the kit makes again only the pages whose sources changed (:mod:`archiver.kit`).
+
 With a deadline (``--max-time``), a run cut short keeps its partial files for the next one,
 and when the deadline has passed before packaging, leaves the previous kit as it was: a kit
 half updated at the hour the school opens is worse than yesterday's whole one.
@@ -39,6 +44,7 @@ from .fetch import (
     record_report,
     video_failure,
 )
+from .fiche_cache import CACHE_FOLDER, CACHE_NAME, FicheCache
 from .kit import KitReport, KitSettings, build_kit, check_kit_folder
 from .manifest import Built, Manifest, build_manifest, build_valid, load_manifest, write_manifest
 from .progress import Progress
@@ -153,7 +159,8 @@ def sync(
     """
     start = time.monotonic()
     deadline = deadline_of(settings.run_max_time, start)
-    built = build_valid(paths or [default_collection()])
+    cache = FicheCache(archive_root / CACHE_FOLDER / CACHE_NAME)
+    built = build_valid(paths or [default_collection()], cache=cache)
     check_kit_folder(kit, archive_root)  # before hours of downloading, not after
     with Archive(archive_root) as archive, archive.locked():
         manifest = _with_last_good(built, archive_root / LAST_MANIFEST)
@@ -173,8 +180,12 @@ def sync(
                 reencode=preset.name if preset else None,
                 deadline=deadline,
             )
-        if not built.errors:  # the last manifest built whole: what a broken fiche falls back on
-            write_manifest(manifest, archive_root / LAST_MANIFEST)
+        last = archive_root / LAST_MANIFEST
+        if not built.errors and not cache.holds_manifest(last):
+            # The last manifest built whole: what a broken fiche falls back on.
+            write_manifest(manifest, last)
+            cache.wrote_manifest(last)
+        cache.save()  # read without the lock, written under it: the last writer's is whole
         skipped = None
         if deadline is not None and time.monotonic() >= deadline:
             skipped = KIT_NOT_UPDATED

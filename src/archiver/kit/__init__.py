@@ -26,7 +26,9 @@ made; never the archive, a folder inside it or one holding it (:mod:`.ownership`
 a time updates a kit (its lock, exit 3 for the next). Updating a kit (a USB key) writes only
 new or changed files (the catalog's sha256 against the bag's manifest), removes the files
 archiver wrote there and no longer plans, never any other, and leaves the previous kit intact
-when a file cannot be written (:mod:`.write`).
+when a file cannot be written (:mod:`.write`). It makes again only the pages whose sources
+changed: the archive's ``cache/kit-<digest>.json`` notes what each page of the kit was made
+from (:func:`.site.site_sources`), and a page the kit holds, made from the same, is not made.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
+import os
+import stat
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -43,17 +47,17 @@ from .._version import __version__
 from ..archive import Archive, FileRecord
 from ..entry import Entry
 from ..errors import KitError, KitRefused, describe_os_error
+from ..fiche_cache import CACHE_FOLDER, cache_folder
 from ..manifest import Manifest
 from ..progress import NullProgress, Progress
 from ..units import format_bytes
 from .bag import BAG_INFO, BAGIT_DECLARATION, BAGIT_TXT, PAYLOAD, bag_info
-from .derive import Source
 from .lock import locked
-from .ownership import MARK_AGENT, SUBFOLDER_HINT, claim, refuse_overlap
+from .ownership import MARK_AGENT, SUBFOLDER_HINT, Claim, claim, refuse_overlap
 from .plan import DEFAULT_SETTINGS, DEFAULT_TITLE, KitPlan, KitSettings, plan_kit
 from .provenance import PROVENANCE_NAME, provenance_json
-from .site import describe_kit, render_readme, render_root, render_site
-from .write import write_kit
+from .site import describe_kit, recipe, render_readme, render_root, site_sources
+from .write import Written, pages_path, read_pages, write_kit, write_pages
 
 __all__ = [
     "DEFAULT_TITLE",
@@ -114,7 +118,7 @@ def check_kit_folder(kit: Path, archive_root: Path) -> None:
     inside it or holding it, a file, a folder that is not empty and not a kit archiver made.
     Reads only: a command calls it before its first write (sync, before downloading)."""
     refuse_overlap(kit, archive_root)
-    claim(kit)
+    claim(kit, lists=False)
 
 
 def build_kit(
@@ -136,10 +140,9 @@ def build_kit(
             # Examined under the lock: another run may have been writing it until now.
             owned = claim(kit)
             plan = plan_kit(manifest, archive, settings, chosen)
-            for name, data in render_site(plan.items, collection_title=settings.title).items():
-                plan.payload[f"{PAYLOAD}/{name}"] = Source.of_bytes(data)
-            records = [item.provenance for item in plan.items if item.provenance is not None]
-            plan.payload[f"{PAYLOAD}/{PROVENANCE_NAME}"] = Source.of_bytes(provenance_json(records))
+            pages = _add_site(
+                kit, plan, owned, settings.title, cache_folder(archive.root / CACHE_FOLDER)
+            )
             written = write_kit(
                 kit,
                 plan.payload,
@@ -149,6 +152,7 @@ def build_kit(
                 copy=settings.copy,
                 progress=progress or NullProgress(),
             )
+            _note_pages(pages, plan, written)
     except BaseException:
         if made:  # a folder made for a kit that was never written: not left behind
             with contextlib.suppress(OSError):
@@ -171,6 +175,68 @@ def build_kit(
         changed=written.changed,
         reencoded=plan.reencoded,
     )
+
+
+@dataclass(frozen=True)
+class _Pages:
+    """What a kit's generated files were made from, read from the archive's cache (``path``;
+    ``None`` for no cache), and their keys in this update."""
+
+    path: Path | None
+    held: Mapping[str, tuple[str, str, int]]
+    keys: Mapping[str, str]
+
+
+def _add_site(kit: Path, plan: KitPlan, owned: Claim, title: str, cache: Path | None) -> _Pages:
+    """Put the site's files and ``provenance.json`` in the plan's payload: made only when
+    what they are made from changed since the kit's last update (as the archive's cache
+    says), else known by the sha256 the kit's manifest lists (:func:`.site.site_sources`)."""
+    path = pages_path(cache, kit) if cache is not None else None
+    held: Mapping[str, tuple[str, str, int]] = {}
+    if path is not None and not owned.new:
+        held = read_pages(path, recipe=recipe(), files=2 * len(plan.items) + 8)
+
+    root = str(kit)
+
+    def known(name: str, key: str) -> tuple[str, int] | None:
+        found = held.get(name)
+        bag_path = f"{PAYLOAD}/{name}"
+        if found is None or found[0] != key or owned.recorded.get(bag_path) != found[1]:
+            return None
+        try:  # the file itself still there at its size, as the update would check it
+            info = os.lstat(os.path.join(root, bag_path))
+        except OSError:
+            return None
+        if not stat.S_ISREG(info.st_mode) or info.st_size != found[2]:
+            return None
+        return found[1], found[2]
+
+    records = [item.provenance for item in plan.items if item.provenance is not None]
+    sources, keys = site_sources(
+        plan.items,
+        collection_title=title,
+        known=known,
+        extra={PROVENANCE_NAME: lambda: provenance_json(records)},
+    )
+    for name, source in sources.items():
+        plan.payload[f"{PAYLOAD}/{name}"] = source
+    return _Pages(path, held, keys)
+
+
+def _note_pages(pages: _Pages, plan: KitPlan, written: Written) -> None:
+    """Note what each generated file of the kit, as it now is, was made from (written only
+    when that changed)."""
+    if pages.path is None:
+        return
+    made = {path: (sha256, size) for path, sha256, size in written.made}
+    files = {}
+    for name, key in pages.keys.items():
+        path = f"{PAYLOAD}/{name}"
+        source = plan.payload[path]
+        sha256, size = made.get(path, (source.sha256, source.size))
+        files[name] = (key, sha256, size)
+    if files != pages.held:
+        write_pages(pages.path, files, recipe=recipe())
 
 
 def _make_folder(kit: Path) -> bool:

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import stat
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -122,15 +123,18 @@ def kit_name(path: str) -> bool:
     >>> kit_name("data/videos/a/video-720p.mp4"), kit_name("../etc/passwd")
     (True, False)
     """
-    return all(
-        part
-        and len(part) <= MAX_NAME_LENGTH
-        and part.isascii()
-        and not part.startswith(".")
-        and not part.endswith((" ", "."))
-        and not _FORBIDDEN.intersection(part)
-        for part in path.split("/")
-    )
+    return _KIT_PATH.fullmatch(path) is not None
+
+
+# kit_name as one pattern (a part's test in Python was 5 µs, a path's 1.5 µs: a kit of 10,000
+# videos checks 80,000): parts of ASCII without the forbidden characters, neither starting
+# with "." nor ending with " " or "." (so a one-character part is neither), at most
+# MAX_NAME_LENGTH long, joined by "/".
+_ALLOWED = r"[^\x00-\x1f\x80-\U0010ffff<>:\"/\\|?*]"
+_FIRST = rf"(?!\.){_ALLOWED}"
+_LAST = rf"(?![ .]){_ALLOWED}"
+_PART = rf"(?:(?![ .]){_ALLOWED}|{_FIRST}{_ALLOWED}{{0,{MAX_NAME_LENGTH - 2}}}{_LAST})"
+_KIT_PATH = re.compile(rf"{_PART}(?:/{_PART})*")
 
 
 def is_temp(name: str) -> bool:
@@ -160,9 +164,11 @@ def refuse_overlap(kit: Path, archive_root: Path) -> None:
         raise KitRefused(kit, f"holds the archive {archive_root}; nothing was written", hint=hint)
 
 
-def claim(kit: Path) -> Claim:
+def claim(kit: Path, *, lists: bool = True) -> Claim:
     """What archiver may do in ``kit``. Raises :class:`KitRefused` for a folder that is not
-    empty and not archiver's kit, or a path that is not a folder. Reads only."""
+    empty and not archiver's kit, or a path that is not a folder. Reads only. Without
+    ``lists``, the kit's manifests are not read (only whether it may be written: a check
+    before downloading; the update reads them under the kit's lock)."""
     try:
         mode = kit.stat().st_mode  # follows a link the user named as the kit: theirs to choose
     except FileNotFoundError:
@@ -182,6 +188,8 @@ def claim(kit: Path) -> Claim:
             f"not empty ({shown}) and not a kit archiver made; nothing was written",
             hint=SUBFOLDER_HINT,
         )
+    if not lists:
+        return Claim(new=False)
     return _own(kit, journal or ())
 
 
@@ -294,6 +302,8 @@ class Survey:
     temps: tuple[Path, ...]  # files an earlier release staged beside their names: to remove
     warnings: tuple[str, ...]  # what is left alone, and why
     staging: Path | None = None  # the staging folder of an update that was killed: to remove
+    # What each planned path holds now: a regular file (its lstat), or nothing (None).
+    found: Mapping[str, os.stat_result | None] = field(default_factory=dict)
 
 
 def survey(
@@ -310,7 +320,8 @@ def survey(
     guard = _Guard(kit)
     planned = [*sorted(payload), *sorted(tags), *manifests]
     staging = _staging(kit)
-    adopted = _check_planned(kit, guard, claim, payload, tags, planned)
+    found: dict[str, os.stat_result | None] = {}
+    adopted = _check_planned(kit, guard, claim, payload, tags, planned, found)
     stale, kept = _stale(kit, guard, claim.owned - set(planned))
     temps, others = _survey(kit, guard, set(planned) | claim.owned)
     return Survey(
@@ -319,6 +330,7 @@ def survey(
         temps=tuple(temps),
         warnings=(*claim.warnings, *kept, *_left_alone(kit, others)),
         staging=staging,
+        found=found,
     )
 
 
@@ -338,32 +350,43 @@ def _staging(kit: Path) -> Path | None:
     raise KitRefused(path, f"{why}; nothing was written", hint=NOT_OURS_HINT)
 
 
+_MISSING = ("", "")  # a folder not there (nor anything below it): see _Guard
+
+
 class _Guard:
     """Whether a path of the kit may be written: every folder on the way a real folder (or
-    not there yet), never a link; the answers for folders kept, as many files share them."""
+    not there yet), never a link; the answer for each folder kept, as many files share them
+    (a kit of 10,000 videos has 40,000 files in 10,000 folders)."""
 
     def __init__(self, kit: Path) -> None:
         self.kit = kit
-        self._folders: dict[str, str | None] = {}
+        self.root = str(kit)
+        # A folder's state: None, a real folder (as is every one above it); _MISSING, it or
+        # one above it is not there; else the first folder on the way that is not a real
+        # folder, and why.
+        self._states: dict[str, tuple[str, str] | None] = {}
 
     def folders(self, path: str) -> tuple[str, str] | None:
         """The first folder of ``path`` (a bag path) that is not a real folder, and why."""
-        parts = path.split("/")[:-1]
-        for depth in range(1, len(parts) + 1):
-            folder = "/".join(parts[:depth])
-            if folder not in self._folders:
-                self._folders[folder] = self._why(self.kit / folder)
-            why = self._folders[folder]
-            if why == "":
-                return None  # not there: nor is anything below it
-            if why is not None:
-                return folder, why
-        return None
+        parent = path.rpartition("/")[0]
+        state = self._state(parent) if parent else None
+        return None if state is None or state is _MISSING else state
+
+    def _state(self, folder: str) -> tuple[str, str] | None:
+        if folder in self._states:
+            return self._states[folder]
+        above = folder.rpartition("/")[0]
+        state = self._state(above) if above else None
+        if state is None:
+            why = self._why(os.path.join(self.root, folder))
+            state = _MISSING if why == "" else None if why is None else (folder, why)
+        self._states[folder] = state
+        return state
 
     @staticmethod
-    def _why(folder: Path) -> str | None:
+    def _why(folder: str) -> str | None:
         try:
-            mode = folder.lstat().st_mode
+            mode = os.lstat(folder).st_mode
         except FileNotFoundError:
             return ""
         except OSError as exc:
@@ -374,15 +397,24 @@ class _Guard:
             return "a file where the kit needs a folder"
         return None
 
-    def refuse(self, path: str) -> None:
-        """Raise :class:`KitRefused` when ``path`` must not be written."""
+    def refuse(self, path: str) -> os.stat_result | None:
+        """Raise :class:`KitRefused` when ``path`` must not be written; else what the kit
+        holds there (``lstat``: a regular file), or ``None``: nothing (yet)."""
         blocked = self.folders(path)
         if blocked is not None:
             folder, why = blocked
             raise KitRefused(self.kit / folder, f"{why}; nothing was written")
-        unsafe = unsafe_target(self.kit / path)
-        if unsafe is not None:
+        parent = path.rpartition("/")[0]
+        if parent and self._state(parent) is _MISSING:
+            return None  # its folder is not there: nor is it
+        try:
+            found = os.lstat(os.path.join(self.root, path))
+        except OSError:
+            return None  # missing; or the write that follows says why it cannot be read
+        if not stat.S_ISREG(found.st_mode):
+            unsafe = unsafe_target(self.kit / path)
             raise KitRefused(self.kit / path, f"{unsafe}; nothing was written")
+        return found
 
 
 def _check_planned(
@@ -392,16 +424,18 @@ def _check_planned(
     payload: Mapping[str, Source],
     tags: Mapping[str, bytes],
     planned: Iterable[str],
+    found: dict[str, os.stat_result | None],
 ) -> set[str]:
-    """Check every path the kit will hold; the files there archiver did not list but that
-    hold the very bytes planned (a list that was damaged, an update killed before it listed
-    them): those are taken as archiver's. Raises :class:`KitRefused` for any other file."""
+    """Check every path the kit will hold, noting in ``found`` what is there; the files there
+    archiver did not list but that hold the very bytes planned (a list that was damaged, an
+    update killed before it listed them): those are taken as archiver's. Raises
+    :class:`KitRefused` for any other file."""
     adopted: set[str] = set()
     for path in planned:
-        guard.refuse(path)
-        target = kit / path
-        if path in claim.owned or not target.exists():
+        found[path] = guard.refuse(path)
+        if path in claim.owned or found[path] is None:
             continue
+        target = kit / path
         source, data = payload.get(path), tags.get(path)
         if _holds(target, source) if source is not None else _holds_bytes(target, data or b""):
             adopted.add(path)
@@ -457,21 +491,32 @@ def _stale(kit: Path, guard: _Guard, unplanned: Iterable[str]) -> tuple[list[str
     return stale, kept
 
 
-def _walk(kit: Path) -> Iterator[tuple[str, Path]]:
-    """Every file (or link, or special file) in the kit, as ``(bag path, path)``: the root's
-    files and all below ``data/``, never following a link."""
+def _walk(kit: Path) -> Iterator[tuple[str, str]]:
+    """Every file (or link, or special file) in the kit, as ``(bag path, name)``: the root's
+    files and all below ``data/``, never following a link. (Paths as text: a kit of 10,000
+    videos holds 40,000 files, and pathlib took most of the walk's time.)"""
     for entry in _entries(kit):
         if not entry.is_dir(follow_symlinks=False):
-            yield entry.name, Path(entry.path)
-    root = kit / PAYLOAD
-    for folder, dirs, files in os.walk(root):
-        dirs.sort()
-        for name in dirs:
-            if os.path.islink(os.path.join(folder, name)):
-                files.append(name)
-        for name in sorted(files):
-            path = Path(folder, name)
-            yield path.relative_to(kit).as_posix(), path
+            yield entry.name, entry.name
+    pending = [(os.path.join(kit, PAYLOAD), PAYLOAD)]
+    while pending:
+        folder, inside = pending.pop()
+        try:
+            with os.scandir(folder) as scan:
+                found = sorted(scan, key=lambda entry: entry.name)
+        except OSError:
+            continue  # as os.walk: a folder that cannot be listed is skipped
+        folders = []
+        for entry in found:
+            try:
+                is_folder = entry.is_dir(follow_symlinks=False)
+            except OSError:
+                is_folder = False
+            if is_folder:
+                folders.append((entry.path, f"{inside}/{entry.name}"))
+            else:
+                yield f"{inside}/{entry.name}", entry.name
+        pending.extend(reversed(folders))
 
 
 def _entries(folder: Path) -> list[os.DirEntry[str]]:
@@ -485,12 +530,13 @@ def _survey(kit: Path, guard: _Guard, archivers: set[str]) -> tuple[list[Path], 
     and the bag paths of the files archiver did not write (to leave)."""
     temps: list[Path] = []
     others: list[str] = []
-    for path, target in _walk(kit):
-        if is_temp(target.name):
+    for path, name in _walk(kit):
+        if is_temp(name):
+            target = kit / path
             with contextlib.suppress(OSError):
                 if guard.folders(path) is None and stat.S_ISREG(target.lstat().st_mode):
                     temps.append(target)
-        elif path not in archivers and path != JOURNAL and not is_system(target.name):
+        elif path not in archivers and path != JOURNAL and not is_system(name):
             others.append(path)
     return temps, others
 

@@ -16,16 +16,19 @@ name of the page (``index.html``) or of the captions script (``captions.js``).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 from .. import media, sniff
 from ..archive import Archive, Derived, FileRecord
+from ..catalog import Catalog
 from ..choose import Rendition, best_under, kit_overhead, plan_fit, reencode_cap
 from ..entry import Entry
-from ..errors import UsageError
+from ..errors import ArchiveError, UsageError
 from ..manifest import Manifest
 from ..units import format_bytes
 from . import derive
@@ -105,6 +108,7 @@ class _Video:
     entry: Entry
     record: FileRecord
     facts: Derived
+    held_facts: Derived  # what FFmpeg read of the held video itself, for its provenance
     source: Source  # what the kit carries
     name: str
     resolution: str | None
@@ -132,8 +136,15 @@ def plan_kit(
     ``chosen``: the version of each video a run chose for this kit (sync, which fetched the
     rendition ``--fit`` or ``--max-height`` asked for); else :meth:`Archive.for_kit` says.
     """
+    with _catalog_read_at_once(archive):
+        return _plan(manifest, archive, settings, chosen or {})
+
+
+def _plan(
+    manifest: Manifest, archive: Archive, settings: KitSettings, chosen: Mapping[str, FileRecord]
+) -> KitPlan:
     plan = KitPlan()
-    videos = _videos(plan, manifest, archive, settings, chosen or {})
+    videos = _videos(plan, manifest, archive, settings, chosen)
     _reencode(plan, archive, videos, settings, len(manifest.entries))
     ffmpeg_missing = False
     for video in videos:
@@ -190,18 +201,89 @@ def plan_kit(
     return plan
 
 
+@contextlib.contextmanager
+def _catalog_read_at_once(archive: Archive) -> Iterator[None]:
+    """Answer, while a kit is planned, the archive's questions about its files (the current
+    version of each rendition, each version, each restore) from one read of the catalog
+    (:class:`_CatalogReads`) rather than five queries a video: 1.3 s of a kit of 10,000.
+
+    A stopgap until the catalog reads a kit's files in bulk itself: the archive's own methods
+    (:meth:`Archive.for_kit`, :meth:`Archive.held`…) still decide, from the same records. A
+    catalog that cannot be read whole (a damaged row of some item) is asked video by video,
+    as before, so that only the videos of the kit meet its damage.
+    """
+    real = archive.catalog
+    try:
+        reads = _CatalogReads(real)
+    except ArchiveError:
+        yield
+        return
+    archive.catalog = cast(Catalog, reads)
+    try:
+        yield
+    finally:
+        archive.catalog = real
+
+
+class _CatalogReads:
+    """The read methods of :class:`~archiver.catalog.Catalog` a kit's plan asks of every
+    video, answered from one read of every file version (:meth:`Catalog.every_file`) and of
+    the items restored, in the catalog's own order; any other method is the catalog's. A
+    plan writes no file's row (only derived files', which are not kept here): the records
+    stay those of the catalog while it lasts."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self._catalog = catalog
+        self._restored = catalog.restored_items()
+        self._versions: dict[tuple[str, str], list[FileRecord]] = {}
+        self._current: dict[str, list[FileRecord]] = {}
+        for record in catalog.every_file():  # by item, role and version
+            self._versions.setdefault((record.item_id, record.role), []).append(record)
+            if record.current:
+                self._current.setdefault(record.item_id, []).append(record)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._catalog, name)
+
+    def versions(self, item_id: str, role: str) -> list[FileRecord]:
+        """``ORDER BY version``."""
+        return list(self._versions.get((item_id, role), ()))
+
+    def renditions(self, item_id: str, role: str) -> list[FileRecord]:
+        """``current=1 ORDER BY rendition DESC``."""
+        found = [r for r in self._current.get(item_id, ()) if r.role == role]
+        return sorted(found, key=lambda record: record.rendition, reverse=True)
+
+    def current(self, item_id: str, role: str, rendition: int = 0) -> FileRecord | None:
+        for record in self._current.get(item_id, ()):
+            if record.role == role and record.rendition == rendition:
+                return record
+        return None
+
+    def current_with_prefix(self, item_id: str, prefix: str) -> list[FileRecord]:
+        """``current=1 AND substr(role, 1, len(prefix))=prefix ORDER BY role``."""
+        found = [r for r in self._current.get(item_id, ()) if r.role.startswith(prefix)]
+        return sorted(found, key=lambda record: record.role)
+
+    def restored(self, item_id: str, role: str) -> FileRecord | None:
+        return self._catalog.restored(item_id, role) if item_id in self._restored else None
+
+    def restored_items(self) -> set[str]:
+        return set(self._restored)
+
+
 def _provenance(
     archive: Archive, video: _Video, path: str, carried: list[tuple[FileRecord, str]]
 ) -> KitProvenance:
     """Where ``video`` (carried at ``path``) and the held files beside it came from."""
-    facts = archive.media_facts(video.record.sha256)  # the archived bytes', not the kit's
+    facts = video.held_facts  # the archived bytes', not the kit's
     made = KitFile(path=path, sha256=video.source.sha256, size=video.source.size, made=video.made)
     return KitProvenance.of(
         video.entry,
         video.record,
         made,
-        width=facts.width if facts else None,
-        height=facts.height if facts else None,
+        width=facts.width,
+        height=facts.height,
         sound=video.sound,
         companions=sorted(carried, key=lambda held: held[1]),
     )
@@ -324,6 +406,7 @@ def _videos(
             entry=entry,
             record=record,
             facts=known,
+            held_facts=known,
             source=held,
             name=_video_name(record, known),  # joined with its sound or not: kits stay stable
             resolution=f"{record.resolution}p" if record.resolution else None,

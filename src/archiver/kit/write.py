@@ -27,15 +27,18 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import json
+import logging
 import os
 import shutil
+import stat
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 from ..errors import KitError, describe_os_error, writing
-from ..files import file_sha256, fsync_dir
+from ..files import atomic_write_bytes, file_sha256, fsync_dir, unsafe_target
 from ..progress import Progress
 from ..units import format_bytes
 from .bag import (
@@ -48,8 +51,11 @@ from .bag import (
 )
 from .derive import Source
 from .ownership import JOURNAL_HEADER, STAGING, Claim, kit_name, survey
+from .site import Deferred
 
-__all__ = ["FS_RESERVE", "Written", "write_kit"]
+__all__ = ["FS_RESERVE", "Written", "pages_path", "read_pages", "write_kit", "write_pages"]
+
+log = logging.getLogger(__name__)
 
 # Room kept on the key besides a cluster for each file and folder an update makes: what the
 # file system itself may take as it grows (a directory's entries, its journal's records).
@@ -70,6 +76,9 @@ class Written:
     unchanged: int
     changed: tuple[str, ...]  # payload paths written or removed
     warnings: tuple[str, ...] = ()  # files left alone, lists that could not be read whole
+    # Generated files the plan thought the kit held (:class:`~.site.Deferred`) but that had to
+    # be written after all, as made: their bag path, sha256 and size.
+    made: tuple[tuple[str, str, int], ...] = ()
 
 
 def write_kit(
@@ -98,8 +107,12 @@ def write_kit(
     todo = [
         (path, source)
         for path, source in sorted(payload.items())
-        if path not in adopted and not _unchanged(kit / path, source, old.get(path))
+        if path not in adopted and not _unchanged(found.found.get(path), source, old.get(path))
     ]
+    remade = [(path, _made(source)) for path, source in todo if isinstance(source, Deferred)]
+    if remade:  # a file removed from the kit since it was listed: made again, listed as made
+        payload = {**payload, **dict(remade)}
+        todo = [(path, payload[path]) for path, _ in todo]
     link = not copy and _same_filesystem(archive_root, kit)
     copied = sum(s.size for _, s in todo if not (link and s.path is not None))
 
@@ -188,7 +201,98 @@ def write_kit(
         unchanged=len(payload) - len(todo),
         changed=tuple(changed),
         warnings=found.warnings,
+        made=tuple((path, source.sha256, source.size) for path, source in remade),
     )
+
+
+def _made(source: Deferred) -> Source:
+    """A deferred file's bytes, made now, as a source of their own (their own sha256: what
+    the manifest lists is what was written)."""
+    if source.make is None:  # a bug if ever: a deferred file says how to make it
+        raise ValueError("a deferred kit file without a maker")
+    return Source.of_bytes(source.make())
+
+
+# -- what the kit's generated files were made from -------------------------------------------
+
+# Kept in the archive (``cache/kit-<digest of the kit's path>.json``), not in the kit: a kit
+# holds no file a teacher did not ask for, and a kit copied elsewhere is whole without it (its
+# next update makes every page once, and writes none that did not change).
+PAGES_FORMAT = "archiver-pages/1"
+# An entry is a key, a sha256, a size and a path: a few hundred bytes for each file.
+PAGES_BYTES_PER_FILE = 512
+PAGES_SLACK = 64 * 1024
+_HEX = frozenset("0123456789abcdef")
+
+
+def pages_path(cache: Path, kit: Path) -> Path:
+    """Where an archive's cache folder keeps what ``kit``'s generated files were made from."""
+    try:
+        where = str(kit.resolve())
+    except (OSError, RuntimeError):
+        where = str(kit.absolute())
+    digest = hashlib.sha256(where.encode("utf-8", "surrogateescape")).hexdigest()
+    return cache / f"kit-{digest[:32]}.json"
+
+
+def read_pages(path: Path, *, recipe: str, files: int) -> dict[str, tuple[str, str, int]]:
+    """What a kit's generated files were made from: ``{name: (key, sha256, size)}``, names
+    relative to ``data/``. Empty when there is no such regular file (a link is not followed),
+    or it is larger than ``files`` files make, damaged, or made by another recipe (another
+    version of archiver, of its templates or of the libraries that render): it only spares
+    work, so a doubtful one is ignored whole, and written anew by the update."""
+    limit = PAGES_SLACK + PAGES_BYTES_PER_FILE * files
+    try:
+        if path.parent.is_symlink():
+            return {}
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+        with open(fd, "rb") as stream:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return {}
+            data = stream.read(limit + 1)
+        if len(data) > limit:
+            return {}
+        document = json.loads(data.decode("utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return {}
+    if not isinstance(document, dict) or document.get("format") != PAGES_FORMAT:
+        return {}
+    if document.get("recipe") != recipe or not isinstance(document.get("files"), dict):
+        return {}
+    found: dict[str, tuple[str, str, int]] = {}
+    for name, held in document["files"].items():
+        if not (
+            isinstance(held, list)
+            and len(held) == 3
+            and all(isinstance(text, str) and _is_sha256(text) for text in held[:2])
+            and type(held[2]) is int
+            and held[2] >= 0
+        ):
+            return {}
+        found[name] = (held[0], held[1], held[2])
+    return found
+
+
+def write_pages(path: Path, files: Mapping[str, tuple[str, str, int]], *, recipe: str) -> None:
+    """Write what a kit's generated files were made from, once its update is in place
+    (atomically; never through a link: the caller holds the archive's lock and checked the
+    folder). Only a note that spares work: one that cannot be written is left, said in the
+    log (the next update makes the pages again and writes those that differ)."""
+    if unsafe_target(path) is not None:
+        return
+    document = {
+        "format": PAGES_FORMAT,
+        "recipe": recipe,
+        "files": {name: list(held) for name, held in sorted(files.items())},
+    }
+    try:
+        atomic_write_bytes(path, json.dumps(document, separators=(",", ":")).encode("ascii"))
+    except OSError as exc:
+        log.info("%s: not written: %s", path, exc.strerror or exc)
+
+
+def _is_sha256(text: str) -> bool:
+    return len(text) == 64 and _HEX.issuperset(text)
 
 
 def _folders_made(kit: Path, paths: Iterable[str]) -> set[str]:
@@ -239,13 +343,11 @@ def _kit_error(exc: OSError, kit: Path, writing_to: Path) -> KitError:
     return KitError(writing_to, reason)
 
 
-def _unchanged(target: Path, source: Source, recorded: str | None) -> bool:
-    if recorded != source.sha256:
-        return False
-    try:
-        return target.stat().st_size == source.size
-    except OSError:
-        return False
+def _unchanged(held: os.stat_result | None, source: Source, recorded: str | None) -> bool:
+    """Whether the kit's file (``held``: its lstat, as the survey found it) is the one its
+    manifest lists with ``source``'s sha256, at its size: it is not written again (the sha256
+    is what ``archiver verify`` checks, not every update)."""
+    return recorded == source.sha256 and held is not None and held.st_size == source.size
 
 
 def _differs(path: Path, data: bytes) -> bool:
@@ -368,7 +470,12 @@ def _bag_complete(kit: Path, manifest: bytes, tag_names: set[str]) -> bool:
     read = salvage_manifest(kit / TAGMANIFEST)
     if read is None or read.damage or set(read.checksums) != tag_names:
         return False
+    # The payload manifest holds ``manifest``, just compared: hashed here, not read again.
+    known = {MANIFEST: hashlib.sha256(manifest).hexdigest()}
     try:
-        return all(file_sha256(kit / name) == digest for name, digest in read.checksums.items())
+        return all(
+            (known.get(name) or file_sha256(kit / name)) == digest
+            for name, digest in read.checksums.items()
+        )
     except OSError:
         return False
