@@ -590,3 +590,17 @@ def test_a_kit_whose_page_notes_are_damaged_or_gone_is_made_right(
     assert run(*sync_args(tmp_path, "-q", "--kit", tmp_path / "moved"))[0] == 0
     assert rendered.count("video.html") == 2
     bagit.Bag(str(tmp_path / "moved")).validate()
+
+
+def test_the_log_says_over_how_many_connections_each_file_came(
+    server: FileServer, clip: bytes, tmp_path: Path
+) -> None:
+    collection(tmp_path, server, clip)
+    log = tmp_path / "sync.log"
+    assert run(*sync_args(tmp_path, "-q", "--log-file", log))[0] == 0
+    first = [json.loads(line) for line in log.read_text().splitlines()]
+    assert {(r["event"], r["connections"]) for r in first} == {("fetched", 1)}  # small files
+    log.unlink()
+    assert run(*sync_args(tmp_path, "-q", "--log-file", log))[0] == 0
+    again = [json.loads(line) for line in log.read_text().splitlines()]
+    assert {(r["event"], r["connections"]) for r in again} == {("held", 0)}  # nothing asked

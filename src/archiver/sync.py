@@ -376,9 +376,10 @@ def _write_log(stream: IO[str], report: SyncReport, failures: list[Outcome]) -> 
     for outcome in report.download.outcomes:
         key = (outcome.job.entry.id, outcome.job.role)
         outcome = failed.pop(key, outcome)
-        _event(stream, at, outcome.status.value, outcome)
+        connections = report.download.connections_of(outcome)
+        _event(stream, at, outcome.status.value, outcome, connections)
     for outcome in failed.values():  # left out of the kit for a reason of its own
-        _event(stream, at, "failed", outcome)
+        _event(stream, at, "failed", outcome, 0)
     for item_id, title in report.retired:
         stream.write(
             json.dumps(
@@ -389,7 +390,8 @@ def _write_log(stream: IO[str], report: SyncReport, failures: list[Outcome]) -> 
     stream.flush()
 
 
-def _event(stream: IO[str], at: str, event: str, outcome: Outcome) -> None:
+def _event(stream: IO[str], at: str, event: str, outcome: Outcome, connections: int) -> None:
+    """One file's line; ``connections``: the most it was fetched over at once (0: none)."""
     record = {
         "at": at,
         "event": event,
@@ -399,6 +401,7 @@ def _event(stream: IO[str], at: str, event: str, outcome: Outcome) -> None:
         "url": redact(outcome.job.url),
         "bytes": outcome.bytes_fetched,
         "seconds": round(outcome.seconds, 3),
+        "connections": connections,
     }
     if outcome.reason:
         record["reason"] = outcome.reason
