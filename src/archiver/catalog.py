@@ -480,10 +480,15 @@ def _file_record(row: sqlite3.Row) -> FileRecord:
     )
 
 
-def _event(row: sqlite3.Row) -> Event:
-    detail: object = None
+def _json_object(text: str | None) -> dict[str, Any] | None:
+    """A JSON object the catalog stored as text, or ``None`` for none or anything else."""
+    found: object = None
     with contextlib.suppress(TypeError, ValueError):
-        detail = json.loads(row["detail"]) if row["detail"] else None
+        found = json.loads(text) if text else None
+    return found if isinstance(found, dict) else None
+
+
+def _event(row: sqlite3.Row) -> Event:
     return Event(
         id=row["id"],
         at=row["at"],
@@ -494,7 +499,7 @@ def _event(row: sqlite3.Row) -> Event:
         sha256=row["sha256"],
         run_id=row["run_id"],
         outcome=row["outcome"],
-        detail=detail if isinstance(detail, dict) else {},
+        detail=_json_object(row["detail"]) or {},
     )
 
 
@@ -529,16 +534,13 @@ def _row_fault(path: object, sha256: object, under: tuple[str, ...]) -> str | No
 def _run(row: sqlite3.Row | None) -> RunRow | None:
     if row is None:
         return None
-    summary = None
-    with contextlib.suppress(TypeError, ValueError):
-        summary = json.loads(row["summary"]) if row["summary"] else None
     return RunRow(
         id=row["id"],
         command=row["command"],
         started_at=row["started_at"],
         finished_at=row["finished_at"],
         outcome=row["outcome"],
-        summary=summary if isinstance(summary, dict) else None,
+        summary=_json_object(row["summary"]),
     )
 
 
