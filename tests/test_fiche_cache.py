@@ -13,18 +13,23 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from archiver import fiche_cache
 from archiver._version import __version__
+from archiver.cli import cli
 from archiver.fiche_cache import CACHE_FOLDER, CACHE_NAME, FORMAT, FicheCache
 from archiver.manifest import Built, build_valid, dumps
 from archiver.urls import url_problem
 
-from .conftest import SEED, fiche_text
+from .conftest import SEED, fiche_text, tagged
+from .media import make_mp4
+from .server import FileServer
 
 UUID = "11111111-2222-4333-8444-{:012d}"
+EMBED = f"https://tube.example.org/videos/embed/{UUID}"
 
 
 def collection(folder: Path, count: int = 3) -> list[Path]:
@@ -166,6 +171,73 @@ def test_an_unknown_field_is_said_again_when_its_fiche_comes_from_the_cache(
         == said[1]
         == [f"{folder / 'a.md'}: unknown front-matter field(s) kept as extra: duree"]
     )
+
+
+# Fiches as teachers write them: a typo of a field, no licence, no credits at all.
+WARNED = {
+    "typo.md": fiche_text(title="Vidéo 0", embed=EMBED.format(0), extra_yaml="descripton: x"),
+    "unlicensed.md": fiche_text(
+        title="Vidéo 1", embed=EMBED.format(1), body="## Crédits\n\n- **Voix** : Zoé\n"
+    ),
+    "bare.md": fiche_text(title="Vidéo 2", embed=EMBED.format(2), body="## Script\n\nx\n"),
+}
+
+
+def warnings_of(folder: Path) -> list[str]:
+    """The warnings a parse of the fiches of ``WARNED`` gives, in file order."""
+    kit_says = 'the kit will say "Aucune licence n’est indiquée"'
+    return [
+        f"{folder / 'bare.md'}: no credits and no licence (## Crédits is missing or empty);"
+        f" {kit_says}",
+        f"{folder / 'typo.md'}: descripton: unknown field — did you mean description?"
+        " (kept as extra)",
+        f'{folder / "unlicensed.md"}: ## Crédits: no licence line ("- **Licence** :'
+        f' [name](url)"); {kit_says}',
+    ]
+
+
+def test_every_warning_is_said_again_the_same_when_its_fiche_comes_from_the_cache(
+    tmp_path: Path, cache_file: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    folder = tmp_path / "fiches"
+    folder.mkdir()
+    for name, text in WARNED.items():
+        (folder / name).write_text(text, encoding="utf-8")
+    said = []
+    for _ in range(2):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="archiver"):
+            _, cache = build(folder, cache_file)
+        said.append(caplog.messages)
+    assert cache.hits == 3
+    assert said[0] == said[1] == warnings_of(folder)
+
+
+def test_sync_says_each_warning_once_a_run_from_the_cache_too_and_exits_0(
+    server: FileServer, tmp_path: Path
+) -> None:
+    clip = make_mp4(tmp_path / "clip.mp4", seconds=1).read_bytes()
+    folder = tmp_path / "fiches"
+    folder.mkdir()
+    for number, (name, text) in enumerate(WARNED.items()):
+        server.add(f"/v{number}.mp4", tagged(clip, bytes([number])))
+        url = server.url(f"/v{number}.mp4")
+        # The video on the test server, not an instance's page (whose API is not there).
+        text = text.replace(f"videoEmbedSrc: {EMBED.format(number)}", f"videoDLHref: {url}")
+        (folder / name).write_text(text, encoding="utf-8")
+    args = ["sync", str(folder), "--archive", str(tmp_path / "archive"),
+            "--kit", str(tmp_path / "kit")]  # fmt: skip
+    said = []
+    for _ in range(2):
+        result = CliRunner().invoke(cli, args, catch_exceptions=False)
+        assert result.exit_code == 0, result.stderr
+        said.append([line for line in result.stderr.splitlines() if line.startswith("Warning:")])
+        if len(said) == 1:
+            written = (tmp_path / "archive" / CACHE_FOLDER / CACHE_NAME).stat()
+    assert said[0] == said[1] == [f"Warning: {line}" for line in warnings_of(folder)]
+    # The second run read every fiche from the cache: it found no entry to write again.
+    after = (tmp_path / "archive" / CACHE_FOLDER / CACHE_NAME).stat()
+    assert (after.st_ino, after.st_mtime_ns) == (written.st_ino, written.st_mtime_ns)
 
 
 def test_a_large_collection_parsed_on_every_core_is_cached_the_same(

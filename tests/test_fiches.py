@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from archiver import kit
+from archiver.cli import cli
 from archiver.errors import FicheError
-from archiver.fiches import MAX_FICHE_BYTES, find_fiches, parse_fiche
+from archiver.fiches import KNOWN_FIELDS, MAX_FICHE_BYTES, find_fiches, parse_fiche, suggest_field
 
 from .conftest import SEED, SEED_UUID, WriteFiche
 
@@ -334,3 +338,106 @@ def test_a_colon_in_a_value_says_how_to_quote_it(write_fiche: WriteFiche) -> Non
     )
     quoted = text.replace(": Travailler en équipe : outils", ': "Travailler en équipe : outils"')
     assert parse_fiche(write_fiche("ok.md", text=quoted)).title == "Travailler en équipe : outils"
+
+
+# -- fiches as teachers write them: typos, no credits, no licence (issue 15) -----------------
+
+LICENCE = (
+    "## Crédits\n\n- **Licence** : [CC BY 4.0](https://creativecommons.org/licenses/by/4.0/)\n"
+)
+EMBED_URL = "https://tube.example.org/videos/embed/11111111-2222-4333-8444-55555555555{}"
+EMBED = f"videoEmbedSrc: {EMBED_URL}"
+
+
+def run_manifest(*args: str | Path) -> tuple[int, str, str]:
+    """``archiver manifest ARGS``, as a teacher types it: exit code, stdout, stderr."""
+    result = CliRunner().invoke(cli, ["manifest", *map(str, args)], catch_exceptions=False)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_a_typo_that_leaves_a_required_field_missing_names_the_field_meant(
+    write_fiche: WriteFiche, tmp_path: Path
+) -> None:
+    tilte = write_fiche("a.md", text=f"---\ntilte: Une vidéo\n{EMBED.format(1)}\n---\n{LICENCE}")
+    dl = write_fiche("b.md", text="---\ntitle: B\nvideoDlHref: https://x.org/b.mp4\n---\n")
+    empty = write_fiche("c.md", text=f"---\ntitle:\nTitle: C\n{EMBED.format(3)}\n---\n{LICENCE}")
+    out = tmp_path / "m.json"
+    code, stdout, stderr = run_manifest(tmp_path / "fiches", "-o", out)
+    assert (code, stdout) == (2, "")
+    assert stderr.splitlines() == [
+        f"Error: {tilte}: tilte: unknown field — did you mean title? (title is required)",
+        f"Error: {dl}: videoDlHref: unknown field — did you mean videoDLHref?"
+        " (the fiche needs videoDLHref or videoEmbedSrc)",
+        f"Error: {empty}: Title: unknown field — did you mean title? (title is required)",
+    ]
+    assert not out.exists()
+    # Not close to any field: the error it always was.
+    far = write_fiche("a.md", text=f"---\nnom: Une vidéo\n{EMBED.format(1)}\n---\n{LICENCE}")
+    assert run_manifest(far)[2] == f"Error: {far}: title: missing required field\n"
+
+
+def test_an_unknown_field_close_to_a_known_one_warns_with_it_and_exit_is_0(
+    write_fiche: WriteFiche, tmp_path: Path
+) -> None:
+    path = write_fiche(
+        extra_yaml="descripton: Un résumé\nTitle: doublon\nAREA: D1\nArea: D2\nduree: 3"
+    )
+    out = tmp_path / "m.json"
+    code, _, stderr = run_manifest(path, "-o", out)
+    assert code == 0
+    assert stderr.splitlines() == [
+        # Each known field is offered once; `title` is there, so `Title` is no typo of it.
+        f"Warning: {path}: AREA: unknown field — did you mean area? (kept as extra)",
+        f"Warning: {path}: descripton: unknown field — did you mean description? (kept as extra)",
+        f"Warning: {path}: unknown front-matter field(s) kept as extra: Area, Title, duree",
+        f"Manifest: 1 entry written to {out}",
+    ]
+    (entry,) = json.loads(out.read_text(encoding="utf-8"))["entries"]
+    assert entry["extra"]["descripton"] == "Un résumé" and entry["description"] is None
+    assert run_manifest(path, "-o", out, "-q") == (0, "", "")
+
+
+def test_no_credits_or_no_licence_warns_with_what_the_kit_will_say(
+    write_fiche: WriteFiche, tmp_path: Path
+) -> None:
+    bare = write_fiche("a.md", body="## Script\n\nBonjour.\n")
+    empty = write_fiche(
+        "b.md", body="## Script\n\nBonjour.\n\n## Crédits\n\n", embed=EMBED_URL.format(2)
+    )
+    unlicensed = write_fiche(
+        "c.md",
+        body="## Crédits\n\n- **Scénario** : Ana Diaz\nLicence : CC BY\n",
+        embed=EMBED_URL.format(3),
+    )
+    write_fiche("d.md", embed=EMBED_URL.format(4))  # credits and licence: nothing to say
+    code, stdout, stderr = run_manifest(tmp_path / "fiches")
+    assert code == 0
+    assert len(json.loads(stdout)["entries"]) == 4
+    no_credits = (
+        ": no credits and no licence (## Crédits is missing or empty); the kit will say"
+        ' "Aucune licence n’est indiquée"'
+    )
+    assert stderr.splitlines() == [
+        f"Warning: {bare}{no_credits}",
+        f"Warning: {empty}{no_credits}",
+        f'Warning: {unlicensed}: ## Crédits: no licence line ("- **Licence** : [name](url)");'
+        ' the kit will say "Aucune licence n’est indiquée"',
+    ]
+
+
+def test_kit_page_says_what_the_licence_warning_quotes() -> None:
+    """The warning quotes the kit's words; they must stay the kit's."""
+    template = Path(kit.__file__).parent / "templates" / "video.html"
+    assert "Aucune licence n’est indiquée" in template.read_text(encoding="utf-8")
+
+
+def test_typo_suggestions_are_bounded(write_fiche: WriteFiche) -> None:
+    """A hostile fiche: names too long to compare, and many of them, cost no more than a few."""
+    assert suggest_field("t" * 10_000 + "itle", KNOWN_FIELDS) is None
+    assert suggest_field("tilte", KNOWN_FIELDS - {"title"}) is None
+    many = "".join(f"Title{i:05d}: x\n" for i in range(20_000))  # none close enough
+    path = write_fiche("many.md", text=f"---\n{many}tilte: T\n{EMBED.format(1)}\n---\n")
+    with pytest.raises(FicheError) as caught:
+        parse_fiche(path)
+    # Past the first 100 unknown names, none is compared: the plain error.
+    assert caught.value.message == f"{path}: title: missing required field"

@@ -56,7 +56,7 @@ from .entry import (
     Video,
 )
 from .errors import FicheError
-from .fiches import ASSET_FIELDS, FicheFile, read_fiche, warn_unknown_fields
+from .fiches import ASSET_FIELDS, FicheFile, read_fiche, warn_fiche
 from .files import atomic_write_bytes, unsafe_target
 from .names import is_safe_id
 from .urls import url_problem
@@ -146,8 +146,8 @@ class FicheCache:
         for fiche, key in zip(files, keys, strict=True):
             entry = cached.get(key) if key is not None else None
             if entry is not None:
-                # Said again, as the parse said it: the fiche still has those fields.
-                warn_unknown_fields(fiche, entry.extra)
+                # Said again, as the parse said it: both make the lines from the entry.
+                warn_fiche(fiche, entry)
                 self.hits += 1
             found.append(entry)
         return found

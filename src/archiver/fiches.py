@@ -2,19 +2,22 @@
 
 A fiche is validated as it is read and becomes an :class:`~archiver.entry.Entry`. Every problem
 is a :class:`~archiver.errors.FicheError` naming the file, the field and the reason, so that a
-user can fix a collection without reading a traceback. Here is what the fields and sections
-mean; loading the YAML itself safely is :mod:`archiver.front_matter`'s concern.
+user can fix a collection without reading a traceback. What a valid fiche seems to hold by
+mistake (a field name with a typo) or lacks (a licence) is a warning, one logged line naming
+the file, never an error: a teacher's fiche still makes its page. Here is what the fields and
+sections mean; loading the YAML itself safely is :mod:`archiver.front_matter`'s concern.
 """
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import logging
 import os
 import re
 import stat
 import unicodedata
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,7 +51,8 @@ __all__ = [
     "parse_fiche",
     "parse_fiche_text",
     "read_fiche",
-    "warn_unknown_fields",
+    "suggest_field",
+    "warn_fiche",
 ]
 
 log = logging.getLogger(__name__)
@@ -81,6 +85,16 @@ _NAME_SEPARATORS = re.compile(r"[,;]|\s(?:et|and|&)\s")
 
 # How many unknown field names a warning lists.
 _SHOWN_FIELDS = 10
+# An unknown field is taken for a typo of a known one when difflib's ratio of the two, case
+# folded, is at least this: `tilte`, `titre`, `aera`, `descripton`, `videoEmbed` are (0.75 to
+# 0.95), `video`, `sha256`, `desc`, `duree`, `tags` are not (0.71 and less).
+_TYPO_RATIO = 0.75
+# A name longer than this cannot reach that ratio with a known one (17 characters at most), and
+# a fiche's unknown names past this many are not compared: a fiche of 1 MiB may hold 200,000.
+_TYPO_MAX_CHARS = 30
+_TYPO_MAX_NAMES = 100
+# What a kit's page says of a video whose fiche names no licence (kit/templates/video.html).
+_NO_LICENCE_IN_KIT = "Aucune licence n’est indiquée"
 
 
 @dataclass(frozen=True)
@@ -191,22 +205,20 @@ def parse_fiche_text(text: str, *, path: Path, relpath: str, sha256: str) -> Ent
 
     title = _text_field(meta, "title", path, limit=MAX_TITLE_CHARS)
     if title is None or not title.strip():
+        _refuse_typo(meta, ("title",), "title is required", path)
         raise FicheError(path, "title", "missing required field")
     urls = {name: _url_field(meta, name, path) for name in URL_FIELDS}
     embed_url, video_url = urls["videoEmbedSrc"], urls["videoDLHref"]
     if embed_url is None and video_url is None:
-        raise FicheError(
-            path,
-            "videoDLHref",
-            "no video URL: the fiche needs videoDLHref or videoEmbedSrc",
-        )
+        needs = "the fiche needs videoDLHref or videoEmbedSrc"
+        _refuse_typo(meta, ("videoDLHref", "videoEmbedSrc"), needs, path)
+        raise FicheError(path, "videoDLHref", f"no video URL: {needs}")
     peertube = _peertube_ref(embed_url, video_url, path)
-    _warn_unknown(path, [str(k) for k in meta if k not in KNOWN_FIELDS])
 
     sections = _sections(body)
     transcript = sections.get("script", "")
     credits, notes, licence = _credits(sections.get("credits", ""), path)
-    return Entry(
+    entry = Entry(
         id=peertube.uuid if peertube else slugify(Path(relpath).stem),
         title=title.strip(),
         area=_stripped(_text_field(meta, "area", path, limit=MAX_AREA_CHARS)),
@@ -230,22 +242,100 @@ def parse_fiche_text(text: str, *, path: Path, relpath: str, sha256: str) -> Ent
         licence=licence,
         extra={str(k): as_json(v) for k, v in meta.items() if k not in KNOWN_FIELDS},
     )
+    _warn(path, entry)
+    return entry
 
 
-def warn_unknown_fields(fiche: FicheFile, names: Iterable[str]) -> None:
-    """Say which front-matter fields of ``fiche`` archiver does not know (kept in the entry's
-    ``extra``): each time the fiche is read, from its file or from the cache."""
-    names = list(names)
-    if names:
-        _warn_unknown(_shown(fiche.path), names)
+def warn_fiche(fiche: FicheFile, entry: Entry) -> None:
+    """Say again what the parse of ``fiche`` warned of, for its ``entry`` taken from the cache.
+
+    The warnings are made from the entry alone, when it is parsed as when it is cached, so
+    a cached fiche gives exactly the warnings its parse gave, with no second copy to keep.
+    """
+    if entry.extra or entry.licence is None:  # else nothing to say: spare the path's text
+        _warn(_shown(fiche.path), entry)
 
 
-def _warn_unknown(path: Path, names: Iterable[str]) -> None:
-    unknown = sorted(names)
+def suggest_field(name: str, absent: Collection[str]) -> str | None:
+    """The field of ``absent`` (known fields a fiche lacks) that ``name`` is a typo of, if any.
+
+    Only absent fields are offered: a fiche with a ``title`` and a ``titre`` means both.
+
+    >>> suggest_field("tilte", KNOWN_FIELDS), suggest_field("videodlhref", KNOWN_FIELDS)
+    ('title', 'videoDLHref')
+    >>> suggest_field("duree", KNOWN_FIELDS), suggest_field("tilte", {"area"})
+    (None, None)
+    """
+    if len(name) > _TYPO_MAX_CHARS:
+        return None
+    folded = {known.casefold(): known for known in absent}
+    found = difflib.get_close_matches(name.casefold(), folded, n=1, cutoff=_TYPO_RATIO)
+    return folded[found[0]] if found else None
+
+
+def _refuse_typo(meta: Mapping[str, Any], wanted: Iterable[str], needs: str, path: Path) -> None:
+    """Raise the error of a required field that is missing as the typo that left it so
+    (``tilte:`` for ``title``), when an unknown field is one."""
+    absent = [name for name in wanted if not str(meta.get(name) or "").strip()]
+    unknown = [key for key in meta if key not in KNOWN_FIELDS][:_TYPO_MAX_NAMES]
+    for key in unknown:
+        known = suggest_field(key, absent)
+        if known is not None:
+            raise FicheError(
+                path, shown_name(key), f"unknown field — did you mean {known}? ({needs})"
+            )
+
+
+def _present(entry: Entry) -> set[str]:
+    """The known fields the fiche of ``entry`` gave a value (the others may be suggested)."""
+    values = {
+        "area": entry.area,
+        "description": entry.description,
+        "videoEmbedSrc": entry.video.embed_url,
+        "videoDLHref": entry.video.url,
+        "videoSha256": entry.video.sha256,
+        "videoSize": entry.video.size,
+    }
+    kinds = {asset.kind for asset in entry.assets}
+    assets = {name for name, kind in ASSET_FIELDS.items() if kind in kinds}
+    return {"title", *assets, *(name for name, value in values.items() if value is not None)}
+
+
+def _warn(path: Path, entry: Entry) -> None:
+    """Log what a valid fiche lacks or holds by mistake, one line each: a field that looks
+    like a typo of a known one, the other unknown fields (kept as ``extra``), no credits or
+    no licence (the kit then tells teachers to ask the producer before reusing the video)."""
+    unknown = sorted(entry.extra)
     if unknown:
-        shown = ", ".join(shown_name(name) for name in unknown[:_SHOWN_FIELDS])
-        more = f" and {len(unknown) - _SHOWN_FIELDS} more" if len(unknown) > _SHOWN_FIELDS else ""
-        log.warning("%s: unknown front-matter field(s) kept as extra: %s%s", path, shown, more)
+        absent = set(KNOWN_FIELDS - _present(entry))  # each offered once: at most 9 lines
+        rest = []
+        for index, name in enumerate(unknown):
+            known = suggest_field(name, absent) if index < _TYPO_MAX_NAMES else None
+            if known is None:
+                rest.append(name)
+            else:
+                absent.discard(known)
+                log.warning(
+                    "%s: %s: unknown field — did you mean %s? (kept as extra)",
+                    path, shown_name(name), known,
+                )  # fmt: skip
+        if rest:
+            shown = ", ".join(shown_name(name) for name in rest[:_SHOWN_FIELDS])
+            more = f" and {len(rest) - _SHOWN_FIELDS} more" if len(rest) > _SHOWN_FIELDS else ""
+            log.warning("%s: unknown front-matter field(s) kept as extra: %s%s", path, shown, more)
+    if entry.licence is not None:
+        return
+    if entry.credits or entry.credit_notes:
+        log.warning(
+            '%s: ## Crédits: no licence line ("- **Licence** : [name](url)"); the kit will'
+            ' say "%s"',
+            path, _NO_LICENCE_IN_KIT,
+        )  # fmt: skip
+    else:
+        log.warning(
+            '%s: no credits and no licence (## Crédits is missing or empty); the kit will say "%s"',
+            path, _NO_LICENCE_IN_KIT,
+        )  # fmt: skip
 
 
 def _shown(path: Path) -> Path:
