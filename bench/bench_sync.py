@@ -14,7 +14,9 @@ sync builds the kit, and the syncs timed after it have nothing to do.
 Peers, measured in the same run on the same folders (the machines these run on are shared and
 noisy: only ratios measured together mean something): ``archiver --version``, the start-up
 alone; and with ``--base SRC``, another tree's archiver (``PYTHONPATH=SRC``), e.g. the last
-commit's: ``git worktree add /tmp/base HEAD`` then ``--base /tmp/base/src``. Every command runs
+commit's: ``git worktree add /tmp/base HEAD`` then ``--base /tmp/base/src``; the base syncs a
+twin of each folder (``base-N``: the same files hard-linked, its own catalog, brought back to the
+version that tree knows, see :func:`scale.twin`). Every command runs
 with Python's bytecode cache on (``PYTHONDONTWRITEBYTECODE`` unset), as an installed archiver
 does; the first run of each tree writes it.
 
@@ -36,7 +38,7 @@ from pathlib import Path
 
 from archiver.entry import Entry
 from common import Timing, hold_videos, make_clip, make_entries, make_file, timed
-from scale import Curve, phases, plot, seed_derived, table
+from scale import Curve, phases, plot, seed_derived, table, twin
 
 FICHE = """---
 title: {title}
@@ -73,11 +75,15 @@ def write_fiches(folder: Path, entries: list[Entry]) -> None:
         )
 
 
+def sync_command(folder: Path) -> list[str]:
+    return [*ARCHIVER, "-q", "sync", str(folder / "fiches"), "--archive",
+            str(folder / "archive"), "--kit", str(folder / "kit")]  # fmt: skip
+
+
 def prepare(folder: Path, videos: int, *, posters: str) -> list[str]:
     """Fiches, an archive holding each one's video, and a kit made by a first sync, in
     ``folder`` (kept from an earlier run when it is complete); the sync command."""
-    command = [*ARCHIVER, "-q", "sync", str(folder / "fiches"), "--archive",
-               str(folder / "archive"), "--kit", str(folder / "kit")]  # fmt: skip
+    command = sync_command(folder)
     if (folder / READY).exists():
         return command
     shutil.rmtree(folder, ignore_errors=True)
@@ -111,9 +117,20 @@ def tree(src: Path | None) -> Iterator[None]:
         os.environ.update(saved)
 
 
-def measure(command: list[str], runs: int, base: Path | None) -> tuple[list[Timing], list[Timing]]:
-    """``runs`` timings of ``command`` with this tree and with ``base``, taken in turns (after
-    one run of each, which writes its bytecode cache)."""
+def base_folder(folder: Path, base: Path) -> Path:
+    """The twin of ``folder`` that ``base``'s archiver syncs (:func:`scale.twin`: the same
+    files, its own catalog at the version that tree knows), beside it."""
+    copy = folder.with_name(f"base-{folder.name.removeprefix('sync-')}")
+    twin(folder, copy, base)
+    return copy
+
+
+def measure(
+    command: list[str], runs: int, base: Path | None, base_command: list[str] | None = None
+) -> tuple[list[Timing], list[Timing]]:
+    """``runs`` timings of ``command`` with this tree and of ``base_command`` (the same on the
+    base's twin folder) with ``base``, taken in turns (after one run of each, which writes its
+    bytecode cache and brings its folder to its own no-op)."""
     ours: list[Timing] = []
     theirs: list[Timing] = []
     for number in range(runs + 1):
@@ -123,7 +140,7 @@ def measure(command: list[str], runs: int, base: Path | None) -> tuple[list[Timi
             ours.append(timing)
         if base is not None:
             with tree(base):
-                timing = timed(command)
+                timing = timed(base_command or command)
             if number:
                 theirs.append(timing)
     return ours, theirs
@@ -176,9 +193,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-sync-") as temp:
         work = args.work or Path(temp)
         results = {}
+        bases = {}
         for videos in sizes:
-            command = prepare(work / f"sync-{videos}", videos, posters=args.posters)
-            results[videos] = (command, *measure(command, args.runs, args.base))
+            folder = work / f"sync-{videos}"
+            command = prepare(folder, videos, posters=args.posters)
+            if args.base is not None:
+                bases[videos] = sync_command(base_folder(folder, args.base))
+            measured = measure(command, args.runs, args.base, bases.get(videos))
+            results[videos] = (command, *measured)
         with tree(None):
             startup = min(timed([*ARCHIVER, "--version"]).seconds for _ in range(args.runs))
         audited = audit(Path(temp), args.audit_files, args.audit_mib, args.runs) if (
@@ -192,7 +214,7 @@ def main() -> None:
             theirs = None
             if args.base is not None:
                 with tree(args.base):
-                    theirs = phases(command[3:], env=dict(os.environ))
+                    theirs = phases(bases[max(sizes)][3:], env=dict(os.environ))
             where = (ours, theirs)
 
     print(f"archiver --version (start-up alone): best {startup:.2f} s")

@@ -8,7 +8,9 @@ curves needs no matplotlib, numpy and Pillow in the benchmark's environment.
 from __future__ import annotations
 
 import itertools
+import os
 import shutil
+import sqlite3
 import struct
 import subprocess
 import sys
@@ -57,6 +59,46 @@ def seed_derived(root: Path, entries: Sequence[Entry], clip: Path) -> None:
                     height=info.height,
                 )
             )
+
+
+# -- the same folders for another tree, whose catalog may be older -------------------------------
+
+# What each catalog migration added, undone, for a tree that knows only the versions before it
+# (``--base``): a twin's catalog is brought back to the version the base tree knows. Only
+# migrations that add what older code never reads may be listed.
+UNDO = {5: "ALTER TABLE items DROP COLUMN entry_note"}
+
+
+def twin(folder: Path, copy: Path, base: Path) -> None:
+    """``copy``: ``folder`` hard-linked (every file is replaced whole when written, never
+    edited in place), but for the catalog, copied and brought back to the version the tree
+    at ``base`` knows. Runs of two trees then time the same bytes without one tree's catalog
+    refusing the other's (a newer catalog is refused, as it should be)."""
+    if copy.exists():
+        return
+    subprocess.run(["cp", "-al", str(folder), str(copy)], check=True)
+    for catalog in copy.rglob("catalog.sqlite*"):
+        data = catalog.read_bytes()
+        catalog.unlink()
+        catalog.write_bytes(data)
+    known = subprocess.run(
+        [sys.executable, "-c", "from archiver.catalog import SCHEMA_VERSION as v; print(v)"],
+        env={**os.environ, "PYTHONPATH": str(base)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    version = int(known.stdout)
+    for catalog in copy.rglob("catalog.sqlite"):
+        db = sqlite3.connect(catalog)
+        try:
+            have = db.execute("PRAGMA user_version").fetchone()[0]
+            for number in range(have, version, -1):
+                db.execute(UNDO[number])
+            db.execute(f"PRAGMA user_version = {version:d}")
+            db.commit()
+        finally:
+            db.close()
 
 
 # -- where a run's time goes ---------------------------------------------------------------------

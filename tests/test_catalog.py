@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import hashlib
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 import archiver.catalog as catalog_module
-from archiver.archive import CATALOG_LOST_HINT, Archive
+from archiver.archive import CATALOG_LOST_HINT, Archive, FetchedFile
 from archiver.catalog import SCHEMA_VERSION, Catalog, parse_time, utc_now
 from archiver.cli import cli
 from archiver.entry import Asset
@@ -418,3 +421,172 @@ def test_a_new_archive_starts_in_a_missing_or_empty_folder(tmp_path: Path) -> No
     for root in (tmp_path / "missing", empty, begun):
         with Archive(root) as archive:
             assert archive.catalog.version == SCHEMA_VERSION
+
+
+# -- a run's many questions, one read ------------------------------------------------------------
+
+
+def hold(archive: Archive, item_id: str, data: bytes) -> None:
+    """``data`` committed as the current version of ``item_id``'s video."""
+    part = archive.root / "partial" / f"{item_id}.part"
+    part.write_bytes(data)
+    url = f"https://x.org/{item_id}.mp4"
+    digest = hashlib.sha256(data).hexdigest()
+    fetched = FetchedFile(url, url, digest, len(data), None, None, None)
+    archive.commit(item_id, "video", "video.mp4", part, fetched)
+
+
+def statements(catalog: Catalog) -> list[str]:
+    """Every SQL statement the catalog runs from now on, as it runs them."""
+    ran: list[str] = []
+    catalog._db.set_trace_callback(ran.append)
+    return ran
+
+
+@pytest.fixture
+def three_items(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Archive]:
+    """A locked archive holding three items' videos, whose catalog reads every file at
+    once after two questions (instead of 64)."""
+    monkeypatch.setattr(catalog_module, "READ_AT_ONCE_AFTER", 2)
+    with Archive(tmp_path / "archive") as archive, archive.locked():
+        for name in ("a", "b", "c"):
+            archive.record_item(make_entry(name, f"https://x.org/{name}.mp4"))
+            hold(archive, name, f"bytes of {name}".encode())
+        yield archive
+
+
+def test_many_questions_are_answered_from_one_read_while_nothing_changes(
+    three_items: Archive,
+) -> None:
+    archive = three_items
+    ran = statements(archive.catalog)
+    for _ in range(3):
+        for name in ("a", "b", "c"):
+            held = archive.held(name, "video", f"https://x.org/{name}.mp4")
+            assert held is not None
+            assert held.size == len(f"bytes of {name}")
+            assert archive.catalog.restored(name, "video") is None
+    assert archive.held("missing", "video") is None
+    # The first question asked of SQLite; at the second, one read of the files and one of
+    # the restores, which answer every question after.
+    assert len(ran) == 3, ran
+    assert "FROM files ORDER BY item_id, role, version" in ran[1]
+
+
+def test_a_replaced_file_a_restore_and_a_new_poster_are_seen_at_once(three_items: Archive) -> None:
+    archive = three_items
+    for _ in range(3):
+        assert archive.held("a", "video") is not None  # read at once by now
+    first = archive.held("a", "video")
+    assert first is not None
+    hold(archive, "a", b"bytes of a, new version")
+    now = archive.held("a", "video")
+    assert now is not None
+    assert (now.version, now.size) == (2, len(b"bytes of a, new version"))
+    assert [r.version for r in archive.versions("a", "video")] == [1, 2]
+    for _ in range(3):
+        archive.held("b", "video")
+    archive.restore("a", version=1)
+    restored = archive.for_kit("a")
+    assert restored is not None
+    assert restored.version == 1
+    assert archive.catalog.restored_items() == {"a"}
+    archive.restore_latest("a")
+    latest = archive.for_kit("a")
+    assert latest is not None
+    assert latest.version == 2
+    for _ in range(3):
+        assert archive.media_facts(now.sha256) is None
+    archive.record_media_facts(now.sha256, 12.5, 640, 360)
+    facts = archive.media_facts(now.sha256)
+    assert facts is not None
+    assert facts.height == 360
+
+
+def test_a_file_removed_from_the_disk_is_not_held_though_its_row_was_read_at_once(
+    three_items: Archive,
+) -> None:
+    archive = three_items
+    for _ in range(3):
+        record = archive.held("b", "video")
+    assert record is not None
+    (archive.root / record.path).unlink()
+    assert archive.held("b", "video") is None
+
+
+def test_a_damaged_row_of_one_item_leaves_the_others_answered(three_items: Archive) -> None:
+    archive = three_items
+    with archive.catalog._write() as db:
+        db.execute("UPDATE files SET path='../../victim' WHERE item_id='c'")
+    for _ in range(3):
+        assert archive.held("a", "video") is not None
+    with pytest.raises(ArchiveError, match="the catalog is damaged"):
+        archive.held("c", "video")
+
+
+def test_without_the_lock_every_question_is_asked_of_the_catalog(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(catalog_module, "READ_AT_ONCE_AFTER", 2)
+    with Archive(tmp_path / "archive") as archive:
+        with archive.locked():
+            archive.record_item(make_entry("a", "https://x.org/a.mp4"))
+            hold(archive, "a", b"bytes of a")
+        ran = statements(archive.catalog)
+        for _ in range(5):
+            assert archive.held("a", "video") is not None
+        # Another process may write it: no answer is kept.
+        assert len(ran) == 5
+
+
+# -- entry.json, written when its entry changed ------------------------------------------------
+
+
+def test_an_unchanged_entry_json_is_neither_encoded_nor_read_again(tmp_path: Path) -> None:
+    entry = make_entry("a", "https://x.org/a.mp4")
+    with Archive(tmp_path / "archive") as archive:
+        archive.record_items([entry])
+        path = archive.item_dir("a") / "entry.json"
+        written = path.read_bytes()
+        before = path.stat().st_mtime_ns
+        archive.record_items([entry])
+        assert path.stat().st_mtime_ns == before  # not written again
+        # An edited fiche: its entry changes, and so does the file.
+        archive.record_items([dataclasses.replace(entry, title="Un autre titre")])
+        assert b"Un autre titre" in path.read_bytes()
+        # A person's edit of the same size, or a file removed: written again.
+        path.write_bytes(path.read_bytes().replace(b"Un autre titre", b"Un autre titrE"))
+        archive.record_items([dataclasses.replace(entry, title="Un autre titre")])
+        assert b"Un autre titre" in path.read_bytes()
+        path.unlink()
+        archive.record_items([entry])
+        assert path.read_bytes() == written
+
+
+def test_a_version_4_catalog_gains_its_entry_notes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "archive"
+    entry = make_entry("a", "https://x.org/a.mp4")
+    with monkeypatch.context() as patched:
+        patched.setattr(catalog_module, "MIGRATIONS", catalog_module.MIGRATIONS[:4])
+        patched.setattr(catalog_module, "SCHEMA_VERSION", 4)
+        with Archive(root) as archive:
+            archive.catalog.record_items([("a", entry.title)])
+    assert user_version(root / "catalog.sqlite") == 4
+    with Archive(root) as archive:
+        assert archive.catalog.version == SCHEMA_VERSION == 5
+        assert archive.catalog.entry_notes() == {}  # none yet: the next run writes them
+        archive.record_items([entry])
+        (note,) = archive.catalog.entry_notes().values()
+        found = (archive.item_dir("a") / "entry.json").stat()
+        assert note.split(" ")[1:] == [str(found.st_size), str(found.st_mtime_ns)]
+
+
+def test_parse_time_reads_only_the_two_forms_the_catalog_writes() -> None:
+    moment = dt.datetime(2026, 11, 26, 3, 0, 0, 123456, tzinfo=dt.UTC)
+    assert parse_time("2026-11-26T03:00:00.123456Z") == moment
+    assert parse_time("2026-11-26T03:00:00Z") == moment.replace(microsecond=0)
+    for text in ("2026-11-26", "2026-11-26T03:00:00+00:00", "2026-11-26T03:00:00.123Z",
+                 "2026-13-26T03:00:00Z", "20261126T030000Z", " 2026-11-26T03:00:00Z", ""):  # fmt: skip
+        assert parse_time(text) is None, text

@@ -34,6 +34,7 @@ import contextlib
 import dataclasses
 import datetime as dt
 import filecmp
+import hashlib
 import json
 import logging
 import os
@@ -55,6 +56,7 @@ from .archive_paths import (
     ROLE,
     SHA256,
     inside,
+    lstat_inside,
     refuse_lost_catalog,
     refuse_unsafe_catalog,
     refuse_unsafe_folder,
@@ -205,6 +207,9 @@ class Archive:
         self._lock_fd: int | None = None
         self._run_unrecorded = False  # warned already that the catalog cannot note this run
         self._links_named: set[str] = set()  # links said once, however often they are met
+        # Folders found real (no link) by :meth:`inside`: each checked once while open.
+        self._folders: set[str] = set()
+        self._root_text = os.fspath(root)  # paths as strings: a run asks of every file
         self.run_id: int | None = None  # the run this process records, for its events
 
     def close(self) -> None:
@@ -228,10 +233,13 @@ class Archive:
         if refused is not None:
             raise ArchiveError(path, f"not usable as the archive's lock: {refused}")
         self._lock_fd = take_lock(path, self.root)
+        # The only writer now: the catalog may answer a run's many questions from one read.
+        self.catalog.exclusive = True
         self._move_to_store()  # an archive of an earlier release: under the lock, once
 
     def unlock(self) -> None:
         if self._lock_fd is not None:
+            self.catalog.exclusive = False
             os.close(self._lock_fd)  # closing the descriptor releases the flock
             self._lock_fd = None
 
@@ -260,9 +268,11 @@ class Archive:
         archiver never writes, replaces, removes or reads anything through a link, so that
         nothing outside the archive is touched. What does not exist yet is archiver's to make.
         Checked just before the disk is touched; whoever can swap folders for links in the
-        archive while a run works is not among what this guards against.
+        archive while a run works is not among what this guards against: each folder is
+        checked once while the archive is open (:func:`~archiver.archive_paths.inside`), not
+        once per file in it.
         """
-        return inside(self.root, path)
+        return inside(self.root, path, self._folders)
 
     def _inside_or_warn(self, path: Path) -> bool:
         """Whether :meth:`inside` accepts ``path``; a link it refuses is a warning, said once
@@ -270,11 +280,14 @@ class Archive:
         try:
             self.inside(path)
         except StorageError as exc:
-            if exc.path not in self._links_named:
-                self._links_named.add(exc.path)
-                log.warning("%s", exc.message)
+            self._warn_link(exc)
             return False
         return True
+
+    def _warn_link(self, exc: StorageError) -> None:
+        if exc.path not in self._links_named:
+            self._links_named.add(exc.path)
+            log.warning("%s", exc.message)
 
     def open_held(self, path: Path) -> IO[bytes]:
         """A file of the archive opened for reading: never through a link (:meth:`inside`,
@@ -294,20 +307,48 @@ class Archive:
 
     def record_items(self, entries: Sequence[Entry]) -> None:
         """:meth:`record_item` for a whole collection: one transaction, the files written
-        together."""
-        changed = []
+        together.
+
+        The catalog notes what was written as each ``entry.json`` (:func:`_entry_note`: a
+        digest of the entry, the file's size and time); an entry whose note is unchanged, its
+        file still there as it was left, is neither encoded for people (``indent=2`` takes
+        Python's slow encoder) nor read again. A file a person edited or removed has another
+        time, or none: it is written again.
+        """
+        known = self.catalog.entry_notes()
+        changed: list[tuple[str, str, Path, bytes]] = []  # item, digest, file, its bytes
+        notes: dict[str, str] = {}
         for entry in entries:
-            data = json.dumps(entry.to_json(), ensure_ascii=False, indent=2, sort_keys=True)
-            path = self.media / segment(entry.id, "item id") / "entry.json"
-            if not self._inside_or_warn(path):
+            shape = entry.to_json()
+            digest = hashlib.sha256(
+                json.dumps(shape, ensure_ascii=False, sort_keys=True).encode("utf-8")
+            ).hexdigest()
+            folder = os.path.join(self._root_text, "media", segment(entry.id, "item id"))
+            where = os.path.join(folder, "entry.json")  # a string: no Path made for most
+            try:
+                found = lstat_inside(self.root, where, self._folders)
+            except StorageError as exc:
+                self._warn_link(exc)
                 continue  # its files fail, each named, when the run comes to them
+            if found is not None and known.get(entry.id) == _entry_note(digest, found):
+                continue
+            data = json.dumps(shape, ensure_ascii=False, indent=2, sort_keys=True)
             encoded = (data + "\n").encode("utf-8")
+            path = Path(where)
             with writing(path, "cannot read"):
-                if not path.is_file() or path.read_bytes() != encoded:
-                    changed.append((path, encoded))
+                if (
+                    found is not None
+                    and stat.S_ISREG(found.st_mode)
+                    and path.read_bytes() == encoded
+                ):
+                    notes[entry.id] = _entry_note(digest, found)
+                else:
+                    changed.append((entry.id, digest, path, encoded))
         with writing(self.media, "cannot write"):
-            atomic_write_many(changed)
-        self.catalog.record_items([(entry.id, entry.title) for entry in entries])
+            atomic_write_many([(path, encoded) for _, _, path, encoded in changed])
+            for item_id, digest, path, _ in changed:  # noted as written: their time now
+                notes[item_id] = _entry_note(digest, os.lstat(path))
+        self.catalog.record_items([(entry.id, entry.title) for entry in entries], notes)
 
     def current(self, item_id: str, role: str, rendition: int = 0) -> FileRecord | None:
         """The current version of a file (of one rendition of a video), as recorded, whether
@@ -327,22 +368,26 @@ class Archive:
         return self.catalog.versions(item_id, role)
 
     def _on_disk(self, record: FileRecord) -> bool:
-        return self._size_held(self.root / record.path) == record.size
+        return self._size_held(self._under_root(record.path)) == record.size
 
     def is_held(self, record: FileRecord) -> bool:
         """Whether a version's bytes are on disk at their recorded size."""
         return self._on_disk(record)
 
-    def _size_held(self, path: Path) -> int | None:
+    def _under_root(self, relative: str) -> str:
+        """A catalog's path (checked: relative, no ``..``) as a string below the root, as
+        :func:`~archiver.archive_paths.inside` notes folders: no Path made for it."""
+        return os.path.join(self._root_text, relative)
+
+    def _size_held(self, path: Path | str) -> int | None:
         """The size of ``path`` when it is a regular file of the archive, not reached through
         a link (one is named once, and what is behind it counts as not held); else ``None``."""
-        if not self._inside_or_warn(path):
-            return None
         try:
-            found = os.lstat(path)
-        except OSError:
+            found = lstat_inside(self.root, path, self._folders)
+        except StorageError as exc:
+            self._warn_link(exc)
             return None
-        return found.st_size if stat.S_ISREG(found.st_mode) else None
+        return found.st_size if found is not None and stat.S_ISREG(found.st_mode) else None
 
     def held(
         self,
@@ -628,8 +673,8 @@ class Archive:
         :class:`StorageError` for a link on the way: nothing is written through one."""
         if record.view is None:
             return
-        view = self.inside(self.root / record.view)
-        if not os.path.lexists(view):
+        view = self._under_root(record.view)
+        if lstat_inside(self.root, view, self._folders) is None:
             self._show(record)
 
     def _hide(self, record: FileRecord) -> None:
@@ -884,6 +929,7 @@ class Archive:
                 # rmtree removes a link below it, never what the link points at.
                 with writing(gone, "cannot delete"), contextlib.suppress(FileNotFoundError):
                     shutil.rmtree(gone)
+            self._folders.clear()  # those checked may be gone: looked at again if made again
             self.catalog.forget_item(
                 item.item_id,
                 run_id=self.run_id,
@@ -925,8 +971,9 @@ class Archive:
 
     def derived(self, sha256: str, kind: str, version: int) -> Derived | None:
         derived = self.catalog.derived(sha256, kind, version)
-        made = self.root / derived.path if derived is not None and derived.path else None
-        if made is not None and self._size_held(made) is None:
+        if derived is None or not derived.path:
+            return derived
+        if self._size_held(self._under_root(derived.path)) is None:
             return None  # its file was removed (or is behind a link, named): make it again
         return derived
 
@@ -979,6 +1026,11 @@ class Archive:
             if not self._run_unrecorded:
                 log.warning("%s; this run and its failures are not recorded in it", exc.message)
             self._run_unrecorded = True
+
+
+def _entry_note(digest: str, found: os.stat_result) -> str:
+    """What the catalog notes of an ``entry.json`` written from an entry of ``digest``."""
+    return f"{digest} {found.st_size} {found.st_mtime_ns}"
 
 
 class _Differs(Exception):

@@ -60,7 +60,7 @@ def segment(text: str, what: str, pattern: re.Pattern[str] | None = None) -> str
     return text
 
 
-def inside(root: Path, path: Path) -> Path:
+def inside(root: Path, path: Path, folders: set[str] | None = None) -> Path:
     """``path``, a file or folder below ``root``, once nothing on the way to it from the root
     is a symbolic link, and nothing but its last part is other than a folder; its last part,
     if it exists, must be a folder or a regular file.
@@ -69,30 +69,71 @@ def inside(root: Path, path: Path) -> Path:
     never writes, replaces, removes or reads anything through a link, so that nothing outside
     the archive is touched. What does not exist yet is archiver's to make. Checked just before
     the disk is touched; whoever can swap folders for links in the archive while a run works
-    is not among what this guards against.
+    is not among what this guards against. So ``folders``, if given, holds the folders found
+    real (neither a link nor a file) so far, added to here and not looked at again: an
+    archive's run checks each folder once, not once per file in it.
     """
-    parts, base = path.parts, root.parts
-    if parts[: len(base)] != base:
-        raise ArchiveError(path, f"not inside the archive {root}")
-    parts = parts[len(base) :]
-    here = os.fspath(root)  # strings, not Paths: a download checks each file often
-    for number, part in enumerate(parts, start=1):
+    lstat_inside(root, path, folders)
+    return path
+
+
+def lstat_inside(
+    root: Path, path: Path | str, folders: set[str] | None = None
+) -> os.stat_result | None:
+    """:func:`inside`'s checks, and what ``lstat`` found at ``path`` itself (``None``: nothing
+    there, or it cannot be looked at): a file's size is known with no second look. ``path``
+    may be a string (``os.path.join(root, relative)``): a run asks of thousands of files."""
+    text, top = os.fspath(path), os.fspath(root)
+    if folders is not None and os.path.dirname(text) in folders:
+        # Its folder was checked (the common case: one lstat a file); ``folders`` holds
+        # only paths below ``root``.
+        return _last(text)
+    below = _below(text, top)
+    if below is None:  # not plainly below it as a string: as paths
+        parts, base = Path(path).parts, root.parts
+        if parts[: len(base)] != base:
+            raise ArchiveError(path, f"not inside the archive {root}")
+        below = list(parts[len(base) :])
+    here = top  # strings, not Paths: a download checks each file often
+    for part in below[:-1]:
         here = os.path.join(here, part)
+        if folders is not None and here in folders:
+            continue
         try:
             mode = os.lstat(here).st_mode
-        except FileNotFoundError:
-            break  # the rest is archiver's to make
         except OSError:
-            break  # the operation that follows will say why it fails
+            # Missing, the rest is archiver's to make; else what follows will say why not.
+            return None
         if stat.S_ISLNK(mode):
             raise StorageError(here, LINK_REFUSED)
-        if stat.S_ISDIR(mode):
-            continue
-        if number < len(parts):
+        if not stat.S_ISDIR(mode):
             raise StorageError(here, "not a folder, where the archive keeps a folder")
-        if not stat.S_ISREG(mode):
-            raise StorageError(here, "a device or other special file, not a regular file")
-    return path
+        if folders is not None:
+            folders.add(here)
+    return _last(text) if below else None
+
+
+def _below(text: str, top: str) -> list[str] | None:
+    """The parts of ``text`` below ``top``, when it is plainly so as a string (no empty part,
+    no ``.``); ``None`` to ask :mod:`pathlib`, whose parsing costs ten times as much."""
+    prefix = top if top.endswith(os.sep) else top + os.sep
+    if not text.startswith(prefix):
+        return None
+    parts = text[len(prefix) :].split(os.sep)
+    return None if "" in parts or "." in parts else parts
+
+
+def _last(text: str) -> os.stat_result | None:
+    """What ``lstat`` finds at the last part of a path whose folders were checked."""
+    try:
+        found = os.lstat(text)
+    except OSError:
+        return None
+    if stat.S_ISLNK(found.st_mode):
+        raise StorageError(text, LINK_REFUSED)
+    if not (stat.S_ISDIR(found.st_mode) or stat.S_ISREG(found.st_mode)):
+        raise StorageError(text, "a device or other special file, not a regular file")
+    return found
 
 
 def refuse_unsafe_folder(folder: Path) -> None:

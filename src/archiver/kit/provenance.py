@@ -70,6 +70,12 @@ class Making:
         return f"réencodée en {self.preset}"
 
 
+def _redacted(url: str) -> str:
+    """:func:`~archiver.urls.redact`, which parses the URL, asked only of one with an ``@``
+    (without one, nothing in it is a password): a kit plans two of them a video."""
+    return redact(url) if "@" in url else url
+
+
 @dataclass(frozen=True)
 class FileProvenance:
     """A file of the archive as the catalog recorded it: where and when it was fetched, what
@@ -93,9 +99,9 @@ class FileProvenance:
         return cls(
             role=record.role,
             path=path,
-            url=redact(record.url),
+            url=_redacted(record.url),
             # A redirect's URL is redacted when recorded, the manifest's own is not.
-            final_url=redact(record.final_url),
+            final_url=_redacted(record.final_url),
             fetched_at=record.fetched_at,
             sha256=record.sha256,
             size=record.size,
