@@ -6,8 +6,9 @@ Targets (the downloader issue):
 - 100 files of 8 MiB, ``--jobs 8``: ≤ 1.5× ``aria2c -j 8``;
 - a connection dropped every 8 MiB: completes, with ≤ 2% of the bytes fetched twice.
 
-Every command runs end to end as a user types it (start-up included); the best of ``--runs``
-is kept, since other load on a shared machine only ever adds time. The served files are
+Every command runs end to end as a user types it (start-up included), in turns; the best of
+``--runs`` is kept, since other load on a shared machine only ever adds time, and the median
+is reported beside it. The served files are
 incompressible random bytes (transfer speed does not depend on what the bytes encode).
 
 Run: ``.venv/bin/python bench/bench_download.py`` (needs the Debian packages nginx-light, curl,
@@ -20,9 +21,11 @@ import argparse
 import hashlib
 import json
 import shutil
+import statistics
 import sys
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from archiver.entry import Entry, Source, Video
@@ -59,12 +62,38 @@ def _digest(path: Path) -> str:
         return hashlib.file_digest(stream, "sha256").hexdigest()
 
 
-def best(runs: int, prepare: Callable[[], None], command: Callable[[], list[str]]) -> Timing:
-    results = []
+@dataclass(frozen=True)
+class Result:
+    """A tool's best run (its wall time and peak RSS), and the median wall time of its runs."""
+
+    seconds: float
+    median: float
+    peak_rss_mib: float
+
+
+def in_turns(
+    runs: int,
+    prepare: Callable[[], None],
+    commands: dict[str, Callable[[], list[str]]],
+    check: Callable[[str], None] | None = None,
+) -> dict[str, Result]:
+    """Every command ``runs`` times, in turns (run 1 of each, then run 2...), so that a
+    spell of load from other work on a shared machine falls on every tool alike; the best
+    run of each, with the median of its runs. ``check(tool)`` after
+    each run (archiver's file against the served one)."""
+    every: dict[str, list[Timing]] = {tool: [] for tool in commands}
     for _ in range(runs):
-        prepare()
-        results.append(timed(command()))
-    return min(results, key=lambda t: t.seconds)
+        for tool, command in commands.items():
+            prepare()
+            every[tool].append(timed(command()))
+            if check is not None:
+                check(tool)
+    results = {}
+    for tool, timings in every.items():
+        fastest = min(timings, key=lambda t: t.seconds)
+        median = statistics.median(t.seconds for t in timings)
+        results[tool] = Result(fastest.seconds, median, fastest.peak_rss_mib)
+    return results
 
 
 def fresh(folder: Path) -> Callable[[], None]:
@@ -77,7 +106,7 @@ def fresh(folder: Path) -> Callable[[], None]:
 
 def one_large_file(
     work: Path, served: Path, nginx: Nginx, size_mib: int, runs: int
-) -> dict[str, Timing]:
+) -> dict[str, Result]:
     name = "big.mp4"
     make_file(served / name, size_mib * MIB, seed=1)
     url = nginx.url(name)
@@ -94,28 +123,27 @@ def one_large_file(
         ],
         "yt-dlp": lambda: [ytdlp, "-q", "--no-progress", "--no-part", "-o", str(out / name), url],
     }
-    results: dict[str, Timing] = {}
-    for tool, command in commands.items():
-        results[tool] = best(runs, fresh(out), command)
+    # curl "with sha256 included" as well: download, then hash, as a user would.
+    commands["curl + sha256sum"] = lambda: [
+        *("sh", "-c", f"curl -sS -o {out / name} {url} && sha256sum {out / name}")
+    ]
+    # Hash by blocks: a 512 MiB read would raise the peak RSS of every child forked after.
+    expected = _digest(served / name)
+
+    def check(tool: str) -> None:
+        # The archive keeps bytes by their sha256: the served file's must be there, whole.
         if tool == "archiver":
-            # The archive keeps bytes by their sha256: the served file's must be there, whole.
-            # Hash by blocks: a 512 MiB read would raise the peak RSS of every child forked after.
-            expected = _digest(served / name)
             held = out / "archive" / "store" / expected[:2] / expected
             if not held.is_file() or _digest(held) != expected:
                 raise SystemExit("archiver's file does not match the served one")
-    # curl "with sha256 included" as well: download, then hash, as a user would.
-    results["curl + sha256sum"] = best(
-        runs,
-        fresh(out),
-        lambda: ["sh", "-c", f"curl -sS -o {out / name} {url} && sha256sum {out / name}"],
-    )
+
+    results = in_turns(runs, fresh(out), commands, check)
     (served / name).unlink()
     shutil.rmtree(out, ignore_errors=True)
     return results
 
 
-def many_files(work: Path, served: Path, nginx: Nginx, count: int, runs: int) -> dict[str, Timing]:
+def many_files(work: Path, served: Path, nginx: Nginx, count: int, runs: int) -> dict[str, Result]:
     urls = []
     for i in range(count):
         make_file(served / f"f{i:03d}.mp4", 8 * MIB, seed=100 + i)
@@ -133,7 +161,7 @@ def many_files(work: Path, served: Path, nginx: Nginx, count: int, runs: int) ->
             *("-d", str(out), "-i", str(listing)),
         ],
     }
-    results = {tool: best(runs, fresh(out), command) for tool, command in commands.items()}
+    results = in_turns(runs, fresh(out), commands)
     for i in range(count):
         (served / f"f{i:03d}.mp4").unlink()
     shutil.rmtree(out, ignore_errors=True)
@@ -186,8 +214,8 @@ def main() -> None:
         # nginx's workers run as an unprivileged user: let them read what they serve.
         work.chmod(0o755)
         served.chmod(0o755)
-        one: dict[str, Timing] = {}
-        many: dict[str, Timing] = {}
+        one: dict[str, Result] = {}
+        many: dict[str, Result] = {}
         drop: dict[str, float | int | bool] = {}
         with Nginx(served) as nginx:
             if args.only in (None, "one"):
@@ -208,22 +236,34 @@ def main() -> None:
         args.json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
 
 
-def report_one(one: dict[str, Timing], args: argparse.Namespace) -> None:
-    print(f"\nOne {args.size_mib} MiB file (best of {args.runs}):")
+def report_one(one: dict[str, Result], args: argparse.Namespace) -> None:
+    print(f"\nOne {args.size_mib} MiB file (best and median of {args.runs}, in turns):")
     for tool, t in one.items():
-        print(f"  {tool:18s} {t.seconds:7.2f} s   peak RSS {t.peak_rss_mib:6.1f} MiB")
-    a = one["archiver"].seconds
-    print(f"  archiver / yt-dlp = {a / one['yt-dlp'].seconds:.2f} (target ≤ 1.25)")
-    print(f"  archiver / curl   = {a / one['curl'].seconds:.2f} (target ≤ 1.00)")
+        print(
+            f"  {tool:18s} {t.seconds:7.2f} s  median {t.median:7.2f} s   "
+            f"peak RSS {t.peak_rss_mib:6.1f} MiB"
+        )
+    a, m = one["archiver"].seconds, one["archiver"].median
+    for peer, target in (("yt-dlp", 1.25), ("curl", 1.00)):
+        print(
+            f"  archiver / {peer:6s} = {a / one[peer].seconds:.2f} (target ≤ {target:.2f}; "
+            f"medians: {m / one[peer].median:.2f})"
+        )
     print(f"  archiver peak RSS = {one['archiver'].peak_rss_mib:.1f} MiB (target ≤ 100)")
 
 
-def report_many(many: dict[str, Timing], args: argparse.Namespace) -> None:
-    print(f"\n{args.count} files of 8 MiB (best of {args.runs}):")
+def report_many(many: dict[str, Result], args: argparse.Namespace) -> None:
+    print(f"\n{args.count} files of 8 MiB (best and median of {args.runs}, in turns):")
     for tool, t in many.items():
-        print(f"  {tool:18s} {t.seconds:7.2f} s   peak RSS {t.peak_rss_mib:6.1f} MiB")
-    ratio = many["archiver --jobs 8"].seconds / many["aria2c -j 8"].seconds
-    print(f"  archiver / aria2c = {ratio:.2f} (target ≤ 1.5)")
+        print(
+            f"  {tool:18s} {t.seconds:7.2f} s  median {t.median:7.2f} s   "
+            f"peak RSS {t.peak_rss_mib:6.1f} MiB"
+        )
+    mine, peer = many["archiver --jobs 8"], many["aria2c -j 8"]
+    print(
+        f"  archiver / aria2c = {mine.seconds / peer.seconds:.2f} (target ≤ 1.5; "
+        f"medians: {mine.median / peer.median:.2f})"
+    )
 
 
 def report_drop(drop: dict[str, float | int | bool], args: argparse.Namespace) -> None:

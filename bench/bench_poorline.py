@@ -10,9 +10,10 @@ as PeerTube's nginx does), behind the project's link emulator (``bench/linkemu.p
 docstring says what it emulates and what it does not; no packet loss, no congestion control).
 Every tool runs end to end as a user types it, start-up included, one after the other in turns
 (run 1 of each tool, then run 2 of each...), and the best of ``--runs`` is kept: other load on
-a shared machine only ever adds time. Each tool's files are checked against the served ones
-(sha256) after every run, so a fast wrong download never counts. The emulator counts the
-connections each run opened and the bytes it carried.
+a shared machine only ever adds time (the medians, and their ratio, are reported as well).
+Each tool's files are checked against the served ones (sha256) after every run, so a fast
+wrong download never counts. The emulator counts the connections each run opened and the
+bytes it carried.
 
 aria2c splits a file only into ranges of at least ``--min-split-size`` (``-k``, 20 MiB by
 default) and never splits a range under twice that: as typed, ``aria2c -x4 -s4`` fetches a
@@ -35,6 +36,7 @@ import argparse
 import hashlib
 import json
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -47,6 +49,8 @@ from common import Nginx, ensure_tools, make_file, timed
 from linkemu import MIB, Link, LinkEmulator, parse_size
 
 MB = 1_000_000  # the issue's sizes are in MB, as a video's page shows them
+# ``--only``: besides archiver's run, measure only the tools whose name holds one of these.
+ONLY: list[str] = []
 
 
 @dataclass(frozen=True)
@@ -108,6 +112,8 @@ def measure(
     tools: list[Tool], expected: list[str], out: Path, line: LinkEmulator, runs: int
 ) -> dict[str, list[Run]]:
     """Every tool ``runs`` times, in turns; each run's files checked against ``expected``."""
+    if ONLY:  # archiver's own run (the first), and the peers asked for
+        tools = tools[:1] + [tool for tool in tools[1:] if any(w in tool.name for w in ONLY)]
     results: dict[str, list[Run]] = {tool.name: [] for tool in tools}
     for turn in range(runs):
         for tool in tools:
@@ -136,32 +142,51 @@ def best(runs: list[Run]) -> Run:
     return min(runs, key=lambda r: r.seconds)
 
 
+def median(runs: list[Run]) -> float:
+    return statistics.median(r.seconds for r in runs)
+
+
 def report(
     title: str, results: dict[str, list[Run]], target_peers: list[str], target_name: str
 ) -> dict[str, float]:
-    """The table of best times, archiver's ratio to the best peer and to the target."""
+    """The table of best and median times, archiver's ratios to the best peer and to the
+    target: of the best runs (the target's measure), and of the medians (for a loaded machine)."""
     print(f"\n{title}")
     for name, runs in results.items():
         b = best(runs)
         every = ", ".join(f"{r.seconds:.2f}" for r in runs)
         print(
-            f"  {name:38s} best {b.seconds:7.2f} s  ({every})  {b.connections} connections, "
-            f"peak RSS {b.peak_rss_mib:6.1f} MiB"
+            f"  {name:38s} best {b.seconds:7.2f} s  median {median(runs):7.2f} s  ({every})  "
+            f"{b.connections} connections, peak RSS {b.peak_rss_mib:6.1f} MiB"
         )
     archiver_name = next(iter(results))
-    mine = best(results[archiver_name]).seconds
+    mine, mine_median = best(results[archiver_name]).seconds, median(results[archiver_name])
     peers = {name: best(r).seconds for name, r in results.items() if not name.startswith("archiv")}
+    if not peers:
+        return {}
     best_peer = min(peers, key=peers.__getitem__)
-    target = min(peers[name] for name in target_peers)
+    targets = [name for name in target_peers if name in peers] or [best_peer]
+    target = min(peers[name] for name in targets)
+    target_median = min(median(results[name]) for name in targets)
     ratio_best = mine / peers[best_peer]
     ratio_target = mine / target
     verdict = "met" if ratio_target <= 1.0 else "NOT met"
     for name in results:
         if name != archiver_name:
-            print(f"  {archiver_name} / {name} = {mine / best(results[name]).seconds:.2f}")
+            print(
+                f"  {archiver_name} / {name} = {mine / best(results[name]).seconds:.2f} "
+                f"(medians: {mine_median / median(results[name]):.2f})"
+            )
     print(f"  {archiver_name} / {best_peer} (best peer) = {ratio_best:.2f}")
-    print(f"  {archiver_name} / {target_name} = {ratio_target:.2f} (target ≤ 1.00: {verdict})")
-    return {"ratio_best_peer": ratio_best, "ratio_target": ratio_target}
+    print(
+        f"  {archiver_name} / {target_name} = {ratio_target:.2f} (target ≤ 1.00: {verdict}; "
+        f"medians: {mine_median / target_median:.2f})"
+    )
+    return {
+        "ratio_best_peer": ratio_best,
+        "ratio_target": ratio_target,
+        "ratio_target_medians": mine_median / target_median,
+    }
 
 
 def one_file(
@@ -307,7 +332,10 @@ def main() -> None:
     parser.add_argument("--scenario", nargs="+", choices=["one", "many", "drop"],
                         default=["one", "many"], help="what to measure (one many)")  # fmt: skip
     parser.add_argument("--json", type=Path, help="also write every run here")
+    parser.add_argument("--only", nargs="+", default=[], metavar="WORD",
+                        help="archiver and only the tools named with a WORD")  # fmt: skip
     args = parser.parse_args()
+    ONLY[:] = args.only
     ensure_tools()
     connections = "--connections" in archiver_options()
     print(

@@ -27,6 +27,7 @@ from archiver.cli import cli
 from archiver.fetch import DownloadReport, DownloadSettings, Status, download, download_all
 from archiver.fetch.http import make_client
 from archiver.fetch.plan import Job
+from archiver.fetch.segments import Origin, Part, Segments
 from archiver.manifest import Manifest, write_manifest
 
 from .conftest import content_of, make_entry, sha256
@@ -461,6 +462,45 @@ def test_rate_limit_holds_within_ten_percent_with_several_connections_a_file(
     assert connections(report) == 4
     achieved = len(data) / elapsed
     assert 0.9 * rate <= achieved <= 1.1 * rate, f"{achieved / MiB:.2f} MiB/s over 2 MiB/s"
+
+
+def fetching(rate: float) -> tuple[Segments, Part]:
+    """A file of 100 MiB whose one part is being fetched from byte 20 MiB at ``rate``."""
+    segments = Segments.fresh(Origin("u", '"e"', None, 100 * MiB, "video/mp4", "u"), 20 * MiB)
+    victim = segments.parts[0]
+    victim.busy, victim.rate = True, rate
+    return segments, victim
+
+
+def test_a_piece_taken_from_a_part_leaves_it_what_its_connection_brings_meanwhile() -> None:
+    """A new request's first byte comes ``wait`` seconds after it is sent, and the part's own
+    connection goes on meanwhile: the thief takes half of what is left after that, so both
+    end together. (Halves left the thief idle at the end of a poor line for ``wait``.)"""
+    wait, rate = 0.6, 2.0 * MiB
+    segments, victim = fetching(rate)
+    stolen = segments.steal(256 * 1024, wait)
+    assert stolen is not None
+    assert (stolen.end, victim.end) == (100 * MiB, stolen.start)
+    kept, taken = victim.end - victim.received, stolen.end - stolen.start
+    assert kept + taken == 80 * MiB
+    assert abs(kept / rate - (wait + taken / rate)) < 0.001  # they end together
+
+    # A part its connection ends before a new request's first byte comes is left alone.
+    segments, victim = fetching(200.0 * MiB)
+    assert segments.steal(256 * 1024, wait) is None
+
+    # A balanced piece under the minimum: the minimum, while it still ends the part sooner.
+    segments, victim = fetching(rate)
+    floor = (80 * MiB - int(rate * wait)) // 2 + MiB // 2  # and under half
+    least = segments.steal(floor, wait)
+    assert least is not None
+    assert (least.start, least.end, victim.end) == (100 * MiB - floor, 100 * MiB, least.start)
+
+    # A part whose rate is not measured yet is halved.
+    segments, victim = fetching(0.0)
+    halved = segments.steal(256 * 1024, wait)
+    assert halved is not None
+    assert victim.end - victim.received == halved.end - halved.start == 40 * MiB
 
 
 def test_a_dropping_line_fetches_at_most_two_percent_twice(

@@ -4,8 +4,8 @@
 
     Origin      the version being fetched, as its first answer described it
     Part        one part of the file: its bytes, what arrived, what is written
-    Segments    the parts of the file; the part a connection takes, half of the largest one
-                it steals; the sidecar that records them
+    Segments    the parts of the file; the part a connection takes, the piece of the
+                largest one it steals; the sidecar that records them
     Gauge       whether one connection is too slow for the line, so that more would gain
     PartFile    the partial file: written at offsets from worker threads, hashed, durable
 
@@ -96,7 +96,7 @@ class Origin:
 class Part:
     """A part of the file, ``[start, end)``: ``[start, pos)`` is written to the partial file,
     ``[start, received)`` has arrived (written, or waiting to be). ``end`` moves back when
-    another connection takes the far half."""
+    another connection takes its far piece."""
 
     start: int
     end: int
@@ -143,25 +143,51 @@ class Segments:
         return None
 
     def largest(self, min_piece: int, wait: float = 0.0) -> Part | None:
-        """The part being fetched with the most bytes still to come, if its far half is
-        worth another request: at least ``min_piece``, and more than its connection brings
-        in ``wait`` seconds (a new request's wait for its first byte): a smaller half would
-        arrive later by a new request than by the connection already on it.
+        """The part being fetched with the most bytes still to come, if a piece of it is
+        worth another request (:meth:`piece`).
 
         >>> segments = Segments.fresh(Origin("u", None, "d", 100, "", "u"))
         >>> segments.parts[0].busy, segments.parts[0].rate = True, 40.0
-        >>> segments.largest(10) is segments.parts[0], segments.largest(10, wait=2.0)
+        >>> segments.largest(10) is segments.parts[0], segments.largest(10, wait=2.5)
         (True, None)
         """
         busy = [part for part in self.parts if part.busy and not part.dropped]
         victim = max(busy, key=lambda part: part.left, default=None)
-        if victim is None or victim.left // 2 < max(min_piece, victim.rate * wait, 1):
+        if victim is None or not self.piece(victim, min_piece, wait):
             return None
         return victim
 
+    @staticmethod
+    def piece(victim: Part, min_piece: int, wait: float) -> int:
+        """The far piece of ``victim`` a new request takes, so that both end together; 0
+        when no piece of at least ``min_piece`` makes the part end sooner.
+
+        The new request's first byte comes ``wait`` seconds from now (a round trip on a
+        kept connection, two on a new one), while the victim's connection goes on: it keeps
+        what it brings meanwhile (``rate * wait``) and half of the rest. Halves, when its
+        rate is not measured yet. On a line whose connections each get a capped share (the
+        poor line of bench/bench_poorline.py), halves left the thief idle at the end for
+        ``wait`` seconds. Never more than half: what the victim brings is only an estimate.
+
+        >>> Segments.piece(Part(0, 100, 0, 0), 10, wait=1.0)  # rate unknown: halves
+        50
+        >>> Segments.piece(Part(0, 100, 0, 0, rate=20.0), 10, wait=1.0)  # it keeps 20 + 40
+        40
+        >>> Segments.piece(Part(0, 100, 0, 0, rate=20.0), 45, wait=1.0)  # the least worth it
+        45
+        >>> Segments.piece(Part(0, 100, 0, 0, rate=60.0), 45, wait=1.0)  # ends before 45 come
+        0
+        """
+        left = victim.left
+        ahead = int(victim.rate * wait)  # what its connection brings before the thief's first
+        piece = max((left - ahead) // 2, min_piece, 1)
+        if piece > left // 2 or piece >= left - ahead:
+            return 0
+        return piece
+
     def steal(self, min_piece: int, wait: float = 0.0) -> Part | None:
-        """Half of the largest part still to come, its far half, as a new part
-        (:meth:`largest` says which, if any).
+        """The far piece of the largest part still to come (:meth:`piece`), as a new part
+        (:meth:`largest` says which part, if any).
 
         >>> segments = Segments.fresh(Origin("u", None, "d", 100, "", "u"))
         >>> segments.parts[0].busy = True
@@ -174,7 +200,7 @@ class Segments:
         victim = self.largest(min_piece, wait)
         if victim is None:
             return None
-        middle = victim.received + victim.left // 2
+        middle = victim.end - self.piece(victim, min_piece, wait)
         part = Part(middle, victim.end, middle, middle, busy=True)
         victim.end = middle
         self.parts.insert(self.parts.index(victim) + 1, part)

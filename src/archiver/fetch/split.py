@@ -21,9 +21,12 @@ connections stop and the first goes on alone, or, when it cannot, the file start
 one connection (:class:`NoRanges`).
 
 **Work stealing.** The first connection starts with the rest of the file; each other
-connection takes half of the largest part still to come, the far half, and so does any
-connection that finishes its part, while that half is worth a new request. Parts end
-together.
+connection takes the far piece of the largest part still to come, and so does any connection
+that finishes its part, while that piece is worth a new request: half of what is left once
+the part's own connection has brought what it brings while the new request waits for its
+first byte (:meth:`.Segments.piece`; halves until its rate is measured). Parts end together.
+That wait is two round trips on a new connection, one on a connection whose answer before
+was read to its end (kept alive): measured, as the first answers come.
 
 **A crash.** The sidecar is brought up to date about once a second (:meth:`.PartFile.checkpoint`);
 the next run resumes every part where its bytes end.
@@ -175,9 +178,13 @@ class Split:
         self.wake = asyncio.Event()  # a slot came back, a connection ended, ranges proven
         self.over = asyncio.Event()  # no connection left
         self.writes: set[asyncio.Task[None]] = set()
-        # The longest a request waited for its first byte (the first answer's, to begin
-        # with): no part is split that its own connection would finish sooner.
+        # The longest a request on a new connection waited for its first byte (the first
+        # answer's, to begin with), and one on a connection kept from the answer before
+        # (half of that until measured: a new TCP connection costs one more round trip): a
+        # piece taken from a part is what its own connection would not bring sooner.
         self.wait = latency
+        self.again = latency / 2
+        self.measured = False  # self.again is a measure, not that guess
         self.file: PartFile | None = None
         self.group: asyncio.TaskGroup | None = None
 
@@ -322,18 +329,20 @@ class Split:
     async def _connection(
         self, part: Part | None, response: tuple[httpx.Response, AsyncIterator[bytes]] | None
     ) -> None:
-        """One connection: its part, then any part left or half of the largest one."""
+        """One connection: its part, then any part left or a piece of the largest one."""
+        kept = False  # the last answer was read to its end: its connection serves the next
         while True:
             if part is None:
                 part = self.segments.take()
                 if part is None and self._may_steal():
-                    part = self.segments.steal(self.settings.min_piece, self.wait)
+                    wait = self.again if kept else self.wait
+                    part = self.segments.steal(self.settings.min_piece, wait)
                 if part is None:
                     return
             log.debug("%s: bytes %d-%d on a connection (%d under way)", self.job.label,
                       part.received, part.end - 1, self.workers)  # fmt: skip
             try:
-                await self._fetch(part, response)
+                kept = await self._fetch(part, response, kept=kept)
             except NoRanges:
                 if not self._alone():
                     raise
@@ -358,10 +367,18 @@ class Split:
         return True
 
     async def _fetch(
-        self, part: Part, response: tuple[httpx.Response, AsyncIterator[bytes]] | None
-    ) -> None:
+        self,
+        part: Part,
+        response: tuple[httpx.Response, AsyncIterator[bytes]] | None,
+        *,
+        kept: bool = False,
+    ) -> bool:
         """Fetch ``part`` to its end (which may move back meanwhile), retrying as a file's
-        transfer is retried: per part, its own budget, stalls and ``Retry-After``."""
+        transfer is retried: per part, its own budget, stalls and ``Retry-After``.
+
+        ``kept``: the connection's answer before was read to its end, so the first request
+        goes on a kept connection. Returns whether the last answer was (for the next one).
+        """
         settings = self.settings
         budget = RetryBudget(
             retries=settings.retries,
@@ -372,12 +389,14 @@ class Split:
         while part.received < part.end and not part.dropped:
             try:
                 if response is not None:
-                    await self._first(part, *response)
+                    kept = await self._first(part, *response)
                 else:
                     asked = time.monotonic()
                     async with self._ranged(part) as (answer, body_end):
-                        await self._receive(part, answer.aiter_raw(), body_end, asked)
+                        chunks = answer.aiter_raw()
+                        kept = await self._receive(part, chunks, body_end, (asked, kept))
             except _Again as exc:
+                kept = False
                 if not budget.failed(held=part.pos - part.start, stalled=exc.stalled):
                     reason = f"{exc.reason} (gave up after {budget.attempt} attempts)"
                     raise DownloadError(self.job.url, reason) from None
@@ -391,15 +410,16 @@ class Split:
                 await asyncio.sleep(delay)
             finally:
                 response = None
+        return kept
 
     async def _first(
         self, part: Part, response: httpx.Response, chunks: AsyncIterator[bytes]
-    ) -> None:
+    ) -> bool:
         """The first answer, into the first part; closed once the part is whole (the rest
         of it is other connections' now) or the answer breaks off."""
         try:
             with self._carrying():
-                await self._receive(part, chunks, self.segments.origin.length)
+                return await self._receive(part, chunks, self.segments.origin.length)
         except httpx.HTTPError as exc:
             raise self._failure(exc) from exc
         finally:
@@ -490,14 +510,15 @@ class Split:
         part: Part,
         chunks: AsyncIterator[bytes],
         body_end: int,
-        asked: float | None = None,
-    ) -> None:
+        asked: tuple[float, bool] | None = None,
+    ) -> bool:
         """Stream an answer into ``part`` until the part's end, within the bandwidth cap and
         the minimum rate; the bytes past the end (another connection's now) are let go.
 
         An answer read to its last byte (``body_end``) is read to its end, so that its
-        connection serves the next request; one cut short is closed. ``asked``: when its
-        request was sent, to learn how long a request waits for its first byte.
+        connection serves the next request; one cut short is closed: returns which.
+        ``asked``: when its request was sent, and whether on a kept connection, to learn
+        how long a request waits for its first byte.
         """
         began = part.received
         since: float | None = None  # the first byte's arrival: the part's rate from then on
@@ -515,11 +536,11 @@ class Split:
                 if since is None:
                     since = time.monotonic()
                     if asked is not None:
-                        self.wait = max(self.wait, since - asked)
+                        self._waited(since - asked[0], kept=asked[1])
                 elif (elapsed := time.monotonic() - since) >= RATE_WINDOW:
                     part.rate = (position - began) / elapsed
                 if part.dropped:
-                    return
+                    return False
                 room = part.end - part.received
                 used = chunk if len(chunk) <= room else chunk[: max(room, 0)]
                 if used:
@@ -545,7 +566,7 @@ class Split:
                 if done:
                     if position >= body_end:
                         continue  # the answer's end: the connection can be used again
-                    return
+                    return False
                 stall = watch.stalled(now)
                 if stall is not None:
                     raise _Again(stall, stalled=True)
@@ -557,6 +578,16 @@ class Split:
                 await self._write(part, buffer)
         if part.received == began:
             raise _Again("the server sent none of the range")
+        return position >= body_end
+
+    def _waited(self, seconds: float, *, kept: bool) -> None:
+        """A request waited ``seconds`` for its first byte, on a kept connection or not."""
+        if not kept:
+            self.wait = max(self.wait, seconds)
+        elif self.measured:
+            self.again = max(self.again, seconds)
+        else:  # the first measure replaces the guess
+            self.again, self.measured = seconds, True
 
     def _write(self, part: Part, block: bytearray) -> asyncio.Task[None]:
         """Write ``block`` where ``part`` stands, in a worker thread; the part's written
