@@ -8,7 +8,8 @@ and facts are recorded as the first build would make them, from one frame of the
 (``--posters ffmpeg`` makes each one with ffmpeg, as the first build does). The kit is built
 with ``--copy``, as on a USB key (another filesystem). Peers measured in the same run:
 ``rsync -a`` of the same kit to a copy already up to date (the floor of "look at every file
-and find nothing to do"), and with ``--base SRC`` another tree's archiver on the same kit.
+and find nothing to do"), and with ``--base SRC`` another tree's archiver on a twin of the same
+kit and archive (hard links, its own catalog: see :func:`scale.twin`).
 
 Run: ``.venv/bin/python bench/bench_package.py [--videos 100] [--base /tmp/base/src]``
 """
@@ -25,6 +26,7 @@ from pathlib import Path
 
 from archiver.archive import Archive
 from archiver.kit import KitSettings, package
+from archiver.kit.pages import folder_names
 from archiver.manifest import Manifest, write_manifest
 from common import (
     commit,
@@ -35,7 +37,7 @@ from common import (
     timed,
     with_trailer,
 )
-from scale import seed_derived
+from scale import seed_derived, twin
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGETS = {100: 2.0, 10_000: 3.0}  # seconds, the CLI with start-up
@@ -84,6 +86,12 @@ def main() -> None:
 
         command = [sys.executable, "-m", "archiver", "-q", "package", str(manifest_path),
                    "--archive", str(archive_root), "-o", str(kit), "--copy"]  # fmt: skip
+        base_command = command
+        if args.base is not None:  # its own twin of the archive and kit: see scale.twin
+            twin(archive_root, work / "base-archive", args.base)
+            twin(kit, work / "base-kit", args.base)
+            base_command = [*command[:-5], "--archive", str(work / "base-archive"),
+                            "-o", str(work / "base-kit"), "--copy"]  # fmt: skip
         ours: list[float] = []
         theirs: list[float] = []
         for number in range(args.runs + 1):  # the first of each writes its bytecode cache
@@ -91,7 +99,7 @@ def main() -> None:
             if number:
                 ours.append(seconds)
             if args.base is not None:
-                seconds = _cli(command, args.base)
+                seconds = _cli(base_command, args.base)
                 if number:
                     theirs.append(seconds)
         noop_lib = []
@@ -127,7 +135,8 @@ def main() -> None:
     print(f"re-package unchanged, in-process:        best {min(noop_lib):.2f} s")
     print(f"peer: rsync -a of the same kit, up to date: best {rsync:.2f} s"
           f" (archiver CLI / rsync = {min(ours) / rsync:.1f})")  # fmt: skip
-    outside = [p for p in update.changed if not p.startswith(f"data/videos/{changed.id}/")]
+    folder = folder_names(entries)[changed.id]  # named from its title, not its id
+    outside = [p for p in update.changed if not p.startswith(f"data/videos/{folder}/")]
     print(f"one video changed: {update.written} files written, {update.bytes_written} bytes"
           f" copied (the new video is {len(new_video)} bytes), {update.removed} removed,"
           f" in {update_seconds:.2f} s; files outside its folder: {outside or 'none'}")  # fmt: skip

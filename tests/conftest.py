@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import json
 import logging
 import os
 import random
@@ -160,6 +161,14 @@ def chromium(*extra_args: str) -> Iterator[Browser]:
             yield browser
         finally:
             browser.close()
+
+
+def kit_folder(kit: Path, item: str) -> Path:
+    """A video's folder in a kit (named from its title, not its id): where the kit's own
+    ``data/provenance.json`` puts its video."""
+    document = json.loads((kit / "data" / "provenance.json").read_text(encoding="utf-8"))
+    (path,) = [v["kit_video"]["path"] for v in document["videos"] if v["id"] == item]
+    return (kit / path).parent
 
 
 def stored(archive: Path, item: str, version: int | None = None) -> Path:

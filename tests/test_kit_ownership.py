@@ -122,10 +122,23 @@ def test_a_folder_holding_only_what_systems_and_killed_runs_leave_becomes_a_kit(
     (key / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
     # A first build killed while staging: its staging folder, and the temporary files an
     # earlier release staged beside their final names.
-    (key / STAGING / "data" / "videos" / "evaluer").mkdir(parents=True)
-    (key / STAGING / "data" / "videos" / "evaluer" / "video-240p.mp4").write_bytes(b"cut")
-    (key / "data" / "videos" / "evaluer").mkdir(parents=True)
-    (key / "data" / "videos" / "evaluer" / ".video-240p.mp4.archiver-tmp").write_bytes(b"cut")
+    (key / STAGING / "data" / "videos" / "Evaluer-avec-le-numerique").mkdir(parents=True)
+    (
+        key
+        / STAGING
+        / "data"
+        / "videos"
+        / "Evaluer-avec-le-numerique"
+        / "Evaluer-avec-le-numerique-240p.mp4"
+    ).write_bytes(b"cut")
+    (key / "data" / "videos" / "Evaluer-avec-le-numerique").mkdir(parents=True)
+    (
+        key
+        / "data"
+        / "videos"
+        / "Evaluer-avec-le-numerique"
+        / ".Evaluer-avec-le-numerique-240p.mp4.archiver-tmp"
+    ).write_bytes(b"cut")
     (key / ".index.html.archiver-tmp").write_text("<html")
     package(Manifest(entries=tuple(items)), archive, key)
     bagit.Bag(str(key)).validate()
@@ -219,27 +232,29 @@ def test_files_the_user_added_to_a_kit_are_left_and_named_in_a_warning(
     package(Manifest(entries=tuple(items)), archive, kit)
     (kit / "data" / "notes").mkdir()
     (kit / "data" / "notes" / "seance-1.txt").write_text("mes notes")
-    (kit / "data" / "videos" / "collaborer" / "questions.txt").write_text("à poser")
+    (kit / "data" / "videos" / "Collaborer-en-classe" / "questions.txt").write_text("à poser")
     (kit / "A LIRE.txt").write_text("clé de la salle 12")
     with caplog.at_level(logging.WARNING, logger="archiver"):
         report = package(Manifest(entries=tuple(items[:2])), archive, kit)
     assert report.removed == 3  # collaborer's page, video and poster: archiver's, listed
     assert (kit / "data" / "notes" / "seance-1.txt").read_text() == "mes notes"
-    assert (kit / "data" / "videos" / "collaborer" / "questions.txt").read_text() == "à poser"
-    assert sorted(p.name for p in (kit / "data" / "videos" / "collaborer").iterdir()) == [
+    assert (
+        kit / "data" / "videos" / "Collaborer-en-classe" / "questions.txt"
+    ).read_text() == "à poser"
+    assert sorted(p.name for p in (kit / "data" / "videos" / "Collaborer-en-classe").iterdir()) == [
         "questions.txt"
     ]
     assert (kit / "A LIRE.txt").read_text() == "clé de la salle 12"
     warning = (
         f"{kit}: 3 files archiver did not write left as they are: A LIRE.txt,"
-        " data/notes/seance-1.txt, data/videos/collaborer/questions.txt; archiver verify"
+        " data/notes/seance-1.txt, data/videos/Collaborer-en-classe/questions.txt; archiver verify"
         " reports those under data/ as extra files"
     )
     assert caplog.messages == [warning]
     assert report.warnings == (warning,)
     assert sorted(str(p) for p in verify_bag(kit)[2]) == [
         "data/notes/seance-1.txt: not in the kit's manifest (extra file)",
-        "data/videos/collaborer/questions.txt: not in the kit's manifest (extra file)",
+        "data/videos/Collaborer-en-classe/questions.txt: not in the kit's manifest (extra file)",
     ]
 
 
@@ -248,7 +263,7 @@ def test_a_file_archiver_did_not_write_where_the_kit_needs_one_is_refused(
 ) -> None:
     kit = tmp_path / "kit"
     manifest = two_of_three_packaged(three, kit)
-    mine = kit / "data" / "videos" / "collaborer" / "index.html"
+    mine = kit / "data" / "videos" / "Collaborer-en-classe" / "index.html"
     mine.parent.mkdir()
     mine.write_text("<p>ma page sur le travail en îlots</p>")
     before = snapshot(kit)
@@ -296,19 +311,20 @@ def test_a_damaged_manifest_never_lets_archiver_delete_what_it_no_longer_lists(
     kit = tmp_path / "kit"
     package(Manifest(entries=tuple(items)), archive, kit)
     lines = (kit / MANIFEST).read_text().splitlines(keepends=True)
-    damaged = [("#" * 70 + "\n") if "/collaborer/" in line else line for line in lines]
+    damaged = [("#" * 70 + "\n") if "/Collaborer-en-classe/" in line else line for line in lines]
     (kit / MANIFEST).write_text("".join(damaged))
-    collaborer = snapshot(kit / "data" / "videos" / "collaborer")
+    collaborer = snapshot(kit / "data" / "videos" / "Collaborer-en-classe")
     with caplog.at_level(logging.WARNING, logger="archiver"):
         report = package(Manifest(entries=tuple(items[:2])), archive, kit)
     assert report.removed == 0
-    assert snapshot(kit / "data" / "videos" / "collaborer") == collaborer
+    assert snapshot(kit / "data" / "videos" / "Collaborer-en-classe") == collaborer
     assert caplog.messages[0].startswith(f"{kit / MANIFEST}: damaged (3 unreadable lines)")
     assert caplog.messages[1] == (
         f"{kit}: 3 files archiver did not write left as they are:"
-        " data/videos/collaborer/index.html, data/videos/collaborer/poster.jpg,"
-        " data/videos/collaborer/video-240p.mp4; archiver verify reports those under data/ as"
-        " extra files"
+        " data/videos/Collaborer-en-classe/Collaborer-en-classe-240p.mp4,"
+        " data/videos/Collaborer-en-classe/index.html,"
+        " data/videos/Collaborer-en-classe/poster.jpg; archiver verify reports those under data/"
+        " as extra files"
     )
     assert b"Collaborer" not in (kit / "data" / "index.html").read_bytes()
 
@@ -361,7 +377,9 @@ def test_a_huge_journal_is_never_read_whole(
     kit = tmp_path / "kit"
     write_manifest(Manifest(entries=tuple(items)), tmp_path / "m.json")
     package(Manifest(entries=tuple(items[:2])), archive, kit)
-    (kit / JOURNAL).write_text(f"{JOURNAL_HEADER}data/videos/evaluer/index.html\n")
+    (kit / JOURNAL).write_text(
+        f"{JOURNAL_HEADER}data/videos/Evaluer-avec-le-numerique/index.html\n"
+    )
     os.truncate(kit / JOURNAL, GIB)
     packaged = run_bounded(
         ["package", tmp_path / "m.json", "--archive", archive, "-o", kit, "-q"], cwd=tmp_path
@@ -430,14 +448,14 @@ def test_verify_names_an_update_interrupted_while_renaming(
 
 
 def _link_file(kit: Path, outside: Path) -> Path:
-    target = kit / "data" / "videos" / "evaluer" / "index.html"
+    target = kit / "data" / "videos" / "Evaluer-avec-le-numerique" / "index.html"
     target.unlink()
     target.symlink_to(outside / "victim.html")
     return target
 
 
 def _link_folder(kit: Path, outside: Path) -> Path:
-    target = kit / "data" / "videos" / "evaluer"
+    target = kit / "data" / "videos" / "Evaluer-avec-le-numerique"
     for child in target.iterdir():
         child.unlink()
     target.rmdir()
@@ -453,21 +471,23 @@ def _link_payload(kit: Path, outside: Path) -> Path:
 
 
 def _fifo(kit: Path, _outside: Path) -> Path:
-    target = kit / "data" / "videos" / "evaluer" / "video-240p.mp4"
+    target = (
+        kit / "data" / "videos" / "Evaluer-avec-le-numerique" / "Evaluer-avec-le-numerique-240p.mp4"
+    )
     target.unlink()
     os.mkfifo(target)
     return target
 
 
 def _folder(kit: Path, _outside: Path) -> Path:
-    target = kit / "data" / "videos" / "evaluer" / "poster.jpg"
+    target = kit / "data" / "videos" / "Evaluer-avec-le-numerique" / "poster.jpg"
     target.unlink()
     (target / "inside").mkdir(parents=True)
     return target
 
 
 def _file_for_folder(kit: Path, _outside: Path) -> Path:
-    target = kit / "data" / "videos" / "collaborer"
+    target = kit / "data" / "videos" / "Collaborer-en-classe"
     target.write_text("un fichier où le kit met un dossier")
     return target
 
@@ -533,15 +553,15 @@ def test_files_no_longer_planned_behind_a_linked_folder_are_left(
     package(Manifest(entries=tuple(items)), archive, kit)
     # The folder of a video about to leave the kit, now a link to someone's folder whose
     # files have the names archiver would delete.
-    os.rename(kit / "data" / "videos" / "collaborer", outside)
-    (kit / "data" / "videos" / "collaborer").symlink_to(outside, target_is_directory=True)
+    os.rename(kit / "data" / "videos" / "Collaborer-en-classe", outside)
+    (kit / "data" / "videos" / "Collaborer-en-classe").symlink_to(outside, target_is_directory=True)
     kept = snapshot(outside)
     with caplog.at_level(logging.WARNING, logger="archiver"):
         package(Manifest(entries=tuple(items[:2])), archive, kit)
     assert snapshot(outside) == kept
-    folder = kit / "data" / "videos" / "collaborer"
+    folder = kit / "data" / "videos" / "Collaborer-en-classe"
     assert (
-        f"{folder}: {LINKED_FOLDER}; data/videos/collaborer/index.html is left as it is"
+        f"{folder}: {LINKED_FOLDER}; data/videos/Collaborer-en-classe/index.html is left as it is"
         in caplog.messages
     )
 
@@ -615,7 +635,7 @@ def test_two_archives_packaging_one_kit_at_once_leave_a_whole_kit(
     package(second, archive_b, kit)  # then it runs, and the kit is its own
     assert verify_bag(kit)[2] == []
     bagit.Bag(str(kit)).validate()
-    assert not (kit / "data" / "videos" / "differencier").exists()
+    assert not (kit / "data" / "videos" / "Differencier-ses-pratiques").exists()
 
 
 # -- names from the item and the role ----------------------------------------------------------
@@ -639,18 +659,18 @@ def test_names_in_the_kit_come_from_the_item_and_the_role_not_from_urls(
     manifest, archive = held(tmp_path, [entry])
     kit = tmp_path / "kit"
     package(manifest, archive, kit)
-    folder = kit / "data" / "videos" / "accueil"
+    folder = kit / "data" / "videos" / "Video-accueil"
     assert sorted(p.name for p in folder.iterdir()) == [
-        "fiche.pdf", "index.html", "poster.jpg", "transcription.pdf", "video-240p.mp4",
+        "Video-accueil-240p.mp4", "fiche.pdf", "index.html", "poster.jpg", "transcription.pdf",
     ]  # fmt: skip
-    assert (folder / "video-240p.mp4").read_bytes() == clips[0]
+    assert (folder / "Video-accueil-240p.mp4").read_bytes() == clips[0]
     assert (folder / "index.html").read_bytes().startswith(b"<!DOCTYPE html>")
     assert (folder / "fiche.pdf").read_bytes() == fiche
     assert (folder / "transcription.pdf").read_bytes() == transcript
     page = (folder / "index.html").read_text()
     assert 'href="fiche.pdf"' in page
     assert 'href="transcription.pdf"' in page
-    assert '<source src="video-240p.mp4" type="video/mp4">' in page
+    assert '<source src="Video-accueil-240p.mp4" type="video/mp4">' in page
     bagit.Bag(str(kit)).validate()
 
 
@@ -705,10 +725,9 @@ def test_stored_names_never_reach_the_kit_and_each_file_is_what_its_role_says(
             archive.commit("ancien", role, name, partial, fetched)
     with caplog.at_level(logging.WARNING, logger="archiver"):
         package(Manifest(entries=(entry,)), root, tmp_path / "kit")
-    folder = tmp_path / "kit" / "data" / "videos" / "ancien"
+    folder = tmp_path / "kit" / "data" / "videos" / "Video-ancien"
     assert sorted(p.name for p in folder.iterdir()) == [
-        "captions-fr.vtt", "captions.js", "index.html", "poster.png", "transcription.pdf",
-        "video-240p.mp4",
+        "Video-ancien-240p.mp4", "captions-fr.vtt", "captions.js", "index.html", "poster.png", "transcription.pdf",
     ]  # fmt: skip
     assert (folder / "poster.png").read_bytes() == _png()
     assert (folder / "transcription.pdf").read_bytes() == PDF

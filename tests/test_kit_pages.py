@@ -213,6 +213,7 @@ CHANGES: dict[str, Callable[[KitItem], KitItem]] = {
     "video url": _entry_change(video=Video(url="https://b.example/v.mp4", embed_url=None)),
     "fiche": _entry_change(source=Fiche(path="autre.md", sha256="b" * 64)),
     "video name": _item_change(video_name="video-720p.mp4"),
+    "folder name": _item_change(folder_name="Autre-dossier"),
     "video size": _item_change(video_size=2_000_000),
     "no poster": _item_change(poster_name=None),
     "poster name": _item_change(poster_name="poster.webp"),

@@ -77,6 +77,9 @@ def with_credentials(url: str) -> str:
     return url.replace("http://", f"http://ann:{SECRET}@")
 
 
+STEMS = {"evaluer": "Evaluer-avec-le-numerique", "collaborer": "Collaborer-en-classe"}
+
+
 def collection(server: FileServer, clips: dict[str, bytes]) -> list[Entry]:
     """Two videos: one behind a URL with a user and password (as some intranets serve them),
     under a long path; one plain."""
@@ -171,9 +174,9 @@ def test_provenance_json_says_what_the_catalog_says_of_each_video(
         assert (video["etag"], video["last_modified"]) == (record.etag, record.last_modified)
         assert video["sha256"] == sha256_of(archive / record.path)
         # Carried as archived: the kit's file is those very bytes.
-        name = f"video-{height}p.mp4"
+        stem = STEMS[entry.id]  # the folder and the file are named from the title
         assert said["kit_video"] == {
-            "path": f"data/videos/{entry.id}/{name}",
+            "path": f"data/videos/{stem}/{stem}-{height}p.mp4",
             "sha256": record.sha256,
             "size": record.size,
             "made": [],
@@ -215,7 +218,7 @@ def test_the_page_shows_the_provenance_section_in_french(
 ) -> None:
     _, archive, kit = build(tmp_path, collection(server, clips))
     record, (_, height) = held_video(archive, "evaluer")
-    page = (kit / "data/videos/evaluer/index.html").read_text(encoding="utf-8")
+    page = (kit / "data/videos/Evaluer-avec-le-numerique/index.html").read_text(encoding="utf-8")
     assert '<section aria-labelledby="provenance" class="provenance">' in page
     assert '<h2 id="provenance">Provenance</h2>' in page
     for label in ("Source", "Récupérée le", "Empreinte SHA-256", "Résolution", "Licence", "Fiche"):
@@ -235,7 +238,7 @@ def test_the_page_shows_the_provenance_section_in_french(
     assert "http://***@127.0.0.1:" in page
     assert SECRET not in page
     # A licence with no link is named, not linked.
-    other = (kit / "data/videos/collaborer/index.html").read_text(encoding="utf-8")
+    other = (kit / "data/videos/Collaborer-en-classe/index.html").read_text(encoding="utf-8")
     assert "<dt>Licence</dt>\n  <dd>Tous droits réservés</dd>" in other
 
 
@@ -284,19 +287,19 @@ def test_a_re_encoded_video_names_the_archived_sha256_and_the_kit_files(
     _, archive, kit = build(tmp_path, [entry], transcode=media.PRESETS["360p"])
     record, _ = held_video(archive, "hd")
     said = by_id(read_provenance(kit))["hd"]
-    carried = kit / "data/videos/hd/video-360p.mp4"
+    carried = kit / "data/videos/En-HD/En-HD-360p.mp4"
     assert said["video"]["sha256"] == record.sha256 == sha256_of(archive / record.path)
     assert said["video"]["size"] == record.size
     assert said["video"]["path"] is None  # those bytes are not in the kit
     assert said["video"]["height"] == 720
     assert said["kit_video"] == {
-        "path": "data/videos/hd/video-360p.mp4",
+        "path": "data/videos/En-HD/En-HD-360p.mp4",
         "sha256": sha256_of(carried),
         "size": carried.stat().st_size,
         "made": ["re-encoded to 360p"],
     }
     assert said["kit_video"]["sha256"] != record.sha256
-    page = (kit / "data/videos/hd/index.html").read_text(encoding="utf-8")
+    page = (kit / "data/videos/En-HD/index.html").read_text(encoding="utf-8")
     assert f'de la vidéo archivée : <code class="hash">{record.sha256}</code>' in page
     assert (
         f'de ce fichier (réencodée en 360p) : <code class="hash">{sha256_of(carried)}</code>'
@@ -316,7 +319,7 @@ def test_a_peertube_video_joined_with_its_sound_and_its_companions(
     server.add("/fiche.pdf", PDF, content_type="application/pdf")
     fiches = tmp_path / "fiches"
     fiches.mkdir()
-    text = video.fiche().replace(
+    text = video.fiche(title="La parole en classe").replace(
         f"videoDLHref: {video.download_url(1080)}",
         f"videoDLHref: {video.download_url(720)}\nfichePdfHref: {server.url('/fiche.pdf')}",
     )
@@ -332,7 +335,7 @@ def test_a_peertube_video_joined_with_its_sound_and_its_companions(
     document = read_provenance(kit)
     (said,) = document["videos"]
     item = said["id"]
-    folder = f"data/videos/{item}"
+    folder = "data/videos/La-parole-en-classe"  # named from its title
     with Archive(tmp_path / "archive") as archive:
         record = archive.held(item, "video")
         sound = archive.held(item, "audio")
@@ -344,9 +347,9 @@ def test_a_peertube_video_joined_with_its_sound_and_its_companions(
     assert said["video"]["url"] == record.url
     assert said["sound"]["sha256"] == sound.sha256
     assert (said["sound"]["url"], said["sound"]["path"]) == (sound.url, None)
-    joined = kit / folder / "video-720p.mp4"
+    joined = kit / folder / "La-parole-en-classe-720p.mp4"
     assert said["kit_video"] == {
-        "path": f"{folder}/video-720p.mp4",
+        "path": f"{folder}/La-parole-en-classe-720p.mp4",
         "sha256": sha256_of(joined),
         "size": joined.stat().st_size,
         "made": ["joined with its sound"],
@@ -467,7 +470,9 @@ def test_the_provenance_section_fits_a_phone_screen(
 ) -> None:
     _, archive, kit = build(tmp_path, collection(server, clips))
     record, _ = held_video(archive, "evaluer")
-    page, problems = open_page(browser, (kit / "data/videos/evaluer/index.html").as_uri())
+    page, problems = open_page(
+        browser, (kit / "data/videos/Evaluer-avec-le-numerique/index.html").as_uri()
+    )
     page.set_viewport_size({"width": 360, "height": 740})
     section = page.get_by_role("region", name="Provenance")
     section.scroll_into_view_if_needed()

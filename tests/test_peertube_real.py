@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from archiver.cli import cli
 
-from .conftest import stored
+from .conftest import kit_folder, stored
 from .media import make_split_video_mp4
 from .peertube import FakeInstance, PublishedVideo
 from .server import FileServer, Reply
@@ -123,7 +123,7 @@ def test_fiches_with_only_a_player_link_in_every_form_are_fetched(
     assert (code, stderr) == (0, "")
     for video in videos:
         assert stored(tmp_path / "archive", video.uuid).read_bytes() == video.data[480]
-        assert (tmp_path / "kit" / "data" / "videos" / video.uuid / "index.html").is_file()
+        assert (kit_folder(tmp_path / "kit", video.uuid) / "index.html").is_file()
 
 
 def test_an_old_web_video_link_is_replaced_by_the_apis_file_of_that_height(
@@ -209,7 +209,7 @@ def test_a_video_whose_sound_is_stored_apart_reaches_the_kit_with_sound(
     )
     assert ("audio", 0, "verified") in roles
     assert ("video", 360, "verified") in roles
-    folder = tmp_path / "kit" / "data" / "videos" / video.uuid
+    folder = kit_folder(tmp_path / "kit", video.uuid)
     (shown,) = folder.glob("*.mp4")
     kinds = sorted(s["codec_type"] for s in ffmpeg.probe(str(shown))["streams"])
     assert kinds == ["audio", "video"]
@@ -428,4 +428,4 @@ def test_captions_the_instance_would_not_list_are_not_kept_as_none(
     assert sync(tmp_path)[0] == 0
     cached = json.loads((tmp_path / "archive" / "peertube" / f"{uuid}.json").read_bytes())
     assert [c["language"]["id"] for c in cached["captions"]["data"]] == ["fr"]
-    assert (tmp_path / "kit" / "data" / "videos" / uuid / "captions-fr.vtt").is_file()
+    assert (kit_folder(tmp_path / "kit", uuid) / "captions-fr.vtt").is_file()

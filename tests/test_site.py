@@ -1,22 +1,35 @@
-"""The kit's pages: escaping, Markdown safety, licence sentences (no browser needed here)."""
+"""The kit's pages: escaping, Markdown safety, licence sentences, the catalogue's French order,
+counts, sizes and names from titles (no browser needed here: tests/test_catalogue.py opens them)."""
 
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from markupsafe import escape
 
 from archiver.entry import Licence, Source
+from archiver.kit.ownership import kit_name
+from archiver.kit.pages import STEM_LENGTH, collation_key, file_stem, fold, folder_names
 from archiver.kit.provenance import FileProvenance, KitFile, KitProvenance
 from archiver.kit.site import (
+    CHECK_SCRIPT,
     CSP,
     KitAsset,
     KitCaptions,
     KitItem,
+    describe_kit,
     licence_summary,
+    pluriel,
+    render_check_script,
     render_markdown,
+    render_readme,
+    render_root,
     render_site,
+    taille,
 )
 
 from .conftest import make_entry
@@ -82,8 +95,8 @@ def test_pages_carry_a_csp_and_relative_links_only() -> None:
     assert 'href="../item-0/index.html"' in page
     assert 'href="../item-2/index.html"' in page
     assert '<source src="1.mp4" type="video/mp4">' in page
-    # The same names in every folder: a download is named for its video too.
-    assert '<a href="1.mp4" download="item-1-1.mp4">' in page
+    # The same names in every folder: a download is named for its video too, from its title.
+    assert '<a href="1.mp4" download="Video-item-1-1.mp4">' in page
     for name, data in files.items():
         text = data.decode()
         assert "http://" not in text.replace("http://www.w3.org", ""), name
@@ -96,15 +109,22 @@ def test_pages_carry_a_csp_and_relative_links_only() -> None:
 
 def test_download_links_are_named_for_their_video() -> None:
     item = KitItem(
-        entry=make_entry("accueil", "https://x.org/v.mp4"),
-        video_name="video-720p.mp4",
+        entry=make_entry("accueil", "https://x.org/v.mp4", title="Différencier ses pratiques"),
+        video_name="Differencier-ses-pratiques-720p.mp4",
         assets=(KitAsset("La fiche (PDF)", "fiche.pdf"),),
         captions=(KitCaptions("fr", "Français", "captions-fr.vtt", ((0.0, 1.0, "Bonjour"),)),),
+        folder_name="Differencier-ses-pratiques",
     )
-    page = render_site([item], collection_title="Titre")["videos/accueil/index.html"].decode()
-    assert '<a href="video-720p.mp4" download="accueil-video-720p.mp4">' in page
-    assert '<a href="fiche.pdf" download="accueil-fiche.pdf">' in page
-    assert '<a href="captions-fr.vtt" download="accueil-captions-fr.vtt">' in page
+    files = render_site([item], collection_title="Titre")
+    page = files["videos/Differencier-ses-pratiques/index.html"].decode()
+    # The video's own name says which it is already; its companions get the same start.
+    video = "Differencier-ses-pratiques-720p.mp4"
+    assert f'<a href="{video}" download="{video}">' in page
+    assert '<a href="fiche.pdf" download="Differencier-ses-pratiques-fiche.pdf">' in page
+    assert (
+        '<a href="captions-fr.vtt" download="Differencier-ses-pratiques-captions-fr.vtt">' in page
+    )
+    assert '<a href="videos/Differencier-ses-pratiques/index.html">' in files["index.html"].decode()
 
 
 def provenance_of(item_id: str, **fields: object) -> KitProvenance:
@@ -164,3 +184,217 @@ def test_the_provenance_section_escapes_what_it_shows_and_links_only_the_web() -
     assert f'redirigée vers <span class="url">{escape(hostile)}</span>' in section
     assert "javascript:" not in section
     assert "<dd>&lt;b&gt;Libre&lt;/b&gt;</dd>" in section
+
+
+# -- the catalogue's French: order, counts, sizes, names ---------------------------------------
+
+
+def test_titles_sort_in_french_order_not_by_code_point() -> None:
+    titles = [
+        "Évaluer avec le numérique",
+        "Zoé découvre l’ENT",
+        "Différencier ses pratiques",
+        "Créer un quiz",
+        "œuvres du patrimoine",
+        "Oeil et vision",
+        "Épisode 10",
+        "Épisode 2",
+        "collaborer en classe",
+        "Côte à côte",
+        "Cote",
+        "coté",
+    ]
+    assert sorted(titles, key=collation_key) == [
+        "collaborer en classe",
+        "Cote",
+        "coté",
+        "Côte à côte",
+        "Créer un quiz",
+        "Différencier ses pratiques",
+        "Épisode 2",  # numbers by their value
+        "Épisode 10",
+        "Évaluer avec le numérique",
+        "Oeil et vision",  # "oe" spelt out: œuvres among the "oe…"
+        "œuvres du patrimoine",
+        "Zoé découvre l’ENT",
+    ]
+    # Case alone: lowercase first, whatever order they come in.
+    assert sorted(["Créer", "créer"], key=collation_key) == ["créer", "Créer"]
+    assert sorted(["créer", "Créer"], key=collation_key) == ["créer", "Créer"]
+
+
+def test_the_catalogue_groups_by_area_with_counts_and_sorts_titles_in_each() -> None:
+    def item(item_id: str, title: str, area: str | None) -> KitItem:
+        entry = make_entry(item_id, "https://x.org/v.mp4", title=title, area=area)
+        return KitItem(entry=entry, video_name="v.mp4")
+
+    items = [
+        item("e", "Évaluer", "Domaine 2"),
+        item("c", "Créer", "Domaine 2"),
+        item("z", "Zoé", None),
+        item("d", "Différencier", "Domaine 2"),
+        item("a", "Accueillir", "Domaine 10"),
+        item("b", "Bâtir", "domaine 1"),
+    ]
+    index = render_site(items, collection_title="T")["index.html"].decode()
+    headings = re.findall(r'<h2 id="domaine-\d+">(.*?) <span class="count">\((.*?)\)</span>', index)
+    assert headings == [
+        ("domaine 1", "1 vidéo"),
+        ("Domaine 2", "3 vidéos"),
+        ("Domaine 10", "1 vidéo"),
+        ("Autres vidéos", "1 vidéo"),  # no area: last
+    ]
+    titles = re.findall(r'<span class="title">(.*?)</span>', index)
+    assert titles == ["Bâtir", "Créer", "Différencier", "Évaluer", "Accueillir", "Zoé"]
+    assert '<p id="etat" class="status" aria-live="polite" data-total="6">6 vidéos</p>' in index
+    # The pager follows the catalogue: Différencier sits between Créer and Évaluer.
+    page = render_site(items, collection_title="T")["videos/d/index.html"].decode()
+    assert '<a rel="prev" href="../c/index.html">← Créer</a>' in page
+    assert '<a rel="next" href="../e/index.html">Évaluer →</a>' in page
+
+
+@pytest.mark.parametrize(
+    ("count", "said"), [(0, "0 vidéo"), (1, "1 vidéo"), (2, "2 vidéos"), (17, "17 vidéos")]
+)
+def test_counts_take_the_french_plural(count: int, said: str) -> None:
+    assert pluriel(count, "vidéo") == said
+    readme = render_readme(collection_title="T", count=count).decode()
+    root = render_root(collection_title="T", count=count).decode()
+    for text in (readme, root, describe_kit("T", count)):
+        assert "(s)" not in text
+        assert "0 vidéos" not in text
+    if count:
+        assert said in readme and said in root and said in describe_kit("T", count)
+
+
+def test_an_empty_kit_says_why_it_is_empty_not_that_a_search_found_nothing() -> None:
+    index = render_site([], collection_title="T")["index.html"].decode()
+    assert "Ce kit ne contient encore aucune vidéo" in index
+    assert "téléchargée" in index
+    assert "ne correspond à cette recherche" not in index
+    assert 'id="filtres"' not in index  # nothing to search
+    root = render_root(collection_title="T", count=0).decode()
+    assert "Ce kit ne contient encore aucune vidéo" in root
+    full = render_site(
+        [KitItem(entry=make_entry("a", "https://x.org/v.mp4"), video_name="v.mp4")],
+        collection_title="T",
+    )["index.html"].decode()
+    assert "Ce kit ne contient encore aucune vidéo" not in full
+    assert '<p id="aucun" class="status empty" hidden>Aucune vidéo ne correspond' in full
+
+
+@pytest.mark.parametrize(
+    ("size", "said"),
+    [
+        (0, "0 octet"),
+        (1, "1 octet"),
+        (512, "512 octets"),
+        (1536, "1,5 Ko"),
+        (1024**2, "1 Mo"),
+        (round(14.2 * 1024**2), "14,2 Mo"),
+        (round(3.75 * 1024**3), "3,8 Go"),
+    ],
+)
+def test_sizes_are_written_in_french_units_with_a_decimal_comma(size: int, said: str) -> None:
+    assert taille(size) == said
+    item = KitItem(
+        entry=make_entry("a", "https://x.org/v.mp4"), video_name="v.mp4", video_size=size or None
+    )
+    page = render_site([item], collection_title="T")["videos/a/index.html"].decode()
+    if size:
+        assert f"(MP4, {said})" in page
+    assert "iB" not in page
+
+
+def test_captions_are_found_where_chromium_shows_them_not_under_a_cc_button() -> None:
+    item = KitItem(
+        entry=make_entry("a", "https://x.org/v.mp4"),
+        video_name="v.mp4",
+        captions=(KitCaptions("fr", "Français", "captions-fr.vtt", ((0.0, 1.0, "Bonjour"),)),),
+    )
+    page = render_site([item], collection_title="T")["videos/a/index.html"].decode()
+    assert "« CC »" not in page
+    assert "menu <span" in page and "⋮</span> du lecteur, puis « Sous-titres »" in page
+
+
+def test_a_file_stem_is_ascii_fat32_safe_and_readable() -> None:
+    assert file_stem("Différencier ses pratiques") == "Differencier-ses-pratiques"
+    assert file_stem("L’œuvre : « Élève » ?") == "L-oeuvre-Eleve"
+    assert file_stem("***") == "video"
+    assert file_stem("CON") == "CON-video"  # a name Windows reserves
+    long = file_stem("Un titre " * 20)
+    assert len(long) <= STEM_LENGTH and not long.endswith("-")
+    assert long.startswith("Un-titre-Un-titre")
+
+
+@given(st.text(max_size=200))
+@settings(max_examples=300, deadline=None)
+def test_any_title_makes_a_name_every_key_and_the_kit_accept(title: str) -> None:
+    stem = file_stem(title)
+    assert re.fullmatch(r"[A-Za-z0-9]+(-[A-Za-z0-9]+)*", stem)
+    assert len(stem) <= STEM_LENGTH
+    for path in (f"data/videos/{stem}/{stem}-1080p.mp4", f"data/videos/{stem}/index.html"):
+        assert kit_name(path), path
+
+
+@given(st.lists(st.tuples(st.sampled_from(["a", "b", "c", "d1", "d2"]), st.text(max_size=8))))
+@settings(max_examples=200, deadline=None)
+def test_folder_names_are_unique_on_a_key_that_ignores_case_and_do_not_depend_on_order(
+    specs: list[tuple[str, str]],
+) -> None:
+    titles = dict(specs)  # one title an id
+    entries = [make_entry(i, None, title=t) for i, t in titles.items()]
+    names = folder_names(entries)
+    assert set(names) == set(titles)
+    assert len({name.lower() for name in names.values()}) == len(names)
+    assert folder_names(reversed(entries)) == names
+    for name in names.values():
+        assert kit_name(f"data/videos/{name}/{name}-720p.mp4")
+
+
+def test_two_titles_that_fold_alike_get_two_folders_the_same_each_run() -> None:
+    entries = [
+        make_entry("9c9de5e8-0a1e", None, title="Évaluer"),
+        make_entry("1f0e", None, title="evaluer"),
+        make_entry("x", None, title="Différencier ses pratiques"),
+    ]
+    names = folder_names(entries)
+    assert names == {
+        "1f0e": "evaluer",
+        "9c9de5e8-0a1e": "Evaluer-9c9de5e8",
+        "x": "Differencier-ses-pratiques",
+    }
+    assert folder_names(entries[::-1]) == names
+
+
+def test_the_search_folds_apostrophes_ligatures_and_accents() -> None:
+    assert fold("L’ENT, l‘élève et l'œuvre") == "l'ent, l'eleve et l'oeuvre"
+    item = KitItem(
+        entry=make_entry("a", "https://x.org/v.mp4", title="Découvrir l’ENT"), video_name="v.mp4"
+    )
+    index = render_site([item], collection_title="T")["search-index.js"].decode()
+    assert "decouvrir l'ent" in index
+
+
+def test_the_root_page_is_a_page_with_a_button_not_a_redirect() -> None:
+    root = render_root(collection_title="Vidéos & <formation>", count=17).decode()
+    assert 'http-equiv="refresh"' not in root
+    assert "<h1>Vidéos &amp; &lt;formation&gt;</h1>" in root
+    assert "17 vidéos" in root
+    assert '<a class="button" href="data/index.html">Ouvrir le catalogue</a>' in root
+
+
+def test_the_windows_check_script_is_bommed_crlf_and_read_by_its_own_pattern() -> None:
+    script = render_check_script()
+    assert script.startswith(b"\xef\xbb\xbf")  # Windows PowerShell 5.1 reads it as UTF-8
+    text = script[3:].decode("utf-8")
+    assert "\n" not in text.replace("\r\n", "")
+    assert "Get-FileHash -LiteralPath $fichier -Algorithm SHA256" in text
+    readme = render_readme(collection_title="T", count=1).decode()
+    for said in (
+        f"powershell -ExecutionPolicy Bypass -File E:\\{CHECK_SCRIPT}",
+        "Get-FileHash -Algorithm SHA256",
+        "sha256sum -c manifest-sha256.txt",
+        "shasum -a 256 -c manifest-sha256.txt",
+    ):
+        assert said in readme

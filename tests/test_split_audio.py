@@ -44,8 +44,9 @@ UUID = "8e2a3c10-5b4f-4d7e-9a61-3f0c2b1d4e5f"
 DOWNLOADS = "https://tube.example.org/download/streaming-playlists/hls/videos/"
 VIDEO_NAME = f"{UUID}-480-fragmented.mp4"
 AUDIO_NAME = f"{UUID}-0-fragmented.mp4"  # PeerTube names the sound file as resolution 0
-# The kit names a video for its height, whatever its name upstream or in the archive.
-KIT_VIDEO = "video-480p.mp4"
+# The kit names a video for its title and height, whatever its name upstream or in the archive.
+KIT_FOLDER = "Prendre-la-parole-en-classe"  # ENTRY's title, below
+KIT_VIDEO = f"{KIT_FOLDER}-480p.mp4"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,7 +149,7 @@ def count_muxes(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
 
 
 def kit_video(tmp_path: Path, name: str = KIT_VIDEO) -> Path:
-    return tmp_path / "kit" / "data" / "videos" / ENTRY.id / name
+    return tmp_path / "kit" / "data" / "videos" / KIT_FOLDER / name
 
 
 # -- the kit carries the picture with its sound ----------------------------------------------
@@ -212,8 +213,8 @@ def test_a_changed_sound_is_joined_again_under_the_same_name(
     assert len(muxes) == 1
     assert report.changed == (  # the poster is the same; the page shows the new file's sha256
         "data/provenance.json",
-        f"data/videos/{ENTRY.id}/index.html",
-        f"data/videos/{ENTRY.id}/{KIT_VIDEO}",
+        f"data/videos/{KIT_FOLDER}/{KIT_VIDEO}",
+        f"data/videos/{KIT_FOLDER}/index.html",
     )
     assert kit_video(tmp_path).read_bytes() != before
     assert probe_streams(kit_video(tmp_path)) == ["video", "audio"]
@@ -241,7 +242,7 @@ def test_transcode_re_encodes_the_joined_video_and_keeps_its_sound(
     hold_split(tmp_path / "archive", split)
     code, _, stderr = package_cli(tmp_path, "--transcode", "360p")
     assert code == 0, stderr
-    small = kit_video(tmp_path, "video-360p.mp4")
+    small = kit_video(tmp_path, f"{KIT_FOLDER}-360p.mp4")
     assert probe_streams(small) == ["video", "audio"]
     assert probe_size(small) == (480, 360)
     assert probe_duration(small) == pytest.approx(SECONDS, abs=0.15)
@@ -265,7 +266,7 @@ def test_fit_counts_the_sound_with_each_version_of_the_video(split: Split, tmp_p
     budget = kit_overhead(1) + tall.size + audio.size // 2
     report = package_api(tmp_path, fit=budget)
     assert report.left_out == ()
-    carried = kit_video(tmp_path, "video-240p.mp4")
+    carried = kit_video(tmp_path, f"{KIT_FOLDER}-240p.mp4")
     assert probe_streams(carried) == ["video", "audio"]
     assert probe_size(carried) == (320, 240)
     # With room for both, the 480p one, joined; the estimate was no less than what was made.

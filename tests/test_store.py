@@ -13,12 +13,12 @@ import pytest
 from click.testing import CliRunner
 
 from archiver.archive import Archive, FetchedFile
-from archiver.catalog import Catalog, store_path
+from archiver.catalog import SCHEMA_VERSION, Catalog, store_path
 from archiver.choose import kit_overhead
 from archiver.cli import cli
 from archiver.errors import ArchiveError
 
-from .conftest import make_entry, sha256, tagged
+from .conftest import kit_folder, make_entry, sha256, tagged
 from .media import make_mp4
 from .peertube import FakeInstance, PublishedVideo
 from .server import FileServer
@@ -246,7 +246,7 @@ def sync_args(tmp_path: Path, *extra: str) -> list[str | Path]:
 
 
 def kit_video(tmp_path: Path) -> bytes:
-    (video,) = (tmp_path / "kit" / "data" / "videos" / UUID).glob("*.mp4")
+    (video,) = kit_folder(tmp_path / "kit", UUID).glob("*.mp4")
     return video.read_bytes()
 
 
@@ -351,9 +351,9 @@ def test_alternating_a_fitted_and_a_full_sync_fetches_each_rendition_once(
     assert len(stored_files(root)) == len({sha for _, _, sha in recorded})  # each sha256 once
     assert len({r["rendition"] for r in rows(root) if r["role"] == "video"}) >= 2
     for video in videos:
-        (lan_video,) = (tmp_path / "lan/data/videos" / video.uuid).glob("*.mp4")
+        (lan_video,) = kit_folder(tmp_path / "lan", video.uuid).glob("*.mp4")
         assert lan_video.read_bytes() == video.data[1080]  # the fiche's own link
-        (usb_video,) = (tmp_path / "usb/data/videos" / video.uuid).glob("*.mp4")
+        (usb_video,) = kit_folder(tmp_path / "usb", video.uuid).glob("*.mp4")
         assert len(usb_video.read_bytes()) < len(video.data[1080])
 
 
@@ -382,7 +382,7 @@ def schema_3_archive(root: Path) -> Path:
 def test_an_archive_of_the_release_before_the_store_keeps_every_version(tmp_path: Path) -> None:
     root = schema_3_archive(tmp_path / "archive")
     with Archive(root) as archive, archive.locked():
-        assert archive.catalog.version == 4
+        assert archive.catalog.version == SCHEMA_VERSION
         versions = archive.versions("item-a", "video")
         assert [(r.version, r.rendition, r.current) for r in versions] == [
             (1, 720, False),
@@ -563,7 +563,7 @@ def test_an_offline_sync_keeps_its_kits_height_and_budget(
     assert kit_size(tmp_path / "usb2") <= budget
     assert synced(tmp_path, "small", "--offline", "--max-height", "480") == (0, "")
     for video in videos:
-        (shown,) = (tmp_path / "small/data/videos" / video.uuid).glob("*.mp4")
+        (shown,) = kit_folder(tmp_path / "small", video.uuid).glob("*.mp4")
         assert shown.read_bytes() in [d for h, d in video.data.items() if h <= 480]
 
 

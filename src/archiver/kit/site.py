@@ -1,6 +1,8 @@
 """The kit's French text: a catalog and one page per video rendered from the manifest, the
-root page to double-click, LISEZMOI.txt and the bag's description, from ``templates/``, with
-French number and duration formats as template filters (``taille``, ``duree``).
+root page to double-click, LISEZMOI.txt, the script that checks a key from Windows and the
+bag's description, from ``templates/``. The catalogue lists the videos by area, each area's in
+French order by title (:func:`.pages.collation_key`); French sizes, lengths and counts are
+template filters (``taille``, ``duree``, ``pluriel``: :mod:`.pages`).
 
 Every string from a fiche is untrusted: jinja2 escapes it (autoescape), and the transcript's
 Markdown is rendered with raw HTML disabled, images disabled (they would reach the network) and
@@ -15,7 +17,6 @@ import hashlib
 import json
 import re
 import sys
-import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -25,9 +26,18 @@ from typing import TYPE_CHECKING
 from markupsafe import Markup
 
 from .._version import __version__
-from ..entry import Entry, Licence
-from ..units import format_bytes
+from ..entry import Entry
 from .derive import Source
+from .pages import (
+    collation_key,
+    duree,
+    file_stem,
+    fold,
+    french_sorted,
+    licence_summary,
+    pluriel,
+    taille,
+)
 from .provenance import KitProvenance
 
 if TYPE_CHECKING:  # imported when a page is rendered: 80 ms a run that renders none spares
@@ -44,7 +54,9 @@ __all__ = [
     "duree",
     "licence_summary",
     "parse_vtt",
+    "pluriel",
     "recipe",
+    "render_check_script",
     "render_markdown",
     "render_readme",
     "render_root",
@@ -60,6 +72,8 @@ CSP = (
     "media-src 'self'; base-uri 'none'; form-action 'none'"
 )
 STATIC = ("style.css", "app.js", "player.js")
+CHECK_SCRIPT = "verifier-cle.ps1"  # at the kit's root: checks a copy from Windows' PowerShell
+NO_AREA = "Autres vidéos"  # the catalogue's last group: videos whose fiche names no area
 ASSET_LABELS = {"fiche_pdf": "La fiche (PDF)", "transcript_pdf": "La transcription (PDF)"}
 SAFE_LINK = re.compile(r"^(https?:|mailto:)", re.I)
 
@@ -115,7 +129,11 @@ def parse_vtt(text: str) -> tuple[tuple[float, float, str], ...]:
 
 @dataclass(frozen=True)
 class KitItem:
-    """One video as the pages show it; paths are relative to the video's folder."""
+    """One video as the pages show it; paths are relative to the video's folder.
+
+    ``folder_name``: the video's folder under ``videos/``, named from its title and unique in
+    the kit (:func:`.pages.folder_names`); its id when not given.
+    """
 
     entry: Entry
     video_name: str
@@ -126,11 +144,12 @@ class KitItem:
     assets: tuple[KitAsset, ...] = ()
     captions: tuple[KitCaptions, ...] = ()
     provenance: KitProvenance | None = None  # its "Provenance" section, when known
+    folder_name: str | None = None
 
     @property
     def folder(self) -> str:
         """The video's folder, relative to ``data/``."""
-        return f"videos/{self.entry.id}"
+        return f"videos/{self.folder_name or self.entry.id}"
 
     @property
     def page_href(self) -> str:
@@ -138,7 +157,22 @@ class KitItem:
 
     @property
     def page_from_sibling(self) -> str:
-        return f"../{self.entry.id}/index.html"
+        return f"../{self.folder_name or self.entry.id}/index.html"
+
+    @property
+    def download_stem(self) -> str:
+        """What a downloaded file's name starts with: the video's folder name, or its title
+        made a file name (``Differencier-ses-pratiques``), so a teacher's downloads folder
+        (or VLC's playlist) says which video each file is."""
+        return self.folder_name or file_stem(self.entry.title)
+
+    def download_name(self, name: str) -> str:
+        """The name a file of this video's folder is saved under: ``fiche.pdf`` becomes
+        ``Differencier-ses-pratiques-fiche.pdf``; a name that has the stem already stays."""
+        stem = self.download_stem
+        return (
+            name if name.startswith(f"{stem}-") or name.startswith(f"{stem}.") else f"{stem}-{name}"
+        )
 
     @property
     def poster_href(self) -> str | None:
@@ -160,74 +194,6 @@ def render_markdown(text: str) -> Markup:
     return Markup(_markdown().render(text))  # noqa: S704 - markdown-it with html disabled escapes all
 
 
-_LICENCES = (
-    ("by-nc-nd", "Vous pouvez la partager telle quelle, sans usage commercial, en citant ses "
-                 "auteurs ; sa modification n’est pas permise."),
-    ("by-nc-sa", "Vous pouvez la partager et l’adapter, sans usage commercial, en citant ses "
-                 "auteurs et en diffusant vos adaptations sous la même licence."),
-    ("by-nc", "Vous pouvez la partager et l’adapter, sans usage commercial, en citant ses "
-              "auteurs."),
-    ("by-nd", "Vous pouvez la partager telle quelle, même à des fins commerciales, en citant "
-              "ses auteurs ; sa modification n’est pas permise."),
-    ("by-sa", "Vous pouvez la partager et l’adapter, même à des fins commerciales, en citant "
-              "ses auteurs et en diffusant vos adaptations sous la même licence."),
-    ("by", "Vous pouvez la partager et l’adapter, même à des fins commerciales, en citant ses "
-           "auteurs."),
-    ("cc0", "Elle est dans le domaine public : vous pouvez la réutiliser librement."),
-    ("zero", "Elle est dans le domaine public : vous pouvez la réutiliser librement."),
-)  # fmt: skip
-
-
-def licence_summary(licence: Licence | None) -> str:
-    """One French sentence saying what the licence allows."""
-    if licence is None:
-        return ""
-    text = f"{licence.name} {licence.url or ''}".lower()
-    text = re.sub(r"[\s_]+", "-", text)
-    if "creativecommons" in text or re.search(r"\bcc-", text) or "cc0" in text:
-        for key, sentence in _LICENCES:
-            if re.search(rf"(^|[-/]){key}([-/]|$)", text):
-                return sentence
-    return "Consultez la licence pour savoir ce qu’elle permet."
-
-
-def _fold(text: str) -> str:
-    """Lowercase without accents, the way app.js folds what is typed.
-
-    >>> _fold("Éducation à l'école")
-    "education a l'ecole"
-    """
-    decomposed = unicodedata.normalize("NFD", text)
-    if not decomposed.isascii():
-        # The marks the text holds, dropped in one pass (a test of each character in Python
-        # took 2 s for 10,000 transcripts).
-        marks = {ord(c): None for c in set(decomposed) if unicodedata.combining(c)}
-        decomposed = decomposed.translate(marks)
-    return decomposed.lower()
-
-
-def taille(size: float) -> str:
-    """A file's size as a French page writes it.
-
-    >>> taille(1536)
-    '1,5 KiB'
-    """
-    return format_bytes(size).replace(".", ",")
-
-
-def duree(seconds: float) -> str:
-    """A video's length as a French page writes it.
-
-    >>> duree(42.4), duree(75.6)
-    ('42 s', '1 min 16 s')
-    """
-    total = round(seconds)
-    minutes, secs = divmod(total, 60)
-    if minutes == 0:
-        return f"{secs} s"
-    return f"{minutes} min {secs:02d} s"
-
-
 @functools.cache
 def _environment() -> jinja2.Environment:
     import jinja2
@@ -242,21 +208,28 @@ def _environment() -> jinja2.Environment:
     )
     environment.filters["taille"] = taille
     environment.filters["duree"] = duree
+    environment.filters["pluriel"] = pluriel
     # A URL from a fiche or the catalog is a link only when it is http(s) or mailto.
     environment.tests["lien"] = lambda url: isinstance(url, str) and bool(SAFE_LINK.match(url))
     return environment
 
 
-def render_site(items: Sequence[KitItem], *, collection_title: str) -> dict[str, bytes]:
-    """Every generated file of the site, by path relative to ``data/``.
+def render_site(
+    items: Sequence[KitItem], *, collection_title: str, csp: str = CSP
+) -> dict[str, bytes]:
+    """Every generated file of the site, by path relative to ``data/``; each page carries
+    ``csp`` as its Content-Security-Policy (the ZIM's lets Kiwix's search bar reach its server).
 
     A page depends only on its video, its neighbours and the collection's title (no date, no
     count in the footer), so updating a kit after one video changed rewrites that video's page.
-    Files in a video's folder are named for their role (``video-720p.mp4``, ``fiche.pdf``), the
-    same in every folder: a download link suggests the name prefixed with the video's id, so
-    that a teacher's downloads folder tells them apart.
+    Items are shown by area, then in French order by title, whatever order they come in.
+    A video's file is named from its title (``Differencier-ses-pratiques-720p.mp4``, see
+    :mod:`.plan`); its companions for their role (``fiche.pdf``), the same in every folder:
+    a download link suggests the name prefixed with the video's (:meth:`KitItem.download_name`),
+    so that a teacher's downloads folder tells them apart.
     """
-    return {name: make() for name, make in _Site(items, collection_title).files().items()}
+    site = _Site(items, collection_title, csp=csp)
+    return {name: make() for name, make in site.files().items()}
 
 
 # -- made once, kept: the files a kit already holds are not made again -------------------------
@@ -278,6 +251,7 @@ def site_sources(
     collection_title: str,
     known: Known,
     extra: Mapping[str, Callable[[], bytes]] | None = None,
+    csp: str = CSP,
 ) -> tuple[dict[str, Source], dict[str, str]]:
     """:func:`render_site`'s files as sources, and the key of each generated one: a digest
     of everything its bytes are made from (the video, its neighbours' titles, the title, the
@@ -290,7 +264,7 @@ def site_sources(
     20 µs of it, so an update after one change renders that video's page, its neighbours'
     and the collection's files, not the others.
     """
-    site = _Site(items, collection_title)
+    site = _Site(items, collection_title, csp=csp)
     makers = site.files()
     keys = site.keys()
     for name, make in (extra or {}).items():
@@ -326,8 +300,8 @@ def recipe() -> str:
             if item.is_file():
                 digest.update(f"\0{folder}/{item.name}\0".encode())
                 digest.update(item.read_bytes())
-    for module in (__file__, Path(__file__).with_name("provenance.py")):
-        digest.update(Path(module).read_bytes())
+    for module in ("site.py", "provenance.py", "pages.py"):
+        digest.update(Path(__file__).with_name(module).read_bytes())
     return digest.hexdigest()
 
 
@@ -338,10 +312,11 @@ def _digest(*parts: str) -> str:
 class _Site:
     """The site of one kit: its files, each made on demand, and the key of each."""
 
-    def __init__(self, items: Sequence[KitItem], collection_title: str) -> None:
-        self.items = items
+    def __init__(self, items: Sequence[KitItem], collection_title: str, *, csp: str = CSP) -> None:
+        self.items = _catalogue_order(items)  # the pager's order too
         self.title = collection_title
-        self.common = {"collection_title": collection_title, "csp": CSP}
+        self.csp = csp
+        self.common = {"collection_title": collection_title, "csp": csp}
 
     def files(self) -> dict[str, Callable[[], bytes]]:
         """Each file's maker, by path relative to ``data/``, in a stable order."""
@@ -364,7 +339,7 @@ class _Site:
 
     @functools.cached_property
     def _base(self) -> str:
-        return _digest(recipe(), repr(self.title))
+        return _digest(recipe(), repr(self.title), self.csp)  # every page carries both
 
     def collection_key(self, name: str) -> str:
         """The key of a file made from everything of every video (``provenance.json``)."""
@@ -375,7 +350,7 @@ class _Site:
         there is added here; ``tests/test_kit_pages.py`` checks that no field it shows is
         missed). A new version of a video leaves the catalog as it was."""
         cards = [
-            repr((i.entry.id, i.entry.title, i.entry.area, i.duration, i.poster_name))
+            repr((i.entry.id, i.entry.title, i.entry.area, i.duration, i.poster_name, i.folder))
             for i in self.items
         ]
         return _digest(self._base, "index.html", *cards)
@@ -402,11 +377,9 @@ class _Site:
                 keys[f"{item.folder}/captions.js"] = _digest(
                     self._base, "captions", digests[position]
                 )
-            before = self.items[position - 1].entry if position > 0 else None
-            after = self.items[position + 1].entry if position < last else None
-            neighbours = repr(
-                (before and (before.id, before.title), after and (after.id, after.title))
-            )
+            before = self.items[position - 1] if position > 0 else None
+            after = self.items[position + 1] if position < last else None
+            neighbours = repr(tuple(o and (o.entry.title, o.folder) for o in (before, after)))
             keys[f"{item.folder}/index.html"] = _digest(
                 self._base, "page", digests[position], neighbours
             )
@@ -414,12 +387,14 @@ class _Site:
         return keys
 
     def index(self) -> bytes:
-        areas = sorted({item.entry.area for item in self.items if item.entry.area})
+        groups: dict[str, list[KitItem]] = {}
+        for item in self.items:  # in catalogue order: areas in order, titles in each
+            groups.setdefault(item.entry.area or NO_AREA, []).append(item)
         return _render(
             "index.html",
             root="",
-            items=self.items,
-            areas=areas,
+            groups=list(groups.items()),
+            areas=[area for area in groups if area != NO_AREA],
             count=len(self.items),
             **self.common,
         )
@@ -443,7 +418,7 @@ class _Site:
             {
                 "id": item.entry.id,
                 "area": item.entry.area or "",
-                "text": _fold(
+                "text": fold(
                     " ".join(
                         filter(
                             None,
@@ -480,21 +455,50 @@ def _captions_js(item: KitItem) -> bytes:
     ).encode("ascii")
 
 
+def _catalogue_order(items: Sequence[KitItem]) -> list[KitItem]:
+    """Areas in French order, the videos with none last; titles in French order in each
+    (:func:`.pages.french_sorted`: each area's key made once, not once a video)."""
+    areas = {area: collation_key(area) for area in {i.entry.area or "" for i in items}}
+
+    def area(item: KitItem) -> tuple[bool, tuple[str, str, str, str]]:
+        return item.entry.area is None, areas[item.entry.area or ""]
+
+    # Two videos of one title: by id, so that the pager's order never depends on the input's.
+    by_id = sorted(items, key=lambda item: item.entry.id)
+    return french_sorted(by_id, lambda item: item.entry.title, area)
+
+
 def render_root(*, collection_title: str, count: int) -> bytes:
-    """The kit's root ``index.html``: the one obvious file to double-click."""
+    """The kit's root ``index.html``: the one obvious file to double-click, a page of its own
+    (the collection, its count, a button to the catalogue) rather than a redirect, which some
+    browsers block from ``file://`` and which shows nothing while it waits."""
     return _render("root.html", collection_title=collection_title, count=count)
+
+
+def render_check_script() -> bytes:
+    """``verifier-cle.ps1``: checks every file of a copy against ``manifest-sha256.txt`` from
+    Windows' PowerShell (``Get-FileHash``), for the school PCs that have no ``sha256sum``.
+
+    UTF-8 with a byte order mark and CRLF line ends: Windows PowerShell 5.1 reads a script
+    with no mark as the ANSI code page, which would garble its French messages.
+    """
+    # Read as it is, not rendered: PowerShell's braces are not jinja's business.
+    text = (resources.files("archiver.kit") / "templates" / CHECK_SCRIPT).read_text("utf-8")
+    return b"\xef\xbb\xbf" + text.replace("\r\n", "\n").replace("\n", "\r\n").encode("utf-8")
 
 
 def render_readme(*, collection_title: str, count: int) -> bytes:
     """``LISEZMOI.txt``: how to open the kit, how to check a copy, the licences."""
-    return _render("LISEZMOI.txt", collection_title=collection_title, count=count)
+    return _render(
+        "LISEZMOI.txt", collection_title=collection_title, count=count, check_script=CHECK_SCRIPT
+    )
 
 
 def describe_kit(collection_title: str, count: int) -> str:
     """The bag's ``External-Description``: one French line."""
-    videos = f"{count} vidéo{'s' if count != 1 else ''}"
     return (
-        f"{collection_title}: kit hors ligne de {videos}, à ouvrir par index.html, sans connexion."
+        f"{collection_title}: kit hors ligne de {pluriel(count, 'vidéo')}, à ouvrir par"
+        " index.html, sans connexion."
     )
 
 

@@ -12,7 +12,8 @@
     caption.cues.forEach(function (cue) {
       track.addCue(new VTTCue(cue[0], cue[1], cue[2]));
     });
-    // Shown by default in the page's language, or the first one; the CC button changes it.
+    // Shown by default in the page's language, or the first one; the player's menu (⋮ then
+    // "Sous-titres" in Chromium, a button in Firefox) changes it.
     var preferred = tracks.some(function (c) { return c.language === lang; }) ?
       caption.language === lang : index === 0;
     track.mode = preferred ? "showing" : "hidden";
