@@ -22,6 +22,7 @@ LAYERS: list[set[str]] = [
     {"__main__"},
     {"cli"},
     {"sync"},
+    {"zim"},  # the Kiwix ZIM: the kit's plan and pages, written with libzim
     {"kit", "fetch"},
     {"sniff"},
     {"choose", "media", "audit"},
