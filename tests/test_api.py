@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 import archiver
 import archiver.errors
 
@@ -17,4 +19,13 @@ def test_every_error_has_an_exit_code_and_derives_from_the_root() -> None:
         value = getattr(archiver.errors, name)
         if isinstance(value, type):
             assert issubclass(value, archiver.ArchiverError)
+            if isinstance(value.exit_code, property):
+                # A target error's code follows its cause: 2 for a folder that cannot be
+                # used at all, 1 for a run that failed (a full disk).
+                error = value("/kit", "cannot write")
+                error.__cause__ = OSError(errno.EROFS, "Read-only file system")
+                assert error.exit_code == 2, name
+                error.__cause__ = OSError(errno.ENOSPC, "No space left on device")
+                assert error.exit_code == 1, name
+                continue
             assert value.exit_code in (1, 2, 3)

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 
 from archiver import __version__
 from archiver.cli import cli
+from archiver.manifest import Manifest, write_manifest
 
-from .conftest import SEED, SEED_UUID, WriteFiche
+from .conftest import SEED, SEED_UUID, WriteFiche, content_of, fiche_text, make_entry
+from .server import FileServer
 
 
 def run(*args: str | Path) -> tuple[int, str, str]:
@@ -218,3 +222,151 @@ def test_info_lines_only_with_verbose(tmp_path: Path) -> None:
     ):
         _configure_logging(_State(verbosity=verbosity))
         assert logger.level == level
+
+
+# -- what a sync says: videos and files apart, and with -v each file's outcome ---------------
+
+UUID_A = "0000000a-1111-4222-8333-444444444444"
+UUID_B = "0000000b-1111-4222-8333-444444444444"
+
+
+def test_sync_counts_videos_and_files_apart_and_verbose_itemizes_each_file(
+    server: FileServer, write_fiche: WriteFiche, tmp_path: Path
+) -> None:
+    server.add(f"/videos/{UUID_A}.mp4", content_of(50_000))
+    url_b = server.url(f"/videos/{UUID_B}.mp4")  # not served: the video fails
+    write_fiche("a.md", title="Vidéo A", embed=None, download=server.url(f"/videos/{UUID_A}.mp4"))
+    fiche_b = write_fiche("b.md", title="Vidéo B", embed=None, download=url_b)
+    args = [
+        "sync", tmp_path / "fiches", "--archive", tmp_path / "archive",
+        "--kit", tmp_path / "kit", "--retries", "0", "-v",
+    ]  # fmt: skip
+    code, stdout, stderr = run(*args)
+    assert code == 1
+    assert stdout.splitlines() == [
+        f"fetched   Vidéo A ({UUID_A}, video): 48.8 KiB",
+        f"failed    Vidéo B ({UUID_B}, video): {url_b}: HTTP 404 Not Found",
+    ]
+    summary = stderr.splitlines()[-1]
+    assert re.fullmatch(
+        r"Sync: 2 videos \(1 failed\); 2 files: 1 fetched, 0 changed, 0 held, 1 failed"
+        r" \(48\.8 KiB\); kit: 1 video, \d+ files written; in \d+\.\d s",
+        summary,
+    ), summary
+    # Asked again at once (--refresh-after 0): upstream says unchanged; B left the collection.
+    fiche_b.unlink()
+    code, stdout, stderr = run(*args, "--refresh-after", "0")
+    assert code == 0, stderr
+    assert stdout.splitlines() == [
+        f"unchanged Vidéo A ({UUID_A}, video): upstream says it has not changed",
+        f"retired   Vidéo B ({UUID_B}): its fiche left the collection; the archive keeps its files",
+    ]
+    assert stderr.splitlines()[-1].startswith(
+        "Sync: 1 video, 1 retired; 1 file: 0 fetched, 0 changed, 1 held, 0 failed (0 B); kit:"
+    )
+    # Within --refresh-after nothing is asked: the file is kept as held.
+    code, stdout, _ = run(*args)
+    assert (code, stdout) == (
+        0,
+        f"kept      Vidéo A ({UUID_A}, video): held, not due for a check upstream\n",
+    )
+    # Without -v, none of it.
+    assert run(*args[:-1])[1] == ""
+
+
+# -- every --help claim that can be checked, checked -----------------------------------------
+
+CREATED = "(created if missing)"
+MUST_EXIST = "(it must exist: nothing is created)"
+
+
+def _archive_help(command: str) -> str:
+    (option,) = [p for p in cli.commands[command].params if p.name == "archive"]
+    assert isinstance(option, click.Option)
+    return " ".join((option.help or "").split())
+
+
+def _minimal_args(command: str, tmp_path: Path) -> list[str | Path]:
+    """What each command needs besides --archive to get as far as the archive."""
+    manifest = tmp_path / "m.json"
+    write_manifest(Manifest(entries=()), manifest)
+    fiches = tmp_path / "fiches"
+    fiches.mkdir(exist_ok=True)
+    (fiches / "a.md").write_text(fiche_text(), encoding="utf-8")
+    return {
+        "download": [manifest],
+        "package": [manifest, "-o", tmp_path / "kit"],
+        "sync": [fiches, "--kit", tmp_path / "kit", "--offline"],
+        "prune": ["--retired-before", "2026-01-01"],
+        "history": ["item"],
+        "restore": ["item", "--version", "1"],
+        "export": [],
+        "status": [],
+    }[command]
+
+
+@pytest.mark.parametrize(
+    "command",
+    sorted(n for n, c in cli.commands.items() if any(p.name == "archive" for p in c.params)),
+)
+def test_what_the_help_says_of_a_missing_archive_is_true(command: str, tmp_path: Path) -> None:
+    said = _archive_help(command)
+    archive = tmp_path / "new-archive"
+    if command == "verify":  # audits an archive, so one must be there
+        assert "Audit an archive" in said
+        code, _, _ = run("verify", "--archive", archive)
+        assert code == 2 and not archive.exists()
+        return
+    args = _minimal_args(command, tmp_path)
+    code, _, stderr = run(command, *args, "--archive", archive, "-q")
+    if CREATED in said:
+        assert archive.is_dir() and (archive / "catalog.sqlite").is_file(), (code, stderr)
+        assert code in (0, 1), stderr
+    else:
+        assert MUST_EXIST in said, f"archiver {command} --archive: say whether it is created"
+        assert not archive.exists()
+        assert code == 2, stderr  # a target that cannot be used
+    assert "Traceback" not in stderr
+
+
+@pytest.mark.parametrize(("command", "option"), [("package", "--output"), ("sync", "--kit")])
+def test_a_kit_folder_may_be_missing_or_empty_as_the_help_says(
+    command: str, option: str, server: FileServer, tmp_path: Path
+) -> None:
+    (param,) = [p for p in cli.commands[command].params if option in getattr(p, "opts", ())]
+    assert "empty, missing, or a kit archiver made" in " ".join((param.help or "").split())
+    server.add("/v.mp4", content_of(20_000))
+    manifest = tmp_path / "m.json"
+    write_manifest(Manifest(entries=(make_entry("item", server.url("/v.mp4")),)), manifest)
+    assert run("download", manifest, "--archive", tmp_path / "archive", "-q")[0] == 0
+    fiches = tmp_path / "fiches"
+    fiches.mkdir()
+    (fiches / "a.md").write_text(fiche_text(download=server.url("/v.mp4")), encoding="utf-8")
+    for kit in (tmp_path / "missing" / "kit", tmp_path / "empty"):
+        kit.parent.mkdir(parents=True, exist_ok=True)
+        if kit.name == "empty":
+            kit.mkdir()
+        head = [manifest] if command == "package" else [fiches, "--offline"]
+        code, _, stderr = run(command, *head, "--archive", tmp_path / "archive", option, kit)
+        assert (kit / "index.html").is_file(), stderr
+        # And a kit archiver made is updated in place.
+        again = run(command, *head, "--archive", tmp_path / "archive", option, kit, "-q")
+        assert again[0] == code, again
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine", encoding="utf-8")
+    head = [manifest] if command == "package" else [fiches, "--offline"]
+    code, _, _ = run(command, *head, "--archive", tmp_path / "archive", option, other)
+    assert code == 2  # neither empty, missing nor archiver's: refused
+    assert sorted(p.name for p in other.iterdir()) == ["notes.txt"]
+
+
+def test_the_help_of_verbose_and_of_exit_codes_says_what_the_cli_does() -> None:
+    _, stdout, _ = run("--help")
+    text = " ".join(stdout.split())
+    assert "one line per file: fetched, changed, unchanged, kept or failed" in text
+    assert "130 interrupted (Ctrl-C)" in text
+    assert "70 a bug in archiver" in text
+    from archiver.cli import EXIT_INTERNAL, EXIT_INTERRUPTED
+
+    assert (EXIT_INTERNAL, EXIT_INTERRUPTED) == (70, 130)

@@ -5,7 +5,10 @@ a link."""
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,7 +21,7 @@ from archiver.fetch import DownloadReport, Outcome, Status
 from archiver.fetch.plan import Job
 from archiver.manifest import Manifest, write_manifest
 
-from .conftest import make_entry
+from .conftest import content_of, fiche_text, make_entry
 from .server import FileServer
 
 
@@ -237,3 +240,80 @@ def test_credentials_a_redirect_brings_are_not_kept_in_the_catalog(
         db.close()
     assert "s3cret" not in final
     assert final.startswith("http://***@127.0.0.1")
+
+
+# -- exit 2 for a target that cannot be used, 1 only when items failed -----------------------
+
+
+@pytest.fixture
+def read_only(tmp_path: Path) -> Iterator[Path]:
+    """A read-only file system (a tmpfs mounted ``ro``) at ``tmp_path/ro``: root writes
+    through any permission bits, not through that. Skipped where it cannot be mounted."""
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    if shutil.which("mount") is None:
+        pytest.skip("cannot mount tmpfs: no mount program")
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(folder)],
+        capture_output=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount tmpfs: {done.stderr.decode().strip()}")
+    yield folder
+    if subprocess.run(["umount", str(folder)], check=False).returncode != 0:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def _held(server: FileServer, tmp_path: Path) -> tuple[Path, Path, Path]:
+    """An archive holding one video, its manifest, and a folder of its one fiche."""
+    server.add("/v.mp4", content_of(20_000))
+    manifest = tmp_path / "m.json"
+    write_manifest(Manifest(entries=(make_entry("item", server.url("/v.mp4")),)), manifest)
+    assert run("download", manifest, "--archive", tmp_path / "archive", "-q")[0] == 0
+    fiches = tmp_path / "fiches"
+    fiches.mkdir()
+    (fiches / "a.md").write_text(fiche_text(download=server.url("/v.mp4")), encoding="utf-8")
+    return manifest, tmp_path / "archive", fiches
+
+
+def test_a_kit_or_archive_folder_that_cannot_be_used_is_exit_2_not_1(
+    server: FileServer, tmp_path: Path, read_only: Path
+) -> None:
+    manifest, archive, fiches = _held(server, tmp_path)
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a folder", encoding="utf-8")
+    for kit in (a_file / "kit", read_only / "kit"):
+        code, _, stderr = run("package", manifest, "--archive", archive, "-o", kit)
+        assert code == 2, stderr
+        assert stderr.startswith(f"Error: {kit}: ") and stderr.count("\n") == 1, stderr
+        code, _, stderr = run("sync", fiches, "--archive", archive, "--kit", kit, "--offline")
+        assert code == 2, stderr
+        assert f"Error: {kit}: " in stderr
+    for where in (a_file / "archive", read_only / "archive"):
+        code, _, stderr = run("download", manifest, "--archive", where)
+        assert code == 2, stderr
+        assert stderr.startswith(f"Error: {where}") and stderr.count("\n") == 1, stderr
+        code, _, stderr = run("sync", fiches, "--archive", where, "--kit", tmp_path / "kit")
+        assert code == 2, stderr
+    code, _, stderr = run("package", manifest, "--archive", tmp_path / "none", "-o", tmp_path / "k")
+    assert (code, stderr) == (
+        2,
+        f"Error: {tmp_path / 'none'}: no archive here\nHint: run 'archiver download' first\n",
+    )
+    assert not (tmp_path / "k").exists()
+
+
+def test_exit_1_only_when_items_failed(server: FileServer, tmp_path: Path) -> None:
+    manifest, archive, _ = _held(server, tmp_path)
+    assert run("package", manifest, "--archive", archive, "-o", tmp_path / "kit")[0] == 0
+    gone = tmp_path / "m2.json"
+    entries = (make_entry("item", server.url("/v.mp4")), make_entry("x", server.url("/gone")))
+    write_manifest(Manifest(entries=entries), gone)
+    code, _, stderr = run("download", gone, "--archive", archive, "--retries", "0")
+    assert code == 1
+    assert stderr.splitlines()[0].startswith("Error: Vidéo x (x, video): ")
+    assert stderr.splitlines()[-1].startswith(
+        "Download: 2 videos (1 failed), 2 files: 0 downloaded, 0 changed, 1 already held,"
+        " 1 failed; "
+    )

@@ -193,7 +193,7 @@ def test_a_full_disk_at_the_bag_manifest_leaves_the_previous_kit_as_it_was(
     assert_intact(kit, before)
     assert run("package", manifest, "--archive", archive, "-o", kit, "-q") == (0, "")
     assert re.search(
-        r"data/videos/v3/video\S*\.mp4$", (kit / "manifest-sha256.txt").read_text(), re.M
+        r"data/videos/Video-v3/Video-v3\S*\.mp4$", (kit / "manifest-sha256.txt").read_text(), re.M
     )
     bagit.Bag(str(kit)).validate()
 
@@ -203,17 +203,17 @@ def test_a_full_disk_while_copying_a_video_leaves_the_previous_kit_as_it_was(
 ) -> None:
     manifest, archive, kit = kit_to_update(server, tmp_path, "--copy")
     before = snapshot(kit)
-    folder = kit / "data" / "videos" / "v3"
+    folder = kit / "data" / "videos" / "Video-v3"
     with monkeypatch.context() as patch:
         # Its page and its poster are written by then; 64 KiB of it fit, then the disk is full.
-        video = re.compile(r"video\S*\.mp4")  # the kit names it for its height
+        video = re.compile(r"Video-v3\S*\.mp4")  # the kit names it for its title and height
         full = DiskFull(
             patch, lambda p: STAGING in p.parts and bool(video.fullmatch(p.name)), room=65536
         )
         code, stderr = run("package", manifest, "--archive", archive, "-o", kit, "-q", "--copy")
     assert full.refused, "the video was never copied: the test proved nothing"
     assert code == 1
-    assert re.fullmatch(rf"Error: {re.escape(str(folder))}/video\S*\.mp4: {KEY_FULL}\n", stderr)
+    assert re.fullmatch(rf"Error: {re.escape(str(folder))}/Video-v3\S*\.mp4: {KEY_FULL}\n", stderr)
     assert_intact(kit, before)  # v3's folder, made for the update, is gone too
     assert run("package", manifest, "--archive", archive, "-o", kit, "-q", "--copy") == (0, "")
     assert run("verify", kit, "-q") == (0, "")
@@ -334,7 +334,7 @@ def test_a_catalog_too_full_to_record_a_failed_run_still_names_the_failed_item(
         f"Warning: {catalog}: {CATALOG_FULL}; this run and its failures are not recorded in it"
     )
     assert error == f"Error: Vidéo v1 (v1, video): {url}: {catalog}: {CATALOG_FULL}"
-    assert summary.startswith("Download: 0 downloaded (")
+    assert summary.startswith("Download: 1 video (1 failed), 1 file: 0 downloaded,")
     assert run("download", manifest, "--archive", archive, "-q") == (0, "")
 
 
@@ -506,7 +506,7 @@ def test_a_kit_on_a_real_small_disk_is_refused_or_left_as_it_was(
         patch.setattr(kit_writer.shutil, "disk_usage", lambda p: real(p)._replace(free=1 << 40))
         code, stderr = run("package", manifest, "--archive", archive, "-o", kit, "-q")
     (video,) = re.findall(
-        rf"^Error: ({re.escape(str(kit))}/data/videos/big/video\S*\.mp4): ", stderr
+        rf"^Error: ({re.escape(str(kit))}/data/videos/Video-big/Video-big\S*\.mp4): ", stderr
     )
     video = Path(video)
     assert (code, stderr) == (1, f"Error: {video}: {KEY_FULL}\n")
@@ -591,7 +591,7 @@ def test_a_poster_a_read_only_archive_refuses_is_done_without(
         warning,
     )
     assert summary.startswith("Kit: 1 video in ")
-    assert not (kit / "data" / "videos" / "v1" / "poster.jpg").exists()
+    assert not (kit / "data" / "videos" / "Video-v1" / "poster.jpg").exists()
     assert run("verify", kit, "-q") == (0, "")
 
 

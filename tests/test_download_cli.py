@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -60,11 +61,16 @@ def test_success_prints_a_summary_and_exits_0(server: FileServer, tmp_path: Path
     manifest = write(tmp_path, make_entry("item-a", server.url("/a.mp4")))
     code, stdout, stderr = run("download", manifest, "--archive", tmp_path / "arch")
     assert (code, stdout) == (0, "")
-    assert stderr.startswith("Download: 1 downloaded (97.7 KiB at ")
-    assert stderr.endswith(", 0 already held, 0 failed in " + stderr.rsplit(" in ", 1)[1])
+    assert re.fullmatch(
+        r"Download: 1 video, 1 file: 1 downloaded, 0 changed, 0 already held, 0 failed;"
+        r" 97\.7 KiB at \S+ \S+/s in \d+\.\d s\n",
+        stderr,
+    )
     code, _, stderr = run("download", manifest, "--archive", tmp_path / "arch")
     assert code == 0
-    assert stderr.startswith("Download: 0 downloaded (0 B at 0 B/s), 1 already held, 0 failed")
+    assert stderr.startswith(
+        "Download: 1 video, 1 file: 0 downloaded, 0 changed, 1 already held, 0 failed; 0 B at 0 B/s"
+    )
 
 
 def test_quiet_success_prints_nothing(server: FileServer, tmp_path: Path) -> None:

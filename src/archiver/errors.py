@@ -17,8 +17,10 @@ touches the disk, :func:`writing` and :func:`catalog_access` do it, as context m
     ├── ArchiveError(path)        exit 2: an archive folder or catalog that cannot be used
     ├── DownloadError(url)        one item could not be fetched (reported, the run goes on)
     │   └── ChecksumMismatch(path, expected, actual)
-    ├── StorageError(path)        a write the disk refused: full, read-only, no permission
-    ├── KitError(path)            a kit that cannot be written (no room on the key)
+    ├── StorageError(path)        a write the disk refused: full (exit 1); read-only, no
+    │                             permission, not a folder (exit 2: an unusable target)
+    ├── KitError(path)            a kit that cannot be written: no room on the key (exit 1);
+    │   │                         read-only, no permission, not a folder (exit 2)
     │   └── KitRefused(path)      exit 2: a folder that is not archiver's kit, or overlaps
     │                             the archive
     ├── MediaError(path)          ffmpeg or ffprobe failed on a file
@@ -59,6 +61,7 @@ __all__ = [
     "describe_os_error",
     "describe_sqlite_error",
     "disk_refused",
+    "unusable_target",
     "writing",
 ]
 
@@ -138,7 +141,15 @@ class InvalidInputs(ArchiverError):
         )
 
     def lines(self) -> list[str]:
-        return [error.message for error in self.errors]
+        """One line an error. A single error's hint is printed after it, as every error's is;
+        with several, each error's own hint goes on its line: fifteen fiches with a colon in
+        their title each need their own quoted fix."""
+        if len(self.errors) == 1:
+            return [self.errors[0].message]
+        return [
+            f"{error.message}; {error.hint}" if error.hint else error.message
+            for error in self.errors
+        ]
 
 
 class ArchiveError(ArchiverError):
@@ -171,11 +182,52 @@ class ChecksumMismatch(DownloadError):
         super().__init__(url, f"{what} mismatch: expected {expected}, got {actual}")
 
 
-class StorageError(ArchiverError):
+# What an OSError says when the folder itself cannot be used, whatever a run does: a file where
+# a folder should be, a read-only file system, a place the user may not write. No later run
+# does better until a person changes something, so it is bad input (exit 2), not items that
+# failed (exit 1). A full disk, a quota or a failing key are not among them: the run failed,
+# and the next one works once there is room.
+_UNUSABLE = frozenset(
+    {
+        errno.ENOTDIR,
+        errno.EISDIR,
+        errno.ENOENT,
+        errno.EACCES,
+        errno.EPERM,
+        errno.EROFS,
+        errno.ELOOP,
+        errno.ENAMETOOLONG,
+    }
+)
+
+
+def unusable_target(exc: BaseException | None) -> bool:
+    """Whether ``exc`` (an error's cause) says the folder written to cannot be used at all.
+
+    >>> unusable_target(OSError(errno.EROFS, "Read-only file system"))
+    True
+    >>> unusable_target(OSError(errno.ENOSPC, "No space left on device"))
+    False
+    """
+    return isinstance(exc, OSError) and exc.errno in _UNUSABLE
+
+
+class _TargetError(ArchiverError):
+    """An error writing to a target folder; its exit code follows its cause (see
+    :func:`unusable_target`): 2 for a folder that cannot be used, 1 for a run that failed."""
+
+    @property
+    def exit_code(self) -> int:  # type: ignore[override]  # a class's, computed for this one
+        return EXIT_USAGE if unusable_target(self.__cause__) else EXIT_FAILED
+
+
+class StorageError(_TargetError):
     """A write to the archive that the disk refused: full, read-only, not permitted.
 
-    Exit 1: the run went as far as it could, and what was held before is intact (every write
-    goes through a temporary name or a transaction); the next run works once space is freed.
+    Exit 1 for a full disk: the run went as far as it could, and what was held before is
+    intact (every write goes through a temporary name or a transaction); the next run works
+    once space is freed. Exit 2 when the archive cannot be written at all (read-only, not
+    permitted, a file where a folder should be).
     """
 
     def __init__(self, path: Path | str, reason: str, *, hint: str | None = None) -> None:
@@ -184,8 +236,9 @@ class StorageError(ArchiverError):
         super().__init__(f"{self.path}: {reason}", hint=hint)
 
 
-class KitError(ArchiverError):
-    """A kit that cannot be written: no room on the key, an unusable folder."""
+class KitError(_TargetError):
+    """A kit that cannot be written: no room on the key (exit 1), an unusable folder (exit 2:
+    read-only, not permitted, a file where a folder should be)."""
 
     def __init__(self, path: Path | str, reason: str, *, hint: str | None = None) -> None:
         self.path = str(path)

@@ -22,6 +22,7 @@ __all__ = [
     "SizeType",
     "archive_option",
     "download_options",
+    "existing_archive_option",
     "kit_options",
     "subfolder_option",
 ]
@@ -92,12 +93,25 @@ class DurationType(click.ParamType[float, Any]):
 
 
 def archive_option(function: F) -> F:
+    """--archive, for the commands that make the archive when it is missing (download, sync)."""
     return click.option(
         "--archive",
         type=click.Path(file_okay=False, path_type=Path),
         default=Path("archive"),
         show_default=True,
         help="The archive folder (created if missing).",
+    )(function)
+
+
+def existing_archive_option(function: F) -> F:
+    """--archive, for the commands that read an archive and never make one (package, status,
+    prune): their help must not promise what only download and sync do."""
+    return click.option(
+        "--archive",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=Path("archive"),
+        show_default=True,
+        help="The archive folder (it must exist: nothing is created).",
     )(function)
 
 

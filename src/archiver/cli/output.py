@@ -6,24 +6,30 @@ The core returns data; this module alone turns it into words for a terminal or a
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
-from ..choose import FitPlan
-from ..fetch import DownloadReport, Outcome, Status
-from ..kit import KitReport
-from ..sync import PlannedVideo, SyncReport
+from ..fetch import Status
 from ..units import format_bytes, format_duration
+
+if TYPE_CHECKING:  # types only: a download's lines need not import the kit or sync
+    from ..choose import FitPlan
+    from ..fetch import DownloadReport, Outcome
+    from ..kit import KitReport
+    from ..sync import PlannedVideo, SyncReport
 
 __all__ = [
     "download_summary",
     "failure_line",
     "fit_plan_lines",
     "for_terminal",
+    "interrupted_line",
+    "item_lines",
     "kit_summary",
     "optional_failure_lines",
     "planned_lines",
     "status_lines",
+    "sync_item_lines",
     "sync_summary",
 ]
 
@@ -74,17 +80,35 @@ def optional_failure_lines(report: DownloadReport) -> list[str]:
     ]
 
 
+def _count(number: int, noun: str) -> str:
+    """``1 video``, ``17 videos``: a count a person reads without a "(s)"."""
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
+def _videos(outcomes: Iterable[Outcome]) -> str:
+    """``17 videos (2 failed)``: the videos the files belong to, and those that failed (a
+    video fails when any of its files but an optional one does)."""
+    videos: set[str] = set()
+    failed: set[str] = set()
+    for outcome in outcomes:
+        videos.add(outcome.job.entry.id)
+        if outcome.status is Status.FAILED and not outcome.job.optional:
+            failed.add(outcome.job.entry.id)
+    return _count(len(videos), "video") + (f" ({len(failed)} failed)" if failed else "")
+
+
 def download_summary(report: DownloadReport) -> str:
-    """One line: what was fetched, held and failed, with bytes and time."""
-    fetched = report.count(Status.FETCHED)
+    """One line: the videos, then their files: fetched, changed, held and failed, with bytes
+    and time. Videos and files are counted apart (a video is a video file and its companions:
+    "17 videos; 40 held" would leave the reader to guess)."""
     seconds = max(report.seconds, 1e-3)
-    parts = [
-        f"{fetched} downloaded ({format_bytes(report.bytes_fetched)}"
-        f" at {format_bytes(report.bytes_fetched / seconds)}/s)",
-        f"{report.count(Status.HELD)} already held",
-        f"{report.count(Status.FAILED)} failed",
-    ]
-    return f"Download: {', '.join(parts)} in {format_duration(report.seconds)}"
+    return (
+        f"Download: {_videos(report.outcomes)}, {_count(len(report.outcomes), 'file')}:"
+        f" {report.count(Status.FETCHED)} downloaded, {report.count(Status.CHANGED)} changed,"
+        f" {report.count(Status.HELD)} already held, {report.count(Status.FAILED)} failed;"
+        f" {format_bytes(report.bytes_fetched)} at {format_bytes(report.bytes_fetched / seconds)}/s"
+        f" in {format_duration(report.seconds)}"
+    )
 
 
 def kit_summary(report: KitReport) -> str:
@@ -104,22 +128,79 @@ def kit_summary(report: KitReport) -> str:
 
 
 def sync_summary(report: SyncReport) -> str:
-    """One line for a sync: what was fetched, changed, held, failed, retired; the kit."""
+    """One line for a sync: the collection's videos (failed, retired), then their files
+    (fetched, changed, held, failed), then the kit; videos and files never share a count."""
     counts = report.download
-    failed = len(report.failures())
-    count = len(report.manifest.entries)
+    failed = {o.job.entry.id for o in report.failures() if not o.job.optional}
+    videos = _count(len(report.manifest.entries), "video")
+    if failed:
+        videos += f" ({len(failed)} failed)"
+    if report.retired:
+        videos += f", {len(report.retired)} retired"
     kit = (
         "kit not updated (--max-time)"
         if report.kit_skipped
-        else f"kit: {report.kit.items} video{'s' if report.kit.items != 1 else ''},"
-        f" {report.kit.written} files written"
+        else f"kit: {_count(report.kit.items, 'video')}, {report.kit.written} files written"
     )
     return (
-        f"Sync: {count} video{'s' if count != 1 else ''}; {counts.count(Status.FETCHED)} fetched,"
-        f" {counts.count(Status.CHANGED)} changed, {counts.count(Status.HELD)} held,"
-        f" {failed} failed, {len(report.retired)} retired"
+        f"Sync: {videos}; {_count(len(counts.outcomes), 'file')}:"
+        f" {counts.count(Status.FETCHED)} fetched, {counts.count(Status.CHANGED)} changed,"
+        f" {counts.count(Status.HELD)} held, {counts.count(Status.FAILED)} failed"
         f" ({format_bytes(counts.bytes_fetched)}); {kit}; in {format_duration(report.seconds)}"
     )
+
+
+# The width of the outcome column of ``-v``, as ``rsync --itemize-changes`` keeps its codes
+# in one column so that a person (or ``grep ^failed``) reads down it.
+_OUTCOME_WIDTH = len("unchanged")
+
+
+def item_lines(report: DownloadReport) -> list[str]:
+    """``-v``: one line a file, its outcome first (``fetched``, ``changed``, ``unchanged``,
+    ``kept``, ``failed``), then the file, then the detail; what ``rsync --itemize-changes``
+    does for a tree. ``unchanged``: upstream was asked and said so; ``kept``: held, and not
+    due for a check (``--refresh-after``), nothing asked."""
+    return [_item_line(outcome) for outcome in report.outcomes]
+
+
+def _item_line(outcome: Outcome) -> str:
+    job = outcome.job
+    if outcome.status is Status.FETCHED:
+        word, detail = "fetched", format_bytes(outcome.bytes_fetched)
+    elif outcome.status is Status.CHANGED:
+        word = "changed"
+        detail = f"{format_bytes(outcome.bytes_fetched)}, a new version (the old one is kept)"
+    elif outcome.status is Status.HELD and job.revalidate is not None:
+        word, detail = "unchanged", "upstream says it has not changed"
+    elif outcome.status is Status.HELD:
+        word, detail = "kept", "held, not due for a check upstream"
+    else:
+        word = "failed"
+        where = f"{job.url}: " if job.url else ""
+        detail = f"{where}{outcome.reason}"
+        if job.revalidate is not None:
+            detail += "; the version held is kept"
+        if job.optional:
+            detail += " (optional: the kit goes without it)"
+    return f"{word:<{_OUTCOME_WIDTH}} {job.entry.title} ({job.entry.id}, {job.role}): {detail}"
+
+
+def sync_item_lines(report: SyncReport) -> list[str]:
+    """``sync -v``: every file's line (:func:`item_lines`), then each video the kit left
+    out though its files were fetched, and each video retired from the collection."""
+    lines = item_lines(report.download)
+    failed = {o.job.entry.id for o in report.download.outcomes if o.status is Status.FAILED}
+    lines.extend(
+        f"{'failed':<{_OUTCOME_WIDTH}} {entry.title} ({entry.id}): not in the kit: {reason}"
+        for entry, reason in report.kit.left_out
+        if entry.id not in failed
+    )
+    lines.extend(
+        f"{'retired':<{_OUTCOME_WIDTH}} {title} ({item}): its fiche left the collection;"
+        " the archive keeps its files"
+        for item, title in report.retired
+    )
+    return lines
 
 
 def fit_plan_lines(plan: FitPlan, titles: Mapping[str, str]) -> list[str]:
@@ -129,8 +210,9 @@ def fit_plan_lines(plan: FitPlan, titles: Mapping[str, str]) -> list[str]:
         for item, r in plan.choices
     ]
     rows.append(
-        f"Total: {format_bytes(plan.total)} of {format_bytes(plan.budget)}"
-        f" (pages, posters and checksums: {format_bytes(plan.overhead)})"
+        f"Total: {format_bytes(plan.total)} of {format_bytes(plan.budget)},"
+        f" {format_bytes(plan.margin)} kept for the file system"
+        f" (pages, posters and checksums: {format_bytes(plan.overhead - plan.margin)})"
     )
     if not plan.fits:
         rows.append(
@@ -196,3 +278,20 @@ def status_lines(status: Mapping[str, Any]) -> list[str]:
         f" every {audit['due_after_days']} days), last audit {audit['last_audit'] or 'never'}"
     )
     return lines
+
+
+# What Ctrl-C leaves, said per command: every write goes through a temporary name, a
+# transaction or a kit's staging, so what a person needs to know is what the next run does.
+_INTERRUPTED = {
+    "download": "the download stopped; files under way keep their partial, and the next run"
+    " resumes them",
+    "sync": "the sync stopped; files under way keep their partial, and the next run resumes them",
+    "package": "the kit was not finished; the same command completes it",
+    "verify": "the check stopped before the end; nothing was changed",
+}
+
+
+def interrupted_line(command: str | None) -> str:
+    """The one line after Ctrl-C: which command stopped, and what it leaves."""
+    what = _INTERRUPTED.get(command or "")
+    return f"Interrupted: {what}" if what else f"Interrupted: archiver {command or ''} stopped"
