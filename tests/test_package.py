@@ -23,11 +23,13 @@ from archiver.archive import Archive, FetchedFile
 from archiver.cli import cli
 from archiver.cli.output import kit_summary
 from archiver.entry import Credit, Entry, Licence, Video
+from archiver.errors import ArchiveError
 from archiver.fetch import DownloadSettings, download
 from archiver.kit import KitError, KitSettings, package
 from archiver.kit.bag import JOURNAL, MANIFEST, NOT_REGULAR, verify_bag
 from archiver.kit.ownership import STAGING
 from archiver.manifest import Manifest, write_manifest
+from archiver.zim import package_zim
 
 from .conftest import chromium, content_of, make_entry
 from .fuzz_support import run_bounded
@@ -153,12 +155,14 @@ def test_kit_is_a_valid_bag_with_a_root_index_and_a_readme(
     assert bag.info["Payload-Oxum"].endswith(".15")
     assert bag.info["Source-Organization"] == "Réseau Canopé"
     assert "Bagging-Date" in bag.info
-    assert "data/index.html" in (kit / "index.html").read_text()
+    assert 'href="data/index.html"' in (kit / "index.html").read_text()
     assert "VÉRIFIER UNE COPIE" in (kit / "LISEZMOI.txt").read_text()
-    for name in ("differencier", "evaluer", "collaborer"):
+    assert "verifier-cle.ps1" in (kit / "tagmanifest-sha256.txt").read_text()
+    # Folders and videos named from their titles.
+    for name in ("Differencier-ses-pratiques", "Evaluer-avec-le-numerique", "Collaborer-en-classe"):
         folder = kit / "data" / "videos" / name
         assert sorted(p.name for p in folder.iterdir()) == sorted(
-            ["index.html", "poster.jpg", "video-240p.mp4"]
+            ["index.html", "poster.jpg", f"{name}-240p.mp4"]
         )
     assert verify_bag(kit)[2] == []
 
@@ -184,11 +188,19 @@ def test_media_are_hard_linked_on_the_same_filesystem_unless_copy(
         record = opened.held("evaluer", "video")
     assert record is not None
     held = archive / record.path
-    in_kit = kit / "data" / "videos" / "evaluer" / "video-240p.mp4"
+    in_kit = (
+        kit / "data" / "videos" / "Evaluer-avec-le-numerique" / "Evaluer-avec-le-numerique-240p.mp4"
+    )
     assert os.stat(held).st_ino == os.stat(in_kit).st_ino
     copy_kit = tmp_path / "copy-kit"
     package(Manifest(entries=tuple(items)), archive, copy_kit, settings=KitSettings(copy=True))
-    copied = copy_kit / "data" / "videos" / "evaluer" / "video-240p.mp4"
+    copied = (
+        copy_kit
+        / "data"
+        / "videos"
+        / "Evaluer-avec-le-numerique"
+        / "Evaluer-avec-le-numerique-240p.mp4"
+    )
     assert os.stat(copied).st_ino != os.stat(held).st_ino
     assert copied.read_bytes() == held.read_bytes()
 
@@ -215,12 +227,18 @@ def test_a_changed_video_rewrites_only_its_own_files(
     report = package(manifest, archive, kit)
     assert report.changed
     assert all(
-        path.startswith("data/videos/evaluer/") or path == "data/provenance.json"
+        path.startswith("data/videos/Evaluer-avec-le-numerique/") or path == "data/provenance.json"
         for path in report.changed
     ), report.changed
-    assert "data/videos/evaluer/video-240p.mp4" in report.changed  # removed
-    assert "data/videos/evaluer/video-192p.mp4" in report.changed  # its successor
-    assert not (kit / "data/videos/evaluer/video-240p.mp4").exists()
+    assert (
+        "data/videos/Evaluer-avec-le-numerique/Evaluer-avec-le-numerique-240p.mp4" in report.changed
+    )  # removed
+    assert (
+        "data/videos/Evaluer-avec-le-numerique/Evaluer-avec-le-numerique-192p.mp4" in report.changed
+    )  # its successor
+    assert not (
+        kit / "data/videos/Evaluer-avec-le-numerique/Evaluer-avec-le-numerique-240p.mp4"
+    ).exists()
     bagit.Bag(str(kit)).validate()
 
 
@@ -231,7 +249,7 @@ def test_a_video_leaving_the_collection_leaves_the_kit(
     _, archive, kit = build(tmp_path, server, items)
     report = package(Manifest(entries=tuple(items[:2])), archive, kit)
     assert report.removed == 3  # page, video, poster
-    assert not (kit / "data" / "videos" / "collaborer").exists()
+    assert not (kit / "data" / "videos" / "Collaborer-en-classe").exists()
     assert b"Collaborer" not in (kit / "data" / "index.html").read_bytes()
     bagit.Bag(str(kit)).validate()
 
@@ -240,16 +258,16 @@ def test_flipped_byte_and_missing_and_extra_files_are_named_by_verify(
     server: FileServer, clips: list[bytes], tmp_path: Path
 ) -> None:
     _, _, kit = build(tmp_path, server, entries(server, clips), copy=True)
-    video = kit / "data/videos/evaluer/video-240p.mp4"
+    video = kit / "data/videos/Evaluer-avec-le-numerique/Evaluer-avec-le-numerique-240p.mp4"
     data = bytearray(video.read_bytes())
     data[len(data) // 2] ^= 0x01
     video.write_bytes(bytes(data))
-    (kit / "data/videos/collaborer/poster.jpg").unlink()
+    (kit / "data/videos/Collaborer-en-classe/poster.jpg").unlink()
     (kit / "data/videos/notes.txt").write_text("ajouté à la main")
     code, _, stderr = run("verify", kit)
     assert code == 1
     lines = stderr.splitlines()
-    assert lines[0] == f"Error: {kit}/data/videos/collaborer/poster.jpg: missing"
+    assert lines[0] == f"Error: {kit}/data/videos/Collaborer-en-classe/poster.jpg: missing"
     assert lines[1].startswith(f"Error: {video}: corrupt: sha256 is ")
     assert lines[2] == (
         f"Error: {kit}/data/videos/notes.txt: not in the kit's manifest (extra file)"
@@ -263,13 +281,13 @@ def test_a_pipe_or_a_folder_in_a_kit_is_named_by_verify_without_waiting(
     server: FileServer, clips: list[bytes], tmp_path: Path
 ) -> None:
     _, _, kit = build(tmp_path, server, entries(server, clips))
-    video = kit / "data/videos/evaluer/video-240p.mp4"
+    video = kit / "data/videos/Evaluer-avec-le-numerique/Evaluer-avec-le-numerique-240p.mp4"
     video.unlink()
     os.mkfifo(video)  # opening it to read would wait for ever for a writer
     readme = kit / "LISEZMOI.txt"
     readme.unlink()
     os.mkfifo(readme)
-    poster = kit / "data/videos/collaborer/poster.jpg"
+    poster = kit / "data/videos/Collaborer-en-classe/poster.jpg"
     poster.unlink()
     poster.mkdir()
     # In a child process: were it to wait on the pipe, it is killed and the test fails.
@@ -296,6 +314,24 @@ def test_verify_of_a_folder_that_is_no_kit_names_it_once_exit_2(
         f"Error: {folder}: not a kit: {reason}\n"
         "Hint: give the kit's own folder: the one holding bagit.txt and index.html\n",
     )
+
+
+def test_no_archive_at_the_archive_path_is_an_archive_error_exit_2(tmp_path: Path) -> None:
+    """The library says it, as for any unusable target (exit 2): the command line adds no
+    check of its own, for a kit, a ZIM or both."""
+    manifest = Manifest(entries=(make_entry("a", "http://127.0.0.1:9/a.mp4"),))
+    none = tmp_path / "none"
+    with pytest.raises(ArchiveError) as caught:
+        package(manifest, none, tmp_path / "kit")
+    assert (caught.value.exit_code, caught.value.message) == (2, f"{none}: no archive here")
+    with pytest.raises(ArchiveError) as caught:
+        package_zim(manifest, none, tmp_path / "v.zim", settings=KitSettings())
+    assert (caught.value.exit_code, caught.value.message) == (2, f"{none}: no archive here")
+    write_manifest(manifest, tmp_path / "m.json")
+    expected = f"Error: {none}: no archive here\nHint: run 'archiver download' first\n"
+    for target in (["-o", tmp_path / "kit"], ["--zim", tmp_path / "v.zim"]):
+        assert run("package", tmp_path / "m.json", "--archive", none, *target) == (2, "", expected)
+    assert not (tmp_path / "kit").exists() and not (tmp_path / "v.zim").exists()
 
 
 def test_verify_of_a_whole_kit_exits_0(
@@ -377,7 +413,7 @@ def test_an_update_sigkilled_while_staging_leaves_the_previous_kit_valid(
     bagit.Bag(str(kit)).validate()
 
     # An earlier release staged files beside their final names: removed as well.
-    old = kit / "data" / "videos" / "evaluer" / ".index.html.archiver-tmp"
+    old = kit / "data" / "videos" / "Evaluer-avec-le-numerique" / ".index.html.archiver-tmp"
     old.write_text("<html")
     assert run("package", tmp_path / "m.json", "--archive", archive, "-o", kit, "--copy", "-q") == (
         0,
@@ -385,9 +421,9 @@ def test_an_update_sigkilled_while_staging_leaves_the_previous_kit_valid(
         "",
     )
     assert files_in(kit) == before | {
-        "data/videos/grand/index.html",
-        "data/videos/grand/poster.jpg",
-        "data/videos/grand/video-48p.mp4",
+        "data/videos/Video-grand/index.html",  # "Vidéo grand"
+        "data/videos/Video-grand/poster.jpg",
+        "data/videos/Video-grand/Video-grand-48p.mp4",
     }
     assert run("verify", kit, "-q") == (0, "", "")
     bagit.Bag(str(kit)).validate()
@@ -480,7 +516,7 @@ def test_without_ffmpeg_the_kit_has_no_posters_and_says_so(
         _, _, kit = build(tmp_path, server, entries(server, clips))
     assert caplog.messages.count("ffmpeg is not installed: the kit has no poster frames") == 1
     assert not list(kit.rglob("poster.jpg"))
-    page = (kit / "data/videos/evaluer/index.html").read_text()
+    page = (kit / "data/videos/Evaluer-avec-le-numerique/index.html").read_text()
     assert "poster=" not in page
     assert "3 s" in page  # the duration is read in-process: no ffmpeg program needed
     bagit.Bag(str(kit)).validate()
@@ -514,29 +550,32 @@ def test_chromium_opens_the_kit_finds_a_video_and_plays_it(
 ) -> None:
     _, _, kit = build(tmp_path, server, entries(server, clips))
     page, problems = open_page(browser, (kit / "index.html").as_uri())
+    page.click("text=Ouvrir le catalogue")  # the root page is a page, with a button
     page.wait_for_url("**/data/index.html")
-    assert page.locator("#catalogue > li:visible").count() == 3
+    assert page.locator("#catalogue li.card:visible").count() == 3
 
     page.fill("#recherche", "evaluer")  # no accent typed, the title has one
-    assert page.locator("#catalogue > li:visible").count() == 1
-    assert page.inner_text("#etat") == "1 vidéo"
+    assert page.locator("#catalogue li.card:visible").count() == 1
+    assert page.inner_text("#etat") == "1 vidéo sur 3"
     page.fill("#recherche", "ilots")  # a word of a transcript only
-    assert page.locator("#catalogue > li:visible .title").all_inner_texts() == [
+    assert page.locator("#catalogue li.card:visible .title").all_inner_texts() == [
         "Collaborer en classe"
     ]
     page.fill("#recherche", "")
     page.select_option("#domaine", "Domaine 2")
-    assert page.locator("#catalogue > li:visible").count() == 2
+    assert page.locator("#catalogue li.card:visible").count() == 2
 
     page.click("text=Collaborer en classe")
-    page.wait_for_url("**/videos/collaborer/index.html")
+    page.wait_for_url("**/videos/Collaborer-en-classe/index.html")
     page.wait_for_function("document.querySelector('video').readyState >= 1")
     assert page.evaluate("document.querySelector('video').duration") == pytest.approx(4.0, abs=0.2)
     assert page.inner_text("h1") == "Collaborer en classe"
     assert "Le travail en îlots." in page.inner_text(".transcript")
     assert "sans usage commercial" in page.inner_text("#credits ~ h3 + p")
-    page.click("a[rel=prev]")
-    page.wait_for_url("**/videos/evaluer/index.html")
+    # The pager follows the catalogue: Domaine 2's two videos in French order, then Domaine 4.
+    assert page.locator("a[rel=prev]").count() == 0
+    page.click("a[rel=next]")
+    page.wait_for_url("**/videos/Evaluer-avec-le-numerique/index.html")
     assert problems == []
     page.context.close()
 
@@ -546,7 +585,7 @@ def test_without_javascript_the_catalog_is_a_plain_list(
 ) -> None:
     _, _, kit = build(tmp_path, server, entries(server, clips))
     page, problems = open_page(browser, (kit / "data" / "index.html").as_uri(), javascript=False)
-    assert page.locator("#catalogue > li:visible").count() == 3
+    assert page.locator("#catalogue li.card:visible").count() == 3
     assert not page.locator("#filtres").is_visible()
     assert problems == []
     page.context.close()
@@ -586,7 +625,7 @@ def test_hostile_strings_in_every_field_run_nothing(
         assert page.locator("script").count() == own_scripts, html
         assert problems == [], (html, problems)
         if html.parent.name != "data":
-            number = int(html.parent.name.rsplit("-", 1)[1])
+            number = int(html.parent.name.split("-", 1)[0].removeprefix("T"))
             assert page.inner_text("h1") == f"T{number} {HOSTILE[number]}"
         page.context.close()
 
@@ -610,8 +649,8 @@ def test_a_held_video_ffmpeg_cannot_play_stays_out_of_the_kit(
     assert (
         stderr == "Error: Collaborer en classe (collaborer): not a playable MP4: no video stream\n"
     )
-    assert not (tmp_path / "kit" / "data" / "videos" / "collaborer").exists()
-    assert (tmp_path / "kit" / "data" / "videos" / "evaluer").is_dir()
+    assert not (tmp_path / "kit" / "data" / "videos" / "Collaborer-en-classe").exists()
+    assert (tmp_path / "kit" / "data" / "videos" / "Evaluer-avec-le-numerique").is_dir()
     bagit.Bag(str(tmp_path / "kit")).validate()
 
 
@@ -628,9 +667,9 @@ def test_transcode_re_encodes_taller_videos_once_and_again_when_the_preset_chang
     first = package(manifest, archive, kit, settings=KitSettings(transcode=preset))
     assert first.reencoded == 1
     assert "1 video re-encoded" in kit_summary(first)
-    video = kit / "data" / "videos" / "hd" / "video-360p.mp4"
+    video = kit / "data" / "videos" / "En-HD" / "En-HD-360p.mp4"  # "En HD", re-encoded
     assert media.probe(video).height == 360
-    assert "· 360p" in (kit / "data/videos/hd/index.html").read_text()
+    assert "· 360p" in (kit / "data/videos/En-HD/index.html").read_text()
     bagit.Bag(str(kit)).validate()
 
     again = package(manifest, archive, kit, settings=KitSettings(transcode=preset))
@@ -638,6 +677,6 @@ def test_transcode_re_encodes_taller_videos_once_and_again_when_the_preset_chang
 
     newer = dataclasses.replace(preset, version=preset.version + 1, crf=35)
     changed = package(manifest, archive, kit, settings=KitSettings(transcode=newer))
-    assert "data/videos/hd/video-360p.mp4" in changed.changed
+    assert "data/videos/En-HD/En-HD-360p.mp4" in changed.changed
     made = list((archive / "derived").rglob("*transcode-360p-v*.mp4"))
     assert sorted(p.name.rsplit("-", 1)[1] for p in made) == ["v1.mp4", "v2.mp4"]

@@ -332,7 +332,7 @@ def test_alternating_a_fitted_and_a_full_sync_fetches_each_rendition_once(
     folder.mkdir()
     for video in videos:
         (folder / f"{video.uuid}.md").write_text(video.fiche(), encoding="utf-8")
-    budget = str(sum(len(v.data[360]) for v in videos) + 600_000)
+    budget = str(sum(len(v.data[360]) for v in videos) + kit_overhead(3) + 56_000)
     usb, lan = ["--kit", str(tmp_path / "usb"), "--fit", budget], ["--kit", str(tmp_path / "lan")]
 
     def sync(kit: list[str]) -> int:

@@ -2,14 +2,21 @@
 
 Kit layout::
 
-    index.html                 the one file to double-click; opens data/index.html
+    index.html                 the one file to double-click: a page of its own (the
+                               collection, its count, a button to the catalogue)
     LISEZMOI.txt               how to open the kit and how to check a copy
+    verifier-cle.ps1           checks a copy from Windows' PowerShell (Get-FileHash)
     bagit.txt  bag-info.txt  manifest-sha256.txt  tagmanifest-sha256.txt
-    data/index.html            the catalog (search, filter by area)
+    data/index.html            the catalogue (search, filter by area)
     data/search-index.js       the search index, loaded with <script src>
     data/provenance.json       where each file came from: URL, date, sha256, licence
     data/assets/               style.css, app.js, player.js
-    data/videos/<id>/          index.html, the MP4, poster.jpg, captions, companion PDFs
+    data/videos/<Title>/       named from the title (pages.folder_names), FAT32-safe ASCII:
+        index.html             the video's page
+        <Title>-720p.mp4       the video, named from its title and height
+        poster.jpg             a frame of it, or the instance's preview
+        captions-fr.vtt        its caption tracks, and captions.js that carries their cues
+        fiche.pdf  transcription.pdf   its companion PDFs
 
     plan.py       what goes in: each video's held version (joined with its sound when PeerTube
                   stores that apart), re-encodes, posters, captions; names from item and role
@@ -19,7 +26,9 @@ Kit layout::
     bag.py        BagIt: manifests, bag-info, verification
     ownership.py  whose files a kit folder holds: archiver's mark and its list
     lock.py       one run at a time on a kit
-    write.py      writing only what changed and only what is archiver's, staged, manifests last
+    pages.py      how the pages write sizes, counts and the catalogue's order; names from titles
+    write.py      writing only what changed and only what is archiver's, staged, manifests
+                  last; a file the kit holds under a name it drops is moved, not copied
 
 A kit goes only where archiver may write it: an empty or missing folder, or a kit archiver
 made; never the archive, a folder inside it or one holding it (:mod:`.ownership`). One run at
@@ -46,7 +55,7 @@ from pathlib import Path
 from .._version import __version__
 from ..archive import Archive, FileRecord
 from ..entry import Entry
-from ..errors import KitError, KitRefused, describe_os_error
+from ..errors import ArchiveError, KitError, KitRefused, describe_os_error
 from ..fiche_cache import CACHE_FOLDER, cache_folder
 from ..manifest import Manifest
 from ..progress import NullProgress, Progress
@@ -56,7 +65,15 @@ from .lock import locked
 from .ownership import MARK_AGENT, SUBFOLDER_HINT, Claim, claim, refuse_overlap
 from .plan import DEFAULT_SETTINGS, DEFAULT_TITLE, KitPlan, KitSettings, plan_kit
 from .provenance import PROVENANCE_NAME, provenance_json
-from .site import describe_kit, recipe, render_readme, render_root, site_sources
+from .site import (
+    CHECK_SCRIPT,
+    describe_kit,
+    recipe,
+    render_check_script,
+    render_readme,
+    render_root,
+    site_sources,
+)
 from .write import Written, pages_path, read_pages, write_kit, write_pages
 
 __all__ = [
@@ -88,8 +105,9 @@ class KitReport:
     unchanged: int
     warnings: tuple[str, ...]
     seconds: float
-    changed: tuple[str, ...] = ()  # payload paths written or removed by this update
+    changed: tuple[str, ...] = ()  # payload paths written, moved or removed by this update
     reencoded: int = 0  # videos carried re-encoded (--transcode)
+    moved: int = 0  # files the kit held under a name it dropped, moved to their new name
 
 
 def package(
@@ -102,12 +120,13 @@ def package(
 ) -> KitReport:
     """Build the kit at ``kit`` from what the archive holds of ``manifest``, or update it.
 
-    Raises :class:`KitRefused` (exit 2, nothing written) for a kit folder archiver may not
+    Raises :class:`~archiver.errors.ArchiveError` (exit 2) when ``archive_root`` holds no
+    archive, :class:`KitRefused` (exit 2, nothing written) for a kit folder archiver may not
     write (:func:`check_kit_folder`), :class:`~archiver.errors.LockHeld` (exit 3) when another
     run holds the archive or the kit.
     """
-    if not archive_root.is_dir():
-        raise KitError(archive_root, "no archive here", hint="run 'archiver download' first")
+    if not archive_root.is_dir():  # an unusable target (exit 2), before anything is written
+        raise ArchiveError(archive_root, "no archive here", hint="run 'archiver download' first")
     check_kit_folder(kit, archive_root)
     with Archive(archive_root) as archive, archive.locked():
         return build_kit(manifest, archive, kit, settings=settings, progress=progress)
@@ -174,6 +193,7 @@ def build_kit(
         seconds=time.monotonic() - start,
         changed=written.changed,
         reencoded=plan.reencoded,
+        moved=written.moved,
     )
 
 
@@ -253,8 +273,8 @@ def _make_folder(kit: Path) -> bool:
 
 
 def _tag_files(plan: KitPlan, title: str) -> dict[str, bytes]:
-    """The bag's tag files but its manifests: the declaration, bag-info, the root page and
-    LISEZMOI.txt."""
+    """The bag's tag files but its manifests: the declaration, bag-info, the root page,
+    LISEZMOI.txt and the PowerShell script that checks a copy from Windows."""
     size = sum(s.size for s in plan.payload.values())
     organisations = sorted(
         {name for item in plan.items for c in item.entry.credits if c.role == "Production"
@@ -276,4 +296,5 @@ def _tag_files(plan: KitPlan, title: str) -> dict[str, bytes]:
         BAG_INFO: info,
         "index.html": render_root(collection_title=title, count=count),
         "LISEZMOI.txt": render_readme(collection_title=title, count=count),
+        CHECK_SCRIPT: render_check_script(),
     }

@@ -17,9 +17,16 @@ ignored and removed by the next run); and an update interrupted while renaming l
 that disagree with the files, which ``archiver verify`` reports, and a journal that keeps what
 it placed archiver's for the next run.
 
+An update that only renames files (a video's new title renames its folder and files; a kit
+made by an earlier release had other names for all of them) moves them within the kit: a file
+to write whose bytes the kit holds at a path it no longer plans is hard-linked into the staging
+folder and renamed into place with the others (on a file system without hard links, FAT or
+exFAT, the file itself is renamed, with the others), never copied again (:func:`_moves`).
+
 Before a byte is written, the update checks that the key has room for it all: the bytes it
-writes, and for each file and folder it makes a cluster of the file system's (what a file's
-last cluster wastes, at most; 32 KiB on a large FAT32 key), and :data:`FS_RESERVE` besides.
+writes, and the file system's share, :func:`archiver.choose.fs_margin` of the files and
+folders it makes and the cluster the file system says it allocates by (what --fit's plan
+keeps too, with FAT32's 32 KiB clusters).
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from ..choose import FAT32_CLUSTER, FS_RESERVE, fs_margin
 from ..errors import KitError, describe_os_error, writing
 from ..files import atomic_write_bytes, file_sha256, fsync_dir, unsafe_target
 from ..progress import Progress
@@ -57,11 +65,8 @@ __all__ = ["FS_RESERVE", "Written", "pages_path", "read_pages", "write_kit", "wr
 
 log = logging.getLogger(__name__)
 
-# Room kept on the key besides a cluster for each file and folder an update makes: what the
-# file system itself may take as it grows (a directory's entries, its journal's records).
-FS_RESERVE = 64 * 1024
 # The cluster of a file system that does not say its own: the largest FAT32 formats by default.
-DEFAULT_CLUSTER = 32 * 1024
+DEFAULT_CLUSTER = FAT32_CLUSTER
 COPY_BLOCK = 4 * 1024 * 1024
 
 
@@ -74,11 +79,15 @@ class Written:
     linked: int
     removed: int
     unchanged: int
-    changed: tuple[str, ...]  # payload paths written or removed
+    changed: tuple[str, ...]  # payload paths written, moved or removed
     warnings: tuple[str, ...] = ()  # files left alone, lists that could not be read whole
     # Generated files the plan thought the kit held (:class:`~.site.Deferred`) but that had to
     # be written after all, as made: their bag path, sha256 and size.
     made: tuple[tuple[str, str, int], ...] = ()
+    # Files the kit held at a path no longer planned, given the path that wants their bytes
+    # (a renamed video's folder and name): moved within the kit, not written (not counted
+    # in ``written``).
+    moved: int = 0
 
 
 def write_kit(
@@ -107,14 +116,19 @@ def write_kit(
     todo = [
         (path, source)
         for path, source in sorted(payload.items())
-        if path not in adopted and not _unchanged(found.found.get(path), source, old.get(path))
+        if path not in adopted
+        and not _unchanged(found.found.get(path), source, old.get(path))
+        and not _placed(kit / path, found.found.get(path), source, _journaled(path, claim))
     ]
     remade = [(path, _made(source)) for path, source in todo if isinstance(source, Deferred)]
     if remade:  # a file removed from the kit since it was listed: made again, listed as made
         payload = {**payload, **dict(remade)}
         todo = [(path, payload[path]) for path, _ in todo]
+    moves = _moves(kit, todo, found.stale, old)
     link = not copy and _same_filesystem(archive_root, kit)
-    copied = sum(s.size for _, s in todo if not (link and s.path is not None))
+    copied = sum(
+        s.size for path, s in todo if path not in moves and not (link and s.path is not None)
+    )
 
     manifest = format_manifest({path: s.sha256 for path, s in payload.items()})
     tag_files: dict[str, bytes] = {}
@@ -141,7 +155,7 @@ def write_kit(
     made: list[Path] = []  # the kit's folders made for the new files
     linked = bytes_written = 0
     staged_all = False
-    progress.begin(len(todo), copied)
+    progress.begin(len(todo) - len(moves), copied)
     try:
         for temp in temps:  # staged beside their final names by an earlier release
             with contextlib.suppress(FileNotFoundError):
@@ -149,6 +163,13 @@ def write_kit(
         if found.staging is not None:  # the staging folder of an update that was killed
             shutil.rmtree(found.staging)
         for path, source in todo:
+            if path in moves:  # the kit holds these bytes already, at a path it drops
+                held = kit / moves[path]
+                if _stage_move(held, staging / path):
+                    staged.append((staging / path, kit / path))
+                else:  # no hard links here (FAT): renamed in place with the other files
+                    staged.append((held, kit / path))
+                continue
             progress.started(path, path, source.size, 0)
             staged.append((staging / path, kit / path))
             if _stage(staging / path, source, link=link, progress=progress, key=path):
@@ -180,8 +201,10 @@ def write_kit(
         payload_count = len(todo)
         for temp, target in staged[:payload_count]:
             os.replace(temp, target)
-        for folder in {target.parent for _, target in staged[:payload_count]}:
-            fsync_dir(folder)
+        # The folders files went into, and those a file was moved out of (FAT: renamed).
+        for folder in {p.parent for pair in staged[:payload_count] for p in pair}:
+            if not folder.is_relative_to(staging):
+                fsync_dir(folder)
         for path in stale:
             with contextlib.suppress(FileNotFoundError):
                 (kit / path).unlink()
@@ -194,7 +217,7 @@ def write_kit(
         fsync_dir(kit)
     changed = sorted({path for path, _ in todo} | {p for p in stale if p.startswith(f"{PAYLOAD}/")})
     return Written(
-        written=len(todo),
+        written=len(todo) - len(moves),
         bytes_written=bytes_written,
         linked=linked,
         removed=sum(1 for path in stale if path.startswith(f"{PAYLOAD}/")),
@@ -202,7 +225,59 @@ def write_kit(
         changed=tuple(changed),
         warnings=found.warnings,
         made=tuple((path, source.sha256, source.size) for path, source in remade),
+        moved=len(moves),
     )
+
+
+def _moves(
+    kit: Path,
+    todo: Iterable[tuple[str, Source]],
+    stale: Iterable[str],
+    recorded: Mapping[str, str],
+) -> dict[str, str]:
+    """The files to move rather than write: ``{new path: old path}`` for each path to write
+    whose bytes the kit holds at a path it no longer plans (its manifest lists them there, at
+    their size). A renamed title renames a video's folder and files; a kit made by an earlier
+    release has other names for all of them: on a USB key, gigabytes not copied again.
+
+    Only a file archiver wrote and is about to remove (``stale``: listed, a regular file in
+    real folders) is ever moved, and each once: the same bytes wanted at two paths are moved
+    to the first and written at the other. The manifest is trusted as :func:`_unchanged`
+    trusts it (``archiver verify`` is what reads every byte)."""
+    held: dict[tuple[str, int], list[str]] = {}
+    for path in sorted(stale, reverse=True):  # popped from the end: the first path first
+        digest = recorded.get(path)
+        if digest is None or not path.startswith(f"{PAYLOAD}/"):
+            continue
+        try:
+            info = os.lstat(kit / path)
+        except OSError:
+            continue
+        if stat.S_ISREG(info.st_mode):
+            held.setdefault((digest, info.st_size), []).append(path)
+    moves: dict[str, str] = {}
+    for path, source in todo:
+        candidates = held.get((source.sha256, source.size))
+        if candidates:
+            moves[path] = candidates.pop()
+    return moves
+
+
+def _stage_move(held: Path, temp: Path) -> bool:
+    """Stage a move of the kit's file ``held`` as a hard link at ``temp``: no byte copied,
+    and until the renames the kit is as it was (the staging folder is not the bag's). False
+    where the file system has no hard links (FAT, exFAT): the caller renames ``held`` itself,
+    with the other files."""
+    temp.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        temp.unlink()
+    try:
+        os.link(held, temp, follow_symlinks=False)
+    except OSError as exc:
+        if exc.errno in (errno.EPERM, errno.EMLINK, errno.EXDEV, errno.ENOTSUP, errno.EOPNOTSUPP):
+            return False
+        raise
+    return True
 
 
 def _made(source: Deferred) -> Source:
@@ -350,6 +425,23 @@ def _unchanged(held: os.stat_result | None, source: Source, recorded: str | None
     return recorded == source.sha256 and held is not None and held.st_size == source.size
 
 
+def _journaled(path: str, claim: Claim) -> bool:
+    """Whether ``path`` is archiver's only by the journal of an interrupted update."""
+    return path in claim.owned and path not in claim.recorded
+
+
+def _placed(target: Path, held: os.stat_result | None, source: Source, owned: bool) -> bool:
+    """Whether ``target``, archiver's but not in its manifest (an update interrupted while
+    renaming put it there, its journal says), holds ``source``'s bytes: hashed (read, not
+    written again: a moved video stays moved when the next run finishes the update)."""
+    if not owned or held is None or held.st_size != source.size:
+        return False
+    try:
+        return file_sha256(target) == source.sha256
+    except OSError:
+        return False
+
+
 def _differs(path: Path, data: bytes) -> bool:
     """Whether ``path`` holds other bytes than ``data`` (read only when the sizes agree)."""
     try:
@@ -367,13 +459,12 @@ def _same_filesystem(archive_root: Path, kit: Path) -> bool:
 
 def _check_space(kit: Path, *, size: int, files: int, folders: int) -> None:
     """Refuse an update the key has no room for, before a byte is written: ``size`` bytes in
-    ``files`` new files and ``folders`` new folders, each of which may take a cluster more
-    than its bytes (a file's last one, partly used; a folder's first), and the file system's
-    own growth besides (:data:`FS_RESERVE`)."""
+    ``files`` new files and ``folders`` new folders, and the file system's share
+    (:func:`~archiver.choose.fs_margin`, the one --fit's plan keeps)."""
     with writing(kit, "cannot read the free space", KitError):
         free = shutil.disk_usage(kit).free
         cluster = _cluster(kit)
-    slack = (files + folders) * cluster + FS_RESERVE
+    slack = fs_margin(files=files, folders=folders, cluster=cluster, reserve=FS_RESERVE)
     if size + slack > free:
         raise KitError(
             kit,

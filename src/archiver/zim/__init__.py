@@ -86,10 +86,17 @@ def package_zim(
         return write_zim(manifest, archive, path, settings=settings, progress=progress)
 
 
-def check_zim_path(path: Path, archive_root: Path) -> None:
+def check_zim_path(path: Path, archive_root: Path, kit: Path | None = None) -> None:
     """Raise :class:`KitRefused` (exit 2) for no place for a ZIM: inside the archive (whose
-    files are all archiver's), a folder, a file that is not a ZIM. Reads only: sync calls it
-    before downloading."""
-    if path.absolute().resolve().is_relative_to(archive_root.absolute().resolve()):
+    files are all archiver's), inside the folder kit (whose manifest would not list it, so
+    every later ``verify`` of the kit would fail), a folder, a file that is not a ZIM. Reads
+    only: sync and package call it before writing anything."""
+    where = path.absolute().resolve()
+    if where.is_relative_to(archive_root.absolute().resolve()):
         raise KitRefused(path, "is inside the archive; write the ZIM elsewhere")
+    if kit is not None and where.is_relative_to(kit.absolute().resolve()):
+        raise KitRefused(
+            path,
+            "is inside the kit folder, whose manifest would not list it; write the ZIM elsewhere",
+        )
     refuse_path(path)
