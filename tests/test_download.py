@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import errno
 import importlib
 import json
 import os
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,7 @@ from archiver.fetch import DownloadSettings, Status, download, download_all
 from archiver.fetch.plan import Job
 from archiver.fetch.transfer import Sink
 from archiver.manifest import Manifest
+from archiver.progress import NullProgress
 
 from .conftest import content_of, make_entry, sha256
 from .server import Call, FileServer, Reply
@@ -455,7 +457,7 @@ def test_progress_bars_show_bytes_and_files(server: FileServer, tmp_path: Path) 
     download(single(server), tmp_path, settings=FAST, progress=TqdmProgress(stream=stream))
     shown = stream.getvalue()
     assert "1/1 files" in shown
-    assert "586k/586k" in shown  # 600,000 bytes in KiB, tqdm's unit_scale with divisor 1024
+    assert "1/1 files: 585.9 KiB [" in shown  # 600,000 bytes in KiB, the one unit family
 
 
 def test_unknown_host_fails_at_once_for_every_file_on_it(tmp_path: Path) -> None:
@@ -465,8 +467,9 @@ def test_unknown_host_fails_at_once_for_every_file_on_it(tmp_path: Path) -> None
     report = download(manifest, tmp_path, settings=DownloadSettings())  # default retries
     assert time.monotonic() - start < 10
     assert [o.reason for o in report.outcomes] == [
-        "cannot reach videos.example.invalid: no such host (DNS)"
+        "videos.example.invalid unreachable (no such host (DNS)): not tried again this run"
     ] * 3
+    assert [o.unreachable for o in report.outcomes] == ["videos.example.invalid"] * 3
 
 
 def test_same_bytes_from_a_new_url_stay_one_version_and_are_held_next_time(
@@ -605,3 +608,42 @@ def test_a_catalog_that_cannot_say_what_is_held_fails_that_file_with_its_reason(
     assert outcome.reason == (
         "catalog.sqlite: the catalog is damaged: database disk image is malformed"
     )
+
+
+class _Recorder(NullProgress):
+    """What a progress bar is told, in order."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, object]] = []
+
+    def begin(self, tasks: int, total: int | None) -> None:
+        self.events.append(("begin", total))
+
+    def started(self, key: Hashable, label: str, total: int | None, done: int) -> None:
+        self.events.append(("started", key))
+
+
+def test_the_total_is_known_before_the_first_byte_when_bars_ask_for_it(
+    server: FileServer, tmp_path: Path
+) -> None:
+    video, pdf = content_of(SIZE), pdf_of(5_000)
+    server.add("/v/a.mp4", video)
+    server.add("/f.pdf", pdf, content_type="application/pdf")
+    manifest = single(server, assets=(Asset("fiche_pdf", server.url("/f.pdf")),))
+    recorder = _Recorder()
+    sized = dataclasses.replace(FAST, sizes_first=True)
+    report = download(manifest, tmp_path / "a", settings=sized, progress=recorder)
+    assert report.count(Status.FETCHED) == 2
+    assert recorder.events[0] == ("begin", len(video) + len(pdf))  # before any file starts
+    assert report.expected_bytes == len(video) + len(pdf)
+    methods = [r.method for r in server.requests()]
+    assert methods[:2] == ["HEAD", "HEAD"] and methods[2:] == ["GET", "GET"]
+
+    # Without bars (cron), no HEAD: the total is not known, and nothing more is asked.
+    server.reset()
+    server.add("/v/b.mp4", video)
+    recorder = _Recorder()
+    report = download(single(server, "/v/b.mp4"), tmp_path / "b", settings=FAST, progress=recorder)
+    assert recorder.events[0] == ("begin", None)
+    assert report.expected_bytes is None
+    assert [r.method for r in server.requests()] == ["GET"]

@@ -16,13 +16,14 @@ import bagit
 import pytest
 from click.testing import CliRunner
 
-from archiver.choose import Rendition, best_under, kit_overhead, plan_fit
+from archiver.choose import Rendition, best_under, kit_margin, kit_overhead, plan_fit
 from archiver.cli import cli
+from archiver.cli.dryrun import title_key
 from archiver.errors import UsageError
 from archiver.fetch.peertube import parse_video
 from archiver.units import format_bytes
 
-from .conftest import chromium, content_of, stored, tagged
+from .conftest import chromium, content_of, kit_folder, stored, tagged
 from .media import make_mp4, require
 from .peertube import FakeInstance, PublishedVideo
 from .peertube_api import problem
@@ -179,7 +180,7 @@ def test_max_height_fetches_the_largest_resolution_under_the_cap(
     assert resolution == 480
     assert url == video.download_url(480)
     assert kit_video(tmp_path / "kit", video.uuid).read_bytes() == video.data[480]
-    assert "· 480p" in (tmp_path / "kit/data/videos" / video.uuid / "index.html").read_text()
+    assert "· 480p" in (kit_folder(tmp_path / "kit", video.uuid) / "index.html").read_text()
     # a second run asks nothing: the API's answer is cached, the file held
     before = len(server.requests())
     assert run(*sync_args(tmp_path, "--max-height", "600")) == (0, "", "")
@@ -195,14 +196,20 @@ def test_fit_fills_a_budget_between_the_smallest_and_largest_totals(
         fiche(tmp_path, video)
     smallest = sum(len(v.data[360]) for v in videos)
     largest = sum(len(v.data[1080]) for v in videos)
-    budget = 900_000  # room for some videos above 360p, not all at 1080p
-    assert smallest < budget < largest
+    room = 340_000  # room for some videos above 360p, not all at 1080p
+    assert smallest < room < largest
+    budget = kit_overhead(3) + room  # pages, posters, and a cluster a file on a FAT32 key
 
     code, stdout, _ = run(*sync_args(tmp_path, "--fit", str(budget), "--dry-run"))
     assert code == 0
     lines = stdout.splitlines()
-    assert len(lines) == 4
-    assert lines[-1].startswith("Total: ")
+    # each video's planned rendition, the kit's total, each video's files, the totals, the kit
+    assert len(lines) == 3 + 1 + 3 + 2
+    assert lines[3].startswith("Total: ")
+    # The plan says the margin the kit's final check keeps: one number for both.
+    margin = format_bytes(kit_margin(3))
+    assert f" of {format_bytes(budget)}, {margin} kept for the file system (" in lines[3]
+    assert lines[-2].startswith("Dry run: 3 videos; fetch ")
     assert downloads(server) == []  # nothing fetched
 
     assert run(*sync_args(tmp_path, "--fit", str(budget))) == (0, "", "")
@@ -227,8 +234,10 @@ def test_the_api_is_asked_about_several_videos_at_once(server: FileServer, tmp_p
     code, stdout, _ = run(*sync_args(tmp_path, "--max-height", "480", "--per-host", "4",
                                      "--dry-run"))  # fmt: skip
     assert code == 0
-    assert len(stdout.splitlines()) == len(videos)
-    assert len(server.requests()) == 2 * len(videos)  # each video, then its captions
+    assert len(stdout.splitlines()) == 2 * len(videos) + 2  # plans, files, totals, the kit
+    asked = [r for r in server.requests() if r.method != "HEAD"]  # HEAD: the posters' sizes
+    assert len(asked) == 2 * len(videos)  # each video, then its captions
+    assert all(r.bare_path.startswith("/api/") for r in asked)
     assert server.peak >= 2  # one after the other, never more than one would be answered
 
 
@@ -373,7 +382,7 @@ def test_a_truncated_mp4_is_refused_and_kept_out_of_the_kit(
     assert stderr.startswith(f"Error: Coupée (cut, video): {server.url('/videos/cut.mp4')}: "
                              "not a playable MP4: truncated: the last 'free' box ends ")  # fmt: skip
     assert held(tmp_path / "archive") == {}
-    assert not (tmp_path / "kit" / "data" / "videos" / "cut").exists()
+    assert not list((tmp_path / "kit" / "data").glob("videos/*"))  # no folder for it
     assert list((tmp_path / "archive" / "quarantine" / "cut").iterdir())
 
 
@@ -384,7 +393,7 @@ def test_the_instance_preview_is_the_poster_and_captions_are_tracks(
     video = tube.publish(heights=(480, 360), captions={"fr": VTT})
     fiche(tmp_path, video)
     assert run(*sync_args(tmp_path, "--max-height", "480")) == (0, "", "")
-    folder = tmp_path / "kit" / "data" / "videos" / video.uuid
+    folder = kit_folder(tmp_path / "kit", video.uuid)
     assert (folder / "poster.jpg").read_bytes() == video.preview
     assert (folder / "captions-fr.vtt").read_text() == VTT
     page = (folder / "index.html").read_text()
@@ -428,7 +437,7 @@ def test_a_missing_preview_is_a_warning_not_a_failure(server: FileServer, tmp_pa
     code, _, stderr = run(*sync_args(tmp_path, "--max-height", "360"))
     assert (code, stderr) == (0, "")
     assert server.requests(f"/lazy-static/previews/{video.preview_name}")  # asked, not found
-    poster = tmp_path / "kit" / "data" / "videos" / video.uuid / "poster.jpg"
+    poster = kit_folder(tmp_path / "kit", video.uuid) / "poster.jpg"
     assert poster.exists()  # ffmpeg's
     assert poster.read_bytes() != video.preview
 
@@ -449,18 +458,18 @@ def test_package_fit_chooses_among_the_versions_held(server: FileServer, tmp_pat
     assert run(*sync_args(tmp_path, "--max-height", "360"))[0] == 0
     assert run(*sync_args(tmp_path))[0] == 0
     manifest = tmp_path / "archive" / "manifest.json"
-    # With the plan's allowance for pages and posters (544,768 bytes for 3 videos), room for
-    # one video at 1080p (400 kB) and two at 360p (80 kB), not more.
+    # Besides the plan's allowance for pages, posters and the file system (a 32 KiB cluster
+    # a file and folder), room for one video at 1080p (400 kB) and two at 360p (80 kB), not more.
     assert {len(v.data[1080]) for v in videos} == {400_000}
     assert {len(v.data[360]) for v in videos} == {80_000}
-    budget = 1_150_000
+    budget = kit_overhead(3) + 605_000
     kit = tmp_path / "usb"
     code, _, stderr = run("package", manifest, "--archive", tmp_path / "archive", "-o", kit,
                           "--fit", str(budget), "-q")  # fmt: skip
     assert (code, stderr) == (0, "")
     size = sum(p.stat().st_size for p in kit.rglob("*") if p.is_file())
     assert size <= budget
-    shown = [(kit / "data/videos" / v.uuid / "index.html").read_text() for v in videos]
+    shown = [(kit_folder(kit, v.uuid) / "index.html").read_text() for v in videos]
     assert sum("· 1080p" in page for page in shown) == 1  # the budget allows one at 1080p
     assert sum("· 360p" in page for page in shown) == 2
     bagit.Bag(str(kit)).validate()
@@ -497,7 +506,11 @@ def probe_height(path: Path) -> int:
 
 
 def kit_video(kit: Path, uuid: str) -> Path:
-    (video,) = (kit / "data" / "videos" / uuid).glob("*.mp4")
+    """A video's MP4 in the kit, wherever the kit named its folder (from the title): where
+    the kit's provenance.json places it."""
+    records = json.loads((kit / "data" / "provenance.json").read_text(encoding="utf-8"))
+    (path,) = [v["kit_video"]["path"] for v in records["videos"] if v["id"] == uuid]
+    (video,) = (kit / path).parent.glob("*.mp4")
     return video
 
 
@@ -512,11 +525,12 @@ def test_transcode_re_encodes_only_what_no_offered_resolution_brings_under_the_c
 
     code, stdout, _ = run(*sync_args(tmp_path, "--transcode", "360p", "--dry-run"))
     assert code == 0
-    assert stdout.splitlines() == [
-        f"{only_tall.name} ({only_tall.uuid}): 720p, {format_bytes(len(real[720]))};"
-        " none offered at most 360p: re-encoded to 360p",
-        f"{both.name} ({both.uuid}): 360p, {format_bytes(len(real[360]))}",
-    ]
+    planned = {
+        only_tall.name: f"{only_tall.name} ({only_tall.uuid}): 720p,"
+        f" {format_bytes(len(real[720]))}; none offered at most 360p: re-encoded to 360p",
+        both.name: f"{both.name} ({both.uuid}): 360p, {format_bytes(len(real[360]))}",
+    }
+    assert stdout.splitlines()[:2] == [planned[t] for t in sorted(planned, key=title_key)]
 
     assert run(*sync_args(tmp_path, "--transcode", "360p")) == (0, "", "")
     assert set(downloads(server)) == {
@@ -559,7 +573,7 @@ def test_fit_re_encodes_the_largest_videos_when_even_the_lowest_do_not_fit(
     code, stdout, _ = run(*sync_args(tmp_path, "--fit", str(budget), "--transcode", "360p",
                                      "--dry-run"))  # fmt: skip
     assert code == 0
-    assert stdout.splitlines()[-1].startswith("Over by 683.6 KiB at the lowest resolutions:")
+    assert stdout.splitlines()[4].startswith("Over by 683.6 KiB at the lowest resolutions:")
 
     assert run(*sync_args(tmp_path, "--fit", str(budget), "--transcode", "360p")) == (0, "", "")
     kit = tmp_path / "kit"

@@ -25,6 +25,9 @@ The package, in pipeline order (imports point one way, from the top of this list
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING
+
 from ._version import __version__
 from .collection import default_collection
 from .entry import Asset, Credit, Entry, Licence, PeerTubeRef, Source, Video
@@ -38,8 +41,38 @@ from .errors import (
     ManifestError,
     UsageError,
 )
-from .fiches import find_fiches, parse_fiche
-from .manifest import Manifest, build_manifest, dumps, load_manifest, write_manifest
+from .manifest_reader import Manifest, load_manifest
+
+if TYPE_CHECKING:
+    from .fiches import find_fiches, parse_fiche
+    from .manifest import build_manifest, dumps, write_manifest
+
+# Building a manifest needs the fiches, hence YAML and python-frontmatter: 50-90 ms that a
+# download, a package or a status never uses. These names are imported when first asked for
+# (PEP 562), so ``import archiver.fetch`` stays free of them (tests/test_startup.py).
+_LAZY = {
+    "build_manifest": "manifest",
+    "dumps": "manifest",
+    "find_fiches": "fiches",
+    "parse_fiche": "fiches",
+    "write_manifest": "manifest",
+}
+
+
+def __getattr__(name: str) -> object:
+    """Import a re-exported name's module the first time the name is asked for."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    """The module's names, the lazy ones included, as if they were imported."""
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "ArchiverError",

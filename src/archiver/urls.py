@@ -37,10 +37,12 @@ def redact(url: str) -> str:
     >>> redact("https://tube.example/v.mp4")
     'https://tube.example/v.mp4'
     """
+    if "@" not in url:
+        return url  # no credentials can hide in it: the common case, without parsing
     try:
         parts = urlsplit(url)
     except ValueError:
-        return url if "@" not in url else "<a URL with credentials>"
+        return "<a URL with credentials>"
     if "@" not in parts.netloc:
         return url
     host = parts.netloc.rpartition("@")[2]

@@ -16,6 +16,10 @@ file not done fails with :data:`MAX_TIME_REACHED`.
     segments.py   the parts of such a file, its partial file and its sidecar
     transfer.py   what one transfer leans on: retry budget, sink, minimum rate, room, slots
     http.py       the client, the run's settings, validators, error words
+    hosts.py      hosts given up on for the run: connection failures in a row, said once
+    describe.py   the first phase: each instance asked, each video's file chosen
+    sizes.py      sizes before any byte: HEAD, for what no API sizes
+    preview.py    a dry run: what a run would fetch and check, asking only APIs and HEAD
     peertube.py   the PeerTube API client: what an instance says of a video
     api.py        asking the API: rate limit, pace, capped answers, the answers' cache
     throttle.py   the bandwidth cap shared by every download
@@ -26,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import stat
 import time
 from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -37,24 +40,29 @@ import httpx
 
 from .. import media
 from ..archive import Archive
-from ..entry import PeerTubeRef
-from ..manifest import Manifest
+from ..manifest_reader import Manifest
 from ..progress import NullProgress, Progress
 from ..urls import redact
-from .api import ApiBudget, Pace, cache_path
+from .describe import PEERTUBE_CACHE, choose_for
 from .fetcher import Fetcher
+from .hosts import Down, Hosts, track
 from .http import DEFAULT_SETTINGS, DownloadSettings, open_client
-from .peertube import Unavailable, VideoInfo, fetch_info
-from .plan import Choices, Job, Outcome, Status, choose, jobs_for, plan, video_failure
+from .plan import Choices, Job, Outcome, Status, jobs_for, plan, planned_sizes, video_failure
+from .preview import Action, PlannedFile, Preview, preview
+from .sizes import head_sizes
 
 __all__ = [
     "DEFAULT_SETTINGS",
     "MAX_TIME_REACHED",
+    "Action",
     "Choices",
+    "Down",
     "DownloadReport",
     "DownloadSettings",
     "Job",
     "Outcome",
+    "PlannedFile",
+    "Preview",
     "Status",
     "choose_files",
     "deadline_of",
@@ -62,12 +70,12 @@ __all__ = [
     "download_all",
     "fetch_into",
     "jobs_for",
+    "preview",
     "record_report",
     "video_failure",
 ]
 
 T = TypeVar("T")
-PEERTUBE_CACHE = "peertube"
 MAX_TIME_REACHED = "not fetched: the run's --max-time was reached"
 
 
@@ -94,6 +102,21 @@ class DownloadReport:
     seconds: float
     choices: Choices | None = None
     connections: Mapping[tuple[str, str], int] = field(default_factory=dict)
+    # The hosts given up on for the run (:mod:`.hosts`), by ``host:port``.
+    hosts_down: Mapping[str, Down] = field(default_factory=dict)
+    # The bytes of the new files the run set out to fetch, known before the first byte of
+    # media (what ``Progress.begin`` was told); None when some file's size was not known.
+    expected_bytes: int | None = None
+
+    def unreachable(self) -> dict[str, tuple[Down, list[Outcome]]]:
+        """Each host given up on, with the files it failed (optional ones included): what a
+        person is told once per host rather than once per file."""
+        found: dict[str, tuple[Down, list[Outcome]]] = {}
+        for outcome in self.outcomes:
+            host = outcome.unreachable
+            if host is not None and host in self.hosts_down:
+                found.setdefault(host, (self.hosts_down[host], []))[1].append(outcome)
+        return found
 
     def connections_of(self, outcome: Outcome) -> int:
         """The most connections ``outcome``'s file was fetched over at once; 0 when no byte
@@ -136,12 +159,23 @@ def _run(coroutine: Coroutine[Any, Any, T]) -> T:
     Jupyter, and Playwright's sync API, keep a loop running in the calling thread, where
     ``asyncio.run`` refuses to start: there the run gets a thread and a loop of its own.
     """
+    box: list[T] = []
+
+    async def kept() -> None:
+        # The result goes out through a list, not as the task's result: on Python 3.11,
+        # asyncio.run formats its main task's result when it puts back the Ctrl-C handler,
+        # the text of a whole report (every entry, transcripts included): 0.3-0.5 s of CPU
+        # for a sync of 10,000 videos, for a string nobody reads.
+        box.append(await coroutine)
+
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run(coroutine)
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(asyncio.run, coroutine).result()
+        asyncio.run(kept())
+    else:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+            pool.submit(asyncio.run, kept()).result()
+    return box[0]
 
 
 async def download_all(
@@ -153,13 +187,15 @@ async def download_all(
     client: httpx.AsyncClient | None = None,
     deadline: float | None = None,
     connections: dict[tuple[str, str], int] | None = None,
+    hosts: Hosts | None = None,
 ) -> list[Outcome]:
     """Fetch ``jobs`` concurrently into ``archive``; one outcome per job, in order.
 
     ``deadline`` (a :func:`time.monotonic` instant; by default ``settings.max_time`` from
     now) stops the run: what is not done by then fails with :data:`MAX_TIME_REACHED`.
     ``connections``, if given, receives the most connections each file split over several
-    was fetched over at once (``--connections``).
+    was fetched over at once (``--connections``). ``hosts``: the run's hosts given up on
+    (:mod:`.hosts`), which a ``client`` given must be :func:`.hosts.track`-ed with.
     """
     progress = progress or NullProgress()
     if deadline is None:
@@ -174,8 +210,9 @@ async def download_all(
         await asyncio.to_thread(media.PROBER.start)
     async with contextlib.AsyncExitStack() as stack:
         if client is None:
-            client = await stack.enter_async_context(await open_client(settings))
-        fetcher = Fetcher(client, archive, settings, progress)
+            hosts = hosts or Hosts()
+            client = await stack.enter_async_context(track(await open_client(settings), hosts))
+        fetcher = Fetcher(client, archive, settings, progress, hosts=hosts)
         try:
             async with asyncio.TaskGroup() as group:
                 tasks = [group.create_task(fetcher.run(job)) for job in jobs]
@@ -205,61 +242,27 @@ async def _stop_at(deadline: float, tasks: Sequence[asyncio.Task[Outcome]]) -> N
         task.cancel()
 
 
-def _fresh(cached: Path, refresh_after: float | None) -> bool:
-    """Whether a cached API answer is recent enough to use without asking (a disk's metadata:
-    slow on a USB key, so asked from a worker thread)."""
-    try:
-        found = cached.stat()
-    except OSError:
-        return False
-    age = time.time() - found.st_mtime
-    return stat.S_ISREG(found.st_mode) and (refresh_after is None or age < refresh_after)
-
-
-async def _describe_all(
+async def _expected_bytes(
     client: httpx.AsyncClient,
-    manifest: Manifest,
-    archive: Archive,
+    todo: Sequence[Job],
     settings: DownloadSettings,
-    refresh_after: float | None,
-    deadline: float | None = None,
-) -> dict[str, VideoInfo | Unavailable]:
-    """Each video's description by its instance: several asked at once, as many as
-    ``--per-host`` allows (a collection's videos are usually on one instance), within each
-    instance's API rate limit (one :class:`ApiBudget` per instance)."""
-    cache = archive.root / PEERTUBE_CACHE
-    wanted = [(entry.id, entry.peertube) for entry in manifest.entries if entry.peertube]
-    if not wanted:
-        return {}
-    at_once = asyncio.Semaphore(max(settings.per_host, 1))
-    budgets: dict[str, ApiBudget] = {}
-
-    async def describe(ref: PeerTubeRef) -> VideoInfo | Unavailable:
-        budget = budgets.setdefault(ref.instance, ApiBudget(reserve=settings.per_host + 1))
-        async with at_once:
-            try:
-                return await _ask(ref, budget)
-            except (httpx.HTTPError, ValueError, TypeError, AttributeError, OverflowError) as exc:
-                # An answer no check foresaw: this video goes without, the others go on.
-                return Unavailable(f"the instance's answer is not understood ({exc})", False)
-
-    async def _ask(ref: PeerTubeRef, budget: ApiBudget) -> VideoInfo | Unavailable:
-        cached = cache_path(cache, ref.uuid)
-        fresh = cached is not None and await asyncio.to_thread(_fresh, cached, refresh_after)
-        return await fetch_info(
-            client,
-            ref,
-            cache,
-            budget=budget,
-            fresh=fresh,
-            api_base=settings.request_url(ref.instance),
-            password=settings.video_password,
-            deadline=deadline,
-            pace=Pace(min_rate=settings.min_rate, window=settings.timeout),
-        )
-
-    answers = await asyncio.gather(*(describe(ref) for _, ref in wanted))
-    return dict(zip((item for item, _ in wanted), answers, strict=True))
+    planned: Mapping[str, int],
+) -> int | None:
+    """The bytes of the new files in ``todo``, before any is asked for: each one's pinned or
+    API size, else (with ``settings.sizes_first``) its server's answer to ``HEAD``; None when
+    one stays unknown. Refreshes are not counted: most are answered "not modified"."""
+    new = [job for job in todo if job.revalidate is None]
+    unsized = [job.url for job in new if job.known_size is None and job.url not in planned]
+    sizes = dict(planned)
+    if unsized and settings.sizes_first:
+        sizes.update(await head_sizes(client, unsized, settings))
+    total = 0
+    for job in new:
+        size = job.known_size if job.known_size is not None else sizes.get(job.url)
+        if size is None:
+            return None
+        total += size
+    return total
 
 
 async def _choose(
@@ -271,10 +274,19 @@ async def _choose(
     budget: int | None,
     reencode: str | None,
     deadline: float | None = None,
+    hosts: Hosts | None = None,
 ) -> Choices:
-    described = await _describe_all(client, manifest, archive, settings, refresh_after, deadline)
-    return choose(
-        manifest, described, max_height=settings.max_height, budget=budget, reencode=reencode
+    return await choose_for(
+        client,
+        manifest,
+        archive,
+        archive.root / PEERTUBE_CACHE,
+        settings,
+        refresh_after=refresh_after,
+        budget=budget,
+        reencode=reencode,
+        deadline=deadline,
+        hosts=hosts,
     )
 
 
@@ -295,7 +307,7 @@ def choose_files(
     """
 
     async def run() -> Choices:
-        async with await open_client(settings) as client:
+        async with track(await open_client(settings), Hosts()) as client:
             return await _choose(
                 client, manifest, archive, settings, refresh_after, budget, reencode
             )
@@ -314,9 +326,10 @@ async def _fetch(
     deadline: float | None,
 ) -> DownloadReport:
     start = time.monotonic()
-    async with await open_client(settings) as client:
+    hosts = Hosts()
+    async with track(await open_client(settings), hosts) as client:
         choices = await _choose(
-            client, manifest, archive, settings, refresh_after, budget, reencode, deadline
+            client, manifest, archive, settings, refresh_after, budget, reencode, deadline, hosts
         )
         # Files and a catalog transaction: off the loop, like every write of the run.
         await asyncio.to_thread(archive.record_items, manifest.entries)
@@ -328,8 +341,10 @@ async def _fetch(
             choices=choices.files,
             infos=choices.infos,
             failed=choices.failed,
+            unreachable=choices.unreachable,
         )
-        progress.begin(len(todo), None)
+        expected = await _expected_bytes(client, todo, settings, planned_sizes(choices))
+        progress.begin(len(todo), expected)
         connections: dict[tuple[str, str], int] = {}
         try:
             fetched = await download_all(
@@ -340,6 +355,7 @@ async def _fetch(
                 client=client,
                 deadline=deadline,
                 connections=connections,
+                hosts=hosts,
             )
         finally:
             progress.end()
@@ -351,6 +367,8 @@ async def _fetch(
         seconds=time.monotonic() - start,
         choices=choices,
         connections=connections,
+        hosts_down=hosts.given_up,
+        expected_bytes=expected,
     )
 
 

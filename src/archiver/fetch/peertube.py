@@ -175,6 +175,9 @@ class Unavailable:
     reason: str
     refused: bool
     instance: bool = True  # False: the host answered as no PeerTube instance does
+    # True: its host was given up on for the run (fetch.hosts); the run says so once, for the
+    # host, not again for each of its videos.
+    unreachable: bool = False
 
 
 def parse_captions(document: Mapping[str, Any], instance: str) -> tuple[Caption, ...]:
@@ -336,6 +339,7 @@ async def fetch_info(
     password: str | None = None,
     deadline: float | None = None,
     pace: Pace = DEFAULT_PACE,
+    keep: bool = True,
 ) -> VideoInfo | Unavailable:
     """The instance's description of a video: from the cache when ``fresh``, else the API.
 
@@ -343,7 +347,8 @@ async def fetch_info(
     if there is one; so it does when the run's ``deadline`` (a :func:`time.monotonic` instant,
     ``--max-time``) comes first. ``api_base`` replaces the instance's address in the requests
     (a mirror); ``password`` is sent in PeerTube's header, never logged; an answer slower than
-    ``pace`` is a stall.
+    ``pace`` is a stall. ``keep=False`` (a dry run) keeps no answer: the archive is not
+    touched.
     """
     cached = cache_path(cache, ref.uuid)
     if cached is None:
@@ -362,6 +367,7 @@ async def fetch_info(
                 api_base=api_base,
                 password=password,
                 pace=pace,
+                keep=keep,
             )
     except TimeoutError:
         if not clock.expired():
@@ -381,6 +387,7 @@ async def _ask(
     api_base: str | None,
     password: str | None,
     pace: Pace,
+    keep: bool = True,
 ) -> VideoInfo | Unavailable:
     # The cache is on the archive's disk (a USB key, perhaps): read and written, with its
     # fsync, in worker threads.
@@ -432,7 +439,7 @@ async def _ask(
     except (ValueError, TypeError, AttributeError) as exc:
         log.info("%s: captions not listed (%s)", ref.uuid, exc)
         captions, tracks = None, ()
-    if captions is not None and info.problem is None:
+    if keep and captions is not None and info.problem is None:
         # Only 200 answers, both of them, are kept; a live or a video not published yet is
         # asked about again next time.
         await asyncio.to_thread(store_answer, cache, cached, {"video": video, "captions": captions})

@@ -20,12 +20,13 @@ from urllib.parse import unquote, urlsplit
 from .. import sniff
 from ..archive import Archive, FileRecord
 from ..catalog import parse_time
-from ..choose import FitPlan, Rendition, best_under, kit_overhead, plan_fit
+from ..choose import FitPlan, Rendition, best_under, kit_margin, kit_overhead, plan_fit
 from ..entry import Entry
 from ..errors import StorageError, UsageError
 from ..links import height_in_link
-from ..manifest import Manifest
+from ..manifest_reader import Manifest
 from ..names import slugify
+from .hosts import Down
 from .peertube import Unavailable, VideoFile, VideoInfo
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,7 @@ __all__ = [
     "file_name",
     "jobs_for",
     "plan",
+    "planned_sizes",
     "size_cap",
     "video_failure",
 ]
@@ -125,6 +127,8 @@ class Outcome:
     reason: str | None = None
     bytes_fetched: int = 0
     seconds: float = 0.0
+    # The host (``host:port``) given up on for the run that failed it: said once for the host.
+    unreachable: str | None = None
 
 
 @dataclass(frozen=True)
@@ -137,6 +141,8 @@ class Choices:
     # Videos that must not be fetched, with the reason: the instance refuses them, or could
     # not say what they are while a cap or a budget needs to know.
     failed: dict[str, str] = dataclasses.field(default_factory=dict)
+    # Videos among ``failed`` because their host is given up on for the run: the host.
+    unreachable: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 def choose(
@@ -146,6 +152,8 @@ def choose(
     max_height: int | None,
     budget: int | None,
     reencode: str | None,
+    link_sizes: Mapping[str, Rendition] | None = None,
+    unreachable: Mapping[str, Down] | None = None,
 ) -> Choices:
     """Each video's file among those its instance ``described`` (``--max-height``, ``--fit``).
 
@@ -155,23 +163,36 @@ def choose(
     file name says a height within it, and under a budget never: a run is never over the cap
     nor over the key for want of an answer. A video whose sound is stored apart counts its
     sound file's size with each of its renditions.
+
+    ``link_sizes``: for ``--fit``, the size of the fiche's own link of each video its instance
+    did not describe (a HEAD request's, else the archive's): that video keeps its link, at
+    that size, as its one rendition. A video with no size from anywhere is refused, named,
+    but for one whose host is given up on for the run (``unreachable``): it fails as the
+    host's other files do, and the kit is made of what the archive holds.
     """
+    link_sizes = link_sizes or {}
     infos: dict[str, VideoInfo] = {}
     failed: dict[str, str] = {}
+    hosts: dict[str, str] = {}
     for entry in manifest.entries:
         answer = described.get(entry.id)
-        if isinstance(answer, VideoInfo):
+        down = (unreachable or {}).get(entry.id)
+        if down is not None and not isinstance(answer, VideoInfo):
+            failed[entry.id] = f"{down.reason}: not tried again this run"
+            hosts[entry.id] = down.host
+        elif isinstance(answer, VideoInfo):
             if answer.problem:
                 failed[entry.id] = answer.problem
             else:
                 infos[entry.id] = answer
         elif isinstance(answer, Unavailable):
-            problem = _without_answer(entry, answer, max_height, budget)
+            sized = not answer.refused and entry.id in link_sizes
+            problem = _without_answer(entry, answer, max_height, None if sized else budget)
             if problem:
                 failed[entry.id] = problem
     described_ok = dict(infos)
     if budget is None and max_height is None:
-        return Choices(files={}, infos=described_ok, failed=failed)
+        return Choices(files={}, infos=described_ok, failed=failed, unreachable=hosts)
     by_url = {f.url: f for info in infos.values() for f in info.files}
     if budget is None:
         files = {}
@@ -179,7 +200,7 @@ def choose(
             best = best_under([f.rendition for f in info.files], max_height)
             if best is not None:
                 files[item] = by_url[best.key]
-        return Choices(files=files, infos=described_ok, failed=failed)
+        return Choices(files=files, infos=described_ok, failed=failed, unreachable=hosts)
     options: dict[str, list[Rendition]] = {
         item: [
             dataclasses.replace(f.rendition, size=f.size + _sound_size(info, f))
@@ -188,16 +209,29 @@ def choose(
         ]
         for item, info in infos.items()
     }
+    for entry in manifest.entries:
+        if entry.id not in infos and entry.id not in failed and entry.id in link_sizes:
+            options[entry.id] = [link_sizes[entry.id]]
     unknown = [e for e in manifest.entries if not options.get(e.id) and e.id not in failed]
     if unknown:
         names = ", ".join(f"{e.title} ({e.id})" for e in unknown)
         raise UsageError(
-            f"--fit needs each video's sizes from its PeerTube instance; none for: {names}"
+            "--fit needs each video's size (from its PeerTube instance, a HEAD request or"
+            f" the archive); none for: {names}",
+            hint="check the fiche's download link, or leave the video out of the collection",
         )
     overhead = kit_overhead(len(manifest.entries))
-    fit = plan_fit(options, budget=budget, overhead=overhead, reencode=reencode)
-    files = {item: by_url[rendition.key] for item, rendition in fit.choices}
-    return Choices(files=files, infos=described_ok, fit=fit, failed=failed)
+    margin = kit_margin(len(manifest.entries))  # the same share the kit's final check keeps
+    fit = plan_fit(options, budget=budget, overhead=overhead, reencode=reencode, margin=margin)
+    files = {item: by_url[rendition.key] for item, rendition in fit.choices if item in infos}
+    return Choices(files=files, infos=described_ok, fit=fit, failed=failed, unreachable=hosts)
+
+
+def planned_sizes(choices: Choices) -> dict[str, int]:
+    """The size ``--fit`` planned each chosen file at, by URL (a fiche's link sized by HEAD
+    or the archive included); empty without a budget."""
+    fit = choices.fit
+    return {r.key: r.size for _, r in fit.choices} if fit is not None else {}
 
 
 def _sound_size(info: VideoInfo, chosen: VideoFile) -> int:
@@ -216,7 +250,7 @@ def _without_answer(
         return f"{answer.reason}; --fit needs its size, so it is left out"
     if max_height is None:
         # A host that is no PeerTube instance (a mirror, a plain web server) is no news.
-        say = log.warning if answer.instance else log.info
+        say = log.warning if answer.instance and not answer.unreachable else log.info
         say("%s (%s): %s; using the fiche's link", entry.title, entry.id, answer.reason)
         return None
     height = height_in_link(urlsplit(entry.video.url).path) if entry.video.url else None
@@ -396,11 +430,13 @@ def _own_file(entry: Entry, info: VideoInfo) -> VideoFile | None:
     return next((f for f in info.files if f.resolution == height), None)
 
 
-def video_failure(entry: Entry, reason: str) -> Outcome:
+def video_failure(entry: Entry, reason: str, *, unreachable: str | None = None) -> Outcome:
     """An entry's video failed before any file could be named: a video with no usable link,
-    a video left out of the kit. Named by the URL the manifest gives for it."""
+    a video left out of the kit, one on a host given up on (``unreachable``). Named by the
+    URL the manifest gives for it."""
     url = entry.video.url or entry.video.embed_url or ""
-    return Outcome(Job(entry=entry, role="video", url=url, name=""), Status.FAILED, reason=reason)
+    job = Job(entry=entry, role="video", url=url, name="")
+    return Outcome(job, Status.FAILED, reason=reason, unreachable=unreachable)
 
 
 def _due(checked_at: str, refresh_after: float, now: float) -> bool:
@@ -410,12 +446,14 @@ def _due(checked_at: str, refresh_after: float, now: float) -> bool:
 
 def plan(
     manifest: Manifest,
-    archive: Archive,
+    archive: Archive | None,
     *,
     refresh_after: float | None = None,
     choices: Mapping[str, VideoFile] | None = None,
     infos: Mapping[str, VideoInfo] | None = None,
     failed: Mapping[str, str] | None = None,
+    show: bool = True,
+    unreachable: Mapping[str, str] | None = None,
 ) -> tuple[list[Job], list[Outcome]]:
     """Split the manifest's files into those to fetch and those already settled.
 
@@ -425,6 +463,10 @@ def plan(
     is held when any version of it the archive holds has those bytes. With
     ``refresh_after`` (seconds), a held file last checked longer ago than that is asked for
     again, conditionally, to learn whether upstream changed.
+
+    A dry run plans with ``show=False``, which writes nothing (a held file's view deleted by
+    a person is not made again), and with no ``archive`` when there is none yet: then every
+    file is to fetch.
     """
     todo: list[Job] = []
     settled: list[Outcome] = []
@@ -435,14 +477,18 @@ def plan(
         if refused is not None:  # its companion files may still be had
             problems = [refused]
             jobs = [job for job in jobs if job.role not in ("video", "audio")]
-        settled.extend(video_failure(entry, problem) for problem in problems)
+        host = (unreachable or {}).get(entry.id)
+        settled.extend(video_failure(entry, problem, unreachable=host) for problem in problems)
+        if archive is None:
+            todo.extend(jobs)
+            continue
         for job in jobs:
             if job.sha256 is not None:
                 # Pinned: any held version with those bytes is the one, whatever upstream
                 # serves now; no request is made for it (an older version stays pinned).
                 pinned = archive.held_sha256(entry.id, job.role, job.sha256, job.size)
                 if pinned is not None:
-                    settled.append(_shown(archive, job, pinned))
+                    settled.append(_shown(archive, job, pinned, show))
                 else:
                     todo.append(job)
                 continue
@@ -453,13 +499,15 @@ def plan(
             elif refresh_after is not None and _due(record.checked_at, refresh_after, now):
                 todo.append(dataclasses.replace(job, revalidate=record))
             else:
-                settled.append(_shown(archive, job, record))
+                settled.append(_shown(archive, job, record, show))
     return todo, settled
 
 
-def _shown(archive: Archive, job: Job, record: FileRecord) -> Outcome:
-    """A held file, its view in the item's folder made again if it is gone; one behind a
-    link fails, named (nothing is written through it)."""
+def _shown(archive: Archive, job: Job, record: FileRecord, show: bool = True) -> Outcome:
+    """A held file, its view in the item's folder made again if it is gone (``show``); one
+    behind a link fails, named (nothing is written through it)."""
+    if not show:
+        return Outcome(job, Status.HELD, record=record)
     try:
         archive.shown(record)
     except StorageError as exc:

@@ -129,8 +129,10 @@ def kit_name(path: str) -> bool:
 # kit_name as one pattern (a part's test in Python was 5 µs, a path's 1.5 µs: a kit of 10,000
 # videos checks 80,000): parts of ASCII without the forbidden characters, neither starting
 # with "." nor ending with " " or "." (so a one-character part is neither), at most
-# MAX_NAME_LENGTH long, joined by "/".
-_ALLOWED = r"[^\x00-\x1f\x80-\U0010ffff<>:\"/\\|?*]"
+# MAX_NAME_LENGTH long, joined by "/". The class lists the printable ASCII it allows (and DEL)
+# rather than excluding the rest of Unicode: the same characters (tests/test_startup.py checks
+# every code point), but it compiles in 0.5 ms instead of 23-43 ms at every start-up.
+_ALLOWED = r"[ !#-)+-.0-9;=@-\[\]-{}~\x7f]"
 _FIRST = rf"(?!\.){_ALLOWED}"
 _LAST = rf"(?![ .]){_ALLOWED}"
 _PART = rf"(?:(?![ .]){_ALLOWED}|{_FIRST}{_ALLOWED}{{0,{MAX_NAME_LENGTH - 2}}}{_LAST})"
