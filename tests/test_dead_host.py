@@ -315,3 +315,52 @@ def test_a_dead_instance_asked_for_the_first_time_is_named_once_with_no_warning_
     assert "Warning" not in err, err
     assert err.count(dead.removeprefix("http://")) == 1, err
     assert "3 videos not checked" in err
+
+
+@contextlib.contextmanager
+def silent_host() -> Iterator[int]:
+    """A port that accepts each connection, reads the request, and never answers: a proxy in
+    front of a dead line, a hung server."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    listener.settimeout(0.2)
+    stop = threading.Event()
+    held: list[socket.socket] = []
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                connection, _ = listener.accept()
+            except TimeoutError:
+                continue
+            held.append(connection)  # open, silent
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield int(listener.getsockname()[1])
+    finally:
+        stop.set()
+        thread.join()
+        for connection in held:
+            connection.close()
+        listener.close()
+
+
+def test_a_host_that_accepts_and_never_answers_is_given_up_after_three_timeouts(
+    server: FileServer, clip: bytes, tmp_path: Path
+) -> None:
+    # Before, each file spent its whole retry budget on it ("stalled: no data"), tens of
+    # minutes with the lock held and nothing printed.
+    for number in range(1, 11):
+        fiche(tmp_path / "fiches", number)
+    with silent_host() as port:
+        code, _, err, seconds = sync(
+            tmp_path, "-q", "--timeout", "2", "--mirror", f"{UPSTREAM}=http://127.0.0.1:{port}"
+        )
+    assert seconds < 30, f"a silent host took {seconds:.1f} s"
+    assert code == 1
+    assert err.startswith(f"Error: 127.0.0.1:{port} unreachable (no answer within --timeout, ")
+    assert err.count(f"127.0.0.1:{port}") == 1, err
+    assert err.endswith(": 10 videos not checked; the kit is built from what the archive holds\n")

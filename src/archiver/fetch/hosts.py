@@ -14,9 +14,12 @@ What counts is what :class:`Tracked`, the transport every request of a run passe
 API's, the sizes asked with HEAD, each download, each part of a split file, each hop of a
 redirect), sees raised before a response's first byte: a refused or unreachable address, a
 time-out or a TLS failure while connecting, a connection reset or closed before any answer.
-Any answer, a 503 included, proves the host alive and starts its count again; a slow answer
-(a read time-out) is no connection failure. Hosts are ``host:port``, as the URL asked names
-them: two servers on one machine are two hosts.
+Any answer, a 503 included, proves the host alive and starts its count again. A host that
+accepts connections and then says nothing (a proxy in front of a dead line, a hung server)
+counts too: a read time-out before the first byte of an answer is one more failure in a row,
+so three of them in a row, ``--timeout`` seconds each, take it down; a time-out once an answer
+has begun (a slow body) is the fetcher's stall, retried as before. Hosts are ``host:port``, as
+the URL asked names them: two servers on one machine are two hosts.
 """
 
 from __future__ import annotations
@@ -51,6 +54,8 @@ FAILURES_BEFORE_DOWN = 3
 _CONNECTION_FAILURES = (
     httpx.ConnectError,
     httpx.ConnectTimeout,
+    # Raised by the transport only before the response's head: the body is read later.
+    httpx.ReadTimeout,
     httpx.ReadError,
     httpx.WriteError,
     httpx.RemoteProtocolError,
@@ -114,6 +119,8 @@ def _words(exc: BaseException) -> str:
     """A connection failure in a few words: ``connection refused``, ``no such host (DNS)``."""
     if isinstance(exc, httpx.ConnectTimeout):
         return "connection timed out"
+    if isinstance(exc, httpx.ReadTimeout):
+        return "no answer within --timeout"
     refused = not_worth_retrying(exc)
     if refused is not None:
         return refused
