@@ -157,3 +157,29 @@ def test_offline_dry_run_asks_nothing_at_all(
         " fails fiche.pdf: not held, and --offline",
         f"différencier ({UUIDS[1]}): held video.mp4, fiche.pdf",
     ]
+
+
+def test_a_dry_run_refuses_what_the_run_would_refuse_and_names_the_zim(
+    server: FileServer, clip: bytes, tmp_path: Path
+) -> None:
+    # A dry run promising "would show 1 of 1 videos" for a run that exits 2 misleads.
+    fiches, archive, foreign = tmp_path / "fiches", tmp_path / "archive", tmp_path / "cours"
+    add_video(server, clip, fiches, 1)
+    foreign.mkdir()
+    (foreign / "cours.docx").write_text("le cours d'un collègue")
+    asked = len(server.requests())
+    code, out, err = run("sync", fiches, "--archive", archive, "--kit", foreign, "--dry-run")
+    assert (code, out) == (2, "")
+    assert err.startswith(f"Error: {foreign}: ")
+    assert len(server.requests()) == asked  # refused before any question
+    assert run("sync", fiches, "--archive", archive, "--kit", foreign, "-q")[0] == 2
+    kit, zim = tmp_path / "kit", tmp_path / "videos.zim"
+    code, out, _ = run(
+        "sync", fiches, "--archive", archive, "--kit", kit, "--zim", zim, "--dry-run"
+    )
+    assert code == 0
+    assert out.splitlines()[-1] == f"ZIM {zim}: would be written from the same selection"
+    assert not kit.exists() and not zim.exists()
+    code, _, err = run("sync", fiches, "--archive", archive, "--kit", kit, "--zim",
+                       kit / "v.zim", "--dry-run")  # fmt: skip
+    assert code == 2 and "is inside the kit folder" in err

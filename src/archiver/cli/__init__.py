@@ -660,12 +660,14 @@ def sync_command(
         zim=zim,
     )
     if dry_run:
-        found, planned = plan_sync(list(paths), archive, settings=settings)
+        target = kit / subfolder if subfolder else kit
+        found, planned = plan_sync(list(paths), archive, settings=settings, kit=target)
         chose = fit is not None or download_settings.max_height is not None
         renditions = chose or kit_settings.transcode is not None
-        target = kit / subfolder if subfolder else kit
         for line in dry_run_lines(found, planned, renditions=renditions, kit=target):
             _echo(line)
+        if zim is not None:
+            _echo(f"ZIM {for_terminal(str(zim))}: would be written from the same selection")
         return
     with contextlib.ExitStack() as stack:
         log = None
