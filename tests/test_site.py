@@ -360,8 +360,8 @@ def test_two_titles_that_fold_alike_get_two_folders_the_same_each_run() -> None:
     ]
     names = folder_names(entries)
     assert names == {
-        "1f0e": "evaluer",
-        "9c9de5e8-0a1e": "Evaluer-9c9de5e8",
+        "1f0e": "evaluer--1f0e",
+        "9c9de5e8-0a1e": "Evaluer--9c9de5e8",
         "x": "Differencier-ses-pratiques",
     }
     assert folder_names(entries[::-1]) == names
@@ -398,3 +398,49 @@ def test_the_windows_check_script_is_bommed_crlf_and_read_by_its_own_pattern() -
         "shasum -a 256 -c manifest-sha256.txt",
     ):
         assert said in readme
+
+
+def test_adding_a_fiche_never_hands_a_kit_folder_to_another_video() -> None:
+    # A teacher's bookmark of videos/evaluer--g must open "evaluer" or nothing, whatever is
+    # added: before, "evaluer g" (id x1) took "evaluer-g" from the older "evaluer" (id g).
+    before = [
+        make_entry("g", None, title="evaluer"),
+        make_entry("f", None, title="Évaluer."),
+        make_entry("d", None, title="🎬"),
+    ]
+    after = [
+        *before,
+        make_entry("x1", None, title="evaluer g"),
+        make_entry("a", None, title="Évaluer"),
+    ]
+    old, new = folder_names(before), folder_names(after)
+    owner = {name.lower(): item for item, name in new.items()}
+    for item, name in old.items():
+        assert owner.get(name.lower(), item) == item, (item, name, new)
+    assert len({name.lower() for name in new.values()}) == len(new)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["a", "b", "a-b", "a_b", "ab", "abcdefgh1", "abcdefgh2"]),
+            st.sampled_from(["Évaluer", "evaluer", "evaluer b", "Evaluer--b", "x", "X"]),
+        ),
+        min_size=1,
+        max_size=6,
+        unique_by=lambda pair: pair[0],
+    ),
+    st.data(),
+)
+def test_folder_names_are_unique_and_never_pass_to_another_video(
+    pairs: list[tuple[str, str]], data: st.DataObject
+) -> None:
+    entries = [make_entry(item, None, title=title) for item, title in pairs]
+    kept = data.draw(st.lists(st.sampled_from(entries), unique_by=lambda e: e.id))
+    old, new = folder_names(kept), folder_names(entries)
+    assert len({name.lower() for name in new.values()}) == len(new)
+    owner = {name.lower(): item for item, name in new.items()}
+    for item, name in old.items():
+        assert owner.get(name.lower(), item) == item
+        assert kit_name(f"data/videos/{name}/{name}-720p.mp4")

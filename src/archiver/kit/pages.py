@@ -11,6 +11,7 @@ before a page exists.
 from __future__ import annotations
 
 import functools
+import hashlib
 import itertools
 import re
 import unicodedata
@@ -243,41 +244,44 @@ def file_stem(title: str) -> str:
     return stem
 
 
-def _tag(item_id: str) -> str:
-    return (_NOT_NAME.sub("", item_id)[:8] or "x").lower()
+def _tag(item_id: str, *, whole: bool = False) -> str:
+    kept = _NOT_NAME.sub("", item_id)
+    return ((kept if whole else kept[:8]) or "x").lower()
 
 
 def folder_names(entries: Iterable[Entry]) -> dict[str, str]:
     """Each video's folder name in a kit, from its title (:func:`file_stem`), by entry id.
 
-    Two titles that fold to the same name (``Évaluer`` and ``evaluer``: one name on a key,
-    which ignores case) are told apart: the one with the smallest id keeps it, the others
-    add the start of their id (``Evaluer-9c9de5e8``). The names depend on the titles and ids
-    of the whole collection only, never on the order of its fiches or on which videos are held,
-    so a kit's folders keep their names from one run to the next.
+    Titles that fold to the same name (``Évaluer`` and ``evaluer``: one name on a key, which
+    ignores case) are told apart, each of them, by the start of its id after two dashes
+    (``Evaluer--9c9de5e8``). :func:`file_stem` never writes two dashes in a row, so a name
+    told apart can never be another title's plain name: adding a fiche may move a video to
+    its told-apart name, but never hands a name a kit already shows to another video (a
+    teacher's bookmark opens that video or nothing). A name depends on its video's title and
+    id, and on which titles fold alike; never on the order of the fiches or on which videos
+    are held.
 
-    >>> names = folder_names([_entry("b", "Évaluer"), _entry("a", "evaluer")])
-    >>> names["a"], names["b"]
-    ('evaluer', 'Evaluer-b')
+    >>> names = folder_names([_entry("b", "Évaluer"), _entry("a", "evaluer"), _entry("c", "Lire")])
+    >>> names["a"], names["b"], names["c"]
+    ('evaluer--a', 'Evaluer--b', 'Lire')
     """
     wanted: dict[str, list[tuple[str, str]]] = {}
     for entry in entries:
         stem = file_stem(entry.title)
         wanted.setdefault(stem.lower(), []).append((entry.id, stem))
     names: dict[str, str] = {}
-    taken = set(wanted)  # every plain name, so that no suffixed one takes it from its title
-    later: list[tuple[str, str]] = []
-    for _folded, group in sorted(wanted.items()):
-        group.sort()
-        first_id, first_stem = group[0]
-        names[first_id] = first_stem
-        later.extend((item_id, f"{stem}-{_tag(item_id)}") for item_id, stem in group[1:])
-    for item_id, name in later:
-        unique, number = name, 2
-        while unique.lower() in taken:
-            unique, number = f"{name}-{number}", number + 1
-        taken.add(unique.lower())
-        names[item_id] = unique
+    for group in wanted.values():
+        if len(group) == 1:
+            item_id, stem = group[0]
+            names[item_id] = stem
+            continue
+        tags = {item_id: _tag(item_id) for item_id, _ in group}
+        if len(set(tags.values())) < len(tags):  # ids alike at their start: whole ids
+            tags = {item_id: _tag(item_id, whole=True) for item_id, _ in group}
+        if len(set(tags.values())) < len(tags):  # alike but for punctuation: their digests
+            tags = {i: hashlib.sha256(i.encode()).hexdigest()[:12] for i, _ in group}
+        for item_id, stem in group:
+            names[item_id] = f"{stem}--{tags[item_id]}"
     return names
 
 
