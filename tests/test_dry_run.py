@@ -183,3 +183,26 @@ def test_a_dry_run_refuses_what_the_run_would_refuse_and_names_the_zim(
     code, _, err = run("sync", fiches, "--archive", archive, "--kit", kit, "--zim",
                        kit / "v.zim", "--dry-run")  # fmt: skip
     assert code == 2 and "is inside the kit folder" in err
+
+
+def test_a_dry_run_says_which_videos_a_sync_would_retire(
+    server: FileServer, clip: bytes, tmp_path: Path
+) -> None:
+    fiches, archive, kit = tmp_path / "fiches", tmp_path / "archive", tmp_path / "kit"
+    for number in (1, 2):
+        add_video(server, clip, fiches, number)
+    args = ["sync", fiches, "--archive", archive, "--kit", kit]
+    assert run(*args, "-q")[0] == 0
+    (fiches / "fiche-1.md").unlink()
+    before = snapshot(tmp_path)
+    code, out, _ = run(*args, "--dry-run")
+    assert code == 0
+    assert snapshot(tmp_path) == before
+    assert (
+        f"{TITLES[1]} ({UUIDS[1]}): no longer in the collection, would be retired"
+        " (it leaves the kit; its files stay in the archive until prune)"
+    ) in out.splitlines()
+    assert out.splitlines()[-1] == f"Kit {kit}: would show 1 of 1 video, 1 retired"
+    assert run(*args, "-q")[0] == 0  # and the run does retire it
+    code, out, _ = run(*args, "--dry-run")
+    assert "would be retired" not in out

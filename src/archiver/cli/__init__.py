@@ -42,6 +42,7 @@ from ..errors import (
     describe_os_error,
 )
 from ..fetch import DownloadSettings, download, preview
+from ..fetch.preview import retiring
 from ..files import unsafe_target
 from ..kit import KitSettings, package
 from ..kit.bag import verify_bag
@@ -664,7 +665,8 @@ def sync_command(
         found, planned = plan_sync(list(paths), archive, settings=settings, kit=target)
         chose = fit is not None or download_settings.max_height is not None
         renditions = chose or kit_settings.transcode is not None
-        for line in dry_run_lines(found, planned, renditions=renditions, kit=target):
+        gone = retiring(archive, {video.entry_id for video in planned})
+        for line in dry_run_lines(found, planned, renditions=renditions, kit=target, retired=gone):
             _echo(line)
         if zim is not None:
             _echo(f"ZIM {for_terminal(str(zim))}: would be written from the same selection")

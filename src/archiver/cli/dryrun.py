@@ -65,6 +65,7 @@ def dry_run_lines(
     *,
     renditions: bool = False,
     kit: Path | None = None,
+    retired: Sequence[tuple[str, str]] = (),
 ) -> list[str]:
     """Every line of a dry run: with ``renditions`` (``--fit``, ``--max-height``,
     ``--transcode``), each video's planned rendition first; then each video's files; the
@@ -85,6 +86,11 @@ def dry_run_lines(
         videos.values(), key=lambda f: (title_key(f[0].job.entry.title), f[0].job.entry.id)
     ):
         lines.append(_video_line(files))
+    for item, title in sorted(retired, key=lambda pair: (title_key(pair[1]), pair[0])):
+        lines.append(
+            f"{title} ({item}): no longer in the collection, would"
+            " be retired (it leaves the kit; its files stay in the archive until prune)"
+        )
     for down in found.hosts_down.values():
         lines.append(f"{down.reason}: its files' sizes are unknown, and a run would not reach it")
     fetch, unsized = found.of(Action.FETCH), found.unsized(Action.FETCH)
@@ -101,5 +107,6 @@ def dry_run_lines(
             for f in found.files
             if f.job.role == "video" and f.action is not Action.FAILED
         }
-        lines.append(f"Kit {kit}: would show {len(shown)} of {_count(found.videos, 'video')}")
+        gone = f", {len(retired)} retired" if retired else ""
+        lines.append(f"Kit {kit}: would show {len(shown)} of {_count(found.videos, 'video')}{gone}")
     return lines

@@ -24,7 +24,7 @@ from .http import DEFAULT_SETTINGS, DownloadSettings, open_client
 from .plan import Choices, Job, Outcome, Status, plan, planned_sizes
 from .sizes import head_sizes
 
-__all__ = ["NOT_HELD_OFFLINE", "Action", "PlannedFile", "Preview", "preview"]
+__all__ = ["NOT_HELD_OFFLINE", "Action", "PlannedFile", "Preview", "preview", "retiring"]
 
 NOT_HELD_OFFLINE = "not held, and --offline"  # as an offline sync says it
 
@@ -76,6 +76,17 @@ class Preview:
 def open_for_reading(root: Path) -> Archive | None:
     """The archive at ``root`` when there is one, else ``None`` (none is created)."""
     return Archive.existing(root) if (root / CATALOG_NAME).is_file() else None
+
+
+def retiring(archive_root: Path, present: set[str]) -> list[tuple[str, str]]:
+    """The items a sync of a collection of ``present`` ids would retire: ``[(id, title)]``
+    of those the archive holds as active and the collection no longer has (none without an
+    archive). Reads only."""
+    archive = open_for_reading(archive_root)
+    if archive is None:
+        return []
+    with archive:
+        return [(i, t) for i, t in archive.catalog.active_items() if i not in present]
 
 
 def preview(
