@@ -246,7 +246,9 @@ def test_field_names_in_messages_and_warnings_are_one_bounded_line(
         parse_fiche(path)
     assert caught.value.field == "a\\nb.c\\x1b"
     many = "".join(f"extra{i}: {i}\n" for i in range(25))
-    credits = "## Crédits\n\n- **Licence** : [CC BY](https://creativecommons.org/licenses/by/4.0/)\n"
+    credits = (
+        "## Crédits\n\n- **Licence** : [CC BY](https://creativecommons.org/licenses/by/4.0/)\n"
+    )
     path = write_fiche("many.md", text=f"{GOOD_HEAD}{many}---\n{credits}")
     with caplog.at_level(logging.WARNING, logger="archiver"):
         parse_fiche(path)
