@@ -32,15 +32,15 @@ from .collection import default_collection
 from .errors import InputError, ManifestError, StorageError, describe_os_error
 from .fetch import (
     DEFAULT_SETTINGS,
-    Choices,
     DownloadReport,
     DownloadSettings,
     Outcome,
+    Preview,
     Status,
-    choose_files,
     deadline_of,
     fetch_into,
     jobs_for,
+    preview,
     record_report,
     video_failure,
 )
@@ -49,6 +49,7 @@ from .kit import KitReport, KitSettings, build_kit, check_kit_folder
 from .manifest import Built, Manifest, build_manifest, build_valid, load_manifest, write_manifest
 from .progress import Progress
 from .urls import redact
+from .zim import ZimReport, check_zim_path, write_zim
 
 __all__ = [
     "DEFAULT_REFRESH_AFTER",
@@ -81,6 +82,7 @@ class SyncSettings:
     fit: int | None = None  # bytes the whole kit must fit in (--fit)
     # Seconds from the start of the run (--max-time); None: ``download.max_time``, if any.
     max_time: float | None = None
+    zim: Path | None = None  # also write the kit as this Kiwix ZIM (--zim), after the kit
 
     @property
     def run_max_time(self) -> float | None:
@@ -101,6 +103,7 @@ class SyncReport:
     kit_skipped: str | None = None
     # The fiches that did not validate: each kept its last good entry, if any (exit 2).
     invalid: tuple[InputError, ...] = ()
+    zim: ZimReport | None = None  # the ZIM written after the kit (--zim), if any
 
     def failures(self) -> list[Outcome]:
         """Every file that failed, and every video left out of the kit, each named once; with
@@ -152,6 +155,7 @@ def sync(
     progress: Progress | None = None,
     kit_progress: Progress | None = None,
     log: IO[str] | None = None,
+    zim_progress: Progress | None = None,
 ) -> SyncReport:
     """Build the manifest from ``paths`` (the bundled collection when empty), fetch, package.
 
@@ -162,6 +166,8 @@ def sync(
     cache = FicheCache(archive_root / CACHE_FOLDER / CACHE_NAME)
     built = build_valid(paths or [default_collection()], cache=cache)
     check_kit_folder(kit, archive_root)  # before hours of downloading, not after
+    if settings.zim is not None:
+        check_zim_path(settings.zim, archive_root, kit)
     with Archive(archive_root) as archive, archive.locked():
         manifest = _with_last_good(built, archive_root / LAST_MANIFEST)
         run_id = archive.start_run("sync")
@@ -200,6 +206,16 @@ def sync(
                 progress=kit_progress,
                 chosen=None if settings.offline else _chosen(fetched),
             )
+        zim_report = None
+        if settings.zim is not None and skipped is None:
+            zim_report = write_zim(
+                manifest,
+                archive,
+                settings.zim,
+                settings=_kit_settings(settings),
+                progress=zim_progress,
+                chosen=None if settings.offline else _chosen(fetched),
+            )
         report = SyncReport(
             manifest=manifest,
             download=fetched,
@@ -208,6 +224,7 @@ def sync(
             seconds=time.monotonic() - start,
             kit_skipped=skipped,
             invalid=built.errors,
+            zim=zim_report,
         )
         failures = report.failures()
         record_report(archive, run_id, failures)
@@ -317,22 +334,32 @@ def plan_sync(
     archive_root: Path,
     *,
     settings: SyncSettings = SyncSettings(),
-) -> tuple[Choices, list[PlannedVideo]]:
-    """What ``--fit``/``--max-height``/``--transcode`` would fetch, video by video.
+    kit: Path | None = None,
+) -> tuple[Preview, list[PlannedVideo]]:
+    """What a sync would fetch, check and keep (``--dry-run``), and the file and size
+    ``--fit``/``--max-height``/``--transcode`` would choose for each video.
 
-    Asks the PeerTube API (at most once per refresh period); downloads nothing.
+    Asks the PeerTube API and, for sizes no API gives, ``HEAD``; fetches no media and
+    changes nothing: not the archive (no lock, no answer kept), not the kit. Refuses what the
+    real run would refuse before its first request (a ``kit`` folder that is not archiver's,
+    a ``--zim`` path it may not write), so a dry run never promises a run that exits 2.
     """
     manifest = build_manifest(paths or [default_collection()])
+    if kit is not None:
+        check_kit_folder(kit, archive_root)
+    if settings.zim is not None:
+        check_zim_path(settings.zim, archive_root, kit)
     preset = settings.kit.transcode
-    with Archive(archive_root) as archive, archive.locked():
-        choices = choose_files(
-            manifest,
-            archive,
-            settings=_download_settings(settings),
-            refresh_after=settings.refresh_after,
-            budget=settings.fit,
-            reencode=preset.name if preset else None,
-        )
+    found = preview(
+        manifest,
+        archive_root,
+        settings=_download_settings(settings),
+        refresh_after=settings.refresh_after,
+        budget=settings.fit,
+        reencode=preset.name if preset else None,
+        offline=settings.offline,
+    )
+    choices = found.choices
     cap = _kit_settings(settings).reencode_cap
     planned = []
     for entry in manifest.entries:
@@ -348,7 +375,7 @@ def plan_sync(
                 cap=cap,
             )
         )
-    return choices, planned
+    return found, planned
 
 
 def _log(stream: IO[str], report: SyncReport, failures: list[Outcome]) -> None:

@@ -6,34 +6,38 @@ Planning reads the archive and may make derived files (:mod:`.derive`); it write
 the kit. The result is a :class:`KitPlan`: every file of the kit's payload by its path, with
 where its bytes come from.
 
-A file's name in the kit comes from its item and its role, never from a URL or the name the
-archive stores it under: ``video-720p.mp4``, ``poster.jpg``, ``fiche.pdf``,
-``transcription.pdf``, ``captions-fr.vtt``. Its extension comes from what its first bytes
-are, checked here: a companion that is not a PDF, captions that are not WebVTT stay out of
-the kit, named in a warning. So two files of one item never share a name, and none takes the
-name of the page (``index.html``) or of the captions script (``captions.js``).
+A video's folder and file are named from its title (:func:`.pages.folder_names`, FAT32-safe
+ASCII): ``data/videos/Differencier-ses-pratiques/Differencier-ses-pratiques-720p.mp4``. The
+other files' names come from their role, never from a URL or the name the archive stores them
+under: ``poster.jpg``, ``fiche.pdf``, ``transcription.pdf``, ``captions-fr.vtt``. A name's
+extension comes from what the file's first bytes are, checked here: a companion that is not a
+PDF, captions that are not WebVTT stay out of the kit, named in a warning. So two files of one
+item never share a name, and none takes the name of the page (``index.html``) or of the
+captions script (``captions.js``).
+
+With ``--fit``, the versions chosen keep room for the kit's pages and posters and for the file
+system's share, counted from each video's files (:func:`archiver.choose.kit_margin`): what
+the check before writing the kit asks for.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, cast
 
 from .. import media, sniff
 from ..archive import Archive, Derived, FileRecord
-from ..catalog import Catalog
-from ..choose import Rendition, best_under, kit_overhead, plan_fit, reencode_cap
+from ..choose import Rendition, best_under, kit_margin, kit_overhead, plan_fit, reencode_cap
 from ..entry import Entry
-from ..errors import ArchiveError, UsageError
+from ..errors import UsageError
 from ..manifest import Manifest
 from ..units import format_bytes
 from . import derive
 from .bag import PAYLOAD
 from .derive import Source
+from .pages import folder_names
 from .provenance import KitFile, KitProvenance, Making
 from .site import ASSET_LABELS, KitAsset, KitCaptions, KitItem, parse_vtt
 
@@ -119,6 +123,7 @@ class _Video:
     # For its provenance: the sound joined to it, and how the kit's file was made from it.
     sound: FileRecord | None = None
     made: tuple[Making, ...] = ()
+    folder: str = ""  # its folder under videos/, named from its title (pages.folder_names)
 
     @property
     def label(self) -> str:
@@ -136,8 +141,7 @@ def plan_kit(
     ``chosen``: the version of each video a run chose for this kit (sync, which fetched the
     rendition ``--fit`` or ``--max-height`` asked for); else :meth:`Archive.for_kit` says.
     """
-    with _catalog_read_at_once(archive):
-        return _plan(manifest, archive, settings, chosen or {})
+    return _plan(manifest, archive, settings, chosen or {})
 
 
 def _plan(
@@ -149,7 +153,7 @@ def _plan(
     ffmpeg_missing = False
     for video in videos:
         entry = video.entry
-        folder = f"{PAYLOAD}/videos/{entry.id}"
+        folder = f"{PAYLOAD}/videos/{video.folder}"
         carried: list[tuple[FileRecord, str]] = []  # held files beside the video, for provenance
         preview = archive.held(entry.id, "preview")
         poster: Source | None = None
@@ -194,82 +198,12 @@ def _plan(
                 captions=captions,
                 assets=tuple(assets),
                 provenance=_provenance(archive, video, f"{folder}/{video.name}", carried),
+                folder_name=video.folder,
             )
         )
     if ffmpeg_missing:
         plan.warnings.append("ffmpeg is not installed: the kit has no poster frames")
     return plan
-
-
-@contextlib.contextmanager
-def _catalog_read_at_once(archive: Archive) -> Iterator[None]:
-    """Answer, while a kit is planned, the archive's questions about its files (the current
-    version of each rendition, each version, each restore) from one read of the catalog
-    (:class:`_CatalogReads`) rather than five queries a video: 1.3 s of a kit of 10,000.
-
-    A stopgap until the catalog reads a kit's files in bulk itself: the archive's own methods
-    (:meth:`Archive.for_kit`, :meth:`Archive.held`…) still decide, from the same records. A
-    catalog that cannot be read whole (a damaged row of some item) is asked video by video,
-    as before, so that only the videos of the kit meet its damage.
-    """
-    real = archive.catalog
-    try:
-        reads = _CatalogReads(real)
-    except ArchiveError:
-        yield
-        return
-    archive.catalog = cast(Catalog, reads)
-    try:
-        yield
-    finally:
-        archive.catalog = real
-
-
-class _CatalogReads:
-    """The read methods of :class:`~archiver.catalog.Catalog` a kit's plan asks of every
-    video, answered from one read of every file version (:meth:`Catalog.every_file`) and of
-    the items restored, in the catalog's own order; any other method is the catalog's. A
-    plan writes no file's row (only derived files', which are not kept here): the records
-    stay those of the catalog while it lasts."""
-
-    def __init__(self, catalog: Catalog) -> None:
-        self._catalog = catalog
-        self._restored = catalog.restored_items()
-        self._versions: dict[tuple[str, str], list[FileRecord]] = {}
-        self._current: dict[str, list[FileRecord]] = {}
-        for record in catalog.every_file():  # by item, role and version
-            self._versions.setdefault((record.item_id, record.role), []).append(record)
-            if record.current:
-                self._current.setdefault(record.item_id, []).append(record)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._catalog, name)
-
-    def versions(self, item_id: str, role: str) -> list[FileRecord]:
-        """``ORDER BY version``."""
-        return list(self._versions.get((item_id, role), ()))
-
-    def renditions(self, item_id: str, role: str) -> list[FileRecord]:
-        """``current=1 ORDER BY rendition DESC``."""
-        found = [r for r in self._current.get(item_id, ()) if r.role == role]
-        return sorted(found, key=lambda record: record.rendition, reverse=True)
-
-    def current(self, item_id: str, role: str, rendition: int = 0) -> FileRecord | None:
-        for record in self._current.get(item_id, ()):
-            if record.role == role and record.rendition == rendition:
-                return record
-        return None
-
-    def current_with_prefix(self, item_id: str, prefix: str) -> list[FileRecord]:
-        """``current=1 AND substr(role, 1, len(prefix))=prefix ORDER BY role``."""
-        found = [r for r in self._current.get(item_id, ()) if r.role.startswith(prefix)]
-        return sorted(found, key=lambda record: record.role)
-
-    def restored(self, item_id: str, role: str) -> FileRecord | None:
-        return self._catalog.restored(item_id, role) if item_id in self._restored else None
-
-    def restored_items(self) -> set[str]:
-        return set(self._restored)
 
 
 def _provenance(
@@ -307,7 +241,11 @@ def _fit_versions(
     reencode = settings.transcode
     records: dict[str, FileRecord] = {}
     options: dict[str, list[Rendition]] = {}
+    files = 0  # the videos' files in the kit, for the file system's share (choose.kit_margin)
     for entry in manifest.entries:
+        captions = len(archive.current_roles(entry.id, "caption_"))
+        # Its page, the video, its poster, its PDFs, its caption tracks and their script.
+        files += 3 + len(entry.assets) + captions + (1 if captions else 0)
         audio = archive.held(entry.id, AUDIO)  # carried with each picture-only version
         if entry.id in fixed:
             one = _for_kit(archive, entry, None, settings)  # pinned or restored: that, or none
@@ -323,13 +261,14 @@ def _fit_versions(
             options.setdefault(entry.id, []).append(
                 Rendition(height=_height(archive, record), size=size, key=key)
             )
-    overhead = kit_overhead(len(manifest.entries))
+    count = len(manifest.entries)
     try:
         fit = plan_fit(
             options,
             budget=settings.fit,
-            overhead=overhead,
+            overhead=kit_overhead(count, files=files),
             reencode=reencode.name if reencode else None,
+            margin=kit_margin(count, files=files),
         )
     except UsageError as exc:
         if not fixed:
@@ -380,6 +319,8 @@ def _videos(
             within = {} if settings.fit_versions else chosen
             chosen = _fit_versions(manifest, archive, settings, fixed, within)
     videos = []
+    # From every fiche's title, held or not: a video arriving later renames no other folder.
+    folders = folder_names(manifest.entries)
     for entry in manifest.entries:
         # A restored or pinned version; else the one chosen for this kit; else the current
         # version of the fiche's own link; else the tallest held (a capped resolution, a
@@ -408,9 +349,11 @@ def _videos(
             facts=known,
             held_facts=known,
             source=held,
-            name=_video_name(record, known),  # joined with its sound or not: kits stay stable
+            # Joined with its sound or not: kits stay stable.
+            name=_video_name(record, known, folders[entry.id]),
             resolution=f"{record.resolution}p" if record.resolution else None,
             origin=held,
+            folder=folders[entry.id],
         )
         if not _join_sound(plan, archive, video):
             continue
@@ -518,7 +461,7 @@ def _shrink(plan: KitPlan, archive: Archive, video: _Video, preset: media.Preset
         plan.warnings.append(f"{video.label}: kept as it was: {video.kept_because}")
         return
     video.source = made
-    video.name = f"video-{preset.name}.mp4"
+    video.name = f"{video.folder}-{preset.name}.mp4"
     video.resolution = preset.name
     video.made = (*video.made, Making("reencoded", preset.name))
     plan.reencoded += 1
@@ -563,10 +506,12 @@ def _captions(
     return tuple(captions)
 
 
-def _video_name(record: FileRecord, known: Derived) -> str:
-    """``video-720p.mp4``: its height as the instance gave it, else as FFmpeg read it."""
+def _video_name(record: FileRecord, known: Derived, stem: str) -> str:
+    """``Differencier-ses-pratiques-720p.mp4``: its folder's name (from its title), so that a
+    copy in VLC or a downloads folder says which video it is, and its height as the instance
+    gave it, else as FFmpeg read it."""
     height = record.resolution or known.height
-    return f"video-{height}p.mp4" if height else "video.mp4"
+    return f"{stem}-{height}p.mp4" if height else f"{stem}.mp4"
 
 
 def _is_pdf(plan: KitPlan, archive: Archive, label: str, record: FileRecord) -> bool:
