@@ -441,3 +441,113 @@ def test_typo_suggestions_are_bounded(write_fiche: WriteFiche) -> None:
         parse_fiche(path)
     # Past the first 100 unknown names, none is compared: the plain error.
     assert caught.value.message == f"{path}: title: missing required field"
+
+
+# Values that look like text but that YAML reads otherwise, or not at all, beside plain ones.
+_TRICKY_VALUES = [
+    "Domaine 4", "Vidéo — Différencier, adapter", "https://tube.example/w/abc?x=1#t",
+    "yes", "No", "on", "OFF", "true", "~", "null", "Null", "12", "-3", "+4", "0x1F", "0o17",
+    "1_000", "1.5", ".5", ".nan", ".inf", "1e3", "2024-02-01", "2024-02-30", "12:30:00",
+    "190:20:30", "<<", "=", "a: b", "a:b", "fin :", "a # b", "a#b", "#b", "&anchor x",
+    "*alias", "!!str x", "!tag x", "|", ">", "'quoted'", '"quoted"', "it's", 'say "hi"',
+    "%x", "@x", "`x", "? x", "- x", "-x", ",x", "[a, b]", "{a: b}", "a [b]", "a{b}",
+    "tab\there", "nbsp\xa0here", "line\u2028break", "next\x85line", "bom\ufeffhere", "é",
+    "back\\slash", "trailing ", " leading", "a  b", "x" * 2000, "Y", "n", "N", "+", ".",
+]  # fmt: skip
+
+
+def test_simple_front_matter_reads_as_libyaml_does() -> None:
+    """The fast reading of ``name: text`` lines gives exactly what libyaml gives, and leaves
+    to libyaml whatever it would read as something else than that text (or refuse)."""
+    import random
+
+    import yaml
+
+    from archiver import front_matter
+
+    def libyaml(fm: str) -> object:
+        try:
+            return yaml.load(fm, Loader=front_matter._FICHE_LOADER)  # noqa: S506 - safe
+        except yaml.YAMLError:
+            return "refused"
+
+    names = ["title", "area", "yes", "null", "on", "x2", "video_DL", "Title"]
+    taken = 0
+    for value in _TRICKY_VALUES:
+        for name in names:
+            fm = f"\n{name}: {value}\n"
+            fast = front_matter._simple_fields(fm)
+            if fast is not None:
+                taken += 1
+                assert fast == libyaml(fm) == {name: value}, fm
+    rng = random.Random(14)
+    # Mostly letters, so that many values are plain text, and every character YAML minds.
+    alphabet = "abcdefghijklmnop é—" * 3 + " :#,-'\"[]{}&*!|>%@`?\t\\.0123\xa0"
+    for _ in range(5000):
+        lines = [
+            f"{rng.choice(names)}: {''.join(rng.choices(alphabet, k=rng.randint(1, 12)))}"
+            for _ in range(rng.randint(1, 4))
+        ]
+        fm = "\n" + "\n\n".join(lines) + "\n"
+        fast = front_matter._simple_fields(fm)
+        if fast is not None:
+            taken += 1
+            assert fast == libyaml(fm), fm
+    assert taken > 400  # the fast reading is taken, for the values it is meant for
+    for refused in ["12", "yes", "a: b", "fin :", "a # b", "tab\there", "[a, b]", "trailing "]:
+        assert front_matter._simple_fields(f"\ntitle: {refused}\n") is None
+    assert front_matter._simple_fields("\ntitle: a\ntitle: b\n") is None  # YAML keeps b
+
+
+def test_fiches_parse_the_same_with_the_fast_front_matter_as_with_libyaml(
+    write_fiche: WriteFiche, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from archiver import front_matter
+
+    paths = [
+        SEED,
+        write_fiche("a.md", title="Outils, méthodes — et « guillemets »", extra_yaml="area: D 2"),
+        write_fiche("b.md", title="'Cité'", extra_yaml='description: "Deux-points: ici"\nn: 3'),
+    ]
+    fast = [parse_fiche(path) for path in paths]
+    assert front_matter._simple_fields(paths[0].read_text().split("---")[1]) is not None
+    # Another loader class, the same in all but name: the fast reading is not taken.
+    monkeypatch.setattr(
+        front_matter._SafeYAMLHandler, "loader", type("L", (front_matter._FICHE_LOADER,), {})
+    )
+    assert [parse_fiche(path) for path in paths] == fast
+
+
+def test_each_of_several_fiches_with_a_colon_gets_its_own_quoted_fix(
+    write_fiche: WriteFiche, tmp_path: Path
+) -> None:
+    # Issue 15's collection: 15 of 17 fiches wrote "Titre : sous-titre". Each line says how
+    # to quote its own value, not only when one fiche alone is wrong.
+    for name, title in (("a.md", "Travailler en équipe : outils"), ("b.md", "Évaluer : QCM")):
+        write_fiche(
+            name,
+            text=f"---\ntitle: {title}\narea: Domaine 1\n"
+            f"videoDLHref: https://tube.example.org/{name}.mp4\n---\n{LICENCE}",
+        )
+    code, stdout, stderr = run_manifest(tmp_path / "fiches")
+    assert (code, stdout) == (2, "")
+    lines = stderr.splitlines()
+    for title in ("Travailler en équipe : outils", "Évaluer : QCM"):
+        [line] = [line for line in lines if f'title: "{title}"' in line]
+        assert line.startswith("Error: ") and "mapping values are not allowed" in line
+
+
+def test_the_parse_keeps_no_long_text_in_its_caches(write_fiche: WriteFiche) -> None:
+    """URLs and headings checked once a process are kept only when short: a hostile
+    collection's megabyte-long ones would otherwise stay in memory, 1,024 of each."""
+    from archiver import fiches
+
+    long_url = "https://example.org/" + "a" * 100_000
+    body = f"## Crédits\n\n- **{'R' * 50_000}** : A\n- **Licence** : [CC]({long_url})\n"
+    fiches._url_problem_cached.cache_clear()
+    fiches._fold_cached.cache_clear()
+    entry = parse_fiche(write_fiche("long.md", body=body))
+    assert entry.licence is not None and entry.licence.url == long_url
+    assert entry.credits[0].role == "R" * 50_000
+    assert fiches._url_problem_cached.cache_info().currsize == 1  # the embed URL alone
+    assert fiches._fold_cached.cache_info().currsize == 2  # "Crédits" and "Licence"

@@ -491,3 +491,44 @@ def test_the_provenance_section_fits_a_phone_screen(
     assert widest <= 360
     assert problems == []
     page.context.close()
+
+
+def test_provenance_json_writes_what_json_dumps_with_indent_writes() -> None:
+    """provenance.json is laid out by archiver's own loop (json's indenting encoder is slow);
+    the bytes are those of ``json.dumps(indent=2)``, whatever the values hold."""
+    odd = 'guillemets " \\ / \x00\x1f\x7f \u2028 é ✓ 𝄞 <script>'
+    records = []
+    for number, text in enumerate(["", odd, "Vidéo"]):
+        record = FileRecord(
+            item_id=f"v{number}",
+            role="video",
+            version=number + 1,
+            path=f"media/v{number}/v.mp4",
+            url=f"https://tube.example/{text}",
+            final_url="https://tube.example/v.mp4",
+            sha256=f"{number}" * 64,
+            size=2**62 + number,
+            etag=text or None,
+            last_modified=None,
+            fetched_at="2026-11-26T03:00:00.000000Z",
+            current=True,
+            resolution=720 if number else None,
+        )
+        made = (Making("joined"), Making("reencoded", "480p")) if number == 1 else ()
+        entry = make_entry(
+            f"v{number}",
+            record.url,
+            title=text or "Titre",
+            licence=Licence(name=text, url=None) if number else None,
+            peertube=PeerTubeRef(instance="https://tube.example", uuid=f"{number}" * 8),
+        )
+        kit_video = KitFile(path=f"data/videos/v{number}/v.mp4", sha256="a" * 64, size=1, made=made)
+        companions = [(dataclasses.replace(record, role="fiche_pdf"), "data/f.pdf")] * number
+        records.append(
+            KitProvenance.of(entry, record, kit_video, width=number or None, height=0.5 * number,  # type: ignore[arg-type]
+                             sound=record if number == 2 else None, companions=companions)
+        )  # fmt: skip
+    document = {"format": FORMAT, "videos": [video.to_json() for video in records]}
+    expected = json.dumps(document, ensure_ascii=False, sort_keys=True, indent=2) + "\n"
+    assert provenance_json(records) == expected.encode("utf-8")
+    assert provenance_json([]) == b'{\n  "format": "archiver-provenance/1",\n  "videos": []\n}\n'

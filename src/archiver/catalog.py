@@ -825,6 +825,11 @@ class Catalog:
         rows = self._all("SELECT id, entry_note FROM items WHERE entry_note IS NOT NULL")
         return {row["id"]: row["entry_note"] for row in rows}
 
+    def active_items(self) -> list[tuple[str, str]]:
+        """Every item not retired: ``[(id, title)]``, by id (what a dry run would retire)."""
+        rows = self._all("SELECT id, title FROM items WHERE retired_at IS NULL ORDER BY id")
+        return [(row["id"], row["title"]) for row in rows]
+
     def retire_missing(self, present: set[str]) -> list[tuple[str, str]]:
         """Mark retired, now, every active item not in ``present``: ``[(id, title)]``."""
         rows = self._all("SELECT id, title FROM items WHERE retired_at IS NULL ORDER BY id")

@@ -11,6 +11,7 @@ sections mean; loading the YAML itself safely is :mod:`archiver.front_matter`'s 
 from __future__ import annotations
 
 import difflib
+import functools
 import hashlib
 import logging
 import os
@@ -394,8 +395,16 @@ def _url_field(meta: Mapping[str, Any], name: str, path: Path) -> str | None:
     return _check_url(value, path, name)
 
 
+# A collection's fiches share their licence's URL, their headings and their credits' roles:
+# each is checked or folded once a process, not once a fiche. Only short texts are kept, and
+# at most 1,024 of each: fiches are input, and a hostile collection's long ones would
+# otherwise hold up to a gigabyte.
+_CACHED_CHARS = 300
+_url_problem_cached = functools.lru_cache(maxsize=1024)(url_problem)
+
+
 def _check_url(value: str, path: Path, name: str) -> str:
-    problem = url_problem(value)
+    problem = _url_problem_cached(value) if len(value) <= _CACHED_CHARS else url_problem(value)
     if problem:
         raise FicheError(path, name, problem)
     return value
@@ -445,8 +454,15 @@ def _peertube_ref(embed_url: str | None, video_url: str | None, path: Path) -> P
 
 
 def _fold(heading: str) -> str:
+    return _fold_cached(heading) if len(heading) <= _CACHED_CHARS else _folded(heading)
+
+
+def _folded(heading: str) -> str:
     folded = unicodedata.normalize("NFKD", heading).encode("ascii", "ignore").decode()
     return folded.strip().casefold()
+
+
+_fold_cached = functools.lru_cache(maxsize=1024)(_folded)
 
 
 def _sections(body: str) -> dict[str, str]:
