@@ -14,7 +14,7 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import bagit
@@ -47,14 +47,14 @@ def closed_port() -> int:
 
 
 @contextlib.contextmanager
-def resetting_host() -> Iterator[int]:
-    """A port that accepts each connection, reads the request, and resets it (RST) with no
-    byte of an answer."""
+def listening(answer: Callable[[socket.socket], None]) -> Iterator[int]:
+    """A port on 127.0.0.1 whose every connection ``answer`` deals with, in a thread."""
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(64)
     listener.settimeout(0.2)
     stop = threading.Event()
+    held: list[socket.socket] = []
 
     def serve() -> None:
         while not stop.is_set():
@@ -62,10 +62,8 @@ def resetting_host() -> Iterator[int]:
                 connection, _ = listener.accept()
             except TimeoutError:
                 continue
-            with contextlib.suppress(OSError):
-                connection.recv(65536)
-                connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            connection.close()
+            held.append(connection)
+            answer(connection)
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
@@ -74,7 +72,28 @@ def resetting_host() -> Iterator[int]:
     finally:
         stop.set()
         thread.join()
+        for connection in held:
+            connection.close()
         listener.close()
+
+
+def _reset(connection: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        connection.recv(65536)
+        connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    connection.close()
+
+
+def resetting_host() -> contextlib.AbstractContextManager[int]:
+    """A port that accepts each connection, reads the request, and resets it (RST) with no
+    byte of an answer."""
+    return listening(_reset)
+
+
+def silent_host() -> contextlib.AbstractContextManager[int]:
+    """A port that accepts each connection and never answers: a proxy in front of a dead
+    line, a hung server."""
+    return listening(lambda connection: None)
 
 
 def run(*args: str | Path) -> tuple[int, str, str]:
@@ -315,37 +334,6 @@ def test_a_dead_instance_asked_for_the_first_time_is_named_once_with_no_warning_
     assert "Warning" not in err, err
     assert err.count(dead.removeprefix("http://")) == 1, err
     assert "3 videos not checked" in err
-
-
-@contextlib.contextmanager
-def silent_host() -> Iterator[int]:
-    """A port that accepts each connection, reads the request, and never answers: a proxy in
-    front of a dead line, a hung server."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(64)
-    listener.settimeout(0.2)
-    stop = threading.Event()
-    held: list[socket.socket] = []
-
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                connection, _ = listener.accept()
-            except TimeoutError:
-                continue
-            held.append(connection)  # open, silent
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield int(listener.getsockname()[1])
-    finally:
-        stop.set()
-        thread.join()
-        for connection in held:
-            connection.close()
-        listener.close()
 
 
 def test_a_host_that_accepts_and_never_answers_is_given_up_after_three_timeouts(

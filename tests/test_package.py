@@ -591,18 +591,19 @@ def test_without_javascript_the_catalog_is_a_plain_list(
     page.context.close()
 
 
-def test_hostile_strings_in_every_field_run_nothing(
-    server: FileServer, clips: list[bytes], tmp_path: Path, browser: Browser
-) -> None:
+def hostile_entries(server: FileServer, clip: bytes, *, word: str = "") -> list[Entry]:
+    """One video a string of :data:`HOSTILE`, in every field a fiche gives (the title starts
+    ``T<n> <word><n>``: a word a search may look for), its clip served by ``server``."""
     items = []
     for number, hostile in enumerate(HOSTILE):
         path = f"/h{number}.mp4"
-        server.add(path, clips[0])
+        server.add(path, clip)
+        lead = f"T{number} {word}{number} " if word else f"T{number} "
         items.append(
             make_entry(
                 f"hostile-{number}",
                 server.url(path),
-                title=f"T{number} {hostile}",
+                title=f"{lead}{hostile}",
                 area=hostile,
                 description=hostile,
                 transcript=f"{hostile}\n\n[lien](javascript:window.__pwned=1) <b onmouseover=x>",
@@ -613,7 +614,13 @@ def test_hostile_strings_in_every_field_run_nothing(
                 ),
             )
         )
-    _, _, kit = build(tmp_path, server, items)
+    return items
+
+
+def test_hostile_strings_in_every_field_run_nothing(
+    server: FileServer, clips: list[bytes], tmp_path: Path, browser: Browser
+) -> None:
+    _, _, kit = build(tmp_path, server, hostile_entries(server, clips[0]))
     pages = [kit / "data" / "index.html", *sorted((kit / "data" / "videos").glob("*/index.html"))]
     assert len(pages) == 1 + len(HOSTILE)
     for html in pages:

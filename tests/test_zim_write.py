@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import errno
 import random
-import shutil
 import struct
 import subprocess
 from collections.abc import Callable, Hashable, Iterator
@@ -16,7 +15,6 @@ from libzim.reader import Archive as ZimArchive
 from playwright.sync_api import Browser
 
 from archiver.archive import Archive
-from archiver.entry import Credit, Licence
 from archiver.errors import KitError
 from archiver.fetch import download
 from archiver.kit import KitSettings
@@ -29,10 +27,13 @@ from archiver.zim.metadata import Metadata
 from archiver.zim.verify import END_BLOCK, WHOLE_BELOW, check_written
 from archiver.zim.writer import PARTIAL_SUFFIX, _create, write_plan
 
-from .conftest import chromium, make_entry
+from .conftest import chromium
 from .media import make_mp4
 from .server import FileServer
-from .test_package import FAST, HOSTILE, entries, run
+from .test_disk_errors import small_disk
+from .test_package import FAST, HOSTILE, entries, hostile_entries, run
+
+__all__ = ["small_disk"]  # the fixture, used by name
 from .test_zim import open_served
 from .zim_support import kiwix_serve, require_tool
 
@@ -60,34 +61,6 @@ def archived(tmp_path: Path, server: FileServer, clips: list[bytes]) -> tuple[Pa
     path = tmp_path / "m.json"
     write_manifest(manifest, path)
     return path, archive
-
-
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Callable[[str], Path]]:
-    """``small_disk(size)``: a tmpfs of ``size`` at ``tmp_path/disk``, unmounted after; the
-    test is skipped where tmpfs cannot be mounted (not root)."""
-    folder = tmp_path / "disk"
-    mounted = []
-
-    def mount(size: str) -> Path:
-        folder.mkdir()
-        if shutil.which("mount") is None:
-            pytest.skip("cannot mount tmpfs: no mount program")
-        done = subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if done.returncode != 0:
-            pytest.skip(f"cannot mount tmpfs: {done.stderr.strip() or done.returncode}")
-        mounted.append(folder)
-        return folder
-
-    yield mount
-    for each in mounted:
-        if subprocess.run(["umount", str(each)], check=False).returncode != 0:
-            subprocess.run(["umount", "-l", str(each)], check=False)
 
 
 def partials(folder: Path) -> list[str]:
@@ -326,25 +299,7 @@ def test_two_zims_of_one_collection_differ_only_in_their_uuids_and_checksum(
 def test_hostile_strings_are_escaped_in_the_zim_as_in_the_kit(
     server: FileServer, clips: list[bytes], tmp_path: Path, browser: Browser
 ) -> None:
-    items = []
-    for number, hostile in enumerate(HOSTILE):
-        path = f"/h{number}.mp4"
-        server.add(path, clips[0])
-        items.append(
-            make_entry(
-                f"hostile-{number}",
-                server.url(path),
-                title=f"T{number} mot{number} {hostile}",
-                area=hostile,
-                description=hostile,
-                transcript=f"{hostile}\n\n[lien](javascript:window.__pwned=1) <b onmouseover=x>",
-                credits=(Credit(hostile, (hostile, hostile)),),
-                credit_notes=(hostile,),
-                licence=Licence(
-                    hostile, 'https://example.org/?q="><script>window.__pwned=1</script>'
-                ),
-            )
-        )
+    items = hostile_entries(server, clips[0], word="mot")
     manifest = Manifest(entries=tuple(items))
     archive = tmp_path / "archive"
     download(manifest, archive, settings=FAST)
