@@ -110,6 +110,24 @@ def make_entry(item_id: str, url: str | None, **fields: object) -> Entry:
     return Entry(**values)  # type: ignore[arg-type]
 
 
+@pytest.fixture(scope="session")
+def half_second_clip(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """A real 0.5 s MP4 (ffmpeg), made once for the session."""
+    from .media import make_mp4
+
+    return make_mp4(tmp_path_factory.mktemp("clip") / "c.mp4", seconds=0.5).read_bytes()
+
+
+def run_cli(*args: str | Path) -> tuple[int, str, str]:
+    """``archiver ARGS`` in this process: exit code, stdout, stderr."""
+    from click.testing import CliRunner
+
+    from archiver.cli import cli
+
+    result = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+    return result.exit_code, result.stdout, result.stderr
+
+
 @functools.cache
 def _tiny_clip() -> bytes:
     from .media import make_mp4

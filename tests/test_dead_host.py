@@ -20,13 +20,10 @@ from pathlib import Path
 import bagit
 import httpx
 import pytest
-from click.testing import CliRunner
 
-from archiver.cli import cli
 from archiver.fetch.hosts import FAILURES_BEFORE_DOWN, HostDown, Hosts, track
 
-from .conftest import sha256, tagged
-from .media import make_mp4
+from .conftest import run_cli, sha256, tagged
 from .peertube import FakeInstance
 from .server import FileServer
 
@@ -34,9 +31,9 @@ UUIDS = [f"{i:08x}-1111-4222-8333-444444444444" for i in range(1, 11)]
 UPSTREAM = "http://tube.example.org"  # what the fiches say; --mirror says where it is today
 
 
-@pytest.fixture(scope="module")
-def clip(tmp_path_factory: pytest.TempPathFactory) -> bytes:
-    return make_mp4(tmp_path_factory.mktemp("clip") / "c.mp4", seconds=0.5).read_bytes()
+@pytest.fixture
+def clip(half_second_clip: bytes) -> bytes:
+    return half_second_clip
 
 
 def closed_port() -> int:
@@ -96,9 +93,7 @@ def silent_host() -> contextlib.AbstractContextManager[int]:
     return listening(lambda connection: None)
 
 
-def run(*args: str | Path) -> tuple[int, str, str]:
-    result = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
-    return result.exit_code, result.stdout, result.stderr
+run = run_cli
 
 
 def fiche(folder: Path, number: int, base: str = UPSTREAM) -> None:

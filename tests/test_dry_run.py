@@ -7,13 +7,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from archiver.cli import cli
 from archiver.units import format_bytes
 
-from .conftest import snapshot, tagged
-from .media import make_mp4
+from .conftest import run_cli, snapshot, tagged
 from .peertube import FakeInstance
 from .server import FileServer
 
@@ -21,14 +18,12 @@ UUIDS = [f"{i:08x}-1111-4222-8333-444444444444" for i in range(1, 6)]
 TITLES = ["Évaluer les élèves", "différencier", "Créer un parcours", "Zoo", "Animer"]
 
 
-@pytest.fixture(scope="module")
-def clip(tmp_path_factory: pytest.TempPathFactory) -> bytes:
-    return make_mp4(tmp_path_factory.mktemp("clip") / "c.mp4", seconds=0.5).read_bytes()
+@pytest.fixture
+def clip(half_second_clip: bytes) -> bytes:
+    return half_second_clip
 
 
-def run(*args: str | Path) -> tuple[int, str, str]:
-    result = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
-    return result.exit_code, result.stdout, result.stderr
+run = run_cli
 
 
 def add_video(server: FileServer, clip: bytes, folder: Path, number: int) -> bytes:

@@ -8,7 +8,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 import archiver.kit.write as kit_writer
 from archiver.choose import (
@@ -18,7 +17,6 @@ from archiver.choose import (
     fs_margin,
     kit_overhead,
 )
-from archiver.cli import cli
 from archiver.errors import KitError, UsageError
 from archiver.fetch import download
 from archiver.kit import KitSettings, package
@@ -27,8 +25,7 @@ from archiver.manifest import Manifest
 from archiver.units import format_bytes
 
 from . import test_disk_errors, test_package
-from .conftest import tagged
-from .media import make_mp4
+from .conftest import run_cli, tagged
 from .peertube import FakeInstance
 from .server import FileServer
 from .test_package import FAST, entries
@@ -40,14 +37,12 @@ small_disk = test_disk_errors.small_disk
 PLAIN = "/files/plain-480.mp4"
 
 
-@pytest.fixture(scope="module")
-def clip(tmp_path_factory: pytest.TempPathFactory) -> bytes:
-    return make_mp4(tmp_path_factory.mktemp("clip") / "c.mp4", seconds=0.5).read_bytes()
+@pytest.fixture
+def clip(half_second_clip: bytes) -> bytes:
+    return half_second_clip
 
 
-def run(*args: str | Path) -> tuple[int, str, str]:
-    result = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
-    return result.exit_code, result.stdout, result.stderr
+run = run_cli
 
 
 def collection(server: FileServer, clip: bytes, tmp_path: Path) -> tuple[bytes, bytes]:
