@@ -64,7 +64,6 @@ __all__ = [
     "PlannedFile",
     "Preview",
     "Status",
-    "choose_files",
     "deadline_of",
     "download",
     "download_all",
@@ -288,31 +287,6 @@ async def _choose(
         deadline=deadline,
         hosts=hosts,
     )
-
-
-def choose_files(
-    manifest: Manifest,
-    archive: Archive,
-    *,
-    settings: DownloadSettings = DEFAULT_SETTINGS,
-    refresh_after: float | None = None,
-    budget: int | None = None,
-    reencode: str | None = None,
-) -> Choices:
-    """Ask each video's PeerTube instance about it and pick its file (``--max-height``,
-    ``--fit``), fetching nothing: a dry run's plan.
-
-    Asks each instance's API at most once per ``refresh_after`` (its 200 answers are cached
-    in the archive); what happens to a video it does not describe is :func:`.plan.choose`'s.
-    """
-
-    async def run() -> Choices:
-        async with track(await open_client(settings), Hosts()) as client:
-            return await _choose(
-                client, manifest, archive, settings, refresh_after, budget, reencode
-            )
-
-    return _run(run())
 
 
 async def _fetch(
