@@ -77,6 +77,7 @@ from .transfer import (
     Sink,
     Slots,
     StallWatch,
+    Turn,
     discard_partial,
     held_after,
     start_partial,
@@ -100,58 +101,6 @@ class _Answer:
 
     content_type: str  # "": the server said none
     final_url: str  # after redirects, as the catalog shows it
-
-
-class _Turn:
-    """A file's slot of ``--jobs`` and ``--per-host`` (:meth:`.Slots.file`), held only while
-    the file uses the network: taken once its catalog record and sidecar are read, given back
-    with its last byte, before its checks and commit.
-
-    Neither end needs a connection (a catalog read, a sidecar; an fsync, FFmpeg reading the
-    MP4, a catalog transaction: 10-20 ms a file, more on a slow disk), and holding the slot
-    through them left each connection idle between files while the next file waited (issue
-    14: 40 files of 1.6 MB, 0.07 s a file more than aria2c). A file prepares only in its
-    host's queue (``ahead``: as many files as the host may have transfers), so that thousands
-    of queued files do not all read the catalog at once, ahead of the transfers' writes.
-    """
-
-    def __init__(self, slots: Slots, url: str, ahead: asyncio.Semaphore) -> None:
-        self._slots = slots
-        self._url = url
-        self._ahead: asyncio.Semaphore | None = ahead
-        self._queued = False
-        self._held: contextlib.AsyncExitStack | None = None
-        self.since: float | None = None  # when the slot was first taken
-
-    async def queue(self) -> None:
-        """Wait for a place among the files of this host that prepare for their slot."""
-        if self._ahead is not None and not self._queued:
-            await self._ahead.acquire()
-            self._queued = True
-
-    async def take(self) -> None:
-        """Wait for the slot, unless it is held already (a retry keeps its place); then the
-        next file of the host may prepare."""
-        if self._held is None:
-            held = contextlib.AsyncExitStack()
-            await held.enter_async_context(self._slots.file(self._url))
-            self._held = held
-            if self.since is None:
-                self.since = time.monotonic()
-        self._leave_queue()
-
-    async def give(self) -> None:
-        """Give the slot back, if held: the next file's request goes out now."""
-        self._leave_queue()
-        if self._held is not None:
-            held, self._held = self._held, None
-            await held.aclose()
-
-    def _leave_queue(self) -> None:
-        if self._queued and self._ahead is not None:
-            self._queued = False
-            self._ahead.release()
-        self._ahead = None  # once out of the queue, a file never waits in it again
 
 
 class Fetcher:
@@ -182,15 +131,15 @@ class Fetcher:
         self.connections: dict[tuple[str, str], int] = {}
         # Files whose server answered a range with the whole file: one connection from now.
         self.unsplit: set[tuple[str, str]] = set()
-        # Per host, the files preparing for a slot (_Turn): as many as the host may fetch.
+        # Per host, the files preparing for a slot (Turn): as many as the host may fetch.
         self.ahead: dict[str, asyncio.Semaphore] = {}
 
-    def _turn(self, url: str) -> _Turn:
+    def _turn(self, url: str) -> Turn:
         """A file's turn at a slot for ``url``, in its host's queue."""
         host = urlsplit(url).netloc.lower()
         places = max(min(self.settings.jobs, self.settings.per_host), 1)
         ahead = self.ahead.setdefault(host, asyncio.Semaphore(places))
-        return _Turn(self.slots, url, ahead)
+        return Turn(self.slots, url, ahead)
 
     async def run(self, job: Job) -> Outcome:
         turn = self._turn(self.settings.request_url(job.url))
@@ -221,7 +170,7 @@ class Fetcher:
         rendition = self.archive.rendition_of(item, role, job.url, job.resolution)
         return self.archive.current(item, role, rendition)
 
-    async def _with_retries(self, job: Job, turn: _Turn) -> Outcome:
+    async def _with_retries(self, job: Job, turn: Turn) -> Outcome:
         try:
             before = await asyncio.to_thread(self._before, job)
         except ArchiverError as exc:  # a catalog that cannot say (a damaged page): this file
@@ -316,7 +265,7 @@ class Fetcher:
         instance = urlsplit(self.settings.request_url(ref.instance)).netloc.lower()
         return self.settings.video_password if urlsplit(url).netloc.lower() == instance else None
 
-    async def _attempt(self, job: Job, counter: list[int], turn: _Turn) -> FileRecord:
+    async def _attempt(self, job: Job, counter: list[int], turn: Turn) -> FileRecord:
         url = self.settings.request_url(job.url)
         host = urlsplit(url).hostname or ""
         if host in self.unknown_hosts:
@@ -467,7 +416,7 @@ class Fetcher:
         segments: Segments,
         first: tuple[httpx.Response, AsyncIterator[bytes]] | None,
         counter: list[int],
-        turn: _Turn,
+        turn: Turn,
         hashed: tuple[Any, int] | None = None,
         latency: float = 0.0,
     ) -> FileRecord:

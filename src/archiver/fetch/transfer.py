@@ -8,6 +8,7 @@
     StallWatch    the minimum rate a server must keep up (curl's --speed-limit)
     Room          the disk's room that the transfers under way still need
     Slots         --jobs and --per-host: the connections a run may hold at once
+    Turn          a file's slot among them, held only while it uses the network
     start_partial, discard_partial, held_after    the partial file and its sidecar on disk
 """
 
@@ -19,6 +20,7 @@ import hashlib
 import logging
 import os
 import shutil
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +45,7 @@ __all__ = [
     "Sink",
     "Slots",
     "StallWatch",
+    "Turn",
     "discard_partial",
     "held_after",
     "start_partial",
@@ -401,3 +404,55 @@ def held_after(archive: Archive, job: Job, *, restart: bool) -> int:
         return part.stat().st_size
     except FileNotFoundError:
         return 0
+
+
+class Turn:
+    """A file's slot of ``--jobs`` and ``--per-host`` (:meth:`.Slots.file`), held only while
+    the file uses the network: taken once its catalog record and sidecar are read, given back
+    with its last byte, before its checks and commit.
+
+    Neither end needs a connection (a catalog read, a sidecar; an fsync, FFmpeg reading the
+    MP4, a catalog transaction: 10-20 ms a file, more on a slow disk), and holding the slot
+    through them left each connection idle between files while the next file waited (issue
+    14: 40 files of 1.6 MB, 0.07 s a file more than aria2c). A file prepares only in its
+    host's queue (``ahead``: as many files as the host may have transfers), so that thousands
+    of queued files do not all read the catalog at once, ahead of the transfers' writes.
+    """
+
+    def __init__(self, slots: Slots, url: str, ahead: asyncio.Semaphore) -> None:
+        self._slots = slots
+        self._url = url
+        self._ahead: asyncio.Semaphore | None = ahead
+        self._queued = False
+        self._held: contextlib.AsyncExitStack | None = None
+        self.since: float | None = None  # when the slot was first taken
+
+    async def queue(self) -> None:
+        """Wait for a place among the files of this host that prepare for their slot."""
+        if self._ahead is not None and not self._queued:
+            await self._ahead.acquire()
+            self._queued = True
+
+    async def take(self) -> None:
+        """Wait for the slot, unless it is held already (a retry keeps its place); then the
+        next file of the host may prepare."""
+        if self._held is None:
+            held = contextlib.AsyncExitStack()
+            await held.enter_async_context(self._slots.file(self._url))
+            self._held = held
+            if self.since is None:
+                self.since = time.monotonic()
+        self._leave_queue()
+
+    async def give(self) -> None:
+        """Give the slot back, if held: the next file's request goes out now."""
+        self._leave_queue()
+        if self._held is not None:
+            held, self._held = self._held, None
+            await held.aclose()
+
+    def _leave_queue(self) -> None:
+        if self._queued and self._ahead is not None:
+            self._queued = False
+            self._ahead.release()
+        self._ahead = None  # once out of the queue, a file never waits in it again
