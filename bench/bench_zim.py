@@ -18,15 +18,27 @@ another). Reported: each one's median, and the median of the per-turn ratios; th
 quiet run in this process, where a ZIM's time goes (plan, pages, libzim's writing, the check
 before the rename).
 
-Run: ``.venv/bin/python bench/bench_zim.py [--videos 100] [--size 4M] [--runs 5]``
+Where a school writes its kit (a USB key, FAT32) is not where the archive is: ``--out DIR``
+writes the ZIM and the copy there (a FAT32 image mounted with ``fusefat -o rw+``, say) while
+the archive and the kit's source stay in ``--dir``; ``--only zim+sync,cp+sync`` keeps the slow
+medium's run short (the turns still alternate), ``--no-phases`` skips the in-process phases.
+``--fresh CMD`` runs a shell command, untimed, before every write to ``--out`` (the warm one
+too), which must leave an empty file system mounted there: a freshly formatted key for each
+turn, the ZIM's and the copy's alike (Debian's ``fusefat`` 0.1a, the only FAT32 driver where
+the kernel has none, fails the second 1.6 GiB ZIM written on one mount).
+
+Run: ``.venv/bin/python bench/bench_zim.py [--videos 100] [--size 4M] [--runs 5]
+[--dir DIR] [--out DIR] [--fresh CMD] [--only KEY,KEY] [--no-phases]``
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import random
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -135,11 +147,38 @@ def main() -> None:
     parser.add_argument("--size", default="4M", help="bytes of each video (4M, 20M...)")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--dir", type=Path, default=None, help="where to work (a disk to test)")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="where the ZIM and the copy go (default: --dir)"
+    )
+    parser.add_argument(
+        "--only", default=",".join(LABELS), help=f"measures to run, of {','.join(LABELS)}"
+    )
+    parser.add_argument(
+        "--fresh", default=None, help="shell command run before each write to --out (formats it)"
+    )
+    parser.add_argument(
+        "--phases", action=argparse.BooleanOptionalAction, default=True, help="time the phases"
+    )
     args = parser.parse_args()
+    only = [key for key in args.only.split(",") if key]
+    if unknown := sorted(set(only) - set(LABELS)):
+        parser.error(f"--only: unknown measure {', '.join(unknown)} (of {', '.join(LABELS)})")
     ensure_tools()
     size = parse_size(args.size)
-    with tempfile.TemporaryDirectory(prefix="bench-zim-", dir=args.dir) as temp:
-        work = Path(temp)
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-zim-", dir=args.dir) as temp,
+        (
+            contextlib.nullcontext(str(args.out))
+            if args.fresh
+            else tempfile.TemporaryDirectory(prefix="bench-zim-out-", dir=args.out or args.dir)
+        ) as out_temp,
+    ):
+        work, out = Path(temp), Path(out_temp)
+
+        def fresh() -> None:
+            if args.fresh:
+                subprocess.run(["sh", "-c", args.fresh], check=True, stdout=subprocess.DEVNULL)
+
         clip_path = work / "clip.mp4"
         clip = make_clip(clip_path)
         entries = make_entries(args.videos)
@@ -153,16 +192,18 @@ def main() -> None:
         package(manifest, archive, kit, settings=KitSettings(copy=True))
         payload = sum(p.stat().st_size for p in (kit / "data").rglob("*") if p.is_file())
 
-        zim = work / "videos.zim"
+        zim = out / "videos.zim"
         command = [sys.executable, "-m", "archiver", "-q", "package", str(manifest_path),
                    "--archive", str(archive), "--zim", str(zim)]  # fmt: skip
-        copy = work / "copy"
+        copy = out / "copy"
         cp = ["cp", "-r", str(kit / "data"), str(copy)]
         videos = sorted(str(p) for p in (kit / "data" / "videos").rglob("*.mp4"))
-        alone = [sys.executable, "-c", LIBZIM_ALONE, str(work / "alone.zim"), *videos]
+        alone = [sys.executable, "-c", LIBZIM_ALONE, str(out / "alone.zim"), *videos]
         md5sum = ["sh", "-c", 'md5sum "$@" > /dev/null', "-", *videos]
+        fresh()
         timed(command)  # warm: the bytecode cache, the videos in the page cache
-        times: dict[str, list[float]] = {key: [] for key in LABELS}
+        zim.unlink()  # each turn writes where nothing was
+        times: dict[str, list[float]] = {key: [] for key in only}
         zim_size = 0
         for _ in range(args.runs):
             for key, run, made in (
@@ -170,9 +211,13 @@ def main() -> None:
                 ("cp", cp, copy),
                 ("zim+sync", _then_sync(command), zim),
                 ("cp+sync", _then_sync(cp), copy),
-                ("libzim", alone, work / "alone.zim"),
+                ("libzim", alone, out / "alone.zim"),
                 ("md5sum", md5sum, None),
             ):
+                if key not in times:
+                    continue
+                if made is not None:
+                    fresh()
                 times[key].append(timed(run).seconds)
                 if made == zim:
                     zim_size = zim.stat().st_size
@@ -182,13 +227,16 @@ def main() -> None:
                     shutil.rmtree(made)
                 else:
                     made.unlink()
-        took = [phases(manifest, archive, work / "phases.zim") for _ in range(args.runs)]
+        runs = args.runs if args.phases else 0
+        took = [phases(manifest, archive, out / "phases.zim") for _ in range(runs)]
 
     print(f"{args.videos} videos of {args.size}: kit payload {payload / 1024**2:.1f} MiB,"
           f" ZIM {zim_size / 1024**2:.1f} MiB ({zim_size / payload:.3f} of it)")  # fmt: skip
-    for key, label in LABELS.items():
-        print(f"{label}: {_median(times[key])}")
+    for key, values in times.items():
+        print(f"{LABELS[key]}: {_median(values)}")
     for top, bottom in RATIOS:
+        if top not in times or bottom not in times:
+            continue
         ratios = [a / b for a, b in zip(times[top], times[bottom], strict=True)]
         ratio = statistics.median(ratios)
         verdict = ""
@@ -196,6 +244,8 @@ def main() -> None:
             verdict = f"; target ≤ {TARGET}: {'PASS' if ratio <= TARGET else 'FAIL'}"
         print(f"{top} / {bottom}, median of {args.runs} turns: {ratio:.2f}"
               f" (each: {', '.join(f'{r:.2f}' for r in ratios)}{verdict})")  # fmt: skip
+    if not took:
+        return
     print("In this process, one ZIM at a time:")
     for phase in took[0]:
         print(f"  {phase}: {_median([each[phase] for each in took])}")
