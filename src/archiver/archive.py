@@ -213,15 +213,16 @@ class Archive:
     """An archive folder: its catalog, its lock, and where each file goes."""
 
     @classmethod
-    def existing(cls, root: Path) -> Archive:
-        """Open an archive that must already exist (for reports: never create one)."""
+    def existing(cls, root: Path, *, read_only: bool = False) -> Archive:
+        """Open an archive that must already exist (for reports: never create one);
+        ``read_only``: for a glance, by a user who may not write it (:class:`Catalog`)."""
         catalog = root / CATALOG_NAME
         if not catalog.is_file():
             refuse_lost_catalog(catalog, root / "media")
             raise ArchiveError(root, "no archive here (no catalog.sqlite)")
-        return cls(root)
+        return cls(root, read_only=read_only)
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, read_only: bool = False) -> None:
         self.root = root
         self.media = root / "media"
         self.partials = root / "partial"
@@ -232,13 +233,13 @@ class Archive:
         refuse_lost_catalog(root / CATALOG_NAME, self.media)
         refuse_lost_catalog(root / CATALOG_NAME, self.store)
         try:
-            for folder in (self.media, self.partials, self.quarantine_dir):
+            for folder in () if read_only else (self.media, self.partials, self.quarantine_dir):
                 folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             reason = f"cannot create the archive: {describe_os_error(exc)}"
             raise ArchiveError(exc.filename or root, reason) from exc
         refuse_unsafe_catalog(root)
-        self.catalog = Catalog(root / CATALOG_NAME)
+        self.catalog = Catalog(root / CATALOG_NAME, read_only=read_only)
         self._lock_fd: int | None = None
         self._run_unrecorded = False  # warned already that the catalog cannot note this run
         self._links_named: set[str] = set()  # links said once, however often they are met

@@ -32,6 +32,7 @@ import json
 import re
 import sqlite3
 import threading
+import urllib.parse
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -621,6 +622,37 @@ class _Files:
         return next((r for r in found if r.version == version), None)
 
 
+def _read_only(path: Path) -> sqlite3.Connection | None:
+    """The catalog at ``path`` opened read-only, or ``None`` where that cannot be done: no
+    catalog, a schema this release would migrate first, or SQLite unable to open it so.
+
+    A catalog in WAL mode is read through its ``-shm`` index, which SQLite would create (and
+    leave behind: a read-only connection does not clean up) when it is missing. With no
+    ``-wal`` beside the catalog no run is writing it (a run keeps both while it works), so it
+    is read as ``immutable``: no file is created, none is needed. With a ``-wal`` present, the
+    plain read-only mode follows what the running sync writes. A run that starts during the
+    glance is the one case read as it was a moment before.
+    """
+    if not path.is_file():
+        return None
+    uri = f"file:{urllib.parse.quote(str(path.absolute()))}?mode=ro"
+    tries = [uri] if path.with_name(path.name + "-wal").exists() else [uri + "&immutable=1"]
+    for each in tries:
+        db: sqlite3.Connection | None = None
+        try:
+            db = sqlite3.connect(each, uri=True, timeout=30, check_same_thread=False)
+            db.row_factory = sqlite3.Row
+            if db.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+                db.close()
+                return None  # older: a run migrates it; newer: the usual open says so
+            db.execute("PRAGMA query_only=ON")
+            return db
+        except sqlite3.Error:
+            if db is not None:
+                db.close()
+    return None
+
+
 class Catalog:
     """An open catalog. Safe to share between the event loop and worker threads: one lock
     serialises every statement and transaction.
@@ -631,12 +663,20 @@ class Catalog:
     answers are those of the queries, without a query each.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, read_only: bool = False) -> None:
+        """``read_only``: a glance (``status``, a dry run) that should work for a user who
+        may read the archive but not write it (a monitoring account): the catalog is opened
+        read-only when it can be (see :func:`_read_only`), and as every run opens it if not
+        (an older schema to migrate first, or no way to read it without writing)."""
         self.path = path
         self._lock = threading.RLock()
         self.exclusive = False
         self._files = _AtOnce(self._read_files, lambda files: files.size)
         self._every_derived = _AtOnce(self._read_derived, len)
+        reader = _read_only(path) if read_only else None
+        if reader is not None:
+            self._db = reader
+            return
         try:
             # The download commits from worker threads while the loop reads: the lock above
             # keeps them one at a time, so sharing the connection is safe.

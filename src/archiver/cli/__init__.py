@@ -748,7 +748,7 @@ def status_command(archive: Path, as_json: bool) -> None:
       archiver status --archive /srv/archive
       archiver status --archive /srv/archive --json | jq .failures
     """
-    with Archive.existing(archive) as store:
+    with Archive.existing(archive, read_only=True) as store:
         status = archive_status(store)
     if as_json:
         _echo(json.dumps(status, ensure_ascii=False, indent=2, sort_keys=True), lines=True)

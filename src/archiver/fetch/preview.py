@@ -74,8 +74,9 @@ class Preview:
 
 
 def open_for_reading(root: Path) -> Archive | None:
-    """The archive at ``root`` when there is one, else ``None`` (none is created)."""
-    return Archive.existing(root) if (root / CATALOG_NAME).is_file() else None
+    """The archive at ``root`` when there is one, else ``None`` (none is created); opened
+    read-only, so that a dry run neither needs nor uses the right to write it."""
+    return Archive.existing(root, read_only=True) if (root / CATALOG_NAME).is_file() else None
 
 
 def retiring(archive_root: Path, present: set[str]) -> list[tuple[str, str]]:
