@@ -25,10 +25,10 @@ from .server import FileServer
 # interpreter here may live where nobody cannot read (pyenv under /root), and what a glance
 # reads of the archive, not of Python, is what this test is about.
 AS_NOBODY = """
-import os, sys, runpy
-import archiver.cli, archiver.sync, archiver.manifest, archiver.fiches, archiver.front_matter
-import archiver.fetch.preview, archiver.archive_status, archiver.kit, archiver.cli.dryrun
-import yaml, frontmatter, sqlite3, json, urllib.parse, encodings.idna, httpx
+import importlib, os, pkgutil, sys
+import archiver, yaml, frontmatter, sqlite3, json, urllib.parse, encodings.idna, httpx
+for module in pkgutil.walk_packages(archiver.__path__, "archiver."):
+    importlib.import_module(module.name)  # all of it: the checkout may be root's alone too
 os.setgroups([])
 os.setgid(65534)
 os.setuid(65534)
