@@ -153,18 +153,26 @@ def test_an_invalid_fiche_is_parsed_again_each_time_and_named(
     assert cache.hits == 2
 
 
+def built_twice(
+    folder: Path, cache_file: Path, caplog: pytest.LogCaptureFixture
+) -> tuple[list[list[str]], FicheCache]:
+    """The warnings of two manifests of ``folder`` (a parse, then the cache), and the cache."""
+    said = []
+    for _ in range(2):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="archiver"):
+            _, cache = build(folder, cache_file)
+        said.append(list(caplog.messages))
+    return said, cache
+
+
 def test_an_unknown_field_is_said_again_when_its_fiche_comes_from_the_cache(
     tmp_path: Path, cache_file: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     folder = tmp_path / "fiches"
     folder.mkdir()
     (folder / "a.md").write_text(fiche_text(extra_yaml="duree: 4 min"), encoding="utf-8")
-    said = []
-    for _ in range(2):
-        caplog.clear()
-        with caplog.at_level(logging.WARNING, logger="archiver"):
-            _, cache = build(folder, cache_file)
-        said.append(caplog.messages)
+    said, cache = built_twice(folder, cache_file, caplog)
     assert cache.hits == 1
     assert (
         said[0]
@@ -203,12 +211,7 @@ def test_every_warning_is_said_again_the_same_when_its_fiche_comes_from_the_cach
     folder.mkdir()
     for name, text in WARNED.items():
         (folder / name).write_text(text, encoding="utf-8")
-    said = []
-    for _ in range(2):
-        caplog.clear()
-        with caplog.at_level(logging.WARNING, logger="archiver"):
-            _, cache = build(folder, cache_file)
-        said.append(caplog.messages)
+    said, cache = built_twice(folder, cache_file, caplog)
     assert cache.hits == 3
     assert said[0] == said[1] == warnings_of(folder)
 

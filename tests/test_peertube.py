@@ -18,9 +18,9 @@ from click.testing import CliRunner
 
 from archiver.choose import Rendition, best_under, kit_margin, kit_overhead, plan_fit
 from archiver.cli import cli
-from archiver.cli.dryrun import title_key
 from archiver.errors import UsageError
 from archiver.fetch.peertube import parse_video
+from archiver.kit.pages import collation_key
 from archiver.units import format_bytes
 
 from .conftest import chromium, content_of, kit_folder, stored, tagged
@@ -530,7 +530,7 @@ def test_transcode_re_encodes_only_what_no_offered_resolution_brings_under_the_c
         f" {format_bytes(len(real[720]))}; none offered at most 360p: re-encoded to 360p",
         both.name: f"{both.name} ({both.uuid}): 360p, {format_bytes(len(real[360]))}",
     }
-    assert stdout.splitlines()[:2] == [planned[t] for t in sorted(planned, key=title_key)]
+    assert stdout.splitlines()[:2] == [planned[t] for t in sorted(planned, key=collation_key)]
 
     assert run(*sync_args(tmp_path, "--transcode", "360p")) == (0, "", "")
     assert set(downloads(server)) == {

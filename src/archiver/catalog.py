@@ -636,20 +636,19 @@ def _read_only(path: Path) -> sqlite3.Connection | None:
     if not path.is_file():
         return None
     uri = f"file:{urllib.parse.quote(str(path.absolute()))}?mode=ro"
-    tries = [uri] if path.with_name(path.name + "-wal").exists() else [uri + "&immutable=1"]
-    for each in tries:
-        db: sqlite3.Connection | None = None
-        try:
-            db = sqlite3.connect(each, uri=True, timeout=30, check_same_thread=False)
-            db.row_factory = sqlite3.Row
-            if db.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
-                db.close()
-                return None  # older: a run migrates it; newer: the usual open says so
+    if not path.with_name(path.name + "-wal").exists():
+        uri += "&immutable=1"
+    db: sqlite3.Connection | None = None
+    try:
+        db = sqlite3.connect(uri, uri=True, timeout=30, check_same_thread=False)
+        db.row_factory = sqlite3.Row
+        if db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
             db.execute("PRAGMA query_only=ON")
             return db
-        except sqlite3.Error:
-            if db is not None:
-                db.close()
+    except sqlite3.Error:
+        pass
+    if db is not None:  # older: a run migrates it first; newer: the usual open says so
+        db.close()
     return None
 
 
@@ -872,8 +871,7 @@ class Catalog:
 
     def retire_missing(self, present: set[str]) -> list[tuple[str, str]]:
         """Mark retired, now, every active item not in ``present``: ``[(id, title)]``."""
-        rows = self._all("SELECT id, title FROM items WHERE retired_at IS NULL ORDER BY id")
-        gone = [(row["id"], row["title"]) for row in rows if row["id"] not in present]
+        gone = [(item, title) for item, title in self.active_items() if item not in present]
         if gone:
             now = utc_now()
             with self._write() as db:

@@ -17,19 +17,7 @@ from ..sync import PlannedVideo
 from ..units import format_bytes
 from .output import fit_plan_lines, planned_lines
 
-__all__ = ["dry_run_lines", "title_key"]
-
-
-def title_key(title: str) -> tuple[str, str, str, str]:
-    """A title as French order compares it: the kit catalogue's collation
-    (:func:`archiver.kit.pages.collation_key`), so a dry run lists videos in the order the
-    catalogue shows them.
-
-    >>> sorted(["Évaluer", "différencier", "Créer", "Zoo", "Œuvre", "Épisode 10", "Épisode 2"],
-    ...        key=title_key)
-    ['Créer', 'différencier', 'Épisode 2', 'Épisode 10', 'Évaluer', 'Œuvre', 'Zoo']
-    """
-    return collation_key(title)
+__all__ = ["dry_run_lines"]
 
 
 def _sized(file: PlannedFile) -> str:
@@ -75,18 +63,20 @@ def dry_run_lines(
     if renditions:
         fit = found.choices.fit
         if fit is not None:
-            order = sorted(fit.choices, key=lambda c: (title_key(titles.get(c[0], c[0])), c[0]))
+            order = sorted(fit.choices, key=lambda c: (collation_key(titles.get(c[0], c[0])), c[0]))
             lines += fit_plan_lines(dataclasses.replace(fit, choices=tuple(order)), titles)
         else:
-            lines += planned_lines(sorted(planned, key=lambda v: (title_key(v.title), v.entry_id)))
+            lines += planned_lines(
+                sorted(planned, key=lambda v: (collation_key(v.title), v.entry_id))
+            )
     videos: dict[str, list[PlannedFile]] = {}
     for file in found.files:
         videos.setdefault(file.job.entry.id, []).append(file)
     for files in sorted(
-        videos.values(), key=lambda f: (title_key(f[0].job.entry.title), f[0].job.entry.id)
+        videos.values(), key=lambda f: (collation_key(f[0].job.entry.title), f[0].job.entry.id)
     ):
         lines.append(_video_line(files))
-    for item, title in sorted(retired, key=lambda pair: (title_key(pair[1]), pair[0])):
+    for item, title in sorted(retired, key=lambda pair: (collation_key(pair[1]), pair[0])):
         lines.append(
             f"{title} ({item}): no longer in the collection, would"
             " be retired (it leaves the kit; its files stay in the archive until prune)"

@@ -435,11 +435,7 @@ class _Site:
             for item in self.items
         ]
         # A script, not JSON: browsers refuse fetch() of local files from file:// pages.
-        return (
-            "window.ARCHIVER_INDEX = "
-            + json.dumps(index, ensure_ascii=True, sort_keys=True)
-            + ";\n"
-        ).encode("ascii")
+        return _script("ARCHIVER_INDEX", index)
 
 
 def _captions_js(item: KitItem) -> bytes:
@@ -448,11 +444,14 @@ def _captions_js(item: KitItem) -> bytes:
         {"language": c.language, "label": c.label, "cues": [list(cue) for cue in c.cues]}
         for c in item.captions
     ]
-    return (
-        "window.ARCHIVER_CAPTIONS = "
-        + json.dumps(tracks, ensure_ascii=True, sort_keys=True)
-        + ";\n"
-    ).encode("ascii")
+    return _script("ARCHIVER_CAPTIONS", tracks)
+
+
+def _script(name: str, value: object) -> bytes:
+    """``window.NAME = <value as JSON>;``: data a page on ``file://`` can load (ASCII, keys
+    sorted, so the same data is the same bytes)."""
+    data = json.dumps(value, ensure_ascii=True, sort_keys=True)
+    return f"window.{name} = {data};\n".encode("ascii")
 
 
 def _catalogue_order(items: Sequence[KitItem]) -> list[KitItem]:
