@@ -575,12 +575,36 @@ def test_a_version_4_catalog_gains_its_entry_notes(
             archive.catalog.record_items([("a", entry.title)])
     assert user_version(root / "catalog.sqlite") == 4
     with Archive(root) as archive:
-        assert archive.catalog.version == SCHEMA_VERSION == 5
+        assert archive.catalog.version == SCHEMA_VERSION == 6
         assert archive.catalog.entry_notes() == {}  # none yet: the next run writes them
         archive.record_items([entry])
         (note,) = archive.catalog.entry_notes().values()
         found = (archive.item_dir("a") / "entry.json").stat()
         assert note.split(" ")[1:] == [str(found.st_size), str(found.st_mtime_ns)]
+
+
+def test_a_version_5_catalog_gains_its_count_of_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every writer of a version 6 catalog moves the count (triggers, not archiver's code):
+    an older archiver refuses it, so none writes it without moving the count."""
+    root = tmp_path / "archive"
+    with monkeypatch.context() as patched:
+        patched.setattr(catalog_module, "MIGRATIONS", catalog_module.MIGRATIONS[:5])
+        patched.setattr(catalog_module, "SCHEMA_VERSION", 5)
+        with Archive(root) as archive:
+            archive.catalog.record_items([("a", "A")])
+    with Archive(root) as archive:
+        first = archive.catalog.changes()
+    db = sqlite3.connect(root / "catalog.sqlite")
+    with db:
+        db.execute("UPDATE items SET title = 'B' WHERE id = 'a'")  # any writer: a person too
+    db.close()
+    with Archive(root) as archive:
+        moved = archive.catalog.changes()
+        assert moved[0] == first[0] + 1 and moved[1] != first[1]
+        archive.catalog.record_items([("a", "B")])  # the same title: only last_seen moves
+        assert archive.catalog.changes() == moved
 
 
 def test_parse_time_reads_only_the_two_forms_the_catalog_writes() -> None:

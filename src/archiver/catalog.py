@@ -322,6 +322,35 @@ def _migrate_5(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE items ADD COLUMN entry_note TEXT")
 
 
+# What a run's outcome depends on: every table but a run's own record of itself (``runs``,
+# ``failures``). ``items.last_seen`` is excluded too: every sync sets it, and it is history,
+# not something a run reads. A migration that adds a column to ``items`` adds it here.
+_CHANGES_TABLES = ("meta", "items", "files", "derived", "events", "restores")
+_ITEMS_COLUMNS = ("id", "title", "first_seen", "retired_at", "entry_note")
+
+
+def _migrate_6(db: sqlite3.Connection) -> None:
+    """``changes``: one row that every change to what a run depends on moves on (its count
+    up, its token to a new random value), by triggers, whoever writes: a sync that finds it
+    as the last sync left it knows the catalog is as that sync saw it (:mod:`archiver.settled`).
+    The random token tells a catalog put back from a backup, whose count may come round to
+    the same number, from the one the count was read from."""
+    db.execute("CREATE TABLE changes (n INTEGER NOT NULL, token INTEGER NOT NULL)")
+    db.execute("INSERT INTO changes (n, token) VALUES (0, random())")
+    bump = "UPDATE changes SET n = n + 1, token = random();"
+    for table in _CHANGES_TABLES:
+        for event in ("INSERT", "DELETE", "UPDATE"):
+            when = ""
+            if table == "items" and event == "UPDATE":
+                when = "WHEN " + " OR ".join(
+                    f"OLD.{column} IS NOT NEW.{column}" for column in _ITEMS_COLUMNS
+                )
+            db.execute(
+                f"CREATE TRIGGER changes_{table}_{event.lower()} AFTER {event} ON {table}"
+                f" {when} BEGIN {bump} END"
+            )
+
+
 # Each migration brings the catalog from the version before it to its own (its index + 1).
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _migrate_1,
@@ -329,6 +358,7 @@ MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _migrate_3,
     _migrate_4,
     _migrate_5,
+    _migrate_6,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -868,6 +898,18 @@ class Catalog:
         """Every item not retired: ``[(id, title)]``, by id (what a dry run would retire)."""
         rows = self._all("SELECT id, title FROM items WHERE retired_at IS NULL ORDER BY id")
         return [(row["id"], row["title"]) for row in rows]
+
+    def seen_again(self) -> None:
+        """Note that every item not retired is in the collection now: what
+        :meth:`record_items` notes of a collection that did not change, in one statement."""
+        with self._write() as db:
+            db.execute("UPDATE items SET last_seen=? WHERE retired_at IS NULL", (utc_now(),))
+
+    def changes(self) -> tuple[int, int]:
+        """Where the catalog's count of changes stands, with its token (see :func:`_migrate_6`):
+        equal twice, nothing a run depends on changed between."""
+        row = self._one("SELECT n, token FROM changes")
+        return (int(row[0]), int(row[1])) if row is not None else (-1, 0)
 
     def retire_missing(self, present: set[str]) -> list[tuple[str, str]]:
         """Mark retired, now, every active item not in ``present``: ``[(id, title)]``."""

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from . import settled
 from .archive import Archive, FileRecord, utc_now
 from .collection import default_collection
 from .errors import InputError, ManifestError, StorageError, describe_os_error
@@ -46,6 +47,7 @@ from .fetch import (
 )
 from .fiche_cache import CACHE_FOLDER, CACHE_NAME, FicheCache
 from .kit import KitReport, KitSettings, build_kit, check_kit_folder
+from .kit.lock import locked as kit_locked
 from .manifest import Built, Manifest, build_manifest, build_valid, load_manifest, write_manifest
 from .progress import Progress
 from .urls import redact
@@ -163,82 +165,175 @@ def sync(
     """
     start = time.monotonic()
     deadline = deadline_of(settings.run_max_time, start)
+    fiches = list(paths) or [default_collection()]
+    key = settled.key_of(fiches, archive_root, kit, settings) if settings.zim is None else None
+    seal = settled.read(archive_root, key) if key is not None else None
     cache = FicheCache(archive_root / CACHE_FOLDER / CACHE_NAME)
-    built = build_valid(paths or [default_collection()], cache=cache)
+    # Parsed before the lock (a seal, if it holds, needs no parsing), written under it.
+    built = build_valid(fiches, cache=cache) if seal is None else None
     check_kit_folder(kit, archive_root)  # before hours of downloading, not after
     if settings.zim is not None:
         check_zim_path(settings.zim, archive_root, kit)
     with Archive(archive_root) as archive, archive.locked():
-        manifest = _with_last_good(built, archive_root / LAST_MANIFEST)
-        run_id = archive.start_run("sync")
-        retired = archive.retire_missing({entry.id for entry in manifest.entries})
-        if settings.offline:
-            fetched = _offline_report(manifest, archive)
+        replayed = _replay(seal, archive, kit, start) if seal is not None else None
+        failures: list[Outcome] = []
+        if replayed is not None:
+            report = replayed
         else:
-            preset = settings.kit.transcode
-            fetched = fetch_into(
-                manifest,
-                archive,
-                settings=_download_settings(settings),
-                progress=progress,
-                refresh_after=settings.refresh_after,
-                budget=settings.fit,
-                reencode=preset.name if preset else None,
-                deadline=deadline,
-            )
-        last = archive_root / LAST_MANIFEST
-        if not built.errors and not cache.holds_manifest(last):
-            # The last manifest built whole: what a broken fiche falls back on.
-            write_manifest(manifest, last)
-            cache.wrote_manifest(last)
-        cache.save()  # read without the lock, written under it: the last writer's is whole
-        skipped = None
-        if deadline is not None and time.monotonic() >= deadline:
-            skipped = KIT_NOT_UPDATED
-            logger.warning("%s: %s", kit, skipped)
-            kit_report = _untouched(kit, skipped)
-        else:
-            kit_report = build_kit(
-                manifest,
-                archive,
-                kit,
-                settings=_kit_settings(settings),
-                progress=kit_progress,
-                chosen=None if settings.offline else _chosen(fetched),
-            )
-        zim_report = None
-        if settings.zim is not None and skipped is None:
-            zim_report = write_zim(
-                manifest,
-                archive,
-                settings.zim,
-                settings=_kit_settings(settings),
-                progress=zim_progress,
-                chosen=None if settings.offline else _chosen(fetched),
-            )
-        report = SyncReport(
-            manifest=manifest,
-            download=fetched,
-            kit=kit_report,
-            retired=tuple(retired),
-            seconds=time.monotonic() - start,
-            kit_skipped=skipped,
-            invalid=built.errors,
-            zim=zim_report,
-        )
-        failures = report.failures()
-        record_report(archive, run_id, failures)
-        summary = {
-            **fetched.summary(),
-            "retired": len(retired),
-            "seconds": round(report.seconds, 3),
-        }
-        summary["failed"] = len(failures)
-        summary["kit_files_written"] = kit_report.written
-        archive.finish_run(run_id, "failed" if failures else "ok", summary)
+            if built is None:
+                built = build_valid(fiches, cache=cache)
+            before = settled.survey(archive, kit, archive_root / LAST_MANIFEST)
+            with settled.capture_log() as logged:
+                report, failures, summary = _run(
+                    built, archive, kit, cache, settings, deadline, start,
+                    progress=progress, kit_progress=kit_progress, zim_progress=zim_progress,
+                )  # fmt: skip
+            _seal(key, report, failures, before, logged, summary, archive, kit, settings)
     if log is not None:
         _log(log, report, failures)
     return report
+
+
+def _run(
+    built: Built,
+    archive: Archive,
+    kit: Path,
+    cache: FicheCache,
+    settings: SyncSettings,
+    deadline: float | None,
+    start: float,
+    *,
+    progress: Progress | None,
+    kit_progress: Progress | None,
+    zim_progress: Progress | None,
+) -> tuple[SyncReport, list[Outcome], dict[str, object]]:
+    """The whole run, under the archive's lock: its report, failures and recorded summary."""
+    manifest = _with_last_good(built, archive.root / LAST_MANIFEST)
+    run_id = archive.start_run("sync")
+    retired = archive.retire_missing({entry.id for entry in manifest.entries})
+    if settings.offline:
+        fetched = _offline_report(manifest, archive)
+    else:
+        preset = settings.kit.transcode
+        fetched = fetch_into(
+            manifest,
+            archive,
+            settings=_download_settings(settings),
+            progress=progress,
+            refresh_after=settings.refresh_after,
+            budget=settings.fit,
+            reencode=preset.name if preset else None,
+            deadline=deadline,
+        )
+    last = archive.root / LAST_MANIFEST
+    if not built.errors and not cache.holds_manifest(last):
+        # The last manifest built whole: what a broken fiche falls back on.
+        write_manifest(manifest, last)
+        cache.wrote_manifest(last)
+    cache.save()  # read without the lock, written under it: the last writer's is whole
+    skipped = None
+    if deadline is not None and time.monotonic() >= deadline:
+        skipped = KIT_NOT_UPDATED
+        logger.warning("%s: %s", kit, skipped)
+        kit_report = _untouched(kit, skipped)
+    else:
+        kit_report = build_kit(
+            manifest,
+            archive,
+            kit,
+            settings=_kit_settings(settings),
+            progress=kit_progress,
+            chosen=None if settings.offline else _chosen(fetched),
+        )
+    zim_report = None
+    if settings.zim is not None and skipped is None:
+        zim_report = write_zim(
+            manifest,
+            archive,
+            settings.zim,
+            settings=_kit_settings(settings),
+            progress=zim_progress,
+            chosen=None if settings.offline else _chosen(fetched),
+        )
+    report = SyncReport(
+        manifest=manifest,
+        download=fetched,
+        kit=kit_report,
+        retired=tuple(retired),
+        seconds=time.monotonic() - start,
+        kit_skipped=skipped,
+        invalid=built.errors,
+        zim=zim_report,
+    )
+    failures = report.failures()
+    record_report(archive, run_id, failures)
+    summary = {
+        **fetched.summary(),
+        "retired": len(retired),
+        "seconds": round(report.seconds, 3),
+    }
+    summary["failed"] = len(failures)
+    summary["kit_files_written"] = kit_report.written
+    archive.finish_run(run_id, "failed" if failures else "ok", summary)
+    return report, failures, summary
+
+
+def _replay(seal: settled.Seal, archive: Archive, kit: Path, start: float) -> SyncReport | None:
+    """The sealed run's report, recorded as this run's, when the seal still holds under the
+    archive's lock (held) and the kit's; else ``None``: the run does its work."""
+    with kit_locked(kit):
+        if not seal.survey.holds(archive):
+            return None
+        report = seal.report()
+        if report is None:
+            return None
+        run_id = archive.start_run("sync")
+        archive.catalog.seen_again()
+        seconds = time.monotonic() - start
+        archive.finish_run(run_id, "ok", {**seal.summary, "seconds": round(seconds, 3)})
+    seal.replay_log()
+    return dataclasses.replace(report, seconds=seconds)
+
+
+def _seal(
+    key: settled.Key | None,
+    report: SyncReport,
+    failures: list[Outcome],
+    before: settled.Survey,
+    logged: list[tuple[str, int, str]],
+    summary: dict[str, object],
+    archive: Archive,
+    kit: Path,
+    settings: SyncSettings,
+) -> None:
+    """Seal a run that found nothing to do, if the archive, the kit and the catalog are as it
+    found them (nothing changed while it worked); else forget any seal (:mod:`.settled`)."""
+    quiet = (
+        key is not None
+        and not failures
+        and not report.invalid
+        and not report.retired
+        and report.kit_skipped is None
+        and report.zim is None
+        and all(o.status is Status.HELD for o in report.download.outcomes)
+        and report.kit.written == report.kit.removed == report.kit.linked == 0
+        and report.kit.moved == 0
+    )
+    if key is None or not quiet:
+        settled.forget(archive.root)
+        return
+    if settled.survey(archive, kit, archive.root / LAST_MANIFEST) != before:
+        settled.forget(archive.root)
+        return
+    settled.write(
+        archive.root,
+        key,
+        report,
+        before=before,
+        logged=logged,
+        summary=summary,
+        refresh_after=settings.refresh_after,
+    )
 
 
 def _chosen(fetched: DownloadReport) -> dict[str, FileRecord]:
