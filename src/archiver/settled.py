@@ -73,8 +73,23 @@ log = logging.getLogger(__name__)
 
 FORMAT = 1
 SEAL_NAME = "sync-seal.pickle"  # in the archive's cache folder
-# A seal larger than this is no seal: 10,000 videos seal in about 25 MB.
+# A seal larger than this is no seal: 10,000 videos seal in about 33 MB, its head 7 MB.
 MAX_SEAL_BYTES = 1 << 30
+MAX_HEAD_BYTES = 256 << 20
+# What reading a seal that is not one (damaged, truncated, hostile) may raise.
+_UNREADABLE = (
+    OSError,
+    pickle.UnpicklingError,
+    ValueError,
+    TypeError,
+    EOFError,
+    AttributeError,
+    ImportError,
+    IndexError,
+    KeyError,
+    MemoryError,
+    RecursionError,
+)
 
 
 @dataclass(frozen=True)
@@ -207,7 +222,7 @@ class Seal:
             if hashlib.sha256(body).hexdigest() != self.body_sha256:
                 return None
             report = _loads(body)
-        except (OSError, pickle.UnpicklingError, ValueError, TypeError, EOFError):
+        except _UNREADABLE:
             return None
         from .sync import SyncReport  # sync imports this module
 
@@ -262,11 +277,11 @@ def read_head(path: Path) -> tuple[object, int] | None:
                 return None
             stream.seek(size - 8)
             head_at = int.from_bytes(stream.read(8), "big")
-            if head_at > size - 8:
+            if not size - 8 - MAX_HEAD_BYTES <= head_at <= size - 8:
                 return None
             stream.seek(head_at)
             return _loads(stream.read(size - 8 - head_at)), head_at
-    except (OSError, pickle.UnpicklingError, ValueError, TypeError, EOFError, AttributeError):
+    except _UNREADABLE:
         return None
 
 
@@ -303,8 +318,11 @@ def write(
             pickle.dump(head, stream, protocol=pickle.HIGHEST_PROTOCOL)
             stream.write(head_at.to_bytes(8, "big"))
         os.replace(temporary, path)
-    except OSError as exc:  # a full disk: the next run is a whole one, no harm done
-        log.debug("%s: not sealed: %s", path, exc)
+    # A full disk, or a report that cannot be pickled (a bug: said, never the run's failure):
+    # the next run is a whole one, no harm done.
+    except (OSError, pickle.PicklingError, TypeError, AttributeError, RecursionError) as exc:
+        log.log(logging.DEBUG if isinstance(exc, OSError) else logging.WARNING,
+                "%s: not sealed: %s", path, exc)  # fmt: skip
         with suppress(OSError):
             temporary.unlink()
         return False
