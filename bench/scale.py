@@ -22,6 +22,7 @@ from pathlib import Path
 
 from archiver import media
 from archiver.archive import Archive, Derived
+from archiver.catalog import _CHANGES_TABLES
 from archiver.entry import Entry
 from archiver.files import file_sha256
 
@@ -66,7 +67,16 @@ def seed_derived(root: Path, entries: Sequence[Entry], clip: Path) -> None:
 # What each catalog migration added, undone, for a tree that knows only the versions before it
 # (``--base``): a twin's catalog is brought back to the version the base tree knows. Only
 # migrations that add what older code never reads may be listed.
-UNDO = {5: "ALTER TABLE items DROP COLUMN entry_note"}
+_CHANGES_TRIGGERS = [
+    f"DROP TRIGGER changes_{table}_{event}"
+    for table in _CHANGES_TABLES  # this tree's: what brings its catalog down
+    for event in ("insert", "delete", "update")
+]
+# What brings a catalog back from each version to the one before it, statement by statement.
+UNDO = {
+    5: ["ALTER TABLE items DROP COLUMN entry_note"],
+    6: [*_CHANGES_TRIGGERS, "DROP TABLE changes"],
+}
 
 
 def twin(folder: Path, copy: Path, base: Path) -> None:
@@ -94,7 +104,8 @@ def twin(folder: Path, copy: Path, base: Path) -> None:
         try:
             have = db.execute("PRAGMA user_version").fetchone()[0]
             for number in range(have, version, -1):
-                db.execute(UNDO[number])
+                for statement in UNDO[number]:
+                    db.execute(statement)
             db.execute(f"PRAGMA user_version = {version:d}")
             db.commit()
         finally:
@@ -118,6 +129,11 @@ PHASES = {
         "archiver.kit:provenance_json",
     ],
     "kit: write (survey, compare)": ["archiver.kit:write_kit"],
+    # A sealed no-op (archiver.settled): the fiches read for its key, the archive and kit
+    # looked at, the sealed report read.
+    "seal: fiches read": ["archiver.settled:key_of"],
+    "seal: archive and kit looked at": ["archiver.settled:Survey.holds"],
+    "seal: report read": ["archiver.settled:Seal.report"],
 }
 _TIMER = r"""
 import atexit, functools, importlib, sys, time

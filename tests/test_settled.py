@@ -7,6 +7,7 @@ Whether a run was replayed or done whole is told by counting calls of ``archiver
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -379,3 +380,33 @@ def test_the_catalogs_count_of_changes_moves_with_what_runs_depend_on(tmp_path: 
         third = catalog.changes()
         catalog.set_meta("x", "y")
         assert catalog.changes()[0] > third[0]
+
+
+def test_a_seal_serves_a_run_that_asks_no_more_words_of_it(
+    server: FileServer,
+    clip: bytes,  # noqa: F811
+    tmp_path: Path,
+    whole_runs: list[int],
+) -> None:
+    """Sealed at -v, a -q run is replayed (what it logs is a part of what was captured); sealed
+    at -q, a run at the default verbosity is whole: its warnings were never captured."""
+    sealed(tmp_path, server, clip, "-v")
+    assert run(*sync_args(tmp_path, "-q"))[0] == 0 and whole_runs[0] == 2
+    settled.forget(tmp_path / "archive")
+    assert run(*sync_args(tmp_path, "-q"))[0] == 0 and whole_runs[0] == 3  # sealed at -q
+    assert run(*sync_args(tmp_path))[0] == 0 and whole_runs[0] == 4
+
+
+def test_whether_bars_ask_sizes_first_is_no_part_of_the_key(tmp_path: Path) -> None:
+    folder = tmp_path / "fiches"
+    fiche(folder, 1, "https://example.org/a.mp4")
+    plain = sync_module.SyncSettings()
+    bars = dataclasses.replace(
+        plain, download=dataclasses.replace(plain.download, sizes_first=True)
+    )
+    other = dataclasses.replace(plain, download=dataclasses.replace(plain.download, jobs=2))
+    keys = [
+        settled.key_of([folder], tmp_path / "archive", tmp_path / "kit", s)
+        for s in (plain, bars, other)
+    ]
+    assert keys[0] is not None and keys[0] == keys[1] != keys[2]

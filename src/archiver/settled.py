@@ -9,8 +9,8 @@ holds, give the same report without doing that work.
 
 A seal holds when all of these are as the sealed run found them, each checked by the next run:
 
-- the command: its settings, fiches' and folders' paths, working folder, log level, archiver's
-  and Python's versions (:class:`Key`);
+- the command: its settings, fiches' and folders' paths, working folder, archiver's and
+  Python's versions (:class:`Key`), and a verbosity that asks no more than the sealed run's;
 - the fiches: every ``*.md`` the run would read, found the same way, and a sha256 of their
   bytes (read again: an edit that keeps a file's size and time is seen, as the fiche cache sees
   it);
@@ -65,6 +65,7 @@ from .fiches import find_fiches, read_fiche
 
 if TYPE_CHECKING:
     from .archive import Archive
+    from .fetch import DownloadSettings
     from .sync import SyncReport, SyncSettings
 
 __all__ = ["SEAL_NAME", "Key", "Seal", "Survey", "capture_log", "forget", "key_of", "read", "write"]
@@ -104,8 +105,11 @@ class Key:
     cwd: str
     archive: str
     kit: str
-    log_level: int
     fiches: str  # sha256 over every fiche's path and bytes, in the order the run reads them
+
+
+def _no_bars(settings: SyncSettings) -> DownloadSettings:
+    return dataclasses.replace(settings.download, sizes_first=False)
 
 
 def key_of(
@@ -113,7 +117,9 @@ def key_of(
 ) -> Key | None:
     """The run's key; ``None`` when a fiche cannot be read (the whole run says why), or when
     the settings have no stable text (no seal can be matched against them)."""
-    shown = repr(settings)
+    # Whether a size is asked before the first byte (bars drawn at a terminal, not under
+    # cron) changes nothing of a run with nothing to fetch.
+    shown = repr(dataclasses.replace(settings, download=_no_bars(settings)))
     if " at 0x" in shown:  # an object without a dataclass's text: no two runs would match
         return None
     digest = hashlib.sha256()
@@ -134,7 +140,6 @@ def key_of(
         cwd=os.getcwd(),
         archive=str(archive_root.absolute()),
         kit=str(kit.absolute()),
-        log_level=logging.getLogger("archiver").getEffectiveLevel(),
         fiches=digest.hexdigest(),
     )
 
@@ -234,6 +239,10 @@ class Seal:
             logging.getLogger(name).log(level, "%s", message)
 
 
+def _log_level() -> int:
+    return logging.getLogger("archiver").getEffectiveLevel()
+
+
 def seal_path(archive_root: Path) -> Path:
     """Where the archive keeps its seal."""
     return archive_root / CACHE_FOLDER / SEAL_NAME
@@ -263,6 +272,10 @@ def read(archive_root: Path, key: Key, *, now: float | None = None) -> Seal | No
     except (KeyError, TypeError, ValueError):
         return None
     if not isinstance(seal.survey, Survey):
+        return None
+    # What the sealed run logged is said again as far as this run's verbosity asks: a seal
+    # made at -v serves a run at -q, not the other way round.
+    if not isinstance(head.get("log_level"), int) or _log_level() < head["log_level"]:
         return None
     return seal if (time.time() if now is None else now) < seal.until else None
 
@@ -312,6 +325,7 @@ def write(
                 "until": _until(report, archive_root, refresh_after),
                 "survey": before,
                 "logged": tuple(logged),
+                "log_level": _log_level(),
                 "summary": summary,
                 "body_sha256": body.hexdigest(),
             }

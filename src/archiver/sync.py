@@ -9,6 +9,8 @@ A run costs what changed, not what the collection holds, wherever archiver can t
 whose bytes are those of the last run comes from the archive's cache of parsed fiches
 (:mod:`archiver.fiche_cache`), the last manifest is written again only when its entries
 changed, and the kit makes again only the pages whose sources changed (:mod:`archiver.kit`).
+A run that found nothing to do seals the archive, and the next run whose fiches, catalog,
+files and clock still say so replays its report without doing the work (:mod:`archiver.settled`).
 
 With a deadline (``--max-time``), a run cut short keeps its partial files for the next one,
 and when the deadline has passed before packaging, leaves the previous kit as it was: a kit
