@@ -166,42 +166,66 @@ def survey(archive: Archive, kit: Path, last_manifest: Path) -> Survey:
     The catalog itself, its lock and the cache folder (this seal's, the fiche cache's) are
     left out: a run writes them whatever it finds.
     """
+    paths: list[str] = []
+    digest = hashlib.sha256()
     roots = [archive.root / folder for folder in FOLDERS]
-    paths = tuple(path for root in (*roots, last_manifest, kit) for path in _walk(str(root)))
-    return Survey(archive.catalog.changes(), paths, _stats_digest(paths))
+    for root in (*roots, last_manifest, kit):
+        for path, found in _walk(str(root)):
+            paths.append(path)
+            digest.update(_line(found))
+    return Survey(archive.catalog.changes(), tuple(paths), digest.hexdigest())
 
 
-def _walk(root: str) -> Iterator[str]:
-    """``root`` and, for a folder, everything below it; links not followed."""
-    yield root
-    pending = [root]
+def _walk(root: str) -> Iterator[tuple[str, os.stat_result | None]]:
+    """``root`` and, for a folder, everything below it, with what ``lstat`` said of each
+    (``None``: not there); links not followed."""
+    try:
+        found: os.stat_result | None = os.lstat(root)
+    except OSError:
+        found = None
+    yield root, found
+    pending = [root] if found is not None and stat.S_ISDIR(found.st_mode) else []
     while pending:
         folder = pending.pop()
         try:
-            entries = sorted(os.scandir(folder), key=lambda e: e.name)
-        except (NotADirectoryError, FileNotFoundError):
+            # In the order the disk gives: :meth:`Survey.holds` looks at the paths as listed.
+            entries = list(os.scandir(folder))
+        except OSError:  # gone meanwhile, or unreadable: the digest of its path differs
             continue
         for entry in entries:
-            yield entry.path
-            if entry.is_dir(follow_symlinks=False):
+            try:
+                info: os.stat_result | None = entry.stat(follow_symlinks=False)
+            except OSError:
+                info = None
+            yield entry.path, info
+            if info is not None and stat.S_ISDIR(info.st_mode):
                 pending.append(entry.path)
 
 
+def _line(found: os.stat_result | None) -> bytes:
+    """What the digest takes of one path's ``lstat``: type and permissions, size, times of
+    modification and of change, inode; or that it is not there."""
+    if found is None:
+        return b"-\n"
+    return b"%d %d %d %d %d\n" % (
+        found.st_mode,
+        found.st_size,
+        found.st_mtime_ns,
+        found.st_ctime_ns,
+        found.st_ino,
+    )
+
+
 def _stats_digest(paths: Sequence[str]) -> str:
-    """A sha256 of what ``lstat`` says of each path: type and permissions, size, times of
-    modification and of change, inode (or that it is not there)."""
+    """The digest :func:`survey` makes, of ``paths`` as they are now."""
     digest = hashlib.sha256()
     update, lstat = digest.update, os.lstat
     for path in paths:
         try:
-            found = lstat(path)
+            found: os.stat_result | None = lstat(path)
         except OSError:
-            update(b"-\n")
-            continue
-        update(
-            b"%d %d %d %d %d\n"
-            % (found.st_mode, found.st_size, found.st_mtime_ns, found.st_ctime_ns, found.st_ino)
-        )
+            found = None
+        update(_line(found))
     return digest.hexdigest()
 
 
@@ -360,11 +384,9 @@ def _until(report: SyncReport, archive_root: Path, refresh_after: float | None) 
         if outcome.record is not None
         and (moment := parse_time(outcome.record.checked_at)) is not None
     ]
-    for path in _walk(str(archive_root / "peertube")):
-        with suppress(OSError):
-            found = os.lstat(path)
-            if stat.S_ISREG(found.st_mode):
-                checked.append(found.st_mtime)
+    for _, found in _walk(str(archive_root / "peertube")):
+        if found is not None and stat.S_ISREG(found.st_mode):
+            checked.append(found.st_mtime)
     return min(checked, default=float("inf")) + refresh_after
 
 
