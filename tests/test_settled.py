@@ -412,3 +412,36 @@ def test_whether_bars_ask_sizes_first_is_no_part_of_the_key(tmp_path: Path) -> N
         for s in (plain, bars, other)
     ]
     assert keys[0] is not None and keys[0] == keys[1] != keys[2]
+
+
+@pytest.mark.parametrize("shape", ["link to a seal", "pipe", "cache folder a link"])
+def test_a_seal_is_never_read_or_removed_through_a_link_nor_waited_on(
+    server: FileServer,
+    clip: bytes,  # noqa: F811
+    tmp_path: Path,
+    whole_runs: list[int],
+    shape: str,
+) -> None:
+    """The seal's place holds what someone else put there: a link to a seal elsewhere (not
+    read), a named pipe (not waited on), the cache folder a link out of the archive (nothing
+    read, removed or written there)."""
+    sealed(tmp_path, server, clip)
+    seal = tmp_path / SEAL
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / settled.SEAL_NAME).write_bytes(seal.read_bytes())
+    if shape == "link to a seal":
+        seal.unlink()
+        seal.symlink_to(elsewhere / settled.SEAL_NAME)
+    elif shape == "pipe":
+        seal.unlink()
+        os.mkfifo(seal)
+    else:
+        cache = seal.parent
+        for file in cache.iterdir():
+            file.unlink()
+        cache.rmdir()
+        cache.symlink_to(elsewhere, target_is_directory=True)
+    assert run(*sync_args(tmp_path, "-q"))[0] == 0 and whole_runs[0] == 3
+    assert (elsewhere / settled.SEAL_NAME).read_bytes()  # left where it is, as it was
+    assert sorted(p.name for p in elsewhere.iterdir()) == [settled.SEAL_NAME]

@@ -49,6 +49,7 @@ import os
 import pickle
 import stat
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -60,7 +61,7 @@ from ._version import __version__
 from .archive_paths import FOLDERS
 from .catalog import parse_time
 from .errors import FicheError
-from .fiche_cache import CACHE_FOLDER
+from .fiche_cache import CACHE_FOLDER, cache_folder
 from .fiches import find_fiches, read_fiche
 
 if TYPE_CHECKING:
@@ -246,7 +247,8 @@ class Seal:
     def report(self) -> SyncReport | None:
         """The sealed run's report, or ``None`` when its bytes are not those sealed."""
         try:
-            with open(self.path, "rb") as stream:
+            fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+            with open(fd, "rb") as stream:
                 body = stream.read(self.body_size)
             if hashlib.sha256(body).hexdigest() != self.body_sha256:
                 return None
@@ -270,6 +272,15 @@ def _log_level() -> int:
 def seal_path(archive_root: Path) -> Path:
     """Where the archive keeps its seal."""
     return archive_root / CACHE_FOLDER / SEAL_NAME
+
+
+def _in_real_folder(path: Path) -> bool:
+    """Whether ``path``'s folder is a real one, not a link: nothing is read, written or
+    removed through a link in the archive."""
+    try:
+        return stat.S_ISDIR(path.parent.lstat().st_mode)
+    except OSError:
+        return False
 
 
 def read(archive_root: Path, key: Key, *, now: float | None = None) -> Seal | None:
@@ -307,10 +318,15 @@ def read(archive_root: Path, key: Key, *, now: float | None = None) -> Seal | No
 def read_head(path: Path) -> tuple[object, int] | None:
     """A seal's head (what :func:`write` put after the report) and where it starts, which is
     the report's size; ``None`` for a file that is no seal."""
+    if not _in_real_folder(path):
+        return None
     try:
-        with open(path, "rb") as stream:
-            size = os.fstat(stream.fileno()).st_size
-            if not 8 <= size <= MAX_SEAL_BYTES:
+        # Not through a link at its name, and not a pipe someone put there (which would block).
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+        with open(fd, "rb") as stream:
+            found = os.fstat(fd)
+            size = found.st_size
+            if not stat.S_ISREG(found.st_mode) or not 8 <= size <= MAX_SEAL_BYTES:
                 return None
             stream.seek(size - 8)
             head_at = int.from_bytes(stream.read(8), "big")
@@ -334,10 +350,15 @@ def write(
 ) -> bool:
     """Seal a run that changed nothing (``before``: its survey as it began, equal to the one
     taken now); whether it was sealed. Written beside and renamed: a seal is whole or absent."""
-    path = seal_path(archive_root)
-    temporary = path.with_name(f".{SEAL_NAME}.{os.getpid()}")
+    folder = cache_folder(archive_root / CACHE_FOLDER)  # a real folder, made if missing
+    if folder is None:
+        return False
+    path = folder / SEAL_NAME
+    temporary: Path | None = None
     try:
-        with open(temporary, "wb") as stream:
+        fd, name = tempfile.mkstemp(dir=folder, prefix=f".{SEAL_NAME}.", suffix=".tmp")
+        temporary = Path(name)
+        with open(fd, "wb") as stream:
             # The report first, through a hash (its bytes are never held whole), then the
             # head with the report's checksum, then where the head starts.
             body = _Hashing(stream)
@@ -361,16 +382,19 @@ def write(
     except (OSError, pickle.PicklingError, TypeError, AttributeError, RecursionError) as exc:
         log.log(logging.DEBUG if isinstance(exc, OSError) else logging.WARNING,
                 "%s: not sealed: %s", path, exc)  # fmt: skip
-        with suppress(OSError):
-            temporary.unlink()
+        if temporary is not None:
+            with suppress(OSError):
+                temporary.unlink()
         return False
     return True
 
 
 def forget(archive_root: Path) -> None:
     """Remove the archive's seal: a run that changed something, or could not tell."""
-    with suppress(OSError):
-        seal_path(archive_root).unlink()
+    path = seal_path(archive_root)
+    if _in_real_folder(path):
+        with suppress(OSError):
+            path.unlink()
 
 
 def _until(report: SyncReport, archive_root: Path, refresh_after: float | None) -> float:
