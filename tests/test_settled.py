@@ -308,7 +308,7 @@ def test_a_hostile_seal_runs_nothing_and_the_run_is_whole(
     assert hostile is not None
     with Archive(tmp_path / "archive") as archive:
         assert hostile.survey.holds(archive)  # all holds, but the report is refused
-    assert hostile.report() is None and not (tmp_path / "pwned").exists()
+    assert hostile.report(sync_module.SyncReport) is None and not (tmp_path / "pwned").exists()
     assert run(*sync_args(tmp_path, "-q"))[0] == 0
     assert not (tmp_path / "pwned").exists() and whole_runs[0] == 4
 
@@ -408,7 +408,7 @@ def test_whether_bars_ask_sizes_first_is_no_part_of_the_key(tmp_path: Path) -> N
     )
     other = dataclasses.replace(plain, download=dataclasses.replace(plain.download, jobs=2))
     keys = [
-        settled.key_of([folder], tmp_path / "archive", tmp_path / "kit", s)
+        settled.key_of([folder], tmp_path / "archive", tmp_path / "kit", sync_module._as_sealed(s))
         for s in (plain, bars, other)
     ]
     assert keys[0] is not None and keys[0] == keys[1] != keys[2]

@@ -55,23 +55,33 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path, PosixPath
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._version import __version__
 from .archive_paths import FOLDERS
-from .catalog import parse_time
 from .errors import FicheError
 from .fiche_cache import CACHE_FOLDER, cache_folder
 from .fiches import find_fiches, read_fiche
 
 if TYPE_CHECKING:
     from .archive import Archive
-    from .fetch import DownloadSettings
-    from .sync import SyncReport, SyncSettings
 
-__all__ = ["SEAL_NAME", "Key", "Seal", "Survey", "capture_log", "forget", "key_of", "read", "write"]
+__all__ = [
+    "SEAL_NAME",
+    "Key",
+    "Seal",
+    "Survey",
+    "answers_saved",
+    "capture_log",
+    "forget",
+    "key_of",
+    "read",
+    "write",
+]
 
 log = logging.getLogger(__name__)
+
+_R = TypeVar("_R")
 
 FORMAT = 1
 SEAL_NAME = "sync-seal.pickle"  # in the archive's cache folder
@@ -109,18 +119,11 @@ class Key:
     fiches: str  # sha256 over every fiche's path and bytes, in the order the run reads them
 
 
-def _no_bars(settings: SyncSettings) -> DownloadSettings:
-    return dataclasses.replace(settings.download, sizes_first=False)
-
-
-def key_of(
-    paths: Sequence[Path], archive_root: Path, kit: Path, settings: SyncSettings
-) -> Key | None:
+def key_of(paths: Sequence[Path], archive_root: Path, kit: Path, settings: object) -> Key | None:
     """The run's key; ``None`` when a fiche cannot be read (the whole run says why), or when
-    the settings have no stable text (no seal can be matched against them)."""
-    # Whether a size is asked before the first byte (bars drawn at a terminal, not under
-    # cron) changes nothing of a run with nothing to fetch.
-    shown = repr(dataclasses.replace(settings, download=_no_bars(settings)))
+    the settings (a dataclass, as the run would use them) have no stable text: no seal
+    could ever be matched against them."""
+    shown = repr(settings)
     if " at 0x" in shown:  # an object without a dataclass's text: no two runs would match
         return None
     digest = hashlib.sha256()
@@ -244,8 +247,9 @@ class Seal:
     path: Path
     body_size: int  # the report's pickle: the seal's first bytes
 
-    def report(self) -> SyncReport | None:
-        """The sealed run's report, or ``None`` when its bytes are not those sealed."""
+    def report(self, kind: type[_R]) -> _R | None:
+        """The sealed run's report, or ``None`` when its bytes are not those sealed or it is
+        not a ``kind``."""
         try:
             fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
             with open(fd, "rb") as stream:
@@ -255,9 +259,7 @@ class Seal:
             report = _loads(body)
         except _UNREADABLE:
             return None
-        from .sync import SyncReport  # sync imports this module
-
-        return report if isinstance(report, SyncReport) else None
+        return report if isinstance(report, kind) else None
 
     def replay_log(self) -> None:
         """Say again what the sealed run logged (a fiche's warning, a kit's note)."""
@@ -341,12 +343,12 @@ def read_head(path: Path) -> tuple[object, int] | None:
 def write(
     archive_root: Path,
     key: Key,
-    report: SyncReport,
+    report: object,
     *,
+    until: float,
     before: Survey,
     logged: Sequence[tuple[str, int, str]],
     summary: dict[str, Any],
-    refresh_after: float | None,
 ) -> bool:
     """Seal a run that changed nothing (``before``: its survey as it began, equal to the one
     taken now); whether it was sealed. Written beside and renamed: a seal is whole or absent."""
@@ -367,7 +369,7 @@ def write(
             head = {
                 "format": FORMAT,
                 "key": key,
-                "until": _until(report, archive_root, refresh_after),
+                "until": until,
                 "survey": before,
                 "logged": tuple(logged),
                 "log_level": _log_level(),
@@ -397,21 +399,14 @@ def forget(archive_root: Path) -> None:
             path.unlink()
 
 
-def _until(report: SyncReport, archive_root: Path, refresh_after: float | None) -> float:
-    """When the first held file, or the first cached answer of the PeerTube API, is due to be
-    asked about upstream again: a run after that is a whole one."""
-    if refresh_after is None:
-        return float("inf")
-    checked = [
-        moment.timestamp()
-        for outcome in report.download.outcomes
-        if outcome.record is not None
-        and (moment := parse_time(outcome.record.checked_at)) is not None
+def answers_saved(archive_root: Path) -> list[float]:
+    """When each cached answer of the PeerTube API (``peertube/``) was saved: each is asked
+    again ``--refresh-after`` later."""
+    return [
+        found.st_mtime
+        for _, found in _walk(str(archive_root / "peertube"))
+        if found is not None and stat.S_ISREG(found.st_mode)
     ]
-    for _, found in _walk(str(archive_root / "peertube")):
-        if found is not None and stat.S_ISREG(found.st_mode):
-            checked.append(found.st_mtime)
-    return min(checked, default=float("inf")) + refresh_after
 
 
 @contextmanager

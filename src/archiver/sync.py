@@ -31,6 +31,7 @@ from typing import IO
 
 from . import settled
 from .archive import Archive, FileRecord, utc_now
+from .catalog import parse_time
 from .collection import default_collection
 from .errors import InputError, ManifestError, StorageError, describe_os_error
 from .fetch import (
@@ -168,7 +169,11 @@ def sync(
     start = time.monotonic()
     deadline = deadline_of(settings.run_max_time, start)
     fiches = list(paths) or [default_collection()]
-    key = settled.key_of(fiches, archive_root, kit, settings) if settings.zim is None else None
+    key = (
+        settled.key_of(fiches, archive_root, kit, _as_sealed(settings))
+        if settings.zim is None
+        else None
+    )
     seal = settled.read(archive_root, key) if key is not None else None
     cache = FicheCache(archive_root / CACHE_FOLDER / CACHE_NAME)
     # Parsed before the lock (a seal, if it holds, needs no parsing), written under it.
@@ -290,7 +295,7 @@ def _replay(seal: settled.Seal, archive: Archive, kit: Path, start: float) -> Sy
     with kit_locked(kit):
         if not seal.survey.holds(archive):
             return None
-        report = seal.report()
+        report = seal.report(SyncReport)
         if report is None:
             return None
         run_id = archive.start_run("sync")
@@ -335,11 +340,34 @@ def _seal(
         archive.root,
         key,
         report,
+        until=_due(report, archive.root, settings.refresh_after),
         before=before,
         logged=logged,
         summary=summary,
-        refresh_after=settings.refresh_after,
     )
+
+
+def _as_sealed(settings: SyncSettings) -> SyncSettings:
+    """The settings as a seal's key holds them: whether a size is asked before the first byte
+    (bars drawn at a terminal, not under cron) changes nothing of a run with nothing to fetch."""
+    return dataclasses.replace(
+        settings, download=dataclasses.replace(settings.download, sizes_first=False)
+    )
+
+
+def _due(report: SyncReport, archive_root: Path, refresh_after: float | None) -> float:
+    """When the first held file, or the first cached answer of the PeerTube API, is due to be
+    asked about upstream again (a :func:`time.time`): a seal ends then."""
+    if refresh_after is None:
+        return float("inf")
+    checked = [
+        moment.timestamp()
+        for outcome in report.download.outcomes
+        if outcome.record is not None
+        and (moment := parse_time(outcome.record.checked_at)) is not None
+    ]
+    checked.extend(settled.answers_saved(archive_root))
+    return min(checked, default=float("inf")) + refresh_after
 
 
 def _chosen(fetched: DownloadReport) -> dict[str, FileRecord]:
