@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -21,7 +22,9 @@ from archiver.manifest import (
     dumps,
     load_manifest,
     loads,
+    manifest_bytes,
     write_manifest,
+    write_manifest_bytes,
 )
 
 from .conftest import SEED, SEED_UUID, WriteFiche, make_entry
@@ -313,3 +316,147 @@ def test_a_manifest_saved_with_a_byte_order_mark_is_read(tmp_path: Path) -> None
     path = tmp_path / "m.json"
     path.write_bytes(b"\xef\xbb\xbf" + dumps(manifest).encode("utf-8"))
     assert load_manifest(path) == manifest
+
+
+def _reference_text(manifest: Manifest) -> str:
+    """The manifest's layout said with ``json.dumps`` alone: an object per entry, one line per
+    field, each value as json.dumps writes it with sorted keys, UTF-8 as is."""
+
+    def value(item: object) -> str:
+        return json.dumps(item, ensure_ascii=False, sort_keys=True)
+
+    blocks = [
+        "    {\n"
+        + ",\n".join(f"      {value(k)}: {value(v)}" for k, v in sorted(e.to_json().items()))
+        + "\n    }"
+        for e in manifest.entries
+    ]
+    version = f'  "schema_version": {manifest.schema_version}\n}}\n'
+    if not blocks:
+        return f'{{\n  "entries": [],\n{version}'
+    return '{\n  "entries": [\n' + ",\n".join(blocks) + f"\n  ],\n{version}"
+
+
+json_leaves = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**63 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | texts
+)
+pinned_entries = st.builds(
+    lambda entry, sha256, size, extra: dataclasses.replace(
+        entry, video=dataclasses.replace(entry.video, sha256=sha256, size=size), extra=extra
+    ),
+    entries,
+    st.none() | st.just("ab" * 32),
+    st.none() | st.integers(0, 2**63 - 1),
+    st.dictionaries(
+        texts,
+        st.recursive(
+            json_leaves,
+            lambda inner: st.lists(inner, max_size=3) | st.dictionaries(texts, inner, max_size=3),
+            max_leaves=8,
+        ),
+        max_size=4,
+    ),
+)
+
+
+@settings(max_examples=300)
+@given(st.lists(pinned_entries, max_size=3))
+def test_dumps_writes_each_field_as_json_dumps_does(found: list[Entry]) -> None:
+    """The manifest's writer, field by field from the entry, says what json.dumps of each field
+    of to_json says: every field, any text, nested extras, pinned sizes."""
+    manifest = Manifest(entries=tuple(found))
+    assert dumps(manifest) == _reference_text(manifest)
+
+
+def _varied_fiches(write_fiche: WriteFiche) -> None:
+    """Fiches with every kind of field: assets, pins, extras of every YAML type, no licence,
+    YAML that libyaml reads, text that JSON escapes."""
+    write_fiche(
+        "a/1.md",
+        embed=None,
+        download="https://x.org/1.mp4",
+        extra_yaml="fichePdfHref: https://x.org/1.pdf\nvideoSize: 1234\n"
+        f"videoSha256: {'AB' * 32}\nniveau: [cycle 2, 3, 4.5, true, null]\n"
+        'date: 2024-02-01\nnote: {a: 1, b: "x \\" y\\ttab"}',
+    )
+    write_fiche(
+        "a/2.md",
+        embed=None,
+        download="https://x.org/2.mp4",
+        title="'\"Citer\" : un titre\\ avec €'",
+        body='## Script\n\nLigne "un"\\\n\u2028deux\n\n## Crédits\n\n- **Réalisation** : A et B\n',
+    )
+    for i in range(3, 9):
+        write_fiche(f"b/{i}.md", embed=None, download=f"https://x.org/{i}.mp4")
+
+
+def test_manifest_bytes_are_the_bytes_of_dumps(
+    write_fiche: WriteFiche, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What ``archiver manifest`` writes by its lean route (each entry's text made where it is
+    parsed) is byte for byte what dumps(build_manifest()) makes, in worker processes or not."""
+    import archiver.manifest as manifest_module
+
+    _varied_fiches(write_fiche)
+    folder = tmp_path / "fiches"
+    expected = dumps(build_manifest([folder])).encode("utf-8")
+    assert json.loads(expected)["entries"][0]["extra"]["note"] == {"a": 1, "b": 'x " y\ttab'}
+    assert manifest_bytes([folder]) == (expected, 8)
+    monkeypatch.setattr(manifest_module, "PARALLEL_THRESHOLD", 2)
+    monkeypatch.setattr(manifest_module, "PARALLEL_CHUNK", 3)
+    assert manifest_bytes([folder]) == (expected, 8)
+    # Two folders given in either order, their fiches recorded by their paths inside them.
+    both = [folder / "b", folder / "a"]
+    assert manifest_bytes(both) == (dumps(build_manifest(both)).encode("utf-8"), 8)
+
+
+@pytest.mark.parametrize("threshold", [2, 10**9])
+def test_manifest_bytes_report_what_build_manifest_reports(
+    write_fiche: WriteFiche,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    threshold: int,
+) -> None:
+    import archiver.manifest as manifest_module
+
+    monkeypatch.setattr(manifest_module, "PARALLEL_THRESHOLD", threshold)
+    monkeypatch.setattr(manifest_module, "PARALLEL_CHUNK", 1)
+    _varied_fiches(write_fiche)
+    write_fiche("c/no-title.md", title=None)
+    write_fiche("c/one.md")
+    write_fiche("c/two.md")  # the same id as one.md
+    folder = tmp_path / "fiches"
+    with pytest.raises(InvalidInputs) as built:
+        build_manifest([folder])
+    with pytest.raises(InvalidInputs) as lean:
+        manifest_bytes([folder])
+    assert lean.value.lines() == built.value.lines()
+    assert [error.message.split(": ", 2)[1:] for error in lean.value.errors] == [
+        ["title", "missing required field"],
+        [
+            "id",
+            f"duplicate id '11111111-2222-4333-8444-555555555555', also given by {folder / 'c' / 'one.md'}",
+        ],
+    ]
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FicheError, match="no fiche"):
+        manifest_bytes([tmp_path / "empty"])
+
+
+def test_write_manifest_bytes_reports_whether_it_changed(tmp_path: Path) -> None:
+    target = tmp_path / "m.json"
+    data, count = manifest_bytes([SEED])
+    assert count == 1
+    assert write_manifest_bytes(data, target) is True
+    assert target.read_bytes() == dumps(build_manifest([SEED])).encode("utf-8")
+    mtime = target.stat().st_mtime_ns
+    assert write_manifest_bytes(data, target) is False
+    assert target.stat().st_mtime_ns == mtime
+    link = tmp_path / "link.json"
+    link.symlink_to(target)
+    with pytest.raises(ManifestError, match="will not write the manifest there"):
+        write_manifest_bytes(data, link)
