@@ -13,7 +13,10 @@ Every tool runs end to end as a user types it, start-up included, one after the 
 a shared machine only ever adds time (the medians, and their ratio, are reported as well).
 Each tool's files are checked against the served ones (sha256) after every run, so a fast
 wrong download never counts. The emulator counts the connections each run opened and the
-bytes it carried.
+bytes it carried, and keeps a timeline: each run prints when its first connection opened
+after the command started (start-up: imports, the catalog, planning) and how long the
+command took to exit after the last byte the line delivered (checks, commit, exit), on the
+emulator's clock; the report gives their medians.
 
 aria2c splits a file only into ranges of at least ``--min-split-size`` (``-k``, 20 MiB by
 default) and never splits a range under twice that: as typed, ``aria2c -x4 -s4`` fetches a
@@ -40,6 +43,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -68,6 +72,8 @@ class Run:
     peak_rss_mib: float
     connections: int
     bytes_down: int
+    first_connect: float  # seconds from the command's start to the line's first connection
+    after_last_byte: float  # seconds from the last byte the line delivered to the exit
 
 
 def archiver_options() -> set[str]:
@@ -119,7 +125,9 @@ def measure(
         for tool in tools:
             fresh(out)
             line.reset()
+            started = time.monotonic()  # the emulator's clock
             timing = timed(tool.command())
+            ended = started + timing.seconds
             carried = line.reset()
             got = tool.outputs()
             for path, want in zip(got, expected, strict=True):
@@ -127,11 +135,21 @@ def measure(
                     raise SystemExit(f"bench: {tool.name}: {path} is missing after the run")
                 if digest(path) != want:
                     raise SystemExit(f"bench: {tool.name}: {path} differs from the served file")
-            run = Run(timing.seconds, timing.peak_rss_mib, carried.connections, carried.bytes_down)
+            first = min(carried.opened, default=ended) - started
+            last = ended - (carried.last_down or ended)
+            run = Run(
+                timing.seconds,
+                timing.peak_rss_mib,
+                carried.connections,
+                carried.bytes_down,
+                first,
+                last,
+            )
             results[tool.name].append(run)
             print(
                 f"  run {turn + 1}  {tool.name:38s} {run.seconds:7.2f} s  "
-                f"{run.connections:3d} connections  {run.bytes_down / MIB:7.1f} MiB carried",
+                f"{run.connections:3d} connections  {run.bytes_down / MIB:7.1f} MiB carried  "
+                f"first connection +{first:.3f} s, exit {last:.3f} s after the last byte",
                 flush=True,
             )
     shutil.rmtree(out, ignore_errors=True)
@@ -157,7 +175,9 @@ def report(
         every = ", ".join(f"{r.seconds:.2f}" for r in runs)
         print(
             f"  {name:38s} best {b.seconds:7.2f} s  median {median(runs):7.2f} s  ({every})  "
-            f"{b.connections} connections, peak RSS {b.peak_rss_mib:6.1f} MiB"
+            f"{b.connections} connections, peak RSS {b.peak_rss_mib:6.1f} MiB; medians: first "
+            f"connection +{statistics.median(r.first_connect for r in runs):.3f} s, exit "
+            f"{statistics.median(r.after_last_byte for r in runs):.3f} s after the last byte"
         )
     archiver_name = next(iter(results))
     mine, mine_median = best(results[archiver_name]).seconds, median(results[archiver_name])

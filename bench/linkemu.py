@@ -62,6 +62,7 @@ import struct
 import sys
 import termios
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -123,6 +124,11 @@ class Stats:
     bytes_up: int = 0  # delivered to the server
     drops: int = 0  # connections reset by ``drop_after``
     per_connection_down: list[int] = field(default_factory=list)
+    # The timeline, on ``time.monotonic()``'s clock (the event loop's): when each connection
+    # was accepted, and when the last byte was delivered to a client (0.0: none yet). With
+    # the time a command started and ended, they say how long its start-up and exit took.
+    opened: list[float] = field(default_factory=list)
+    last_down: float = 0.0
 
 
 class TokenBucket:
@@ -249,6 +255,7 @@ class _Counter:
         if self.down:
             self.stats.bytes_down += n
             self.stats.per_connection_down[self.index] += n
+            self.stats.last_down = time.monotonic()
         else:
             self.stats.bytes_up += n
 
@@ -354,6 +361,7 @@ class LinkEmulator:
         index = len(stats.per_connection_down)
         stats.connections += 1
         stats.per_connection_down.append(0)
+        stats.opened.append(accepted)
         try:
             server_in, server_out = await asyncio.open_connection(*self.upstream)
         except OSError:

@@ -99,7 +99,7 @@ def test_a_slow_large_file_is_fetched_over_several_connections_each_range_checke
     assert connections(report) == 4
     # (The server logs a request once it has answered it.)
     requests = answered(server)
-    whole = [r for r in requests if "Range" not in r.headers]
+    whole = [r for r in requests if r.method == "GET" and "Range" not in r.headers]
     assert len(whole) == 1  # the first answer: the whole file asked for, split after
     ranged = [r for r in requests if "Range" in r.headers]
     assert len(ranged) >= 3
@@ -131,7 +131,7 @@ def test_parts_of_a_file_that_changes_upstream_never_splice_it(
     # file was stopped and started again from zero, once, then split again.
     assert 206 in [r.status for r in old_ranges]
     assert 200 in [r.status for r in old_ranges]
-    assert len([r for r in requests if "Range" not in r.headers]) == 2
+    assert len([r for r in requests if r.method == "GET" and "Range" not in r.headers]) == 2
     after = [r for r in requests if r.headers.get("If-Range") == served.etag]
     assert len(after) >= 3
     assert all(r.status == 206 for r in after)
@@ -179,7 +179,7 @@ def test_a_server_that_ignores_ranges_gets_one_connection(
     assert held(tmp_path).read_bytes() == data
     assert connections(report) == 1
     requests = answered(server)
-    (whole,) = [r for r in requests if "Range" not in r.headers]
+    (whole,) = [r for r in requests if r.method == "GET" and "Range" not in r.headers]
     assert whole.sent == SIZE  # the first answer brought it all
     asked = [r for r in requests if "Range" in r.headers]  # answered whole: closed unread
     assert 1 <= len(asked) <= 3
@@ -252,7 +252,7 @@ def test_a_slow_server_near_by_is_split_once_measured(server: FileServer, tmp_pa
     assert held(tmp_path).read_bytes() == data
     assert connections(report) > 1
     requests = answered(server)
-    assert len([r for r in requests if "Range" not in r.headers]) == 1
+    assert len([r for r in requests if r.method == "GET" and "Range" not in r.headers]) == 1
     assert len(requests) > 1
 
 
@@ -327,7 +327,7 @@ def test_a_torn_sidecar_of_parts_is_not_trusted_at_all(server: FileServer, tmp_p
     download(single(server), tmp_path, settings=SPLIT)
 
     assert held(tmp_path).read_bytes() == data
-    assert len([r for r in answered(server) if "Range" not in r.headers]) == 1
+    assert len([r for r in answered(server) if r.method == "GET" and "Range" not in r.headers]) == 1
 
 
 def test_a_partial_of_parts_resumes_even_over_one_connection(
@@ -545,7 +545,9 @@ def test_retry_after_applies_to_the_part_that_was_told_to_wait(
     # its far half meanwhile, so not always to the same end).
     assert [r.status for r in requests if [s for s, _ in ranges([r])] == [start]] == [503, 206]
     assert elapsed >= 1.0  # after Retry-After: 1, not the backoff's 10 ms
-    assert len([r for r in requests if "Range" not in r.headers]) == 1  # no other restarted
+    assert (
+        len([r for r in requests if r.method == "GET" and "Range" not in r.headers]) == 1
+    )  # no other restarted
     assert report.outcomes[0].status is Status.FETCHED
 
 
@@ -719,3 +721,39 @@ def test_the_connections_option_and_config_key(server: FileServer, tmp_path: Pat
     result = CliRunner().invoke(cli, ["download", str(manifest), "--connections", "0"])
     assert result.exit_code == 2
     assert "Invalid value for '--connections': 0 is not in the range 1<=x<=16." in result.stderr
+
+
+def test_a_far_file_alone_opens_its_other_connections_while_its_first_answer_comes(
+    server: FileServer, tmp_path: Path
+) -> None:
+    # Every answer takes 0.4 s to come (a far server), then 4 MiB/s. The first request has
+    # no answer after WARM_AFTER: one HEAD on each connection a split would add, whose
+    # connections then carry the ranges: four TCP connections in all, not seven.
+    data = content_of(SIZE, 11)
+    served = server.add("/v/a.mp4", data, delay=0.4, trickle=(64 * 1024, 1 / 64))
+    report = download(single(server), tmp_path, settings=DownloadSettings(retries=2))
+
+    assert held(tmp_path).read_bytes() == data
+    assert connections(report) == 4
+    requests = answered(server)
+    assert [r.method for r in requests].count("HEAD") == 3
+    ranged = [r for r in requests if "Range" in r.headers]
+    assert len(ranged) >= 3
+    assert all(r.headers["If-Range"] == served.etag and r.status == 206 for r in ranged)
+    assert server.connections == 4
+
+
+def test_files_that_are_not_alone_in_their_run_open_no_connection_ahead(
+    server: FileServer, tmp_path: Path
+) -> None:
+    # Two far files: each may need its connections (slots) for itself; no HEAD is sent.
+    names = ("a", "b")
+    for number, name in enumerate(names):
+        server.add(f"/v/{name}.mp4", content_of(SIZE, 20 + number), delay=0.4)
+    manifest = Manifest(
+        entries=tuple(make_entry(f"item-{n}", server.url(f"/v/{n}.mp4")) for n in names)
+    )
+    report = download(manifest, tmp_path, settings=DownloadSettings(retries=2))
+
+    assert [o.status for o in report.outcomes] == [Status.FETCHED] * 2
+    assert [r.method for r in server.requests() if r.method == "HEAD"] == []

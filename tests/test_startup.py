@@ -13,13 +13,16 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 import archiver
+from archiver import media
 from archiver.archive import Archive, FetchedFile, FileRecord
 from archiver.fetch import DownloadSettings, Status, download_all
 from archiver.fetch.http import make_client
 from archiver.fetch.plan import Job
+from archiver.fetch.tls import Certificates
 from archiver.kit import ownership
 
 from .conftest import content_of, make_entry
@@ -142,3 +145,114 @@ def test_never_more_transfers_than_jobs_and_per_host(
     counting = Counting()
     _run(Archive(tmp_path), _jobs(server, 12, delay=0.05), settings, counting)
     assert counting.peak == min(jobs, per_host)
+
+
+def test_the_command_line_and_the_kit_import_no_audit_and_no_manifest_builder() -> None:
+    # verify's audit comes with verify; the kit reads a manifest as the download does (JSON).
+    code = (
+        "import json, sys\nimport archiver.kit\nkit = 'archiver.manifest' in sys.modules\n"
+        "import archiver.cli\nprint(json.dumps([kit, 'archiver.audit' in sys.modules]))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert json.loads(done.stdout) == [False, False]
+
+
+def _certificates(client: httpx.AsyncClient) -> Certificates:
+    hook = client.event_hooks["request"][0]
+    owner = getattr(hook, "__self__", None)
+    assert isinstance(owner, Certificates)
+    return owner
+
+
+def test_plain_http_loads_no_ca_certificates(server: FileServer) -> None:
+    # 23 to 30 ms of every start, for nothing on a manifest of http:// URLs.
+    server.add("/v.mp4", b"x" * 1000)
+
+    async def run() -> tuple[int, bool]:
+        async with make_client(DownloadSettings()) as client:
+            response = await client.get(server.url("/v.mp4"))
+            return response.status_code, _certificates(client).loaded
+
+    assert asyncio.run(run()) == (200, False)
+
+
+def test_https_waits_for_the_ca_certificates_and_names_a_bad_bundle(
+    server: FileServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The first https request loads them first (here a bundle that is no bundle): it never
+    # reaches a handshake with a context that trusts nothing.
+    bad = tmp_path / "ca.pem"
+    bad.write_text("not a certificate\n", encoding="utf-8")
+    monkeypatch.setenv("SSL_CERT_FILE", str(bad))
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    url = server.url("/v.mp4").replace("http://", "https://")
+
+    async def run() -> tuple[str, bool]:
+        async with make_client(DownloadSettings()) as client:
+            with pytest.raises(httpx.ConnectError) as failed:
+                await client.get(url)
+            return str(failed.value), _certificates(client).loaded
+
+    message, loaded = asyncio.run(run())
+    assert message.startswith("cannot load the CA certificates: ")
+    assert not loaded
+    assert server.requests() == []  # nothing was sent
+
+
+def test_the_probe_worker_is_let_go_at_the_exit_without_a_wait() -> None:
+    # The exit does not wait for the worker's teardown (about 30 ms): it ends on its own.
+    prober = media.Prober()
+    prober.start()
+    process = prober._process
+    assert process is not None
+    assert process.poll() is None
+    prober.let_go()
+    assert process.returncode is None  # not waited for
+    assert prober._process is None
+    assert process.wait(timeout=30) == 0  # its input closed: it ended by itself, cleanly
+    if process.stdout is not None:
+        process.stdout.close()
+
+
+def _main_with_markers(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m archiver ARGS`` with a ``sitecustomize`` that registers an exit handler."""
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(
+        "import atexit, pathlib\n"
+        f"OUT = pathlib.Path({str(tmp_path)!r})\n"
+        "atexit.register(lambda: (OUT / 'atexit').write_text('ran'))\n",
+        encoding="utf-8",
+    )
+    source = Path(archiver.__file__).parent.parent
+    env = {"PYTHONPATH": f"{hooks}:{source}", "PATH": "/usr/bin:/bin"}
+    return subprocess.run(
+        [sys.executable, "-m", "archiver", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )
+
+
+def test_python_m_archiver_runs_the_exit_handlers_before_it_ends(tmp_path: Path) -> None:
+    """It ends with os._exit, past the interpreter's teardown, but not past the exit handlers
+    (logging's flush, the FFmpeg reader let go, coverage's data)."""
+    done = _main_with_markers(tmp_path, "--version")
+    assert (done.returncode, done.stdout.strip()) == (
+        0,
+        f"archiver, version {archiver.__version__}",
+    )
+    assert (tmp_path / "atexit").read_text() == "ran"
+
+
+def test_python_m_archiver_keeps_its_exit_status_and_its_last_words(tmp_path: Path) -> None:
+    done = _main_with_markers(tmp_path, "download", str(tmp_path / "none.json"), "--archive",
+                              str(tmp_path / "archive"))  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"Error: {tmp_path / 'none.json'}: cannot read")
+    assert (tmp_path / "atexit").read_text() == "ran"

@@ -22,13 +22,12 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, ClassVar, TypeVar
+from typing import IO, TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import click
 
 from .._version import __version__
 from ..archive import Archive, archive_status
-from ..audit import AuditReport, audit
 from ..collection import default_collection
 from ..errors import (
     EXIT_FAILED,
@@ -45,8 +44,7 @@ from ..fetch import DownloadSettings, download, preview
 from ..fetch.preview import retiring
 from ..files import unsafe_target
 from ..kit import KitSettings, package
-from ..kit.bag import verify_bag
-from ..manifest import build_manifest, dumps, load_manifest, write_manifest
+from ..manifest import load_manifest, manifest_bytes, write_manifest_bytes
 from ..progress import NullProgress, Progress
 from ..sync import SyncSettings, plan_sync, sync
 from ..units import format_bytes
@@ -75,6 +73,9 @@ from .output import (
 )
 from .unreachable import failure_lines, reachable
 from .zim import is_zim_path, package_zim_run, verify_zim_run, zim_option, zim_summary
+
+if TYPE_CHECKING:  # verify's: a download does not import them (issue 14's start-up)
+    from ..audit import AuditReport
 
 __all__ = ["EXIT_INTERNAL", "EXIT_INTERRUPTED", "cli", "main"]
 
@@ -305,13 +306,12 @@ def manifest(ctx: click.Context, paths: tuple[Path, ...], output: Path) -> None:
       archiver manifest -o manifests/default.json     # the bundled collection
     """
     state = _state(ctx)
-    result = build_manifest(paths or (default_collection(),))
-    count = len(result.entries)
+    data, count = manifest_bytes(paths or (default_collection(),))
     noun = "entry" if count == 1 else "entries"
     if str(output) == "-":
-        sys.stdout.write(dumps(result))
+        sys.stdout.write(data.decode("utf-8"))
         return
-    changed = write_manifest(result, output)
+    changed = write_manifest_bytes(data, output)
     if not state.quiet:
         status = "written to" if changed else "unchanged in"
         _echo(f"Manifest: {count} {noun} {status} {output}", err=True)
@@ -533,6 +533,8 @@ def verify_command(
         files, size, where = report.files, report.size, archive
     else:
         assert kit is not None  # noqa: S101 - checked above
+        from ..kit.bag import verify_bag  # verify's own: not imported by every command
+
         files, size, found = verify_bag(kit, progress=meter)
         problems = [(kit / p.path, p.reason) for p in found]
         where = kit
@@ -547,6 +549,8 @@ def verify_command(
 def _recorded_audit(store: Archive, sample: float | None, meter: Progress) -> AuditReport:
     """An audit, recorded as a run of its own so that its events say which run found what;
     a catalog that cannot note the run (a full disk, a damaged page) does not stop it."""
+    from ..audit import audit  # verify's own: not imported by every command
+
     run_id = None
     with contextlib.suppress(StorageError, ArchiveError):  # full, or a damaged page: the
         run_id = store.start_run("verify")  # audit names what it finds all the same

@@ -10,12 +10,14 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..fetch import Action, PlannedFile, Preview
-from ..kit.pages import collation_key
-from ..sync import PlannedVideo
 from ..units import format_bytes
 from .output import fit_plan_lines, planned_lines
+
+if TYPE_CHECKING:  # a name of annotations: the command line imports no sync for a download
+    from ..sync import PlannedVideo
 
 __all__ = ["dry_run_lines"]
 
@@ -58,6 +60,8 @@ def dry_run_lines(
     """Every line of a dry run: with ``renditions`` (``--fit``, ``--max-height``,
     ``--transcode``), each video's planned rendition first; then each video's files; the
     hosts a run would not reach; the totals; and, for a sync, what the ``kit`` would show."""
+    from ..kit.pages import collation_key  # the kit's order of titles; the kit only here
+
     titles = {video.entry_id: video.title for video in planned}
     lines: list[str] = []
     if renditions:

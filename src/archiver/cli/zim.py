@@ -13,13 +13,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from ..errors import EXIT_FAILED, EXIT_OK, UsageError
-from ..kit import KitSettings
-from ..manifest import Manifest
-from ..progress import Progress
 from ..units import format_bytes, format_duration
 from .output import for_terminal
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # names of annotations: a download imports no kit, manifest or ZIM code
+    from ..kit import KitSettings
+    from ..manifest_reader import Manifest
+    from ..progress import Progress
     from ..zim import ZimReport
 
 __all__ = [

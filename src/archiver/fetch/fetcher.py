@@ -82,6 +82,7 @@ from .transfer import (
     held_after,
     start_partial,
 )
+from .warm import warm_up
 
 __all__ = ["Fetcher", "RetryBudget"]  # RetryBudget: from .transfer, still named here
 
@@ -133,6 +134,7 @@ class Fetcher:
         self.unsplit: set[tuple[str, str]] = set()
         # Per host, the files preparing for a slot (Turn): as many as the host may fetch.
         self.ahead: dict[str, asyncio.Semaphore] = {}
+        self.pending = 0  # files of the run not yet done: one alone may warm connections
 
     def _turn(self, url: str) -> Turn:
         """A file's turn at a slot for ``url``, in its host's queue."""
@@ -143,6 +145,7 @@ class Fetcher:
 
     async def run(self, job: Job) -> Outcome:
         turn = self._turn(self.settings.request_url(job.url))
+        self.pending += 1
         try:
             await turn.queue()
             outcome = await self._with_retries(job, turn)
@@ -151,6 +154,7 @@ class Fetcher:
             reason = f"internal error: {type(exc).__name__}: {exc} (a bug: please report it)"
             outcome = Outcome(job, Status.FAILED, reason=reason)
         finally:
+            self.pending -= 1
             await turn.give()
             self.room.release(job)
         start = turn.since if turn.since is not None else time.monotonic()
@@ -287,6 +291,7 @@ class Fetcher:
                 headers["If-Modified-Since"] = job.revalidate.last_modified
         part, side = self.archive.partial_paths(job.entry.id, job.role)
         sink: Sink | None = None
+        warm: asyncio.Task[None] | None = None
         password = self._password_for(job, url)
         if password:
             headers[PASSWORD_HEADER] = password
@@ -305,9 +310,14 @@ class Fetcher:
             if segments is not None:  # fetched in parts: each part resumes where it stopped
                 return await self._split(job, line, segments, None, counter, turn)
             asked = time.monotonic()
+            answered = asyncio.Event()
+            if self._may_warm(job, have):
+                more = self.settings.connections - 1
+                warm = asyncio.create_task(warm_up(line, more, answered))
             async with self.client.stream(
                 "GET", url, headers=headers, extensions=origin
             ) as response:
+                answered.set()
                 latency = time.monotonic() - asked
                 offset, expected, state = self._check_response(job, response, have, state)
                 if offset is not None:
@@ -373,10 +383,24 @@ class Fetcher:
                 raise Dropped(job.url, reason) from exc
             raise DownloadError(job.url, reason) from exc
         finally:
+            if warm is not None:
+                warm.cancel()  # done long since, but for a file that failed at once
             self.room.release(job)
             if sink is not None and not sink.closed:
                 with contextlib.suppress(OSError):
                     await asyncio.to_thread(sink.close, durable=False)
+
+    def _may_warm(self, job: Job, have: int) -> bool:
+        """Whether to open the connections a split would add while the first request waits
+        for its answer (:mod:`.warm`): only for a new file that may be split (its size not
+        known, or known to be large enough), alone in the run (no other file waits for a
+        slot, or would find one taken), from its first byte."""
+        settings = self.settings
+        if settings.connections < 2 or have or job.revalidate is not None:
+            return False
+        if job.key in self.unsplit or self.pending != 1:
+            return False
+        return job.known_size is None or job.known_size >= max(settings.split_at, 1)
 
     def _splittable(
         self,
