@@ -119,7 +119,7 @@ def test_the_layout_test_sees_imports() -> None:
     """The checks above would pass on a parser that finds nothing: make sure it finds them."""
     modules = _modules()
     assert {"catalog", "entry", "errors", "files"} <= _imports("archive", modules["archive"])
-    assert {"fetch.plan", "fetch.http", "progress"} <= _imports("fetch", modules["fetch"])
+    assert {"fetch.plan", "fetch.settings", "urls"} <= _imports("fetch", modules["fetch"])
     assert "kit.bag" in _imports("cli", modules["cli"])
 
 

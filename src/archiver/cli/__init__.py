@@ -40,15 +40,12 @@ from ..errors import (
     UsageError,
     describe_os_error,
 )
-from ..fetch import DownloadSettings, download, preview
-from ..fetch.preview import retiring
+from ..fetch import DownloadSettings
 from ..files import unsafe_target
-from ..kit import KitSettings, package
-from ..manifest import load_manifest, manifest_bytes, write_manifest_bytes
+from ..kit import KitSettings
+from ..manifest_reader import load_manifest
 from ..progress import NullProgress, Progress
-from ..sync import SyncSettings, plan_sync, sync
 from ..units import format_bytes
-from ..zim import check_zim_path
 from .config import load_config
 from .dryrun import dry_run_lines
 from .options import (
@@ -74,7 +71,7 @@ from .output import (
 from .unreachable import failure_lines, reachable
 from .zim import is_zim_path, package_zim_run, verify_zim_run, zim_option, zim_summary
 
-if TYPE_CHECKING:  # verify's: a download does not import them (issue 14's start-up)
+if TYPE_CHECKING:  # a command's own, imported where it runs (issue 14's start-up)
     from ..audit import AuditReport
 
 __all__ = ["EXIT_INTERNAL", "EXIT_INTERRUPTED", "cli", "main"]
@@ -306,6 +303,8 @@ def manifest(ctx: click.Context, paths: tuple[Path, ...], output: Path) -> None:
       archiver manifest -o manifests/default.json     # the bundled collection
     """
     state = _state(ctx)
+    from ..manifest import manifest_bytes, write_manifest_bytes  # the fiches: YAML
+
     data, count = manifest_bytes(paths or (default_collection(),))
     noun = "entry" if count == 1 else "entries"
     if str(output) == "-":
@@ -354,6 +353,9 @@ def download_command(
     Exit codes: 0 all held; 1 some failed; 2 bad manifest, or an archive folder that cannot
     be used; 3 archive locked by another run.
     """
+    from ..fetch.preview import preview
+    from ..fetch.run import download
+
     state = _state(ctx)
     if dry_run:
         found = preview(load_manifest(manifest_path), archive, settings=download_settings)
@@ -439,6 +441,9 @@ def package_command(
     --zim path that is a folder, not a ZIM, or inside the archive; 3 archive or kit locked
     by another run.
     """
+    from ..kit import package
+    from ..zim import check_zim_path
+
     state = _state(ctx)
     if kit is None and zim is None:
         raise UsageError("give the kit folder (-o KIT), a ZIM file (--zim FILE.zim), or both")
@@ -654,6 +659,8 @@ def sync_command(
     synced), or an archive or kit folder that cannot be used (read-only, a file where a
     folder should be, not archiver's); 3 another run holds the archive or kit.
     """
+    from ..sync import SyncSettings, plan_sync, sync
+
     state = _state(ctx)
     settings = SyncSettings(
         # With a bar drawn, each file's size is asked first (HEAD) so the bar's total holds.
@@ -669,6 +676,8 @@ def sync_command(
         found, planned = plan_sync(list(paths), archive, settings=settings, kit=target)
         chose = fit is not None or download_settings.max_height is not None
         renditions = chose or kit_settings.transcode is not None
+        from ..fetch.preview import retiring  # a dry run's: it asked the network already
+
         gone = retiring(archive, {video.entry_id for video in planned})
         for line in dry_run_lines(found, planned, renditions=renditions, kit=target, retired=gone):
             _echo(line)

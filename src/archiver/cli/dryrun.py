@@ -12,11 +12,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..fetch import Action, PlannedFile, Preview
 from ..units import format_bytes
 from .output import fit_plan_lines, planned_lines
 
-if TYPE_CHECKING:  # a name of annotations: the command line imports no sync for a download
+if TYPE_CHECKING:  # names of annotations: the command line imports no sync, no HTTP client
+    from ..fetch import PlannedFile, Preview
     from ..sync import PlannedVideo
 
 __all__ = ["dry_run_lines"]
@@ -34,6 +34,8 @@ def _name(file: PlannedFile) -> str:
 def _video_line(files: Sequence[PlannedFile]) -> str:
     entry = files[0].job.entry
     parts = []
+    from ..fetch.preview import Action  # a dry run's: it asked the network already
+
     by = {action: [f for f in files if f.action is action] for action in Action}
     if by[Action.FETCH]:
         parts.append("fetch " + ", ".join(_sized(f) for f in by[Action.FETCH]))
@@ -60,6 +62,7 @@ def dry_run_lines(
     """Every line of a dry run: with ``renditions`` (``--fit``, ``--max-height``,
     ``--transcode``), each video's planned rendition first; then each video's files; the
     hosts a run would not reach; the totals; and, for a sync, what the ``kit`` would show."""
+    from ..fetch.preview import Action  # a dry run's: it asked the network already
     from ..kit.pages import collation_key  # the kit's order of titles; the kit only here
 
     titles = {video.entry_id: video.title for video in planned}

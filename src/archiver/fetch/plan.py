@@ -15,6 +15,7 @@ import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 from .. import sniff
@@ -26,8 +27,10 @@ from ..errors import StorageError, UsageError
 from ..links import height_in_link
 from ..manifest_reader import Manifest
 from ..names import slugify
-from .hosts import Down
-from .peertube import Unavailable, VideoFile, VideoInfo
+
+if TYPE_CHECKING:  # the API's client needs httpx: a plan read from a seal does not
+    from .hosts import Down
+    from .peertube import Unavailable, VideoFile, VideoInfo
 
 log = logging.getLogger(__name__)
 
@@ -170,6 +173,8 @@ def choose(
     but for one whose host is given up on for the run (``unreachable``): it fails as the
     host's other files do, and the kit is made of what the archive holds.
     """
+    from .peertube import Unavailable, VideoInfo  # asked of the API: httpx is loaded
+
     link_sizes = link_sizes or {}
     infos: dict[str, VideoInfo] = {}
     failed: dict[str, str] = {}

@@ -102,7 +102,7 @@ def preview(
 ) -> Preview:
     """What :func:`archiver.fetch.fetch_into` would do with ``manifest``, doing none of it;
     ``offline`` (``sync --offline``): with no request at all, what the archive holds."""
-    from . import _run  # the package's runner: one event loop, also under a running one
+    from .run import _run  # the package's runner: one event loop, also under a running one
 
     archive = open_for_reading(archive_root)
     try:
