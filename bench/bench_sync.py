@@ -41,7 +41,7 @@ from pathlib import Path
 
 from archiver.entry import Entry
 from archiver.fiche_cache import CACHE_FOLDER
-from archiver.settled import SEAL_NAME
+from archiver.settled import SEAL_PREFIX
 from common import Timing, hold_videos, make_clip, make_entries, make_file, timed
 from scale import Curve, phases, plot, seed_derived, table, twin
 
@@ -154,10 +154,11 @@ def measure(
 def measure_whole(command: list[str], folder: Path, runs: int) -> list[Timing]:
     """``runs`` timings of a no-op sync whose seal was removed first: what a run costs when
     anything it depends on moved (:mod:`archiver.settled`), and the run that seals again."""
-    seal = folder / "archive" / CACHE_FOLDER / SEAL_NAME
+    cache = folder / "archive" / CACHE_FOLDER
     timings = []
     for _ in range(runs):
-        seal.unlink(missing_ok=True)
+        for seal in cache.glob(f"{SEAL_PREFIX}*.pickle"):
+            seal.unlink()
         with tree(None):
             timings.append(timed(command))
     return timings

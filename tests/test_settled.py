@@ -12,7 +12,10 @@ import hashlib
 import json
 import os
 import pickle
+import shutil
 import sqlite3
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -30,7 +33,18 @@ from .conftest import tagged
 from .server import FileServer
 from .test_sync import clip, collection, fiche, in_kit, run, sync_args  # noqa: F401 - clip: fixture
 
-SEAL = Path("archive") / CACHE_FOLDER / settled.SEAL_NAME
+
+def seals(tmp_path: Path) -> list[Path]:
+    """The archive's seals (one for each command that sealed it)."""
+    return sorted((tmp_path / "archive" / CACHE_FOLDER).glob(f"{settled.SEAL_PREFIX}*.pickle"))
+
+
+def the_seal(tmp_path: Path) -> Path:
+    """The seal written last (a command run otherwise keeps its own: a fiche edited is
+    another key)."""
+    found = seals(tmp_path)
+    assert found
+    return max(found, key=lambda path: path.stat().st_mtime_ns)
 
 
 @pytest.fixture
@@ -53,9 +67,9 @@ def sealed(tmp_path: Path, server: FileServer, clip: bytes, *extra: str | Path) 
     extra = extra or ("-q",)
     folder = collection(tmp_path, server, clip)
     assert run(*sync_args(tmp_path, *extra))[0] == 0
-    assert not (tmp_path / SEAL).exists()  # a run that fetched is not sealed
+    assert not seals(tmp_path)  # a run that fetched is not sealed
     assert run(*sync_args(tmp_path, *extra))[0] == 0
-    assert (tmp_path / SEAL).is_file()
+    the_seal(tmp_path)
     return folder
 
 
@@ -192,7 +206,7 @@ def test_whatever_a_seal_depends_on_changed_makes_a_whole_run(
     assert [p.path for p in problems] in ([], ["data/notes-de-la-bibliothecaire.txt"])
     # Sealed again: by the whole run if it found nothing to mend, else by the one after.
     assert run(*sync_args(tmp_path, "-q"))[0] == 0
-    assert (tmp_path / SEAL).is_file()
+    the_seal(tmp_path)
     whole = whole_runs[0]
     assert run(*sync_args(tmp_path, "-q"))[0] == 0 and whole_runs[0] == whole  # replayed
 
@@ -245,12 +259,13 @@ def test_a_fiche_added_is_fetched(
     whole_runs: list[int],
 ) -> None:
     folder = sealed(tmp_path, server, clip)
+    before = seals(tmp_path)
     path = "/videos/00000007-1111-4222-8333-444444444444-480.mp4"
     server.add(path, tagged(clip, b"\x00\x07"))
     fiche(folder, 7, server.url(path), title="Nouvelle")
     assert run(*sync_args(tmp_path, "-q"))[0] == 0 and whole_runs[0] == 3
     assert in_kit(tmp_path, "00000007-1111-4222-8333-444444444444").is_file()
-    assert not (tmp_path / SEAL).exists()  # it fetched: no seal
+    assert seals(tmp_path) == before  # it fetched: no seal of its own (another key's stays)
 
 
 def test_a_seal_ends_when_the_first_file_is_due_upstream(
@@ -268,16 +283,17 @@ def test_a_seal_ends_when_the_first_file_is_due_upstream(
 
 
 def _seal_key(tmp_path: Path) -> settled.Key:
-    found = settled.read_head(tmp_path / SEAL)
-    assert found is not None
-    head, _ = found
-    assert isinstance(head, dict) and isinstance(head["key"], settled.Key)
-    return head["key"]
+    key = settled.key_in(the_seal(tmp_path))
+    assert key is not None
+    return key
 
 
-def seal_of(body: bytes, head: dict[str, object]) -> bytes:
+def seal_of(body: bytes, head: dict[str, object], key: settled.Key) -> bytes:
     """A seal's bytes as :func:`archiver.settled.write` lays them out."""
-    return body + pickle.dumps(head) + len(body).to_bytes(8, "big")
+    head_bytes = pickle.dumps(head)
+    key_at = len(body) + len(head_bytes)
+    trailer = len(body).to_bytes(8, "big") + key_at.to_bytes(8, "big")
+    return body + head_bytes + pickle.dumps(key) + trailer
 
 
 class _Boom:
@@ -292,19 +308,21 @@ def test_a_hostile_seal_runs_nothing_and_the_run_is_whole(
     whole_runs: list[int],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.chdir(tmp_path)  # where "touch pwned" would write; the working folder is keyed
     sealed(tmp_path, server, clip)
-    monkeypatch.chdir(tmp_path)
-    seal = tmp_path / SEAL
-    found = settled.read_head(seal)
-    assert found is not None and isinstance(found[0], dict)
+    seal = the_seal(tmp_path)
+    key = _seal_key(tmp_path)
+    found = settled.read_head(seal, key)
+    assert found is not None
     head = found[0]
     # A head that would call a function; then a sound head over a report that would.
-    seal.write_bytes(seal_of(b"", {**head, "boom": _Boom()}))
+    seal.write_bytes(seal_of(b"", {**head, "boom": _Boom()}, key))
     assert run(*sync_args(tmp_path, "-q"))[0] == 0
     assert not (tmp_path / "pwned").exists() and whole_runs[0] == 3
     body = pickle.dumps(_Boom())
-    seal.write_bytes(seal_of(body, {**head, "body_sha256": hashlib.sha256(body).hexdigest()}))
-    hostile = settled.read(tmp_path / "archive", head["key"])
+    sound = {**head, "body_sha256": hashlib.sha256(body).hexdigest()}
+    seal.write_bytes(seal_of(body, sound, key))
+    hostile = settled.read(tmp_path / "archive", key)
     assert hostile is not None
     with Archive(tmp_path / "archive") as archive:
         assert hostile.survey.holds(archive)  # all holds, but the report is refused
@@ -322,7 +340,7 @@ def test_a_damaged_seal_is_no_seal(
     damage: str,
 ) -> None:
     sealed(tmp_path, server, clip)
-    seal = tmp_path / SEAL
+    seal = the_seal(tmp_path)
     data = seal.read_bytes()
     if damage == "truncated":
         seal.write_bytes(data[: len(data) - 100])
@@ -357,7 +375,7 @@ def test_a_change_while_the_run_works_leaves_no_seal(
 
     monkeypatch.setattr(sync_module, "build_kit", then_deleted)
     assert run(*sync_args(tmp_path, "-q"))[0] == 0
-    assert not (tmp_path / SEAL).exists()
+    assert not seals(tmp_path)
     monkeypatch.setattr(sync_module, "build_kit", real)
     assert run(*sync_args(tmp_path, "-q"))[0] == 0
     assert in_kit(tmp_path, "00000001-1111-4222-8333-444444444444").is_file()
@@ -394,24 +412,37 @@ def test_a_seal_serves_a_run_that_asks_no_more_words_of_it(
     at -q, a run at the default verbosity is whole: its warnings were never captured."""
     sealed(tmp_path, server, clip, "-v")
     assert run(*sync_args(tmp_path, "-q"))[0] == 0 and whole_runs[0] == 2
-    settled.forget(tmp_path / "archive")
+    settled.forget(tmp_path / "archive", _seal_key(tmp_path))
     assert run(*sync_args(tmp_path, "-q"))[0] == 0 and whole_runs[0] == 3  # sealed at -q
     assert run(*sync_args(tmp_path))[0] == 0 and whole_runs[0] == 4
 
 
-def test_whether_bars_ask_sizes_first_is_no_part_of_the_key(tmp_path: Path) -> None:
+def test_how_files_would_be_fetched_is_no_part_of_the_key(tmp_path: Path) -> None:
+    """A nightly sync and a daytime one at a lower rate, with bars or not, share a seal: a run
+    with nothing to fetch is the same whatever its jobs, rate or sizes first. What a file is
+    held as (its height) and the kit's settings are part of it."""
     folder = tmp_path / "fiches"
     fiche(folder, 1, "https://example.org/a.mp4")
     plain = sync_module.SyncSettings()
-    bars = dataclasses.replace(
-        plain, download=dataclasses.replace(plain.download, sizes_first=True)
+    fetching = dataclasses.replace(
+        plain,
+        download=dataclasses.replace(
+            plain.download, sizes_first=True, jobs=2, rate_limit=200_000, retries=3
+        ),
+        max_time=3600.0,
     )
-    other = dataclasses.replace(plain, download=dataclasses.replace(plain.download, jobs=2))
+    taller = dataclasses.replace(
+        plain, download=dataclasses.replace(plain.download, max_height=360)
+    )
+    titled = dataclasses.replace(plain, kit=dataclasses.replace(plain.kit, title="Autre"))
     keys = [
-        settled.key_of([folder], tmp_path / "archive", tmp_path / "kit", sync_module._as_sealed(s))
-        for s in (plain, bars, other)
+        settled.key_of(
+            [folder], tmp_path / "archive", tmp_path / "kit", sync_module._as_sealed(s), "r"
+        )
+        for s in (plain, fetching, taller, titled)
     ]
-    assert keys[0] is not None and keys[0] == keys[1] != keys[2]
+    assert keys[0] is not None and keys[0] == keys[1]
+    assert len({keys[0], keys[2], keys[3]}) == 3
 
 
 @pytest.mark.parametrize("shape", ["link to a seal", "pipe", "cache folder a link"])
@@ -426,13 +457,14 @@ def test_a_seal_is_never_read_or_removed_through_a_link_nor_waited_on(
     read), a named pipe (not waited on), the cache folder a link out of the archive (nothing
     read, removed or written there)."""
     sealed(tmp_path, server, clip)
-    seal = tmp_path / SEAL
+    seal = the_seal(tmp_path)
+    name = seal.name
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    (elsewhere / settled.SEAL_NAME).write_bytes(seal.read_bytes())
+    (elsewhere / name).write_bytes(seal.read_bytes())
     if shape == "link to a seal":
         seal.unlink()
-        seal.symlink_to(elsewhere / settled.SEAL_NAME)
+        seal.symlink_to(elsewhere / name)
     elif shape == "pipe":
         seal.unlink()
         os.mkfifo(seal)
@@ -443,5 +475,178 @@ def test_a_seal_is_never_read_or_removed_through_a_link_nor_waited_on(
         cache.rmdir()
         cache.symlink_to(elsewhere, target_is_directory=True)
     assert run(*sync_args(tmp_path, "-q"))[0] == 0 and whole_runs[0] == 3
-    assert (elsewhere / settled.SEAL_NAME).read_bytes()  # left where it is, as it was
-    assert sorted(p.name for p in elsewhere.iterdir()) == [settled.SEAL_NAME]
+    assert (elsewhere / name).read_bytes()  # left where it is, as it was
+    assert sorted(p.name for p in elsewhere.iterdir()) == [name]
+
+
+def test_a_replayed_sync_imports_no_http_client_nor_zim(
+    server: FileServer,
+    clip: bytes,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """What a sealed run costs is mostly the interpreter's start-up: it replays without
+    httpx, asyncio, libzim or the page templates (checked in a fresh interpreter)."""
+    sealed(tmp_path, server, clip)
+    args = [str(a) for a in sync_args(tmp_path, "-q")]
+    code = (
+        "import json, sys\n"
+        "from archiver.cli import main\n"
+        f"sys.argv = ['archiver', *{args!r}]\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit as exc:\n"
+        "    assert exc.code in (0, None), exc.code\n"
+        "heavy = ('httpx', 'asyncio', 'libzim', 'jinja2', 'archiver.fetch.run')\n"
+        "print(json.dumps([m for m in heavy if m in sys.modules]))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert json.loads(done.stdout.splitlines()[-1]) == []
+    assert settled.read(tmp_path / "archive", _seal_key(tmp_path)) is not None  # still sealed
+
+
+@pytest.mark.parametrize("subfolder", [None, "Videos"])
+def test_a_kit_deleted_after_sealing_is_made_again(
+    server: FileServer,
+    clip: bytes,  # noqa: F811
+    tmp_path: Path,
+    whole_runs: list[int],
+    subfolder: str | None,
+) -> None:
+    """A key formatted again, or a kit deleted to be made anew: a whole run, exit 0."""
+    extra = ("-q", "--subfolder", subfolder) if subfolder else ("-q",)
+    sealed(tmp_path, server, clip, *extra)
+    kit = tmp_path / "kit" / subfolder if subfolder else tmp_path / "kit"
+    shutil.rmtree(kit)
+    assert run(*sync_args(tmp_path, *extra))[0] == 0 and whole_runs[0] == 3
+    assert verify_bag(kit)[2] == []
+
+
+def test_a_kit_named_by_a_link_is_looked_at_where_it_is(
+    server: FileServer,
+    clip: bytes,  # noqa: F811
+    tmp_path: Path,
+    whole_runs: list[int],
+) -> None:
+    real = tmp_path / "usb"
+    real.mkdir()
+    (tmp_path / "kit").symlink_to(real, target_is_directory=True)
+    sealed(tmp_path, server, clip)
+    change_kit_page(tmp_path)  # through the link: the page in usb/
+    assert run(*sync_args(tmp_path, "-q"))[0] == 0 and whole_runs[0] == 3
+    assert verify_bag(real)[2] == []
+
+
+def test_another_build_of_archiver_is_another_key(
+    server: FileServer,
+    clip: bytes,  # noqa: F811
+    tmp_path: Path,
+    whole_runs: list[int],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Templates or rendering libraries upgraded (the kit's recipe), or archiver's own files
+    changed under the same version number: the pages may come out otherwise, so the run is
+    whole."""
+    sealed(tmp_path, server, clip)
+    real = sync_module.recipe
+    monkeypatch.setattr(sync_module, "recipe", lambda: real() + "+markdown-it 4.1")
+    assert run(*sync_args(tmp_path, "-q"))[0] == 0 and whole_runs[0] == 3
+    template = Path(settled.__file__).parent / "kit" / "templates" / "video.html"
+    before = settled._code()
+    found = template.stat()
+    os.utime(template, ns=(found.st_atime_ns, found.st_mtime_ns))  # its change time moves
+    assert settled._code() != before
+
+
+def test_an_audit_between_syncs_does_not_break_the_seal(
+    server: FileServer,
+    clip: bytes,  # noqa: F811
+    tmp_path: Path,
+    whole_runs: list[int],
+) -> None:
+    """cron.md's crontab audits a share of the archive every night: an audit notes when each
+    file was last found intact, which no kit shows; the next sync is replayed."""
+    sealed(tmp_path, server, clip)
+    assert run("verify", "--archive", tmp_path / "archive", "-q")[0] == 0
+    with sqlite3.connect(tmp_path / "archive" / "catalog.sqlite") as db:
+        assert db.execute("SELECT COUNT(*) FROM files WHERE audited_at IS NOT NULL").fetchone()[0]
+    assert run(*sync_args(tmp_path, "-q"))[0] == 0 and whole_runs[0] == 2
+
+
+def test_a_deleted_working_folder_makes_a_whole_run_not_a_crash(
+    server: FileServer,
+    clip: bytes,  # noqa: F811
+    tmp_path: Path,
+    whole_runs: list[int],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sealed(tmp_path, server, clip)
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    gone.rmdir()
+    assert run(*sync_args(tmp_path, "-q"))[0] == 0 and whole_runs[0] == 3
+
+
+@pytest.mark.parametrize(
+    "field",
+    [
+        {"logged": (("archiver", "30", "a level that is text"),)},
+        {"survey": settled.Survey((1, 2), (b"a path in bytes",), "x")},  # type: ignore[arg-type]
+        {"log_level": "10"},
+        {"summary": {1: "a key that is a number"}},
+    ],
+    ids=["log level", "survey path", "verbosity", "summary"],
+)
+def test_a_seal_head_of_the_wrong_kinds_is_no_seal(
+    server: FileServer,
+    clip: bytes,  # noqa: F811
+    tmp_path: Path,
+    whole_runs: list[int],
+    field: dict[str, object],
+) -> None:
+    sealed(tmp_path, server, clip)
+    seal, key = the_seal(tmp_path), _seal_key(tmp_path)
+    found = settled.read_head(seal, key)
+    assert found is not None
+    head, body_size = found
+    body = seal.read_bytes()[:body_size]
+    seal.write_bytes(seal_of(body, {**head, **field}, key))
+    assert settled.read(tmp_path / "archive", key) is None
+    assert run(*sync_args(tmp_path, "-q"))[0] == 0 and whole_runs[0] == 3
+
+
+def test_a_catalog_whose_count_of_changes_was_removed_is_never_sealed(
+    server: FileServer,
+    clip: bytes,  # noqa: F811
+    tmp_path: Path,
+    whole_runs: list[int],
+) -> None:
+    sealed(tmp_path, server, clip)
+    with sqlite3.connect(tmp_path / "archive" / "catalog.sqlite") as db:
+        db.execute("DELETE FROM changes")
+    with Archive(tmp_path / "archive") as archive:
+        assert archive.catalog.changes() is None
+    for expected in (3, 4):  # neither replayed, nor sealed: the count cannot be told
+        assert run(*sync_args(tmp_path, "-q"))[0] == 0 and whole_runs[0] == expected
+    with sqlite3.connect(tmp_path / "archive" / "catalog.sqlite") as db:
+        db.execute("DROP TRIGGER changes_files_update")
+        db.execute("INSERT INTO changes VALUES (0, 1)")
+    with Archive(tmp_path / "archive") as archive:
+        assert archive.catalog.changes() is None  # a trigger gone: the same
+
+
+def test_a_seal_leaves_no_temporaries_and_the_last_seals_only(tmp_path: Path) -> None:
+    """What a killed run left half written goes, and the seals past the most recent ones."""
+    folder = tmp_path / "archive" / CACHE_FOLDER
+    folder.mkdir(parents=True)
+    (folder / f".{settled.SEAL_PREFIX}abc.tmp").write_bytes(b"half")
+    (folder / "fiches.json").write_text("{}")
+    names = [f"{settled.SEAL_PREFIX}{n}.pickle" for n in range(6)]
+    for number, name in enumerate(names):
+        (folder / name).write_bytes(b"x")
+        os.utime(folder / name, ns=(number * 10**9, number * 10**9))
+    settled._tidy(folder)
+    kept = sorted(p.name for p in folder.iterdir())
+    assert kept == sorted(["fiches.json", *names[-(settled.MAX_SEALS - 1) :]])

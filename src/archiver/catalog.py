@@ -323,10 +323,33 @@ def _migrate_5(db: sqlite3.Connection) -> None:
 
 
 # What a run's outcome depends on: every table but a run's own record of itself (``runs``,
-# ``failures``). ``items.last_seen`` is excluded too: every sync sets it, and it is history,
-# not something a run reads. A migration that adds a column to ``items`` adds it here.
+# ``failures``). Left out too: what only history and ``status`` read, which every sync or
+# audit writes: an item's ``last_seen``, a file's ``audited_at`` and an audit's own events
+# (a kit shows none of them). The triggers' columns are read from the tables when they are
+# made: a migration that adds a column makes them again (:func:`_changes_triggers`).
 _CHANGES_TABLES = ("meta", "items", "files", "derived", "events", "restores")
-_ITEMS_COLUMNS = ("id", "title", "first_seen", "retired_at", "entry_note")
+_CHANGES_IGNORED = {"items": ("last_seen",), "files": ("audited_at",)}
+CHANGES_TRIGGERS = len(_CHANGES_TABLES) * 3
+
+
+def _changes_triggers(db: sqlite3.Connection) -> None:
+    """(Re)make the triggers that move ``changes`` on every change a run depends on."""
+    bump = "UPDATE changes SET n = n + 1, token = random();"
+    for table in _CHANGES_TABLES:
+        for event in ("INSERT", "DELETE", "UPDATE"):
+            name = f"changes_{table}_{event.lower()}"
+            when = ""
+            if event == "UPDATE" and table in _CHANGES_IGNORED:
+                columns = [
+                    row[1]
+                    for row in db.execute(f"PRAGMA table_info({table})")
+                    if row[1] not in _CHANGES_IGNORED[table]
+                ]
+                when = "WHEN " + " OR ".join(f"OLD.{c} IS NOT NEW.{c}" for c in columns)
+            elif event == "INSERT" and table == "events":
+                when = "WHEN NEW.kind IS NOT 'audit'"
+            db.execute(f"DROP TRIGGER IF EXISTS {name}")
+            db.execute(f"CREATE TRIGGER {name} AFTER {event} ON {table} {when} BEGIN {bump} END")
 
 
 def _migrate_6(db: sqlite3.Connection) -> None:
@@ -337,18 +360,7 @@ def _migrate_6(db: sqlite3.Connection) -> None:
     the same number, from the one the count was read from."""
     db.execute("CREATE TABLE changes (n INTEGER NOT NULL, token INTEGER NOT NULL)")
     db.execute("INSERT INTO changes (n, token) VALUES (0, random())")
-    bump = "UPDATE changes SET n = n + 1, token = random();"
-    for table in _CHANGES_TABLES:
-        for event in ("INSERT", "DELETE", "UPDATE"):
-            when = ""
-            if table == "items" and event == "UPDATE":
-                when = "WHEN " + " OR ".join(
-                    f"OLD.{column} IS NOT NEW.{column}" for column in _ITEMS_COLUMNS
-                )
-            db.execute(
-                f"CREATE TRIGGER changes_{table}_{event.lower()} AFTER {event} ON {table}"
-                f" {when} BEGIN {bump} END"
-            )
+    _changes_triggers(db)
 
 
 # Each migration brings the catalog from the version before it to its own (its index + 1).
@@ -905,11 +917,18 @@ class Catalog:
         with self._write() as db:
             db.execute("UPDATE items SET last_seen=? WHERE retired_at IS NULL", (utc_now(),))
 
-    def changes(self) -> tuple[int, int]:
+    def changes(self) -> tuple[int, int] | None:
         """Where the catalog's count of changes stands, with its token (see :func:`_migrate_6`):
-        equal twice, nothing a run depends on changed between."""
-        row = self._one("SELECT n, token FROM changes")
-        return (int(row[0]), int(row[1])) if row is not None else (-1, 0)
+        equal twice, nothing a run depends on changed between. ``None`` when it cannot be
+        told: its row or one of its triggers gone (a person's edit), nothing to compare."""
+        row = self._one(
+            "SELECT (SELECT COUNT(*) FROM changes), n, token,"
+            " (SELECT COUNT(*) FROM sqlite_master WHERE type = 'trigger'"
+            " AND name LIKE 'changes\\_%' ESCAPE '\\') FROM changes"
+        )
+        if row is None or row[0] != 1 or row[3] != CHANGES_TRIGGERS:
+            return None
+        return (int(row[1]), int(row[2]))
 
     def retire_missing(self, present: set[str]) -> list[tuple[str, str]]:
         """Mark retired, now, every active item not in ``present``: ``[(id, title)]``."""

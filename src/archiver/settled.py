@@ -4,29 +4,34 @@ Most nights a cron job's sync finds the collection as the last run left it: the 
 nothing due for a check upstream, every file where it was. Finding that out the long way costs
 every fiche parsed or looked up, every held file planned, every kit page keyed and every kit
 file compared: seconds at 10,000 videos. This module lets a run that changed nothing leave a
-*seal* (``cache/sync-seal.pickle`` in the archive), and the next run, when the seal still
-holds, give the same report without doing that work.
+*seal* (``cache/sync-seal-<key>.pickle`` in the archive, one for each command, the last
+:data:`MAX_SEALS` kept), and the next run of the same command, when the seal still holds,
+give the same report without doing that work.
 
 A seal holds when all of these are as the sealed run found them, each checked by the next run:
 
-- the command: its settings, fiches' and folders' paths, working folder, archiver's and
-  Python's versions (:class:`Key`), and a verbosity that asks no more than the sealed run's;
+- the command (:class:`Key`): the settings that matter to a run with nothing to fetch, the
+  fiches' and folders' paths, the working folder, archiver's code (every file of the package,
+  by size and time) and the recipe of the kit's pages (templates, the libraries that render),
+  Python's version; and a verbosity that asks no more than the sealed run's;
 - the fiches: every ``*.md`` the run would read, found the same way, and a sha256 of their
   bytes (read again: an edit that keeps a file's size and time is seen, as the fiche cache sees
   it);
 - the catalog: its count of changes and the random token each change draws (triggers, so any
-  writer moves them: a ``restore``, a ``download``, an ``audit`` of another process);
-- every file and folder of the archive's own folders and of the kit: type, size, times of
-  modification and of change, inode (:func:`survey`). A file a person deleted, changed, or
-  added (its folder's time moves) is seen;
+  writer moves them: a ``restore``, a ``download``, another tool; not an audit's own notes);
+- every file and folder of the archive's own folders and of the kit (through the link, when
+  the kit is named by one): type, size, times of modification and of change, inode
+  (:func:`survey`). A file a person deleted, changed, or added (its folder's time moves) is
+  seen;
 - the clock: the seal ends when the first held file or cached API answer is due to be asked
   about upstream again (``--refresh-after``).
 
 It is written only by a run that found nothing to do, and only when the archive, the kit and
 the catalog were the same after the run as before it: whatever a person or another process
 changed while the run worked makes the next run a whole one. Anything unexpected (a seal that
-cannot be read, of another format, with a checksum that does not match) is no seal: the run
-does all its work, as before this module.
+cannot be read, of another format, with a field of the wrong kind, a checksum that does not
+match, a catalog whose count was tampered with) is no seal: the run does all its work, as
+before this module.
 
 Under the archive's and the kit's locks, a run that finds its seal holds records itself in the
 catalog (its run, the items seen again), says again what the sealed run logged, and returns
@@ -35,7 +40,8 @@ as it is written.
 
 The seal is a pickle, read by an unpickler that makes only archiver's own dataclasses and
 enumerations and paths (:class:`_Unpickler`): a seal put in the archive by someone else can
-make no other object and call nothing else.
+make no other object and call nothing else. Its key is read first, and alone (a few hundred
+bytes): a seal of another command costs nothing to pass over.
 """
 
 from __future__ import annotations
@@ -67,15 +73,18 @@ if TYPE_CHECKING:
     from .archive import Archive
 
 __all__ = [
-    "SEAL_NAME",
+    "MAX_SEALS",
     "Key",
     "Seal",
     "Survey",
     "answers_saved",
     "capture_log",
     "forget",
+    "key_in",
     "key_of",
     "read",
+    "seal_path",
+    "survey",
     "write",
 ]
 
@@ -83,11 +92,16 @@ log = logging.getLogger(__name__)
 
 _R = TypeVar("_R")
 
-FORMAT = 1
-SEAL_NAME = "sync-seal.pickle"  # in the archive's cache folder
-# A seal larger than this is no seal: 10,000 videos seal in about 33 MB, its head 7 MB.
+FORMAT = 2
+SEAL_PREFIX = "sync-seal-"  # in the archive's cache folder: sync-seal-<key digest>.pickle
+# Seals kept, the most recently written: one for each command run against the archive (two
+# kits fed from one archive, a daytime and a nightly sync), without gathering those of
+# commands no longer run (10,000 videos seal in about 33 MB).
+MAX_SEALS = 4
+# A seal larger than this is no seal; its key is read first, and alone.
 MAX_SEAL_BYTES = 1 << 30
-MAX_HEAD_BYTES = 256 << 20
+MAX_HEAD_BYTES = 64 << 20  # 10,000 videos: 7 MB
+MAX_KEY_BYTES = 1 << 20
 # What reading a seal that is not one (damaged, truncated, hostile) may raise.
 _UNREADABLE = (
     OSError,
@@ -102,15 +116,19 @@ _UNREADABLE = (
     MemoryError,
     RecursionError,
 )
+_OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 @dataclass(frozen=True)
 class Key:
-    """What a run is asked to do, and the fiches it reads: the same, and the run is the same."""
+    """What a run is asked to do, with what code, and the fiches it reads: the same, and the
+    run is the same."""
 
     format: int
     version: str
     python: tuple[int, int]
+    code: str  # every file of the package, by name, size and time
+    recipe: str  # how the kit's pages are made (the caller's: templates, libraries)
     settings: str
     paths: tuple[str, ...]
     cwd: str
@@ -118,13 +136,23 @@ class Key:
     kit: str
     fiches: str  # sha256 over every fiche's path and bytes, in the order the run reads them
 
+    def digest(self) -> str:
+        """What names this key's seal."""
+        return hashlib.sha256(repr(self).encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
-def key_of(paths: Sequence[Path], archive_root: Path, kit: Path, settings: object) -> Key | None:
-    """The run's key; ``None`` when a fiche cannot be read (the whole run says why), or when
-    the settings (a dataclass, as the run would use them) have no stable text: no seal
-    could ever be matched against them."""
+
+def key_of(
+    paths: Sequence[Path], archive_root: Path, kit: Path, settings: object, recipe: str
+) -> Key | None:
+    """The run's key; ``None`` when a fiche cannot be read (the whole run says why), when the
+    working folder is gone, or when the settings (a dataclass, as they matter to a seal) have
+    no stable text: no seal could ever be matched against them."""
     shown = repr(settings)
     if " at 0x" in shown:  # an object without a dataclass's text: no two runs would match
+        return None
+    try:
+        cwd = os.getcwd()
+    except OSError:  # a working folder deleted under the run: relative paths mean nothing
         return None
     digest = hashlib.sha256()
     try:
@@ -139,42 +167,71 @@ def key_of(paths: Sequence[Path], archive_root: Path, kit: Path, settings: objec
         format=FORMAT,
         version=__version__,
         python=(sys.version_info[0], sys.version_info[1]),
+        code=_code(),
+        recipe=recipe,
         settings=shown,
         paths=tuple(str(path) for path in paths),
-        cwd=os.getcwd(),
+        cwd=cwd,
         archive=str(archive_root.absolute()),
         kit=str(kit.absolute()),
         fiches=digest.hexdigest(),
     )
 
 
+def _code() -> str:
+    """Every file of archiver's package (code, templates, static files), by name, size and
+    time of change: another build of the same version is another key (1-2 ms)."""
+    digest = hashlib.sha256()
+    root = str(Path(__file__).parent)
+    for path, found in _walk(root):
+        if found is not None and stat.S_ISREG(found.st_mode) and "__pycache__" not in path:
+            digest.update(b"%s %d %d\n" % (os.fsencode(path), found.st_size, found.st_ctime_ns))
+    return digest.hexdigest()
+
+
 @dataclass(frozen=True)
 class Survey:
-    """The catalog's changes, every path of the archive's folders and of the kit, and a
-    sha256 of what ``lstat`` said of each (:func:`_stats_digest`): a path's folder gaining a
-    file moves the folder's time, so what was added is seen too."""
+    """The catalog's changes (``None``: they cannot be told), every path of the archive's
+    folders and of the kit, and a sha256 of what ``lstat`` said of each (:func:`_line`): a
+    path's folder gaining a file moves the folder's time, so what was added is seen too."""
 
-    changes: tuple[int, int]
+    changes: tuple[int, int] | None
     paths: tuple[str, ...]
     stats: str
 
     def holds(self, archive: Archive) -> bool:
         """Whether the catalog and every path are as surveyed."""
-        return archive.catalog.changes() == self.changes and _stats_digest(self.paths) == self.stats
+        if self.changes is None or archive.catalog.changes() != self.changes:
+            return False
+        return _stats_digest(self.paths) == self.stats
+
+    def sound(self) -> bool:
+        """Whether its fields are of their kinds (a seal's head is not trusted)."""
+        changes = self.changes
+        return (
+            (changes is None or (isinstance(changes, tuple) and _ints(changes, 2)))
+            and isinstance(self.paths, tuple)
+            and all(isinstance(path, str) for path in self.paths)
+            and isinstance(self.stats, str)
+        )
 
 
 def survey(archive: Archive, kit: Path, last_manifest: Path) -> Survey:
     """The catalog's changes, and every file and folder under the archive's own folders
-    (``media/``, ``store/``…), the last manifest and the kit, without following links.
+    (``media/``, ``store/``…), the last manifest and the kit, without following links but
+    the kit's own name (a kit named by a link is looked at where it is, and the link too).
 
-    The catalog itself, its lock and the cache folder (this seal's, the fiche cache's) are
-    left out: a run writes them whatever it finds.
+    The catalog itself, its lock and the cache folder (the seals, the fiche cache) are left
+    out: a run writes them whatever it finds.
     """
     paths: list[str] = []
     digest = hashlib.sha256()
-    roots = [archive.root / folder for folder in FOLDERS]
-    for root in (*roots, last_manifest, kit):
-        for path, found in _walk(str(root)):
+    roots = [str(archive.root / folder) for folder in FOLDERS]
+    roots += [str(last_manifest), str(kit)]
+    if kit.is_symlink():
+        roots.append(os.path.realpath(kit))
+    for root in roots:
+        for path, found in _walk(root):
             paths.append(path)
             digest.update(_line(found))
     return Survey(archive.catalog.changes(), tuple(paths), digest.hexdigest())
@@ -233,6 +290,10 @@ def _stats_digest(paths: Sequence[str]) -> str:
     return digest.hexdigest()
 
 
+def _ints(values: tuple[object, ...], count: int) -> bool:
+    return len(values) == count and all(type(value) is int for value in values)
+
+
 @dataclass(frozen=True)
 class Seal:
     """A sealed run: what it was asked (:class:`Key`), until when it holds, what it found,
@@ -251,7 +312,7 @@ class Seal:
         """The sealed run's report, or ``None`` when its bytes are not those sealed or it is
         not a ``kind``."""
         try:
-            fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+            fd = os.open(self.path, _OPEN_FLAGS)
             with open(fd, "rb") as stream:
                 body = stream.read(self.body_size)
             if hashlib.sha256(body).hexdigest() != self.body_sha256:
@@ -271,9 +332,9 @@ def _log_level() -> int:
     return logging.getLogger("archiver").getEffectiveLevel()
 
 
-def seal_path(archive_root: Path) -> Path:
-    """Where the archive keeps its seal."""
-    return archive_root / CACHE_FOLDER / SEAL_NAME
+def seal_path(archive_root: Path, key: Key) -> Path:
+    """Where the archive keeps the seal of ``key``'s command."""
+    return archive_root / CACHE_FOLDER / f"{SEAL_PREFIX}{key.digest()}.pickle"
 
 
 def _in_real_folder(path: Path) -> bool:
@@ -286,15 +347,14 @@ def _in_real_folder(path: Path) -> bool:
 
 
 def read(archive_root: Path, key: Key, *, now: float | None = None) -> Seal | None:
-    """The archive's seal when it was made for ``key`` and has not yet ended; else ``None``.
-    Reads its head only: its survey is checked under the locks, its report read after."""
-    path = seal_path(archive_root)
-    found = read_head(path)
+    """The archive's seal of ``key`` when it has not yet ended, and its head is sound; else
+    ``None``. Reads its key first, then its head: its survey is checked under the locks, its
+    report read after."""
+    path = seal_path(archive_root, key)
+    found = read_head(path, key)
     if found is None:
         return None
-    head, head_at = found
-    if not isinstance(head, dict) or head.get("format") != FORMAT or head.get("key") != key:
-        return None
+    head, body_size = found
     try:
         seal = Seal(
             key=key,
@@ -304,40 +364,80 @@ def read(archive_root: Path, key: Key, *, now: float | None = None) -> Seal | No
             summary=dict(head["summary"]),
             body_sha256=str(head["body_sha256"]),
             path=path,
-            body_size=head_at,
+            body_size=body_size,
         )
+        level = head["log_level"]
     except (KeyError, TypeError, ValueError):
         return None
-    if not isinstance(seal.survey, Survey):
-        return None
+    sound = (
+        isinstance(seal.survey, Survey)
+        and seal.survey.sound()
+        and all(
+            isinstance(one, tuple)
+            and len(one) == 3
+            and isinstance(one[0], str)
+            and type(one[1]) is int
+            and isinstance(one[2], str)
+            for one in seal.logged
+        )
+        and all(isinstance(name, str) for name in seal.summary)
+        and type(level) is int
+    )
     # What the sealed run logged is said again as far as this run's verbosity asks: a seal
     # made at -v serves a run at -q, not the other way round.
-    if not isinstance(head.get("log_level"), int) or _log_level() < head["log_level"]:
+    if not sound or _log_level() < level:
         return None
     return seal if (time.time() if now is None else now) < seal.until else None
 
 
-def read_head(path: Path) -> tuple[object, int] | None:
+def key_in(path: Path) -> Key | None:
+    """The key a seal's file was written for (``None``: no seal): which command sealed it."""
+    try:
+        fd = os.open(path, _OPEN_FLAGS)
+        with open(fd, "rb") as stream:
+            size = os.fstat(fd).st_size
+            stream.seek(size - 16)
+            key_at = int.from_bytes(stream.read(16)[8:], "big")
+            if not 0 <= key_at <= size - 16 or size - 16 - key_at > MAX_KEY_BYTES:
+                return None
+            stream.seek(key_at)
+            key = _loads(stream.read(size - 16 - key_at))
+    except _UNREADABLE:
+        return None
+    return key if isinstance(key, Key) else None
+
+
+def read_head(path: Path, key: Key) -> tuple[dict[str, Any], int] | None:
     """A seal's head (what :func:`write` put after the report) and where it starts, which is
-    the report's size; ``None`` for a file that is no seal."""
+    the report's size; ``None`` for a file that is no seal, or the seal of another key (read
+    before the head, and alone)."""
     if not _in_real_folder(path):
         return None
     try:
         # Not through a link at its name, and not a pipe someone put there (which would block).
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = os.open(path, _OPEN_FLAGS)
         with open(fd, "rb") as stream:
             found = os.fstat(fd)
             size = found.st_size
-            if not stat.S_ISREG(found.st_mode) or not 8 <= size <= MAX_SEAL_BYTES:
+            if not stat.S_ISREG(found.st_mode) or not 16 <= size <= MAX_SEAL_BYTES:
                 return None
-            stream.seek(size - 8)
-            head_at = int.from_bytes(stream.read(8), "big")
-            if not size - 8 - MAX_HEAD_BYTES <= head_at <= size - 8:
+            stream.seek(size - 16)
+            trailer = stream.read(16)
+            head_at, key_at = int.from_bytes(trailer[:8], "big"), int.from_bytes(trailer[8:], "big")
+            if not (0 <= head_at <= key_at <= size - 16 and size - 16 - key_at <= MAX_KEY_BYTES):
+                return None
+            if key_at - head_at > MAX_HEAD_BYTES:
+                return None
+            stream.seek(key_at)
+            if _loads(stream.read(size - 16 - key_at)) != key:
                 return None
             stream.seek(head_at)
-            return _loads(stream.read(size - 8 - head_at)), head_at
+            head = _loads(stream.read(key_at - head_at))
     except _UNREADABLE:
         return None
+    if not isinstance(head, dict) or head.get("format") != FORMAT:
+        return None
+    return head, head_at
 
 
 def write(
@@ -351,24 +451,26 @@ def write(
     summary: dict[str, Any],
 ) -> bool:
     """Seal a run that changed nothing (``before``: its survey as it began, equal to the one
-    taken now); whether it was sealed. Written beside and renamed: a seal is whole or absent."""
+    taken now); whether it was sealed. Written beside and renamed: a seal is whole or absent.
+    The caller holds the archive's lock: the temporaries a killed run left are removed here,
+    and the seals beyond the :data:`MAX_SEALS` most recent."""
     folder = cache_folder(archive_root / CACHE_FOLDER)  # a real folder, made if missing
     if folder is None:
         return False
-    path = folder / SEAL_NAME
+    _tidy(folder)
+    path = seal_path(archive_root, key)
     temporary: Path | None = None
     try:
-        fd, name = tempfile.mkstemp(dir=folder, prefix=f".{SEAL_NAME}.", suffix=".tmp")
+        fd, name = tempfile.mkstemp(dir=folder, prefix=f".{SEAL_PREFIX}", suffix=".tmp")
         temporary = Path(name)
         with open(fd, "wb") as stream:
             # The report first, through a hash (its bytes are never held whole), then the
-            # head with the report's checksum, then where the head starts.
+            # head with the report's checksum, then the key, then where those two start.
             body = _Hashing(stream)
             pickle.dump(report, body, protocol=pickle.HIGHEST_PROTOCOL)
             head_at = stream.tell()
             head = {
                 "format": FORMAT,
-                "key": key,
                 "until": until,
                 "survey": before,
                 "logged": tuple(logged),
@@ -377,7 +479,9 @@ def write(
                 "body_sha256": body.hexdigest(),
             }
             pickle.dump(head, stream, protocol=pickle.HIGHEST_PROTOCOL)
-            stream.write(head_at.to_bytes(8, "big"))
+            key_at = stream.tell()
+            pickle.dump(key, stream, protocol=pickle.HIGHEST_PROTOCOL)
+            stream.write(head_at.to_bytes(8, "big") + key_at.to_bytes(8, "big"))
         os.replace(temporary, path)
     # A full disk, or a report that cannot be pickled (a bug: said, never the run's failure):
     # the next run is a whole one, no harm done.
@@ -391,9 +495,28 @@ def write(
     return True
 
 
-def forget(archive_root: Path) -> None:
-    """Remove the archive's seal: a run that changed something, or could not tell."""
-    path = seal_path(archive_root)
+def _tidy(folder: Path) -> None:
+    """Remove what a killed run's seal left half written, and the seals past the
+    :data:`MAX_SEALS` - 1 most recent (the one about to be written makes the last)."""
+    seals: list[tuple[int, Path]] = []
+    with suppress(OSError), os.scandir(folder) as entries:
+        for entry in entries:
+            if not entry.is_file(follow_symlinks=False):
+                continue
+            if entry.name.startswith(f".{SEAL_PREFIX}") and entry.name.endswith(".tmp"):
+                with suppress(OSError):
+                    os.unlink(entry.path)
+            elif entry.name.startswith(SEAL_PREFIX) and entry.name.endswith(".pickle"):
+                with suppress(OSError):
+                    seals.append((entry.stat(follow_symlinks=False).st_mtime_ns, Path(entry.path)))
+    for _, old in sorted(seals, reverse=True)[MAX_SEALS - 1 :]:
+        with suppress(OSError):
+            old.unlink()
+
+
+def forget(archive_root: Path, key: Key) -> None:
+    """Remove the seal of ``key``'s command: a run that changed something, or could not tell."""
+    path = seal_path(archive_root, key)
     if _in_real_folder(path):
         with suppress(OSError):
             path.unlink()

@@ -27,34 +27,42 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from . import settled
 from .archive import Archive, FileRecord, utc_now
 from .catalog import parse_time
 from .collection import default_collection
-from .errors import InputError, ManifestError, StorageError, describe_os_error
+from .errors import (
+    InputError,
+    KitError,
+    LockHeld,
+    ManifestError,
+    StorageError,
+    describe_os_error,
+)
 from .fetch import (
     DEFAULT_SETTINGS,
     DownloadReport,
     DownloadSettings,
     Outcome,
-    Preview,
     Status,
     deadline_of,
-    fetch_into,
     jobs_for,
-    preview,
     record_report,
     video_failure,
 )
 from .fiche_cache import CACHE_FOLDER, CACHE_NAME, FicheCache
 from .kit import KitReport, KitSettings, build_kit, check_kit_folder
 from .kit.lock import locked as kit_locked
+from .kit.site import recipe
 from .manifest import Built, Manifest, build_manifest, build_valid, load_manifest, write_manifest
 from .progress import Progress
 from .urls import redact
-from .zim import ZimReport, check_zim_path, write_zim
+
+if TYPE_CHECKING:  # imported where a whole run needs them: a sealed run does without
+    from .fetch import Preview
+    from .zim import ZimReport
 
 __all__ = [
     "DEFAULT_REFRESH_AFTER",
@@ -170,7 +178,7 @@ def sync(
     deadline = deadline_of(settings.run_max_time, start)
     fiches = list(paths) or [default_collection()]
     key = (
-        settled.key_of(fiches, archive_root, kit, _as_sealed(settings))
+        settled.key_of(fiches, archive_root, kit, _as_sealed(settings), recipe())
         if settings.zim is None
         else None
     )
@@ -180,6 +188,8 @@ def sync(
     built = build_valid(fiches, cache=cache) if seal is None else None
     check_kit_folder(kit, archive_root)  # before hours of downloading, not after
     if settings.zim is not None:
+        from .zim import check_zim_path  # libzim: only for a ZIM
+
         check_zim_path(settings.zim, archive_root, kit)
     with Archive(archive_root) as archive, archive.locked():
         replayed = _replay(seal, archive, kit, start) if seal is not None else None
@@ -192,7 +202,7 @@ def sync(
             # Sealing this run is tried only where no seal is: a seal that did not hold says
             # something moved, which this run likely mends (no seal then); the run after it
             # finds none, and seals. The survey costs a look at every file (0.6 s at 10,000).
-            sealing = key is not None and not settled.seal_path(archive_root).exists()
+            sealing = key is not None and not settled.seal_path(archive_root, key).exists()
             before = settled.survey(archive, kit, archive_root / LAST_MANIFEST) if sealing else None
             with settled.capture_log() as logged:
                 report, failures, summary = _run(
@@ -219,6 +229,8 @@ def _run(
     zim_progress: Progress | None,
 ) -> tuple[SyncReport, list[Outcome], dict[str, object]]:
     """The whole run, under the archive's lock: its report, failures and recorded summary."""
+    from .fetch.run import fetch_into  # the HTTP client: a sealed run does without
+
     manifest = _with_last_good(built, archive.root / LAST_MANIFEST)
     run_id = archive.start_run("sync")
     retired = archive.retire_missing({entry.id for entry in manifest.entries})
@@ -258,6 +270,8 @@ def _run(
         )
     zim_report = None
     if settings.zim is not None and skipped is None:
+        from .zim import write_zim
+
         zim_report = write_zim(
             manifest,
             archive,
@@ -291,17 +305,26 @@ def _run(
 
 def _replay(seal: settled.Seal, archive: Archive, kit: Path, start: float) -> SyncReport | None:
     """The sealed run's report, recorded as this run's, when the seal still holds under the
-    archive's lock (held) and the kit's; else ``None``: the run does its work."""
-    with kit_locked(kit):
-        if not seal.survey.holds(archive):
-            return None
-        report = seal.report(SyncReport)
-        if report is None:
-            return None
-        run_id = archive.start_run("sync")
-        archive.catalog.seen_again()
-        seconds = time.monotonic() - start
-        archive.finish_run(run_id, "ok", {**seal.summary, "seconds": round(seconds, 3)})
+    archive's lock (held) and the kit's; else ``None``, and the seal forgotten: the run does
+    its work. Another run holding the kit is said as a whole run says it (exit 3)."""
+    if not kit.is_dir():  # gone (a key formatted again, a kit deleted to be made anew)
+        return None
+    try:
+        with kit_locked(kit):
+            if not seal.survey.holds(archive):
+                return None
+            report = seal.report(SyncReport)
+            if report is None:
+                return None
+            run_id = archive.start_run("sync")
+            archive.catalog.seen_again()
+            seconds = time.monotonic() - start
+            archive.finish_run(run_id, "ok", {**seal.summary, "seconds": round(seconds, 3)})
+    except LockHeld:
+        raise
+    except (KitError, OSError) as exc:  # the kit cannot be locked or looked at: a whole run
+        logger.debug("%s: not replayed: %s", seal.path, exc)  # says why, if it matters
+        return None
     seal.replay_log()
     return dataclasses.replace(report, seconds=seconds)
 
@@ -330,11 +353,13 @@ def _seal(
         and report.kit.written == report.kit.removed == report.kit.linked == 0
         and report.kit.moved == 0
     )
-    if key is None or before is None or not quiet:
-        settled.forget(archive.root)
+    if key is None:
+        return
+    if before is None or not quiet:
+        settled.forget(archive.root, key)
         return
     if not before.holds(archive):  # a folder that gained a file has another time
-        settled.forget(archive.root)
+        settled.forget(archive.root, key)
         return
     settled.write(
         archive.root,
@@ -348,11 +373,16 @@ def _seal(
 
 
 def _as_sealed(settings: SyncSettings) -> SyncSettings:
-    """The settings as a seal's key holds them: whether a size is asked before the first byte
-    (bars drawn at a terminal, not under cron) changes nothing of a run with nothing to fetch."""
-    return dataclasses.replace(
-        settings, download=dataclasses.replace(settings.download, sizes_first=False)
+    """The settings as a seal's key holds them: those of a run with nothing to fetch. How files
+    would be fetched (jobs, connections, rate, retries, timeouts, whether bars ask sizes
+    first, the deadline) changes nothing of such a run: a nightly sync and a daytime one at a
+    lower rate share a seal. What a file is held as (the height, the mirrors, the media
+    check) and everything about the kit stays in it."""
+    download = settings.download
+    kept = DownloadSettings(
+        max_height=download.max_height, mirrors=download.mirrors, check_media=download.check_media
     )
+    return dataclasses.replace(settings, download=kept, max_time=None)
 
 
 def _due(report: SyncReport, archive_root: Path, refresh_after: float | None) -> float:
@@ -473,6 +503,9 @@ def plan_sync(
     real run would refuse before its first request (a ``kit`` folder that is not archiver's,
     a ``--zim`` path it may not write), so a dry run never promises a run that exits 2.
     """
+    from .fetch.preview import preview
+    from .zim import check_zim_path
+
     manifest = build_manifest(paths or [default_collection()])
     if kit is not None:
         check_kit_folder(kit, archive_root)
