@@ -9,7 +9,9 @@ and facts are recorded as the first build would make them, from one frame of the
 with ``--copy``, as on a USB key (another filesystem). Peers measured in the same run:
 ``rsync -a`` of the same kit to a copy already up to date (the floor of "look at every file
 and find nothing to do"), and with ``--base SRC`` another tree's archiver on a twin of the same
-kit and archive (hard links, its own catalog: see :func:`scale.twin`).
+kit and archive (hard links, its own catalog: see :func:`scale.twin`), in turns; with it, each
+tree then builds a fresh kit of the same archive, and the two are compared file by file
+(sha256): a change made for speed must leave every byte of the kit as it was.
 
 Run: ``.venv/bin/python bench/bench_package.py [--videos 100] [--base /tmp/base/src]``
 """
@@ -17,8 +19,10 @@ Run: ``.venv/bin/python bench/bench_package.py [--videos 100] [--base /tmp/base/
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -54,6 +58,17 @@ def _cli(command: list[str], base: Path | None) -> float:
     finally:
         os.environ.clear()
         os.environ.update(saved)
+
+
+def _digests(folder: Path) -> dict[str, str]:
+    """The sha256 of every file below ``folder``, by its path there."""
+    found = {}
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            found[path.relative_to(folder).as_posix()] = hashlib.sha256(
+                path.read_bytes()
+            ).hexdigest()
+    return found
 
 
 def main() -> None:
@@ -102,6 +117,16 @@ def main() -> None:
                 seconds = _cli(base_command, args.base)
                 if number:
                     theirs.append(seconds)
+        same: bool | None = None
+        if args.base is not None:  # fresh kits of the same archive, one by each tree
+            fresh = {"ours": (work / "archive", None), "base": (work / "base-archive", args.base)}
+            built = {}
+            for name, (archive_at, tree) in fresh.items():
+                fresh_kit = work / f"fresh-{name}"
+                _cli([*command[:-5], "--archive", str(archive_at), "-o", str(fresh_kit)], tree)
+                built[name] = _digests(fresh_kit)
+                shutil.rmtree(fresh_kit)
+            same = built["ours"] == built["base"]
         noop_lib = []
         for _ in range(args.runs):
             start = time.perf_counter()
@@ -126,12 +151,18 @@ def main() -> None:
     print(f"kit of {args.videos} videos: {first.written} files, {size / 1024**2:.1f} MiB;"
           f" first build ({made}) {cold:.2f} s")  # fmt: skip
     target = TARGETS.get(args.videos)
-    verdict = f" (target ≤ {target:.0f} s: {'PASS' if min(ours) <= target else 'FAIL'})"
-    print(f"re-package unchanged, CLI with start-up: best {min(ours):.2f} s"
-          f"{verdict if target else ''}")  # fmt: skip
+    verdict = ""
+    if target is not None:
+        verdict = f" (target ≤ {target:.0f} s: {'PASS' if min(ours) <= target else 'FAIL'})"
+    print(f"re-package unchanged, CLI with start-up: best {min(ours):.2f} s{verdict}")
+    print(f"  median of {len(ours)}: {statistics.median(ours):.2f} s")
     if theirs:
-        print(f"  base, same kit, in turns: best {min(theirs):.2f} s"
-              f" (base / this = {min(theirs) / min(ours):.1f})")  # fmt: skip
+        print(f"  base, same kit, in turns: best {min(theirs):.2f} s, median"
+              f" {statistics.median(theirs):.2f} s (base / this: best"
+              f" {min(theirs) / min(ours):.2f}, median"
+              f" {statistics.median(theirs) / statistics.median(ours):.2f})")  # fmt: skip
+        bytes_said = "the same bytes" if same else "DIFFERENT BYTES"
+        print(f"  fresh kits built by this tree and by base: {bytes_said}")
     print(f"re-package unchanged, in-process:        best {min(noop_lib):.2f} s")
     print(f"peer: rsync -a of the same kit, up to date: best {rsync:.2f} s"
           f" (archiver CLI / rsync = {min(ours) / rsync:.1f})")  # fmt: skip

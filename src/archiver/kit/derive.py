@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-from dataclasses import dataclass
+import os
 from pathlib import Path
 
 from .. import media
@@ -51,14 +51,66 @@ class Silent(Exception):
     the video goes into the kit without sound, with a warning."""
 
 
-@dataclass(frozen=True)
 class Source:
-    """Where a kit file's bytes come from: a file of the archive, or bytes in memory."""
+    """Where a kit file's bytes come from: a file of the archive, or bytes in memory.
 
+    Immutable, compared by value. A file's path may be given as text (:meth:`held`), made a
+    :class:`~pathlib.Path` only when asked for: a kit of 10,000 videos plans 30,000 files of
+    the archive, an update that writes none asks for no path, and pathlib's parsing was a
+    fifth of the planning's time.
+    """
+
+    __slots__ = ("_path", "_where", "data", "sha256", "size")
     sha256: str
     size: int
-    path: Path | None = None
-    data: bytes | None = None
+    data: bytes | None
+    _where: str | None
+    _path: Path | None
+
+    def __init__(
+        self, sha256: str, size: int, path: Path | str | None = None, data: bytes | None = None
+    ) -> None:
+        object.__setattr__(self, "sha256", sha256)
+        object.__setattr__(self, "size", size)
+        object.__setattr__(self, "data", data)
+        object.__setattr__(self, "_where", None if path is None else os.fspath(path))
+        object.__setattr__(self, "_path", path if isinstance(path, Path) else None)
+
+    @property
+    def path(self) -> Path | None:
+        """The file of the archive the bytes are read from (``None``: :attr:`data`)."""
+        if self._path is None and self._where is not None:
+            object.__setattr__(self, "_path", Path(self._where))
+        return self._path
+
+    @property
+    def where(self) -> str | None:
+        """:attr:`path` as text, no :class:`~pathlib.Path` made for it."""
+        return self._where
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable: cannot set {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable: cannot delete {name!r}")
+
+    def _fields(self) -> tuple[str, int, str | None, bytes | None]:
+        return self.sha256, self.size, self._where, self.data
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        assert isinstance(other, Source)  # noqa: S101 - for mypy: checked just above
+        return self._fields() == other._fields()
+
+    def __hash__(self) -> int:
+        return hash(self._fields())
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(sha256={self.sha256!r}, size={self.size!r},"
+            f" path={self.path!r}, data={self.data!r})"
+        )
 
     @classmethod
     def of_bytes(cls, data: bytes) -> Source:
@@ -66,7 +118,8 @@ class Source:
 
     @classmethod
     def held(cls, archive: Archive, record: FileRecord) -> Source:
-        return cls(sha256=record.sha256, size=record.size, path=archive.root / record.path)
+        # A catalog's path is checked (relative, no ``..``): joined as text, not parsed.
+        return cls(record.sha256, record.size, f"{archive.root}/{record.path}")
 
 
 def facts(archive: Archive, record: FileRecord) -> Derived:
@@ -90,16 +143,16 @@ def poster(archive: Archive, origin: Source, known: Derived) -> Source:
 
     Raises :class:`~archiver.media.MediaError` (``MediaUnavailable`` without ffmpeg).
     """
-    path = _path(origin)
     cached = archive.derived(origin.sha256, "poster", media.POSTER_VERSION)
-    if cached is None:
+    if cached is None:  # its path made a Path only now: see Source
+        path = _path(origin)
         target = archive.derived_path(origin.sha256, f"poster-v{media.POSTER_VERSION}.jpg")
         info = media.MediaInfo(known.duration, known.width, known.height)
         media.make_poster(path, target, info)
         cached = _record_made(archive, origin.sha256, "poster", media.POSTER_VERSION, target, info)
     made = _source(archive, cached)
     if made is None:
-        raise media.MediaError(path, "no poster was recorded")
+        raise media.MediaError(_path(origin), "no poster was recorded")
     return made
 
 
@@ -108,10 +161,10 @@ def transcoded(
 ) -> Source:
     """The video ``origin`` (held, or joined with its sound) re-encoded with ``preset``: made
     once, kept in the archive by ``origin``'s sha256."""
-    path = _path(origin)
     kind = f"transcode-{preset.name}"
     cached = archive.derived(origin.sha256, kind, preset.version)
     if cached is None or cached.path is None:
+        path = _path(origin)
         log.info("%s: re-encoding to %s", label, preset.name)
         target = archive.derived_path(origin.sha256, f"{kind}-v{preset.version}.mp4")
         info = media.MediaInfo(known.duration, known.width, known.height)
@@ -120,7 +173,7 @@ def transcoded(
         cached = _record_made(archive, origin.sha256, kind, preset.version, target, made_info)
     made = _source(archive, cached)
     if made is None:
-        raise media.MediaError(path, f"no {kind} was recorded")
+        raise media.MediaError(_path(origin), f"no {kind} was recorded")
     return made
 
 
@@ -272,9 +325,7 @@ def _source(archive: Archive, derived: Derived) -> Source | None:
     """The file a cached derivation made (a poster, a re-encode), as a kit file's source."""
     if derived.path is None or derived.file_sha256 is None or derived.file_size is None:
         return None
-    return Source(
-        sha256=derived.file_sha256, size=derived.file_size, path=archive.root / derived.path
-    )
+    return Source(derived.file_sha256, derived.file_size, f"{archive.root}/{derived.path}")
 
 
 def _path(origin: Source) -> Path:

@@ -27,15 +27,14 @@ bytes planned (a damaged list, an update interrupted before its manifests named 
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import stat
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import KitError, KitRefused, describe_os_error, writing
+from ..errors import KitError, KitRefused, describe_os_error
 from ..files import file_sha256, open_regular, unsafe_target
 from ..names import MAX_NAME_LENGTH
 from .bag import (
@@ -49,6 +48,7 @@ from .bag import (
     salvage_manifest,
 )
 from .derive import Source
+from .tree import Tree, walk_order
 
 __all__ = [
     "JOURNAL_HEADER",
@@ -314,23 +314,28 @@ def survey(
     payload: Mapping[str, Source],
     tags: Mapping[str, bytes],
     manifests: Iterable[str],
+    tree: Tree | None = None,
 ) -> Survey:
     """Check every path the kit will hold (``payload``, ``tags`` and the bag's
     ``manifests``) and sort what the folder holds besides. Raises :class:`KitRefused` for a
     path archiver must not write: a link, a special file, a folder where a file goes (or a
-    link or file where a folder goes), or a file archiver did not write."""
-    guard = _Guard(kit)
+    link or file where a folder goes), or a file archiver did not write.
+
+    ``tree``: the kit as the update read it under its lock (:class:`.tree.Tree`), else read
+    now: one listing answers every check."""
+    tree = tree if tree is not None else Tree(kit)
+    guard = _Guard(kit, tree)
     planned = [*sorted(payload), *sorted(tags), *manifests]
     staging = _staging(kit)
     found: dict[str, os.stat_result | None] = {}
     adopted = _check_planned(kit, guard, claim, payload, tags, planned, found)
     stale, kept = _stale(kit, guard, claim.owned - set(planned))
-    temps, others = _survey(kit, guard, set(planned) | claim.owned)
+    temps, others = _survey(kit, guard, tree, set(planned) | claim.owned)
     return Survey(
         adopted=frozenset(adopted),
         stale=tuple(stale),
         temps=tuple(temps),
-        warnings=(*claim.warnings, *kept, *_left_alone(kit, others)),
+        warnings=(*claim.warnings, *kept, *_left_alone(kit, sorted(others, key=walk_order))),
         staging=staging,
         found=found,
     )
@@ -353,6 +358,13 @@ def _staging(kit: Path) -> Path | None:
 
 
 _MISSING = ("", "")  # a folder not there (nor anything below it): see _Guard
+# Why a folder on the way of a path is not a real folder, by what the listing says it is.
+_WHY = {
+    "": "",
+    "folder": None,
+    "link": LINKED_FOLDER,
+    "file": "a file where the kit needs a folder",
+}
 
 
 class _Guard:
@@ -360,9 +372,10 @@ class _Guard:
     not there yet), never a link; the answer for each folder kept, as many files share them
     (a kit of 10,000 videos has 40,000 files in 10,000 folders)."""
 
-    def __init__(self, kit: Path) -> None:
+    def __init__(self, kit: Path, tree: Tree) -> None:
         self.kit = kit
         self.root = str(kit)
+        self.tree = tree
         # A folder's state: None, a real folder (as is every one above it); _MISSING, it or
         # one above it is not there; else the first folder on the way that is not a real
         # folder, and why.
@@ -380,15 +393,17 @@ class _Guard:
         above = folder.rpartition("/")[0]
         state = self._state(above) if above else None
         if state is None:
-            why = self._why(os.path.join(self.root, folder))
+            why = self._why(folder)
             state = _MISSING if why == "" else None if why is None else (folder, why)
         self._states[folder] = state
         return state
 
-    @staticmethod
-    def _why(folder: str) -> str | None:
+    def _why(self, folder: str) -> str | None:
+        kind = self.tree.kind(folder)  # from the listing: no system call
+        if kind is not None:
+            return _WHY[kind]
         try:
-            mode = os.lstat(folder).st_mode
+            mode = os.lstat(os.path.join(self.root, folder)).st_mode
         except FileNotFoundError:
             return ""
         except OSError as exc:
@@ -396,7 +411,7 @@ class _Guard:
         if stat.S_ISLNK(mode):
             return LINKED_FOLDER
         if not stat.S_ISDIR(mode):
-            return "a file where the kit needs a folder"
+            return _WHY["file"]
         return None
 
     def refuse(self, path: str) -> os.stat_result | None:
@@ -409,10 +424,10 @@ class _Guard:
         parent = path.rpartition("/")[0]
         if parent and self._state(parent) is _MISSING:
             return None  # its folder is not there: nor is it
-        try:
-            found = os.lstat(os.path.join(self.root, path))
-        except OSError:
-            return None  # missing; or the write that follows says why it cannot be read
+        # Missing; or the write that follows says why it cannot be read.
+        found = self.tree.lstat(path)
+        if found is None:
+            return None
         if not stat.S_ISREG(found.st_mode):
             unsafe = unsafe_target(self.kit / path)
             raise KitRefused(self.kit / path, f"{unsafe}; nothing was written")
@@ -481,63 +496,30 @@ def _stale(kit: Path, guard: _Guard, unplanned: Iterable[str]) -> tuple[list[str
         if blocked is not None:
             kept.append(f"{kit / blocked[0]}: {blocked[1]}; {path} is left as it is")
             continue
-        target = kit / path
-        try:
-            mode = target.lstat().st_mode
-        except OSError:
+        found = guard.tree.lstat(path)
+        if found is None:
             continue  # gone already
-        if stat.S_ISREG(mode):
+        if stat.S_ISREG(found.st_mode):
             stale.append(path)
         else:
+            target = kit / path
             kept.append(f"{target}: {unsafe_target(target)}; left as it is")
     return stale, kept
 
 
-def _walk(kit: Path) -> Iterator[tuple[str, str]]:
-    """Every file (or link, or special file) in the kit, as ``(bag path, name)``: the root's
-    files and all below ``data/``, never following a link. (Paths as text: a kit of 10,000
-    videos holds 40,000 files, and pathlib took most of the walk's time.)"""
-    for entry in _entries(kit):
-        if not entry.is_dir(follow_symlinks=False):
-            yield entry.name, entry.name
-    pending = [(os.path.join(kit, PAYLOAD), PAYLOAD)]
-    while pending:
-        folder, inside = pending.pop()
-        try:
-            with os.scandir(folder) as scan:
-                found = sorted(scan, key=lambda entry: entry.name)
-        except OSError:
-            continue  # as os.walk: a folder that cannot be listed is skipped
-        folders = []
-        for entry in found:
-            try:
-                is_folder = entry.is_dir(follow_symlinks=False)
-            except OSError:
-                is_folder = False
-            if is_folder:
-                folders.append((entry.path, f"{inside}/{entry.name}"))
-            else:
-                yield f"{inside}/{entry.name}", entry.name
-        pending.extend(reversed(folders))
-
-
-def _entries(folder: Path) -> list[os.DirEntry[str]]:
-    with writing(folder, "cannot read the kit folder", KitError), os.scandir(folder) as entries:
-        return sorted(entries, key=lambda e: e.name)
-
-
-def _survey(kit: Path, guard: _Guard, archivers: set[str]) -> tuple[list[Path], list[str]]:
+def _survey(
+    kit: Path, guard: _Guard, tree: Tree, archivers: set[str]
+) -> tuple[list[Path], list[str]]:
     """What the kit holds besides what archiver wrote: the staged files an update that was
     killed left behind (plain files in real folders, archiver's by their name, to remove),
     and the bag paths of the files archiver did not write (to leave)."""
     temps: list[Path] = []
     others: list[str] = []
-    for path, name in _walk(kit):
+    for path, name in tree.files():
         if is_temp(name):
-            target = kit / path
-            with contextlib.suppress(OSError):
-                if guard.folders(path) is None and stat.S_ISREG(target.lstat().st_mode):
-                    temps.append(target)
+            found = tree.lstat(path)
+            if guard.folders(path) is None and found is not None and stat.S_ISREG(found.st_mode):
+                temps.append(kit / path)
         elif path not in archivers and path != JOURNAL and not is_system(name):
             others.append(path)
     return temps, others

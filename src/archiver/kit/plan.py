@@ -32,7 +32,7 @@ from ..archive import Archive, Derived, FileRecord
 from ..choose import Rendition, best_under, kit_margin, kit_overhead, plan_fit, reencode_cap
 from ..entry import Entry
 from ..errors import UsageError
-from ..manifest import Manifest
+from ..manifest_reader import Manifest
 from ..units import format_bytes
 from . import derive
 from .bag import PAYLOAD
@@ -118,6 +118,7 @@ class _Video:
     resolution: str | None
     # What re-encodes are made from: the held video, or it joined with its sound.
     origin: Source
+    held: Source  # the held video itself, what its poster is a frame of
     reencoded: bool = False  # tried, whatever came of it
     kept_because: str | None = None  # why a re-encode did not replace it
     # For its provenance: the sound joined to it, and how the kit's file was made from it.
@@ -166,7 +167,7 @@ def _plan(
         else:
             try:
                 # From the held video: the same picture as its joined copy, made once.
-                poster = derive.poster(archive, Source.held(archive, video.record), video.facts)
+                poster = derive.poster(archive, video.held, video.facts)
             except media.MediaUnavailable:
                 ffmpeg_missing = True  # said once, after the loop
             except media.MediaError as exc:
@@ -353,6 +354,7 @@ def _videos(
             name=_video_name(record, known, folders[entry.id]),
             resolution=f"{record.resolution}p" if record.resolution else None,
             origin=held,
+            held=held,
             folder=folders[entry.id],
         )
         if not _join_sound(plan, archive, video):

@@ -18,7 +18,7 @@ import json
 import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -237,12 +237,17 @@ def render_site(
 Known = Callable[[str, str], "tuple[str, int] | None"]
 
 
-@dataclass(frozen=True)
 class Deferred(Source):
     """A generated file the kit holds already, known by its sha256 and size: its bytes are
-    made (:attr:`make`) only if it must be written after all (removed from the kit since)."""
+    made (:attr:`make`) only if it must be written after all (removed from the kit since).
+    ``make`` is not compared."""
 
-    make: Callable[[], bytes] | None = field(default=None, compare=False, repr=False)
+    __slots__ = ("make",)
+    make: Callable[[], bytes] | None
+
+    def __init__(self, sha256: str, size: int, make: Callable[[], bytes] | None = None) -> None:
+        super().__init__(sha256, size)
+        object.__setattr__(self, "make", make)
 
 
 def site_sources(
@@ -360,28 +365,25 @@ class _Site:
         length (no two lists of texts give the same bytes), hashed as they are: 4 µs a video
         where their ``repr`` took 15."""
         digest = hashlib.sha256(self._base.encode())
-        for item in self.items:
+        for item in self.items:  # one update a video: each text after its length
             entry = item.entry
-            for text in (entry.id, entry.area, entry.title, entry.description, entry.transcript):
-                data = (text or "").encode("utf-8", "surrogatepass")
-                digest.update(b"%d:%b" % (len(data), data))
+            texts = (entry.id, entry.area, entry.title, entry.description, entry.transcript)
+            line = "".join(f"{len(text or '')}:{text or ''}" for text in texts)
+            digest.update(line.encode("utf-8", "surrogatepass"))
         return digest.hexdigest()
 
     def keys(self) -> dict[str, str]:
         """The key of every generated file (the static files are read, not made: none)."""
         keys = {"index.html": self._index_key()}
         digests = self.digests
-        last = len(self.items) - 1
+        # What a page shows of the videos before and after it, made once a video.
+        shown = ["None", *(repr((i.entry.title, i.folder)) for i in self.items), "None"]
         for position, item in enumerate(self.items):
+            folder = item.folder
             if item.captions:
-                keys[f"{item.folder}/captions.js"] = _digest(
-                    self._base, "captions", digests[position]
-                )
-            before = self.items[position - 1] if position > 0 else None
-            after = self.items[position + 1] if position < last else None
-            neighbours = repr(tuple(o and (o.entry.title, o.folder) for o in (before, after)))
-            keys[f"{item.folder}/index.html"] = _digest(
-                self._base, "page", digests[position], neighbours
+                keys[f"{folder}/captions.js"] = _digest(self._base, "captions", digests[position])
+            keys[f"{folder}/index.html"] = _digest(
+                self._base, "page", digests[position], shown[position], shown[position + 2]
             )
         keys["search-index.js"] = self._search_key()
         return keys

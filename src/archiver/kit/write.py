@@ -60,6 +60,7 @@ from .bag import (
 from .derive import Source
 from .ownership import JOURNAL_HEADER, STAGING, Claim, kit_name, survey
 from .site import Deferred
+from .tree import Tree
 
 __all__ = ["FS_RESERVE", "Written", "pages_path", "read_pages", "write_kit", "write_pages"]
 
@@ -99,23 +100,29 @@ def write_kit(
     archive_root: Path,
     copy: bool,
     progress: Progress,
+    tree: Tree | None = None,
 ) -> Written:
     """Make ``kit`` hold ``payload`` (bag paths → sources) and the tag files ``tags`` (beside
     the bag's manifests, which this writes), removing what archiver wrote there before and no
     longer plans. ``claim`` says what in ``kit`` is archiver's. Raises :class:`KitRefused`
     (nothing written) for a path archiver must not write, :class:`KitError`, the previous kit
-    intact, when a file cannot be written."""
+    intact, when a file cannot be written. ``tree``: the kit as read under its lock by the
+    caller (:class:`.tree.Tree`), which asked it already whether its pages are there."""
+    # In order once: each later sort of its paths (the survey's, the manifest's) is then a
+    # pass over a sorted list, not a sort of 40,000 names.
+    payload = dict(sorted(payload.items(), key=lambda pair: pair[0]))
+    owned = claim.owned  # names its manifests list, each checked with kit_name already
     for path in payload:
-        if not kit_name(path):
+        if path not in owned and not kit_name(path):
             raise KitError(path, "not a name every USB key accepts")  # a bug if ever raised
     with writing(kit, "cannot create the kit", KitError):
         kit.mkdir(parents=True, exist_ok=True)
-    found = survey(kit, claim, payload, tags, [MANIFEST, TAGMANIFEST])
+    found = survey(kit, claim, payload, tags, [MANIFEST, TAGMANIFEST], tree)
     adopted, stale, temps = found.adopted, found.stale, found.temps
     old = claim.recorded
     todo = [
         (path, source)
-        for path, source in sorted(payload.items())
+        for path, source in payload.items()
         if path not in adopted
         and not _unchanged(found.found.get(path), source, old.get(path))
         and not _placed(kit / path, found.found.get(path), source, _journaled(path, claim))
@@ -137,12 +144,13 @@ def write_kit(
         checksums = {name: hashlib.sha256(data).hexdigest() for name, data in tag_files.items()}
         tag_files[TAGMANIFEST] = format_manifest(checksums)
         tag_files = {name: data for name, data in tag_files.items() if _differs(kit / name, data)}
-    # Everything archiver's until the manifests say so: what it wrote before (some of it about
-    # to go), what it places, and what it took as its own.
-    ours = sorted({*claim.owned, *(path for path, _ in todo), *adopted, *tag_files})
-    journal = (JOURNAL_HEADER + "".join(f"{path}\n" for path in ours)).encode("utf-8")
     placing = [path for path, _ in todo] + sorted(tag_files)
+    journal = b""  # an update that places and removes nothing notes nothing
     if placing or stale:
+        # Everything archiver's until the manifests say so: what it wrote before (some of it
+        # about to go), what it places, and what it took as its own.
+        ours = sorted({*claim.owned, *(path for path, _ in todo), *adopted, *tag_files})
+        journal = (JOURNAL_HEADER + "".join(f"{path}\n" for path in ours)).encode("utf-8")
         _check_space(
             kit,
             size=copied + sum(map(len, tag_files.values())) + len(journal),
