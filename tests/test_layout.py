@@ -38,7 +38,18 @@ LAYERS: list[set[str]] = [
     {"fiches", "manifest_reader"},  # reading a manifest back needs no fiche
     {"front_matter"},
     {"entry"},
-    {"errors", "progress", "files", "names", "units", "urls", "links", "_version", "_probe_worker"},
+    {
+        "errors",
+        "progress",
+        "files",
+        "names",
+        "units",
+        "urls",
+        "links",
+        "_version",
+        "_probe_worker",
+        "collector",
+    },
 ]
 SIDEWAYS: set[tuple[str, str]] = set()
 ROOT = {"__init__"}  # the package's public face re-exports from below; nothing imports it

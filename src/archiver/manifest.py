@@ -8,17 +8,16 @@ re-exported so that everything about manifests is imported from this module.
 
 from __future__ import annotations
 
-import contextlib
 import errno
-import gc
 import json
 import os
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import AnyStr, TypeVar, cast
 
+from . import collector
 from .entry import Entry, JSONValue
 from .errors import (
     FicheError,
@@ -56,24 +55,6 @@ PARALLEL_THRESHOLD = 500
 PARALLEL_CHUNK = 100
 
 
-@contextlib.contextmanager
-def _cyclic_gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector around work that allocates many acyclic objects.
-
-    Parsing a large collection allocates hundreds of thousands of dicts and strings that form
-    no cycles; the collector rescans all of them again and again as the heap grows, which
-    measured as two thirds of the time of a 10,000-fiche build. Reference counting still frees
-    everything as usual.
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
 def build_manifest(paths: Iterable[Path]) -> Manifest:
     """Parse every fiche found under ``paths`` into a manifest.
 
@@ -104,7 +85,7 @@ def build_valid(paths: Iterable[Path], *, cache: FicheCache | None = None) -> Bu
     With a ``cache`` (:mod:`archiver.fiche_cache`), a fiche whose bytes it holds is not parsed
     again, and the cache notes this build's entries (its caller saves it).
     """
-    with _cyclic_gc_paused():
+    with collector.paused():
         return _build(list(paths), cache or FicheCache(None))
 
 
@@ -241,7 +222,7 @@ def manifest_bytes(paths: Iterable[Path]) -> tuple[bytes, int]:
     collection), so that the parent neither unpickles 10,000 entries nor encodes them, and
     only joins their bytes in manifest order. Errors are those of :func:`build_manifest`.
     """
-    with _cyclic_gc_paused():
+    with collector.paused():
         return _build_bytes(list(paths))
 
 
@@ -301,7 +282,7 @@ def dumps(manifest: Manifest) -> str:
       "schema_version": 1
     }
     """
-    with _cyclic_gc_paused():
+    with collector.paused():
         head, tail = _frame(manifest.schema_version, empty=not manifest.entries)
         texts = [_entry_text(entry) for entry in manifest.entries]
         return _document(head, texts, ",\n", tail)

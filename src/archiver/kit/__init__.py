@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import gc
 import logging
 import stat
 import time
@@ -53,6 +52,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import collector
 from .._version import __version__
 from ..archive import Archive, FileRecord
 from ..entry import Entry
@@ -153,25 +153,9 @@ def build_kit(
 ) -> KitReport:
     """:func:`package`, for a caller that already holds the archive's lock (sync), which
     says the version of each video it ``chosen`` for this kit."""
-    with _collector_paused():
+    # Hundreds of thousands of records, paths and strings, no cycle (issue 14).
+    with collector.paused():
         return _build_kit(manifest, archive, kit, settings, progress, chosen)
-
-
-@contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector while a kit is planned and checked: it makes
-    hundreds of thousands of records, paths and strings that form no cycle (80,000 a kit of
-    10,000 videos' files alone), and the collector scanned all of them, and the manifest's
-    entries, again and again as they grew: 0.3 s of a 10,000-video update that changes
-    nothing (issue 14). Reference counting frees them as usual; what cycles there are wait
-    for the next collection once it is back on."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def _build_kit(
