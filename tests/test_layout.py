@@ -49,6 +49,7 @@ LAYERS: list[set[str]] = [
         "_version",
         "_probe_worker",
         "collector",
+        "lazy",
     },
 ]
 SIDEWAYS: set[tuple[str, str]] = set()

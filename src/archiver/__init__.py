@@ -25,7 +25,6 @@ The package, in pipeline order (imports point one way, from the top of this list
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
 
 from ._version import __version__
@@ -41,6 +40,7 @@ from .errors import (
     ManifestError,
     UsageError,
 )
+from .lazy import lazy_names
 from .manifest_reader import Manifest, load_manifest
 
 if TYPE_CHECKING:
@@ -59,14 +59,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> object:
-    """Import a re-exported name's module the first time the name is asked for."""
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_names(__name__, _LAZY, globals())
 
 
 def __dir__() -> list[str]:

@@ -27,12 +27,12 @@ file not done fails with :data:`MAX_TIME_REACHED`.
 
 from __future__ import annotations
 
-import importlib
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from ..lazy import lazy_names
 from ..urls import redact
 from .plan import Choices, Job, Outcome, Status, jobs_for, video_failure
 from .settings import DEFAULT_SETTINGS, DownloadSettings
@@ -86,14 +86,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> object:
-    """Import a re-exported name's module the first time the name is asked for."""
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_names(__name__, _LAZY, globals())
 
 
 def deadline_of(max_time: float | None, start: float | None = None) -> float | None:
