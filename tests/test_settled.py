@@ -61,16 +61,43 @@ def whole_runs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return count
 
 
-def sealed(tmp_path: Path, server: FileServer, clip: bytes, *extra: str | Path) -> Path:  # noqa: F811
-    """A collection fetched, then synced again with nothing to do: sealed (by runs with
-    ``extra`` options: ``-q`` when none are given)."""
-    extra = extra or ("-q",)
-    folder = collection(tmp_path, server, clip)
-    assert run(*sync_args(tmp_path, *extra))[0] == 0
-    assert not seals(tmp_path)  # a run that fetched is not sealed
-    assert run(*sync_args(tmp_path, *extra))[0] == 0
-    the_seal(tmp_path)
-    return folder
+@dataclasses.dataclass
+class Sealing:
+    """A collection served on 127.0.0.1 and synced into ``tmp``, and how many runs were whole."""
+
+    tmp: Path
+    server: FileServer
+    clip: bytes
+    whole_runs: list[int]
+
+    @property
+    def whole(self) -> int:
+        """How many runs so far were done whole (not replayed)."""
+        return self.whole_runs[0]
+
+    def sync(self, *extra: str | Path) -> int:
+        """One sync's exit code, with ``extra`` options (``-q`` when none are given)."""
+        return run(*sync_args(self.tmp, *(extra or ("-q",))))[0]
+
+    def seal(self, *extra: str | Path) -> Path:
+        """The collection fetched, then synced again with nothing to do: sealed (by runs with
+        ``extra`` options: ``-q`` when none are given); its fiches' folder."""
+        folder = collection(self.tmp, self.server, self.clip)
+        assert self.sync(*extra) == 0
+        assert not seals(self.tmp)  # a run that fetched is not sealed
+        assert self.sync(*extra) == 0
+        the_seal(self.tmp)
+        return folder
+
+
+@pytest.fixture
+def sealing(
+    server: FileServer,
+    clip: bytes,  # noqa: F811
+    tmp_path: Path,
+    whole_runs: list[int],
+) -> Sealing:
+    return Sealing(tmp_path, server, clip, whole_runs)
 
 
 def without_times(text: str) -> str:
@@ -79,25 +106,23 @@ def without_times(text: str) -> str:
 
 
 def test_a_sealed_sync_replays_the_report_the_log_and_the_record(
-    server: FileServer,
-    clip: bytes,  # noqa: F811
+    sealing: Sealing,
     tmp_path: Path,
-    whole_runs: list[int],
 ) -> None:
-    collection(tmp_path, server, clip)
+    collection(tmp_path, sealing.server, sealing.clip)
     log = tmp_path / "sync.log"
     assert run(*sync_args(tmp_path, "-v", "--log-file", log))[0] == 0
     log.unlink()
     code, out, err = run(*sync_args(tmp_path, "-v", "--log-file", log))  # nothing to do: sealed
-    assert code == 0 and whole_runs[0] == 2
+    assert code == 0 and sealing.whole == 2
     whole = [json.loads(line) for line in log.read_text().splitlines()]
     log.unlink()
-    requests = len(server.requests())
+    requests = len(sealing.server.requests())
 
     code2, out2, err2 = run(*sync_args(tmp_path, "-v", "--log-file", log))
     assert code2 == 0
-    assert whole_runs[0] == 2  # replayed
-    assert len(server.requests()) == requests  # not even the API asked
+    assert sealing.whole == 2  # replayed
+    assert len(sealing.server.requests()) == requests  # not even the API asked
     assert out2 == out  # -v: every file's line
     assert [without_times(line) for line in err2.splitlines()] == [
         without_times(line) for line in err.splitlines()
@@ -115,17 +140,15 @@ def test_a_sealed_sync_replays_the_report_the_log_and_the_record(
 
 
 def test_a_replayed_sync_notes_its_items_seen_now(
-    server: FileServer,
-    clip: bytes,  # noqa: F811
+    sealing: Sealing,
     tmp_path: Path,
-    whole_runs: list[int],
 ) -> None:
-    sealed(tmp_path, server, clip)
+    sealing.seal()
     catalog = tmp_path / "archive" / "catalog.sqlite"
     with sqlite3.connect(catalog) as db:
         before = dict(db.execute("SELECT id, last_seen FROM items"))
     time.sleep(0.01)
-    assert run(*sync_args(tmp_path, "-q"))[0] == 0 and whole_runs[0] == 2
+    assert sealing.sync() == 0 and sealing.whole == 2
     with sqlite3.connect(catalog) as db:
         after = dict(db.execute("SELECT id, last_seen FROM items"))
     assert after.keys() == before.keys() and all(after[k] > before[k] for k in after)
@@ -189,36 +212,33 @@ CHANGES: dict[str, Callable[[Path], None]] = {
 
 @pytest.mark.parametrize("change", CHANGES.values(), ids=CHANGES.keys())
 def test_whatever_a_seal_depends_on_changed_makes_a_whole_run(
-    server: FileServer,
-    clip: bytes,  # noqa: F811
+    sealing: Sealing,
     tmp_path: Path,
-    whole_runs: list[int],
     change: Callable[[Path], None],
 ) -> None:
-    sealed(tmp_path, server, clip)
-    assert run(*sync_args(tmp_path, "-q"))[0] == 0 and whole_runs[0] == 2  # replayed
+    sealing.seal()
+    assert sealing.sync() == 0 and sealing.whole == 2  # replayed
     change(tmp_path)
     code, _, err = run(*sync_args(tmp_path, "-q"))
     assert code == 0, err
-    assert whole_runs[0] == 3  # not replayed
+    assert sealing.whole == 3  # not replayed
     # The kit made right again, whatever it was; a person's own file is left where it is.
     problems = verify_bag(tmp_path / "kit")[2]
     assert [p.path for p in problems] in ([], ["data/notes-de-la-bibliothecaire.txt"])
     # Sealed again: by the whole run if it found nothing to mend, else by the one after.
-    assert run(*sync_args(tmp_path, "-q"))[0] == 0
+    assert sealing.sync() == 0
     the_seal(tmp_path)
-    whole = whole_runs[0]
-    assert run(*sync_args(tmp_path, "-q"))[0] == 0 and whole_runs[0] == whole  # replayed
+    whole = sealing.whole
+    assert sealing.sync() == 0 and sealing.whole == whole  # replayed
 
 
 def test_what_the_whole_run_makes_right_is_right(
-    server: FileServer,
-    clip: bytes,  # noqa: F811
+    sealing: Sealing,
     tmp_path: Path,
 ) -> None:
     """The runs after a change do what a run without seals does: a deleted view and kit
     video come back, an edited fiche's title shows, a person's file is named."""
-    sealed(tmp_path, server, clip, "--retries", "1")
+    sealing.seal("--retries", "1")
     delete_view(tmp_path)
     delete_kit_video(tmp_path)
     edit_keeping_time(tmp_path)
@@ -241,39 +261,34 @@ def test_what_the_whole_run_makes_right_is_right(
     ids=["another option", "every file due upstream", "offline"],
 )
 def test_a_run_asked_otherwise_is_a_whole_run(
-    server: FileServer,
-    clip: bytes,  # noqa: F811
+    sealing: Sealing,
     tmp_path: Path,
-    whole_runs: list[int],
     extra: tuple[str, ...],
 ) -> None:
-    sealed(tmp_path, server, clip)
-    assert run(*sync_args(tmp_path, "-q", *extra))[0] == 0
-    assert whole_runs[0] == 3
+    sealing.seal()
+    assert sealing.sync("-q", *extra) == 0
+    assert sealing.whole == 3
 
 
 def test_a_fiche_added_is_fetched(
-    server: FileServer,
-    clip: bytes,  # noqa: F811
+    sealing: Sealing,
     tmp_path: Path,
-    whole_runs: list[int],
 ) -> None:
-    folder = sealed(tmp_path, server, clip)
+    folder = sealing.seal()
     before = seals(tmp_path)
     path = "/videos/00000007-1111-4222-8333-444444444444-480.mp4"
-    server.add(path, tagged(clip, b"\x00\x07"))
-    fiche(folder, 7, server.url(path), title="Nouvelle")
-    assert run(*sync_args(tmp_path, "-q"))[0] == 0 and whole_runs[0] == 3
+    sealing.server.add(path, tagged(sealing.clip, b"\x00\x07"))
+    fiche(folder, 7, sealing.server.url(path), title="Nouvelle")
+    assert sealing.sync() == 0 and sealing.whole == 3
     assert in_kit(tmp_path, "00000007-1111-4222-8333-444444444444").is_file()
     assert seals(tmp_path) == before  # it fetched: no seal of its own (another key's stays)
 
 
 def test_a_seal_ends_when_the_first_file_is_due_upstream(
-    server: FileServer,
-    clip: bytes,  # noqa: F811
+    sealing: Sealing,
     tmp_path: Path,
 ) -> None:
-    sealed(tmp_path, server, clip, "--refresh-after", "1h")
+    sealing.seal("--refresh-after", "1h")
     with sqlite3.connect(tmp_path / "archive" / "catalog.sqlite") as db:
         rows = db.execute("SELECT checked_at FROM files WHERE current = 1").fetchall()
     checked = min(parse_time(text).timestamp() for (text,) in rows)  # type: ignore[union-attr]
@@ -302,14 +317,12 @@ class _Boom:
 
 
 def test_a_hostile_seal_runs_nothing_and_the_run_is_whole(
-    server: FileServer,
-    clip: bytes,  # noqa: F811
+    sealing: Sealing,
     tmp_path: Path,
-    whole_runs: list[int],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.chdir(tmp_path)  # where "touch pwned" would write; the working folder is keyed
-    sealed(tmp_path, server, clip)
+    sealing.seal()
     seal = the_seal(tmp_path)
     key = _seal_key(tmp_path)
     found = settled.read_head(seal, key)
@@ -317,8 +330,8 @@ def test_a_hostile_seal_runs_nothing_and_the_run_is_whole(
     head = found[0]
     # A head that would call a function; then a sound head over a report that would.
     seal.write_bytes(seal_of(b"", {**head, "boom": _Boom()}, key))
-    assert run(*sync_args(tmp_path, "-q"))[0] == 0
-    assert not (tmp_path / "pwned").exists() and whole_runs[0] == 3
+    assert sealing.sync() == 0
+    assert not (tmp_path / "pwned").exists() and sealing.whole == 3
     body = pickle.dumps(_Boom())
     sound = {**head, "body_sha256": hashlib.sha256(body).hexdigest()}
     seal.write_bytes(seal_of(body, sound, key))
@@ -327,19 +340,17 @@ def test_a_hostile_seal_runs_nothing_and_the_run_is_whole(
     with Archive(tmp_path / "archive") as archive:
         assert hostile.survey.holds(archive)  # all holds, but the report is refused
     assert hostile.report(sync_module.SyncReport) is None and not (tmp_path / "pwned").exists()
-    assert run(*sync_args(tmp_path, "-q"))[0] == 0
-    assert not (tmp_path / "pwned").exists() and whole_runs[0] == 4
+    assert sealing.sync() == 0
+    assert not (tmp_path / "pwned").exists() and sealing.whole == 4
 
 
 @pytest.mark.parametrize("damage", ["truncated", "body changed", "garbage"])
 def test_a_damaged_seal_is_no_seal(
-    server: FileServer,
-    clip: bytes,  # noqa: F811
+    sealing: Sealing,
     tmp_path: Path,
-    whole_runs: list[int],
     damage: str,
 ) -> None:
-    sealed(tmp_path, server, clip)
+    sealing.seal()
     seal = the_seal(tmp_path)
     data = seal.read_bytes()
     if damage == "truncated":
@@ -348,24 +359,22 @@ def test_a_damaged_seal_is_no_seal(
         seal.write_bytes(data[:-200] + bytes(b ^ 1 for b in data[-200:-100]) + data[-100:])
     else:
         seal.write_bytes(os.urandom(len(data)))
-    assert run(*sync_args(tmp_path, "-q"))[0] == 0
-    assert whole_runs[0] == 3
+    assert sealing.sync() == 0
+    assert sealing.whole == 3
     assert not seal.exists()  # forgotten: the run after seals again, and the next replays
-    assert run(*sync_args(tmp_path, "-q"))[0] == 0 and whole_runs[0] == 4
-    assert run(*sync_args(tmp_path, "-q"))[0] == 0 and whole_runs[0] == 4
+    assert sealing.sync() == 0 and sealing.whole == 4
+    assert sealing.sync() == 0 and sealing.whole == 4
 
 
 def test_a_change_while_the_run_works_leaves_no_seal(
-    server: FileServer,
-    clip: bytes,  # noqa: F811
+    sealing: Sealing,
     tmp_path: Path,
-    whole_runs: list[int],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A person deletes a kit video while a run that had nothing to do packages: the run's
     report says the kit is whole, so it is not sealed, and the next run puts it back."""
-    collection(tmp_path, server, clip)
-    assert run(*sync_args(tmp_path, "-q"))[0] == 0
+    collection(tmp_path, sealing.server, sealing.clip)
+    assert sealing.sync() == 0
     real = sync_module.build_kit
 
     def then_deleted(*args: object, **kwargs: object) -> object:
@@ -374,12 +383,12 @@ def test_a_change_while_the_run_works_leaves_no_seal(
         return report
 
     monkeypatch.setattr(sync_module, "build_kit", then_deleted)
-    assert run(*sync_args(tmp_path, "-q"))[0] == 0
+    assert sealing.sync() == 0
     assert not seals(tmp_path)
     monkeypatch.setattr(sync_module, "build_kit", real)
-    assert run(*sync_args(tmp_path, "-q"))[0] == 0
+    assert sealing.sync() == 0
     assert in_kit(tmp_path, "00000001-1111-4222-8333-444444444444").is_file()
-    assert whole_runs[0] == 3
+    assert sealing.whole == 3
 
 
 def test_the_catalogs_count_of_changes_moves_with_what_runs_depend_on(tmp_path: Path) -> None:
@@ -403,18 +412,16 @@ def test_the_catalogs_count_of_changes_moves_with_what_runs_depend_on(tmp_path: 
 
 
 def test_a_seal_serves_a_run_that_asks_no_more_words_of_it(
-    server: FileServer,
-    clip: bytes,  # noqa: F811
+    sealing: Sealing,
     tmp_path: Path,
-    whole_runs: list[int],
 ) -> None:
     """Sealed at -v, a -q run is replayed (what it logs is a part of what was captured); sealed
     at -q, a run at the default verbosity is whole: its warnings were never captured."""
-    sealed(tmp_path, server, clip, "-v")
-    assert run(*sync_args(tmp_path, "-q"))[0] == 0 and whole_runs[0] == 2
+    sealing.seal("-v")
+    assert sealing.sync() == 0 and sealing.whole == 2
     settled.forget(tmp_path / "archive", _seal_key(tmp_path))
-    assert run(*sync_args(tmp_path, "-q"))[0] == 0 and whole_runs[0] == 3  # sealed at -q
-    assert run(*sync_args(tmp_path))[0] == 0 and whole_runs[0] == 4
+    assert sealing.sync() == 0 and sealing.whole == 3  # sealed at -q
+    assert run(*sync_args(tmp_path))[0] == 0 and sealing.whole == 4
 
 
 def test_how_files_would_be_fetched_is_no_part_of_the_key(tmp_path: Path) -> None:
@@ -447,16 +454,14 @@ def test_how_files_would_be_fetched_is_no_part_of_the_key(tmp_path: Path) -> Non
 
 @pytest.mark.parametrize("shape", ["link to a seal", "pipe", "cache folder a link"])
 def test_a_seal_is_never_read_or_removed_through_a_link_nor_waited_on(
-    server: FileServer,
-    clip: bytes,  # noqa: F811
+    sealing: Sealing,
     tmp_path: Path,
-    whole_runs: list[int],
     shape: str,
 ) -> None:
     """The seal's place holds what someone else put there: a link to a seal elsewhere (not
     read), a named pipe (not waited on), the cache folder a link out of the archive (nothing
     read, removed or written there)."""
-    sealed(tmp_path, server, clip)
+    sealing.seal()
     seal = the_seal(tmp_path)
     name = seal.name
     elsewhere = tmp_path / "elsewhere"
@@ -474,19 +479,18 @@ def test_a_seal_is_never_read_or_removed_through_a_link_nor_waited_on(
             file.unlink()
         cache.rmdir()
         cache.symlink_to(elsewhere, target_is_directory=True)
-    assert run(*sync_args(tmp_path, "-q"))[0] == 0 and whole_runs[0] == 3
+    assert sealing.sync() == 0 and sealing.whole == 3
     assert (elsewhere / name).read_bytes()  # left where it is, as it was
     assert sorted(p.name for p in elsewhere.iterdir()) == [name]
 
 
 def test_a_replayed_sync_imports_no_http_client_nor_zim(
-    server: FileServer,
-    clip: bytes,  # noqa: F811
+    sealing: Sealing,
     tmp_path: Path,
 ) -> None:
     """What a sealed run costs is mostly the interpreter's start-up: it replays without
     httpx, asyncio, libzim or the page templates (checked in a fresh interpreter)."""
-    sealed(tmp_path, server, clip)
+    sealing.seal()
     args = [str(a) for a in sync_args(tmp_path, "-q")]
     code = (
         "import json, sys\n"
@@ -508,50 +512,44 @@ def test_a_replayed_sync_imports_no_http_client_nor_zim(
 
 @pytest.mark.parametrize("subfolder", [None, "Videos"])
 def test_a_kit_deleted_after_sealing_is_made_again(
-    server: FileServer,
-    clip: bytes,  # noqa: F811
+    sealing: Sealing,
     tmp_path: Path,
-    whole_runs: list[int],
     subfolder: str | None,
 ) -> None:
     """A key formatted again, or a kit deleted to be made anew: a whole run, exit 0."""
     extra = ("-q", "--subfolder", subfolder) if subfolder else ("-q",)
-    sealed(tmp_path, server, clip, *extra)
+    sealing.seal(*extra)
     kit = tmp_path / "kit" / subfolder if subfolder else tmp_path / "kit"
     shutil.rmtree(kit)
-    assert run(*sync_args(tmp_path, *extra))[0] == 0 and whole_runs[0] == 3
+    assert sealing.sync(*extra) == 0 and sealing.whole == 3
     assert verify_bag(kit)[2] == []
 
 
 def test_a_kit_named_by_a_link_is_looked_at_where_it_is(
-    server: FileServer,
-    clip: bytes,  # noqa: F811
+    sealing: Sealing,
     tmp_path: Path,
-    whole_runs: list[int],
 ) -> None:
     real = tmp_path / "usb"
     real.mkdir()
     (tmp_path / "kit").symlink_to(real, target_is_directory=True)
-    sealed(tmp_path, server, clip)
+    sealing.seal()
     change_kit_page(tmp_path)  # through the link: the page in usb/
-    assert run(*sync_args(tmp_path, "-q"))[0] == 0 and whole_runs[0] == 3
+    assert sealing.sync() == 0 and sealing.whole == 3
     assert verify_bag(real)[2] == []
 
 
 def test_another_build_of_archiver_is_another_key(
-    server: FileServer,
-    clip: bytes,  # noqa: F811
+    sealing: Sealing,
     tmp_path: Path,
-    whole_runs: list[int],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Templates or rendering libraries upgraded (the kit's recipe), or archiver's own files
     changed under the same version number: the pages may come out otherwise, so the run is
     whole."""
-    sealed(tmp_path, server, clip)
+    sealing.seal()
     real = sync_module.recipe
     monkeypatch.setattr(sync_module, "recipe", lambda: real() + "+markdown-it 4.1")
-    assert run(*sync_args(tmp_path, "-q"))[0] == 0 and whole_runs[0] == 3
+    assert sealing.sync() == 0 and sealing.whole == 3
     template = Path(settled.__file__).parent / "kit" / "templates" / "video.html"
     before = settled._code()
     found = template.stat()
@@ -560,33 +558,29 @@ def test_another_build_of_archiver_is_another_key(
 
 
 def test_an_audit_between_syncs_does_not_break_the_seal(
-    server: FileServer,
-    clip: bytes,  # noqa: F811
+    sealing: Sealing,
     tmp_path: Path,
-    whole_runs: list[int],
 ) -> None:
     """cron.md's crontab audits a share of the archive every night: an audit notes when each
     file was last found intact, which no kit shows; the next sync is replayed."""
-    sealed(tmp_path, server, clip)
+    sealing.seal()
     assert run("verify", "--archive", tmp_path / "archive", "-q")[0] == 0
     with sqlite3.connect(tmp_path / "archive" / "catalog.sqlite") as db:
         assert db.execute("SELECT COUNT(*) FROM files WHERE audited_at IS NOT NULL").fetchone()[0]
-    assert run(*sync_args(tmp_path, "-q"))[0] == 0 and whole_runs[0] == 2
+    assert sealing.sync() == 0 and sealing.whole == 2
 
 
 def test_a_deleted_working_folder_makes_a_whole_run_not_a_crash(
-    server: FileServer,
-    clip: bytes,  # noqa: F811
+    sealing: Sealing,
     tmp_path: Path,
-    whole_runs: list[int],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    sealed(tmp_path, server, clip)
+    sealing.seal()
     gone = tmp_path / "gone"
     gone.mkdir()
     monkeypatch.chdir(gone)
     gone.rmdir()
-    assert run(*sync_args(tmp_path, "-q"))[0] == 0 and whole_runs[0] == 3
+    assert sealing.sync() == 0 and sealing.whole == 3
 
 
 @pytest.mark.parametrize(
@@ -600,13 +594,11 @@ def test_a_deleted_working_folder_makes_a_whole_run_not_a_crash(
     ids=["log level", "survey path", "verbosity", "summary"],
 )
 def test_a_seal_head_of_the_wrong_kinds_is_no_seal(
-    server: FileServer,
-    clip: bytes,  # noqa: F811
+    sealing: Sealing,
     tmp_path: Path,
-    whole_runs: list[int],
     field: dict[str, object],
 ) -> None:
-    sealed(tmp_path, server, clip)
+    sealing.seal()
     seal, key = the_seal(tmp_path), _seal_key(tmp_path)
     found = settled.read_head(seal, key)
     assert found is not None
@@ -614,22 +606,20 @@ def test_a_seal_head_of_the_wrong_kinds_is_no_seal(
     body = seal.read_bytes()[:body_size]
     seal.write_bytes(seal_of(body, {**head, **field}, key))
     assert settled.read(tmp_path / "archive", key) is None
-    assert run(*sync_args(tmp_path, "-q"))[0] == 0 and whole_runs[0] == 3
+    assert sealing.sync() == 0 and sealing.whole == 3
 
 
 def test_a_catalog_whose_count_of_changes_was_removed_is_never_sealed(
-    server: FileServer,
-    clip: bytes,  # noqa: F811
+    sealing: Sealing,
     tmp_path: Path,
-    whole_runs: list[int],
 ) -> None:
-    sealed(tmp_path, server, clip)
+    sealing.seal()
     with sqlite3.connect(tmp_path / "archive" / "catalog.sqlite") as db:
         db.execute("DELETE FROM changes")
     with Archive(tmp_path / "archive") as archive:
         assert archive.catalog.changes() is None
     for expected in (3, 4):  # neither replayed, nor sealed: the count cannot be told
-        assert run(*sync_args(tmp_path, "-q"))[0] == 0 and whole_runs[0] == expected
+        assert sealing.sync() == 0 and sealing.whole == expected
     with sqlite3.connect(tmp_path / "archive" / "catalog.sqlite") as db:
         db.execute("DROP TRIGGER changes_files_update")
         db.execute("INSERT INTO changes VALUES (0, 1)")
