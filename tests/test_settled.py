@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from archiver import kit as kit_module
 from archiver import settled
 from archiver import sync as sync_module
 from archiver.archive import Archive
@@ -444,7 +445,13 @@ def test_how_files_would_be_fetched_is_no_part_of_the_key(tmp_path: Path) -> Non
     titled = dataclasses.replace(plain, kit=dataclasses.replace(plain.kit, title="Autre"))
     keys = [
         settled.key_of(
-            [folder], tmp_path / "archive", tmp_path / "kit", sync_module._as_sealed(s), "r"
+            "sync",
+            settled.fiches_digest([folder]),
+            [folder],
+            tmp_path / "archive",
+            tmp_path / "kit",
+            sync_module._as_sealed(s),
+            "r",
         )
         for s in (plain, fetching, taller, titled)
     ]
@@ -640,3 +647,43 @@ def test_a_seal_leaves_no_temporaries_and_the_last_seals_only(tmp_path: Path) ->
     settled._tidy(folder)
     kept = sorted(p.name for p in folder.iterdir())
     assert kept == sorted(["fiches.json", *names[-(settled.MAX_SEALS - 1) :]])
+
+
+@pytest.fixture
+def whole_packages(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How many ``archiver package`` runs built their kit whole (the real build, counted)."""
+    count = [0]
+    real = kit_module.build_kit
+
+    def counted(*args: object, **kwargs: object) -> object:
+        count[0] += 1
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(kit_module, "build_kit", counted)
+    return count
+
+
+def test_a_package_that_finds_nothing_to_do_is_sealed_and_replayed(
+    sealing: Sealing, tmp_path: Path, whole_packages: list[int]
+) -> None:
+    """``archiver package`` of the same manifest file into the same kit: the third run is
+    replayed (the same line said), until the manifest's bytes or a kit file change."""
+    sealing.seal()
+    manifest = tmp_path / "archive" / "manifest.json"  # the sync's last manifest
+    args = ["package", manifest, "--archive", tmp_path / "archive", "-o", tmp_path / "usb"]
+    outputs = [run(*args) for _ in range(3)]
+    assert [code for code, _, _ in outputs] == [0, 0, 0]
+    assert whole_packages[0] == 2  # the first made the kit, the second sealed, the third replayed
+    assert without_times(outputs[2][2]) == without_times(outputs[1][2])
+    page = tmp_path / "usb" / "index.html"
+    found = page.stat()
+    page.write_bytes(page.read_bytes().replace(b"<", b"{", 1))
+    os.utime(page, ns=(found.st_atime_ns, found.st_mtime_ns))
+    assert run(*args)[0] == 0 and whole_packages[0] == 3  # mended
+    assert verify_bag(tmp_path / "usb")[2] == []
+    assert run(*args)[0] == 0 and run(*args)[0] == 0 and whole_packages[0] == 4  # sealed again
+    manifest.write_text(manifest.read_text().replace("Vidéo 1", "Vidéo un"))
+    assert run(*args)[0] == 0 and whole_packages[0] == 5
+    assert (
+        "Vidéo un" in (tmp_path / "usb" / "data" / "videos" / "Video-un" / "index.html").read_text()
+    )

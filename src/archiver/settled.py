@@ -79,6 +79,8 @@ __all__ = [
     "Survey",
     "answers_saved",
     "capture_log",
+    "fiches_digest",
+    "file_digest",
     "forget",
     "key_in",
     "key_of",
@@ -125,6 +127,7 @@ class Key:
     run is the same."""
 
     format: int
+    command: str  # sync, package
     version: str
     python: tuple[int, int]
     code: str  # every file of the package, by name, size and time
@@ -134,7 +137,7 @@ class Key:
     cwd: str
     archive: str
     kit: str
-    fiches: str  # sha256 over every fiche's path and bytes, in the order the run reads them
+    inputs: str  # what the command reads: the fiches' paths and bytes, a manifest's bytes
 
     def digest(self) -> str:
         """What names this key's seal."""
@@ -142,29 +145,29 @@ class Key:
 
 
 def key_of(
-    paths: Sequence[Path], archive_root: Path, kit: Path, settings: object, recipe: str
+    command: str,
+    inputs: str | None,
+    paths: Sequence[Path],
+    archive_root: Path,
+    kit: Path,
+    settings: object,
+    recipe: str,
 ) -> Key | None:
-    """The run's key; ``None`` when a fiche cannot be read (the whole run says why), when the
-    working folder is gone, or when the settings (a dataclass, as they matter to a seal) have
-    no stable text: no seal could ever be matched against them."""
+    """``command``'s key, over ``inputs`` (a digest of what it reads: :func:`fiches_digest`,
+    :func:`file_digest`; ``None`` when they cannot be read, and the whole run says why) named
+    by ``paths``; ``None`` too when the working folder is gone, or when the settings (a
+    dataclass, as they matter to a seal) have no stable text: no seal could ever be matched
+    against them."""
     shown = repr(settings)
-    if " at 0x" in shown:  # an object without a dataclass's text: no two runs would match
+    if inputs is None or " at 0x" in shown:  # no two runs would match
         return None
     try:
         cwd = os.getcwd()
     except OSError:  # a working folder deleted under the run: relative paths mean nothing
         return None
-    digest = hashlib.sha256()
-    try:
-        for fiche in find_fiches(paths):
-            data = read_fiche(fiche)
-            name = os.fsencode(fiche.path)
-            digest.update(b"%d:%s%d:" % (len(name), name, len(data)))
-            digest.update(data)
-    except FicheError:
-        return None
     return Key(
         format=FORMAT,
+        command=command,
         version=__version__,
         python=(sys.version_info[0], sys.version_info[1]),
         code=_code(),
@@ -174,8 +177,44 @@ def key_of(
         cwd=cwd,
         archive=str(archive_root.absolute()),
         kit=str(kit.absolute()),
-        fiches=digest.hexdigest(),
+        inputs=inputs,
     )
+
+
+def fiches_digest(paths: Sequence[Path]) -> str | None:
+    """A sha256 over every fiche under ``paths``, found as a sync finds them, by its path and
+    bytes (read again: an edit that keeps a file's size and time is seen); ``None`` when one
+    cannot be read."""
+    digest = hashlib.sha256()
+    try:
+        for fiche in find_fiches(paths):
+            data = read_fiche(fiche)
+            name = os.fsencode(fiche.path)
+            digest.update(b"%d:%s%d:" % (len(name), name, len(data)))
+            digest.update(data)
+    except FicheError:
+        return None
+    return digest.hexdigest()
+
+
+def file_digest(path: Path, limit: int) -> str | None:
+    """A sha256 of the regular file at ``path`` (a manifest: at most ``limit`` bytes, read in
+    1 MiB pieces); ``None`` when it is not one, cannot be read or is larger."""
+    digest = hashlib.sha256()
+    read = 0
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        with open(fd, "rb") as stream:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return None
+            while piece := stream.read(1 << 20):
+                read += len(piece)
+                if read > limit:
+                    return None
+                digest.update(piece)
+    except OSError:
+        return None
+    return digest.hexdigest()
 
 
 def _code() -> str:

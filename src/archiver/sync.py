@@ -33,14 +33,7 @@ from . import settled
 from .archive import Archive, FileRecord, utc_now
 from .catalog import parse_time
 from .collection import default_collection
-from .errors import (
-    InputError,
-    KitError,
-    LockHeld,
-    ManifestError,
-    StorageError,
-    describe_os_error,
-)
+from .errors import InputError, ManifestError, StorageError, describe_os_error
 from .fetch import (
     DEFAULT_SETTINGS,
     DownloadReport,
@@ -54,7 +47,7 @@ from .fetch import (
 )
 from .fiche_cache import CACHE_FOLDER, CACHE_NAME, FicheCache
 from .kit import KitReport, KitSettings, build_kit, check_kit_folder
-from .kit.lock import locked as kit_locked
+from .kit.sealed import Sealing, quiet, replayed
 from .kit.site import recipe
 from .manifest import Built, Manifest, build_manifest, build_valid, load_manifest, write_manifest
 from .progress import Progress
@@ -177,11 +170,17 @@ def sync(
     start = time.monotonic()
     deadline = deadline_of(settings.run_max_time, start)
     fiches = list(paths) or [default_collection()]
-    key = (
-        settled.key_of(fiches, archive_root, kit, _as_sealed(settings), recipe())
-        if settings.zim is None
-        else None
-    )
+    key = None
+    if settings.zim is None:  # a ZIM is checked as it is written: never sealed
+        key = settled.key_of(
+            "sync",
+            settled.fiches_digest(fiches),
+            fiches,
+            archive_root,
+            kit,
+            _as_sealed(settings),
+            recipe(),
+        )
     seal = settled.read(archive_root, key) if key is not None else None
     cache = FicheCache(archive_root / CACHE_FOLDER / CACHE_NAME)
     # Parsed before the lock (a seal, if it holds, needs no parsing), written under it.
@@ -199,17 +198,18 @@ def sync(
         else:
             if built is None:
                 built = build_valid(fiches, cache=cache)
-            # Sealing this run is tried only where no seal is: a seal that did not hold says
-            # something moved, which this run likely mends (no seal then); the run after it
-            # finds none, and seals. The survey costs a look at every file (0.6 s at 10,000).
-            sealing = key is not None and not settled.seal_path(archive_root, key).exists()
-            before = settled.survey(archive, kit, archive_root / LAST_MANIFEST) if sealing else None
-            with settled.capture_log() as logged:
+            sealing = Sealing(key, archive, kit)
+            with sealing.watching(archive_root / LAST_MANIFEST):
                 report, failures, summary = _run(
                     built, archive, kit, cache, settings, deadline, start,
                     progress=progress, kit_progress=kit_progress, zim_progress=zim_progress,
                 )  # fmt: skip
-            _seal(key, report, failures, before, logged, summary, archive, kit, settings)
+            sealing.close(
+                report,
+                _found_nothing_to_do(report, failures),
+                until=_due(report, archive.root, settings.refresh_after),
+                summary=summary,
+            )
     if log is not None:
         _log(log, report, failures)
     return report
@@ -304,71 +304,30 @@ def _run(
 
 
 def _replay(seal: settled.Seal, archive: Archive, kit: Path, start: float) -> SyncReport | None:
-    """The sealed run's report, recorded as this run's, when the seal still holds under the
-    archive's lock (held) and the kit's; else ``None``, and the seal forgotten: the run does
-    its work. Another run holding the kit is said as a whole run says it (exit 3)."""
-    if not kit.is_dir():  # gone (a key formatted again, a kit deleted to be made anew)
-        return None
-    try:
-        with kit_locked(kit):
-            if not seal.survey.holds(archive):
-                return None
-            report = seal.report(SyncReport)
-            if report is None:
-                return None
-            run_id = archive.start_run("sync")
-            archive.catalog.seen_again()
-            seconds = time.monotonic() - start
-            archive.finish_run(run_id, "ok", {**seal.summary, "seconds": round(seconds, 3)})
-    except LockHeld:
-        raise
-    except (KitError, OSError) as exc:  # the kit cannot be locked or looked at: a whole run
-        logger.debug("%s: not replayed: %s", seal.path, exc)  # says why, if it matters
-        return None
-    seal.replay_log()
-    return dataclasses.replace(report, seconds=seconds)
+    """The sealed run's report, recorded in the catalog as this run's (its run, the items seen
+    again), when the seal still holds (:func:`.kit.sealed.replayed`); else ``None``."""
+    seconds: list[float] = []
+
+    def record() -> None:
+        run_id = archive.start_run("sync")
+        archive.catalog.seen_again()
+        seconds.append(time.monotonic() - start)
+        archive.finish_run(run_id, "ok", {**seal.summary, "seconds": round(seconds[0], 3)})
+
+    report = replayed(seal, archive, kit, SyncReport, record)
+    return dataclasses.replace(report, seconds=seconds[0]) if report is not None else None
 
 
-def _seal(
-    key: settled.Key | None,
-    report: SyncReport,
-    failures: list[Outcome],
-    before: settled.Survey | None,
-    logged: list[tuple[str, int, str]],
-    summary: dict[str, object],
-    archive: Archive,
-    kit: Path,
-    settings: SyncSettings,
-) -> None:
-    """Seal a run that found nothing to do, if the archive, the kit and the catalog are as it
-    found them (``before``, nothing changed while it worked); else forget any seal
-    (:mod:`.settled`). ``before`` is None for a run not to be sealed."""
-    quiet = (
+def _found_nothing_to_do(report: SyncReport, failures: list[Outcome]) -> bool:
+    """Whether a sync fetched, changed, failed, retired and wrote nothing: a run to seal."""
+    return (
         not failures
         and not report.invalid
         and not report.retired
         and report.kit_skipped is None
         and report.zim is None
         and all(o.status is Status.HELD for o in report.download.outcomes)
-        and report.kit.written == report.kit.removed == report.kit.linked == 0
-        and report.kit.moved == 0
-    )
-    if key is None:
-        return
-    if before is None or not quiet:
-        settled.forget(archive.root, key)
-        return
-    if not before.holds(archive):  # a folder that gained a file has another time
-        settled.forget(archive.root, key)
-        return
-    settled.write(
-        archive.root,
-        key,
-        report,
-        until=_due(report, archive.root, settings.refresh_after),
-        before=before,
-        logged=logged,
-        summary=summary,
+        and quiet(report.kit)
     )
 
 

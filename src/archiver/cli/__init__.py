@@ -441,30 +441,33 @@ def package_command(
     --zim path that is a folder, not a ZIM, or inside the archive; 3 archive or kit locked
     by another run.
     """
-    from ..kit import package
+    from ..kit import package, package_file
     from ..zim import check_zim_path
 
     state = _state(ctx)
     if kit is None and zim is None:
         raise UsageError("give the kit folder (-o KIT), a ZIM file (--zim FILE.zim), or both")
-    manifest = load_manifest(manifest_path)
+    # A kit alone is updated from the manifest's file: sealed when it finds nothing to do,
+    # replayed while nothing moved (archiver.settled). A ZIM reads the manifest anyway.
+    manifest = load_manifest(manifest_path) if zim is not None else None
     if zim is not None:  # refused before the kit is written, not after
         check_zim_path(zim, archive, kit / subfolder if subfolder and kit else kit)
     code = EXIT_OK
     if kit is not None:
-        report = package(
-            manifest,
-            archive,
-            kit / subfolder if subfolder else kit,
-            settings=dataclasses.replace(kit_settings, fit=fit),
-            progress=_progress(state, "Kit", per_file=False),
+        target = kit / subfolder if subfolder else kit
+        settings = dataclasses.replace(kit_settings, fit=fit)
+        meter = _progress(state, "Kit", per_file=False)
+        report = (
+            package(manifest, archive, target, settings=settings, progress=meter)
+            if manifest is not None
+            else package_file(manifest_path, archive, target, settings=settings, progress=meter)
         )
         for entry, reason in report.left_out:
             _echo(f"Error: {entry.title} ({entry.id}): {reason}", err=True)
         if not state.quiet:
             _echo(kit_summary(report), err=True)
         code = EXIT_FAILED if report.left_out else EXIT_OK
-    if zim is not None:  # the same plan: the videos the kit left out were named already
+    if zim is not None and manifest is not None:  # the same plan: the kit's left out named
         zim_code = package_zim_run(
             manifest,
             archive,

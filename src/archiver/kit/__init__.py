@@ -44,6 +44,7 @@ from (:func:`.site.site_sources`), and a page the kit holds, made from the same,
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import logging
 import stat
@@ -52,13 +53,13 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import collector
+from .. import collector, settled
 from .._version import __version__
 from ..archive import Archive, FileRecord
 from ..entry import Entry
 from ..errors import ArchiveError, KitError, KitRefused, describe_os_error
 from ..fiche_cache import CACHE_FOLDER, cache_folder
-from ..manifest_reader import Manifest
+from ..manifest_reader import MAX_MANIFEST_BYTES, Manifest, load_manifest
 from ..progress import NullProgress, Progress
 from ..units import format_bytes
 from .bag import BAG_INFO, BAGIT_DECLARATION, BAGIT_TXT, PAYLOAD, bag_info
@@ -66,6 +67,7 @@ from .lock import locked
 from .ownership import MARK_AGENT, SUBFOLDER_HINT, Claim, claim, refuse_overlap
 from .plan import DEFAULT_SETTINGS, DEFAULT_TITLE, KitPlan, KitSettings, plan_kit
 from .provenance import PROVENANCE_NAME, provenance_json
+from .sealed import Sealing, quiet, replayed
 from .site import (
     CHECK_SCRIPT,
     describe_kit,
@@ -88,6 +90,7 @@ __all__ = [
     "build_kit",
     "check_kit_folder",
     "package",
+    "package_file",
 ]
 
 log = logging.getLogger(__name__)
@@ -132,6 +135,48 @@ def package(
     check_kit_folder(kit, archive_root)
     with Archive(archive_root) as archive, archive.locked():
         return build_kit(manifest, archive, kit, settings=settings, progress=progress)
+
+
+def package_file(
+    manifest_path: Path,
+    archive_root: Path,
+    kit: Path,
+    *,
+    settings: KitSettings = DEFAULT_SETTINGS,
+    progress: Progress | None = None,
+) -> KitReport:
+    """:func:`package` of the manifest at ``manifest_path`` (``archiver package``), sealed when
+    it finds nothing to do: the next update of the same kit from the same manifest's bytes,
+    archive, templates and archiver, when no file of the archive or the kit moved, replays its
+    report without reading the manifest or planning the kit (:mod:`archiver.settled`)."""
+    start = time.monotonic()
+    key = settled.key_of(
+        "package",
+        settled.file_digest(manifest_path, MAX_MANIFEST_BYTES),
+        [manifest_path],
+        archive_root,
+        kit,
+        settings,
+        recipe(),
+    )
+    seal = settled.read(archive_root, key) if key is not None else None
+    # A manifest that does not read is said before the archive or the kit is looked at.
+    manifest = load_manifest(manifest_path) if seal is None else None
+    if not archive_root.is_dir():  # an unusable target (exit 2), before anything is written
+        raise ArchiveError(archive_root, "no archive here", hint="run 'archiver download' first")
+    check_kit_folder(kit, archive_root)
+    with Archive(archive_root) as archive, archive.locked():
+        if seal is not None:
+            report = replayed(seal, archive, kit, KitReport)
+            if report is not None:
+                return dataclasses.replace(report, seconds=time.monotonic() - start)
+        if manifest is None:
+            manifest = load_manifest(manifest_path)
+        sealing = Sealing(key, archive, kit)
+        with sealing.watching(manifest_path):
+            report = build_kit(manifest, archive, kit, settings=settings, progress=progress)
+        sealing.close(report, quiet(report), until=float("inf"), summary={})
+    return report
 
 
 def check_kit_folder(kit: Path, archive_root: Path) -> None:
