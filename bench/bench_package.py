@@ -11,7 +11,10 @@ with ``--copy``, as on a USB key (another filesystem). Peers measured in the sam
 and find nothing to do"), and with ``--base SRC`` another tree's archiver on a twin of the same
 kit and archive (hard links, its own catalog: see :func:`scale.twin`), in turns; with it, each
 tree then builds a fresh kit of the same archive, and the two are compared file by file
-(sha256): a change made for speed must leave every byte of the kit as it was.
+(sha256): a change made for speed must leave every byte of the kit as it was. The CLI's
+re-packages are timed after one that seals the kit (:mod:`archiver.settled`: the next update
+of the same manifest file replays while nothing moved), then again with the seal removed
+before each ("unsealed": the update that meets a change, or seals).
 
 Run: ``.venv/bin/python bench/bench_package.py [--videos 100] [--base /tmp/base/src]``
 """
