@@ -191,10 +191,10 @@ def sync(
 
         check_zim_path(settings.zim, archive_root, kit)
     with Archive(archive_root) as archive, archive.locked():
-        replayed = _replay(seal, archive, kit, start) if seal is not None else None
+        again = _replay(seal, archive, kit, start) if seal is not None else None
         failures: list[Outcome] = []
-        if replayed is not None:
-            report = replayed
+        if again is not None:
+            report = again
         else:
             if built is None:
                 built = build_valid(fiches, cache=cache)
