@@ -745,7 +745,7 @@ def test_the_fuzz_ground_sees_what_it_must(sandboxes: Path) -> None:
     with sandbox(sandboxes) as box:
         version = run_bounded(["--version"], cwd=box.work)
         assert version.code == 0 and version.max_rss is not None and version.max_rss > 10 * 2**20
-        cramped = run_bounded(["--version"], cwd=box.work, address_space=40 * 2**20)
+        cramped = run_bounded(["--version"], cwd=box.work, address_space=12 * 2**20)
         assert cramped.code != 0
         asleep = run_bounded(["manifest", box.work], cwd=box.work, timeout=0.05)
         assert asleep.code is None and problems_of(asleep)[0].startswith("still running")

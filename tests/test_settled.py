@@ -687,3 +687,48 @@ def test_a_package_that_finds_nothing_to_do_is_sealed_and_replayed(
     assert (
         "Vidéo un" in (tmp_path / "usb" / "data" / "videos" / "Video-un" / "index.html").read_text()
     )
+
+
+def test_a_package_reads_its_manifest_once_from_a_pipe_too(
+    sealing: Sealing, tmp_path: Path, whole_packages: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The key is the sha256 of the bytes the run parses (read once: no edit can fall between
+    the two), and a manifest given as a pipe is read as before, not opened and let go."""
+    sealing.seal()
+    manifest = tmp_path / "archive" / "manifest.json"
+    reads: list[Path] = []
+    real = kit_module.read_manifest_bytes
+
+    def counted(path: Path) -> bytes:
+        reads.append(path)
+        return real(path)
+
+    monkeypatch.setattr(kit_module, "read_manifest_bytes", counted)
+    args = ["package", manifest, "--archive", tmp_path / "archive", "-o", tmp_path / "usb"]
+    assert run(*args)[0] == 0 and run(*args)[0] == 0 and run(*args)[0] == 0
+    assert reads == [manifest] * 3 and whole_packages[0] == 2
+    pipe = tmp_path / "manifest.pipe"
+    os.mkfifo(pipe)
+    writer = subprocess.Popen(["sh", "-c", f"cat '{manifest}' > '{pipe}'"])
+    try:
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "archiver",
+                "-q",
+                "package",
+                str(pipe),
+                "--archive",
+                str(tmp_path / "archive"),
+                "-o",
+                str(tmp_path / "usb"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        assert writer.wait(timeout=60) == 0  # it wrote all: the reader did not let it go
+    assert done.returncode == 0, done.stderr

@@ -256,3 +256,22 @@ def test_python_m_archiver_keeps_its_exit_status_and_its_last_words(tmp_path: Pa
     assert done.returncode == 2
     assert done.stderr.startswith(f"Error: {tmp_path / 'none.json'}: cannot read")
     assert (tmp_path / "atexit").read_text() == "ran"
+
+
+def test_the_fetch_packages_names_are_what_they_say_whatever_was_imported_first() -> None:
+    """A lazy name (PEP 562) that is also a submodule's would become the module once that
+    submodule is imported: none of fetch's names is one, and ``dir`` lists them all."""
+    code = (
+        "import json, types\n"
+        "from archiver.fetch.preview import Action\n"
+        "from archiver.fetch.run import download\n"
+        "import archiver.fetch as fetch\n"
+        "print(json.dumps([[n, isinstance(getattr(fetch, n), types.ModuleType)]"
+        " for n in fetch.__all__] + [sorted(set(fetch.__all__) - set(dir(fetch)))]))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    *names, missing = json.loads(done.stdout)
+    assert [name for name, module in names if module] == []
+    assert missing == []

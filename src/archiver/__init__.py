@@ -40,7 +40,7 @@ from .errors import (
     ManifestError,
     UsageError,
 )
-from .lazy import lazy_names
+from .lazy import lazy_dir, lazy_names
 from .manifest_reader import Manifest, load_manifest
 
 if TYPE_CHECKING:
@@ -60,11 +60,7 @@ _LAZY = {
 
 
 __getattr__ = lazy_names(__name__, _LAZY, globals())
-
-
-def __dir__() -> list[str]:
-    """The module's names, the lazy ones included, as if they were imported."""
-    return sorted(set(globals()) | set(_LAZY))
+__dir__ = lazy_dir(_LAZY, globals())
 
 
 __all__ = [

@@ -8,7 +8,7 @@ import importlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
-__all__ = ["lazy_names"]
+__all__ = ["lazy_dir", "lazy_names"]
 
 
 def lazy_names(
@@ -27,3 +27,13 @@ def lazy_names(
         return value
 
     return __getattr__
+
+
+def lazy_dir(names: Mapping[str, str], namespace: dict[str, Any]) -> Callable[[], list[str]]:
+    """The ``__dir__`` of a package with :func:`lazy_names`: its names, the lazy ones
+    included, as if they were imported."""
+
+    def __dir__() -> list[str]:
+        return sorted(set(namespace) | set(names))
+
+    return __dir__

@@ -39,7 +39,14 @@ from .errors import ManifestError
 from .names import is_safe_id, shown_name
 from .urls import url_problem
 
-__all__ = ["MAX_MANIFEST_BYTES", "SCHEMA_VERSION", "Manifest", "load_manifest", "loads"]
+__all__ = [
+    "MAX_MANIFEST_BYTES",
+    "SCHEMA_VERSION",
+    "Manifest",
+    "load_manifest",
+    "loads",
+    "read_manifest_bytes",
+]
 
 SCHEMA_VERSION = 1
 ASSET_KINDS = frozenset({"fiche_pdf", "transcript_pdf"})
@@ -69,6 +76,13 @@ class Manifest:
 
 def load_manifest(path: Path) -> Manifest:
     """Read and validate a manifest file; raise :class:`ManifestError` on any problem."""
+    return loads(read_manifest_bytes(path), path=path)
+
+
+def read_manifest_bytes(path: Path) -> bytes:
+    """A manifest file's bytes, read once (a pipe included), at most
+    :data:`MAX_MANIFEST_BYTES`; raise :class:`ManifestError` when it cannot be read or is
+    larger."""
     too_large = f"larger than {MAX_MANIFEST_BYTES // 2**20} MiB; not a manifest"
     try:
         with path.open("rb") as stream:
@@ -80,7 +94,7 @@ def load_manifest(path: Path) -> Manifest:
         raise ManifestError(path, None, f"cannot read: {exc.strerror or exc}") from exc
     if len(data) > MAX_MANIFEST_BYTES:
         raise ManifestError(path, None, too_large)
-    return loads(data, path=path)
+    return data
 
 
 def loads(data: bytes | str, *, path: Path | str = "<manifest>") -> Manifest:

@@ -80,7 +80,6 @@ __all__ = [
     "answers_saved",
     "capture_log",
     "fiches_digest",
-    "file_digest",
     "forget",
     "key_in",
     "key_of",
@@ -153,8 +152,8 @@ def key_of(
     settings: object,
     recipe: str,
 ) -> Key | None:
-    """``command``'s key, over ``inputs`` (a digest of what it reads: :func:`fiches_digest`,
-    :func:`file_digest`; ``None`` when they cannot be read, and the whole run says why) named
+    """``command``'s key, over ``inputs`` (a digest of what it reads: :func:`fiches_digest`, a
+    manifest's sha256; ``None`` when they cannot be read, and the whole run says why) named
     by ``paths``; ``None`` too when the working folder is gone, or when the settings (a
     dataclass, as they matter to a seal) have no stable text: no seal could ever be matched
     against them."""
@@ -193,26 +192,6 @@ def fiches_digest(paths: Sequence[Path]) -> str | None:
             digest.update(b"%d:%s%d:" % (len(name), name, len(data)))
             digest.update(data)
     except FicheError:
-        return None
-    return digest.hexdigest()
-
-
-def file_digest(path: Path, limit: int) -> str | None:
-    """A sha256 of the regular file at ``path`` (a manifest: at most ``limit`` bytes, read in
-    1 MiB pieces); ``None`` when it is not one, cannot be read or is larger."""
-    digest = hashlib.sha256()
-    read = 0
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-        with open(fd, "rb") as stream:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                return None
-            while piece := stream.read(1 << 20):
-                read += len(piece)
-                if read > limit:
-                    return None
-                digest.update(piece)
-    except OSError:
         return None
     return digest.hexdigest()
 

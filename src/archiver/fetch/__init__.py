@@ -32,7 +32,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ..lazy import lazy_names
+from ..lazy import lazy_dir, lazy_names
 from ..urls import redact
 from .plan import Choices, Job, Outcome, Status, jobs_for, video_failure
 from .settings import DEFAULT_SETTINGS, DownloadSettings
@@ -40,7 +40,7 @@ from .settings import DEFAULT_SETTINGS, DownloadSettings
 if TYPE_CHECKING:
     from ..archive import Archive
     from .hosts import Down
-    from .preview import Action, PlannedFile, Preview, preview
+    from .preview import Action, PlannedFile, Preview
     from .run import _run as _run
     from .run import download, download_all, fetch_into
 
@@ -62,7 +62,6 @@ __all__ = [
     "download_all",
     "fetch_into",
     "jobs_for",
-    "preview",
     "record_report",
     "video_failure",
 ]
@@ -72,7 +71,8 @@ MAX_TIME_REACHED = "not fetched: the run's --max-time was reached"
 # What runs a download, and what asks a server, needs httpx and asyncio (0.15-0.2 s at every
 # start): imported when first asked for (PEP 562), so that a command that only reads a
 # report, or its settings, does without them (a sync replaying its seal, ``status``,
-# ``manifest``). tests/test_startup.py checks it.
+# ``manifest``). tests/test_startup.py checks it. A dry run's ``preview`` is not among them:
+# its name is its module's, which an import of that module would put in the package's place.
 _LAZY = {
     "Action": "preview",
     "Down": "hosts",
@@ -82,11 +82,11 @@ _LAZY = {
     "download": "run",
     "download_all": "run",
     "fetch_into": "run",
-    "preview": "preview",
 }
 
 
 __getattr__ = lazy_names(__name__, _LAZY, globals())
+__dir__ = lazy_dir(_LAZY, globals())
 
 
 def deadline_of(max_time: float | None, start: float | None = None) -> float | None:

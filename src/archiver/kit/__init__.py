@@ -46,6 +46,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import hashlib
 import logging
 import stat
 import time
@@ -59,7 +60,7 @@ from ..archive import Archive, FileRecord
 from ..entry import Entry
 from ..errors import ArchiveError, KitError, KitRefused, describe_os_error
 from ..fiche_cache import CACHE_FOLDER, cache_folder
-from ..manifest_reader import MAX_MANIFEST_BYTES, Manifest, load_manifest
+from ..manifest_reader import Manifest, loads, read_manifest_bytes
 from ..progress import NullProgress, Progress
 from ..units import format_bytes
 from .bag import BAG_INFO, BAGIT_DECLARATION, BAGIT_TXT, PAYLOAD, bag_info
@@ -150,9 +151,11 @@ def package_file(
     archive, templates and archiver, when no file of the archive or the kit moved, replays its
     report without reading the manifest or planning the kit (:mod:`archiver.settled`)."""
     start = time.monotonic()
+    # Read once, a pipe included: the key is the sha256 of the very bytes a whole run parses.
+    data = read_manifest_bytes(manifest_path)
     key = settled.key_of(
         "package",
-        settled.file_digest(manifest_path, MAX_MANIFEST_BYTES),
+        hashlib.sha256(data).hexdigest(),
         [manifest_path],
         archive_root,
         kit,
@@ -161,7 +164,7 @@ def package_file(
     )
     seal = settled.read(archive_root, key) if key is not None else None
     # A manifest that does not read is said before the archive or the kit is looked at.
-    manifest = load_manifest(manifest_path) if seal is None else None
+    manifest = loads(data, path=manifest_path) if seal is None else None
     if not archive_root.is_dir():  # an unusable target (exit 2), before anything is written
         raise ArchiveError(archive_root, "no archive here", hint="run 'archiver download' first")
     check_kit_folder(kit, archive_root)
@@ -171,7 +174,7 @@ def package_file(
             if report is not None:
                 return dataclasses.replace(report, seconds=time.monotonic() - start)
         if manifest is None:
-            manifest = load_manifest(manifest_path)
+            manifest = loads(data, path=manifest_path)
         sealing = Sealing(key, archive, kit)
         with sealing.watching(manifest_path):
             report = build_kit(manifest, archive, kit, settings=settings, progress=progress)
