@@ -29,6 +29,7 @@ LAYERS: list[set[str]] = [
     {"premis"},  # the PREMIS export, written from the history's reading of the catalog
     {"history"},  # an item's history, the JSONL export: read from the archive
     {"settled"},  # a sync that found nothing to do, sealed: the fiches, the archive, the kit
+    {"survey"},  # what a sealed run found: the catalog's count, every path's lstat
     {"archive"},
     {"archive_status"},  # what status shows: the catalog, and who holds the lock
     {"archive_paths", "archive_lock"},  # what the Archive class draws on
