@@ -48,18 +48,24 @@ def the_seal(tmp_path: Path) -> Path:
     return max(found, key=lambda path: path.stat().st_mtime_ns)
 
 
-@pytest.fixture
-def whole_runs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """How many runs were done whole (the real ``_run``, counted), as a one-item list."""
+def counted_calls(monkeypatch: pytest.MonkeyPatch, owner: object, name: str) -> list[int]:
+    """How many times ``owner.name`` is called from now on (the real one, counted), as a
+    one-item list."""
     count = [0]
-    real = sync_module._run
+    real = getattr(owner, name)
 
     def counted(*args: object, **kwargs: object) -> object:
         count[0] += 1
-        return real(*args, **kwargs)  # type: ignore[arg-type]
+        return real(*args, **kwargs)
 
-    monkeypatch.setattr(sync_module, "_run", counted)
+    monkeypatch.setattr(owner, name, counted)
     return count
+
+
+@pytest.fixture
+def whole_runs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How many syncs were done whole (not replayed)."""
+    return counted_calls(monkeypatch, sync_module, "_run")
 
 
 @dataclasses.dataclass
@@ -651,16 +657,8 @@ def test_a_seal_leaves_no_temporaries_and_the_last_seals_only(tmp_path: Path) ->
 
 @pytest.fixture
 def whole_packages(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """How many ``archiver package`` runs built their kit whole (the real build, counted)."""
-    count = [0]
-    real = kit_module.build_kit
-
-    def counted(*args: object, **kwargs: object) -> object:
-        count[0] += 1
-        return real(*args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(kit_module, "build_kit", counted)
-    return count
+    """How many ``archiver package`` runs built their kit whole (not replayed)."""
+    return counted_calls(monkeypatch, kit_module, "build_kit")
 
 
 def test_a_package_that_finds_nothing_to_do_is_sealed_and_replayed(

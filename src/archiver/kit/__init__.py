@@ -131,11 +131,17 @@ def package(
     write (:func:`check_kit_folder`), :class:`~archiver.errors.LockHeld` (exit 3) when another
     run holds the archive or the kit.
     """
-    if not archive_root.is_dir():  # an unusable target (exit 2), before anything is written
-        raise ArchiveError(archive_root, "no archive here", hint="run 'archiver download' first")
-    check_kit_folder(kit, archive_root)
+    _check_targets(archive_root, kit)
     with Archive(archive_root) as archive, archive.locked():
         return build_kit(manifest, archive, kit, settings=settings, progress=progress)
+
+
+def _check_targets(archive_root: Path, kit: Path) -> None:
+    """An archive to package from, and a kit folder archiver may write: else exit 2, before
+    anything is written."""
+    if not archive_root.is_dir():
+        raise ArchiveError(archive_root, "no archive here", hint="run 'archiver download' first")
+    check_kit_folder(kit, archive_root)
 
 
 def package_file(
@@ -165,9 +171,7 @@ def package_file(
     seal = settled.read(archive_root, key) if key is not None else None
     # A manifest that does not read is said before the archive or the kit is looked at.
     manifest = loads(data, path=manifest_path) if seal is None else None
-    if not archive_root.is_dir():  # an unusable target (exit 2), before anything is written
-        raise ArchiveError(archive_root, "no archive here", hint="run 'archiver download' first")
-    check_kit_folder(kit, archive_root)
+    _check_targets(archive_root, kit)
     with Archive(archive_root) as archive, archive.locked():
         if seal is not None:
             report = replayed(seal, archive, kit, KitReport)
