@@ -10,12 +10,16 @@ A run may have a deadline (``--max-time``, for cron): once it passes, no file st
 transfers in flight are cancelled, their partial files kept for the next run to resume; each
 file not done fails with :data:`MAX_TIME_REACHED`.
 
+    run.py        a run: one event loop, one client; download, fetch_into
+    settings.py   a run's settings and the measurements behind their defaults
     plan.py       what to fetch: jobs, the held, the due; the choice among renditions
     fetcher.py    one file: resume, checks, retries
+    warm.py       a far file's other connections opened while its first answer comes
+    tls.py        the CA certificates, loaded only for https
     split.py      one file over several connections: ranged parts, checks, work stealing
     segments.py   the parts of such a file, its partial file and its sidecar
     transfer.py   what one transfer leans on: retry budget, sink, minimum rate, room, slots
-    http.py       the client, the run's settings, validators, error words
+    http.py       the client, validators, error words
     hosts.py      hosts given up on for the run: connection failures in a row, said once
     describe.py   the first phase: each instance asked, each video's file chosen
     sizes.py      sizes before any byte: HEAD, for what no API sizes
