@@ -27,6 +27,7 @@ Kit layout::
     ownership.py  whose files a kit folder holds: archiver's mark and its list
     tree.py       what a kit folder holds, listed once for all of an update's checks
     lock.py       one run at a time on a kit
+    sealed.py     an update that found nothing to do, sealed; replayed while nothing moved
     pages.py      how the pages write sizes, counts and the catalogue's order; names from titles
     write.py      writing only what changed and only what is archiver's, staged, manifests
                   last; a file the kit holds under a name it drops is moved, not copied
