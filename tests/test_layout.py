@@ -22,6 +22,7 @@ LAYERS: list[set[str]] = [
     {"__main__"},
     {"cli"},
     {"sync"},
+    {"sync_log"},  # a sync's JSON-lines log
     {"zim"},  # the Kiwix ZIM: the kit's plan and pages, written with libzim
     {"kit", "fetch"},
     {"sniff"},

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import logging
 import time
 from collections.abc import Sequence
@@ -30,10 +29,10 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from . import settled
-from .archive import Archive, FileRecord, utc_now
+from .archive import Archive, FileRecord
 from .catalog import parse_time
 from .collection import default_collection
-from .errors import InputError, ManifestError, StorageError, describe_os_error
+from .errors import InputError, ManifestError, StorageError
 from .fetch import (
     DEFAULT_SETTINGS,
     DownloadReport,
@@ -51,7 +50,7 @@ from .kit.sealed import Sealing, quiet, replayed
 from .kit.site import recipe
 from .manifest import Built, Manifest, build_manifest, build_valid, load_manifest, write_manifest
 from .progress import Progress
-from .urls import redact
+from .sync_log import write_log
 
 if TYPE_CHECKING:  # imported where a whole run needs them: a sealed run does without
     from .fetch import Preview
@@ -211,7 +210,7 @@ def sync(
                 summary=summary,
             )
     if log is not None:
-        _log(log, report, failures)
+        write_log(log, report.download, report.retired, failures)
     return report
 
 
@@ -497,60 +496,3 @@ def plan_sync(
             )
         )
     return found, planned
-
-
-def _log(stream: IO[str], report: SyncReport, failures: list[Outcome]) -> None:
-    """One JSON line per file (held, fetched, changed, failed) and per retired item.
-
-    A log that cannot be written (its disk is full) is a :class:`StorageError` naming it: the
-    run is done and recorded, but whoever watches the log would never hear of it.
-    """
-    try:
-        _write_log(stream, report, failures)
-    except OSError as exc:
-        # Closed now, dropping what it could not take: the caller's close would flush it
-        # again and raise the same error where nothing maps it.
-        with contextlib.suppress(OSError):
-            stream.close()
-        name = getattr(stream, "name", None)
-        # A stream opened from a descriptor is named by its number, which names nothing.
-        shown = name if isinstance(name, str) else "the log file"
-        raise StorageError(shown, f"cannot write the log: {describe_os_error(exc)}") from exc
-
-
-def _write_log(stream: IO[str], report: SyncReport, failures: list[Outcome]) -> None:
-    at = utc_now()
-    failed = {(o.job.entry.id, o.job.role): o for o in failures}
-    for outcome in report.download.outcomes:
-        key = (outcome.job.entry.id, outcome.job.role)
-        outcome = failed.pop(key, outcome)
-        connections = report.download.connections_of(outcome)
-        _event(stream, at, outcome.status.value, outcome, connections)
-    for outcome in failed.values():  # left out of the kit for a reason of its own
-        _event(stream, at, "failed", outcome, 0)
-    for item_id, title in report.retired:
-        stream.write(
-            json.dumps(
-                {"at": at, "event": "retired", "item": item_id, "title": title}, ensure_ascii=False
-            )
-            + "\n"
-        )
-    stream.flush()
-
-
-def _event(stream: IO[str], at: str, event: str, outcome: Outcome, connections: int) -> None:
-    """One file's line; ``connections``: the most it was fetched over at once (0: none)."""
-    record = {
-        "at": at,
-        "event": event,
-        "item": outcome.job.entry.id,
-        "title": outcome.job.entry.title,
-        "role": outcome.job.role,
-        "url": redact(outcome.job.url),
-        "bytes": outcome.bytes_fetched,
-        "seconds": round(outcome.seconds, 3),
-        "connections": connections,
-    }
-    if outcome.reason:
-        record["reason"] = outcome.reason
-    stream.write(json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n")
