@@ -30,9 +30,10 @@ from archiver.catalog import parse_time
 from archiver.fiche_cache import CACHE_FOLDER
 from archiver.kit.bag import verify_bag
 
+from .conftest import run_cli as run
 from .conftest import tagged
 from .server import FileServer
-from .test_sync import clip, collection, fiche, in_kit, run, sync_args  # noqa: F401 - clip: fixture
+from .test_sync import clip, collection, fiche, in_kit, sync_args  # noqa: F401 - clip: fixture
 
 
 def seals(tmp_path: Path) -> list[Path]:

@@ -15,15 +15,14 @@ from pathlib import Path
 
 import bagit
 import pytest
-from click.testing import CliRunner
 
 from archiver.archive import Archive, FetchedFile
 from archiver.catalog import store_path
-from archiver.cli import cli
 from archiver.kit.bag import JOURNAL, verify_bag
 from archiver.kit.ownership import STAGING
 
-from .conftest import content_of, make_entry, sha256, stored, tagged
+from .conftest import content_of, kit_folder, make_entry, sha256, stored, tagged
+from .conftest import run_cli as run
 from .media import make_mp4
 from .server import FileServer
 
@@ -33,11 +32,6 @@ UUIDS = [f"0000000{i}-1111-4222-8333-444444444444" for i in range(1, 4)]
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     return make_mp4(tmp_path_factory.mktemp("clip") / "c.mp4", seconds=2).read_bytes()
-
-
-def run(*args: str | Path) -> tuple[int, str, str]:
-    result = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
-    return result.exit_code, result.stdout, result.stderr
 
 
 def fiche(folder: Path, number: int, url: str, title: str | None = None) -> Path:
@@ -69,10 +63,7 @@ def sync_args(tmp_path: Path, *extra: str | Path) -> list[str | Path]:
 def in_kit(tmp_path: Path, item: str) -> Path:
     """An item's video in the kit: its one MP4 (in a folder named from its title), as the
     kit's provenance.json places it."""
-    kit = tmp_path / "kit"
-    records = json.loads((kit / "data" / "provenance.json").read_text(encoding="utf-8"))
-    (path,) = [v["kit_video"]["path"] for v in records["videos"] if v["id"] == item]
-    (video,) = (kit / path).parent.glob("*.mp4")
+    (video,) = kit_folder(tmp_path / "kit", item).glob("*.mp4")
     return video
 
 
