@@ -61,7 +61,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path, PosixPath
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 from ._version import __version__
 from .errors import FicheError
@@ -303,51 +303,61 @@ def read(archive_root: Path, key: Key, *, now: float | None = None) -> Seal | No
     return seal if (time.time() if now is None else now) < seal.until else None
 
 
-def key_in(path: Path) -> Key | None:
-    """The key a seal's file was written for (``None``: no seal): which command sealed it."""
+@contextmanager
+def _opened(path: Path) -> Iterator[tuple[IO[bytes], int, int, object] | None]:
+    """The seal's file at ``path``, open, with where its head and its key start and its key
+    (read first, and alone: a few hundred bytes); ``None`` for a file that is no seal. Never
+    through a link (at its name or its folder's), never a pipe someone put there (which would
+    block), never larger than its bounds."""
+    if not _in_real_folder(path):
+        yield None
+        return
     try:
         fd = os.open(path, _OPEN_FLAGS)
-        with open(fd, "rb") as stream:
-            size = os.fstat(fd).st_size
-            stream.seek(size - 16)
-            key_at = int.from_bytes(stream.read(16)[8:], "big")
-            if not 0 <= key_at <= size - 16 or size - 16 - key_at > MAX_KEY_BYTES:
-                return None
-            stream.seek(key_at)
-            key = _loads(stream.read(size - 16 - key_at))
-    except _UNREADABLE:
-        return None
-    return key if isinstance(key, Key) else None
+    except OSError:
+        yield None
+        return
+    with open(fd, "rb") as stream:
+        opened: tuple[IO[bytes], int, int, object] | None = None
+        try:
+            found = os.fstat(fd)
+            size = found.st_size
+            if stat.S_ISREG(found.st_mode) and 16 <= size <= MAX_SEAL_BYTES:
+                stream.seek(size - 16)
+                trailer = stream.read(16)
+                head_at = int.from_bytes(trailer[:8], "big")
+                key_at = int.from_bytes(trailer[8:], "big")
+                if (
+                    0 <= head_at <= key_at <= size - 16
+                    and size - 16 - key_at <= MAX_KEY_BYTES
+                    and key_at - head_at <= MAX_HEAD_BYTES
+                ):
+                    stream.seek(key_at)
+                    opened = (stream, head_at, key_at, _loads(stream.read(size - 16 - key_at)))
+        except _UNREADABLE:
+            opened = None
+        yield opened
+
+
+def key_in(path: Path) -> Key | None:
+    """The key a seal's file was written for (``None``: no seal): which command sealed it."""
+    with _opened(path) as found:
+        return found[3] if found is not None and isinstance(found[3], Key) else None
 
 
 def read_head(path: Path, key: Key) -> tuple[dict[str, Any], int] | None:
     """A seal's head (what :func:`write` put after the report) and where it starts, which is
-    the report's size; ``None`` for a file that is no seal, or the seal of another key (read
-    before the head, and alone)."""
-    if not _in_real_folder(path):
-        return None
-    try:
-        # Not through a link at its name, and not a pipe someone put there (which would block).
-        fd = os.open(path, _OPEN_FLAGS)
-        with open(fd, "rb") as stream:
-            found = os.fstat(fd)
-            size = found.st_size
-            if not stat.S_ISREG(found.st_mode) or not 16 <= size <= MAX_SEAL_BYTES:
-                return None
-            stream.seek(size - 16)
-            trailer = stream.read(16)
-            head_at, key_at = int.from_bytes(trailer[:8], "big"), int.from_bytes(trailer[8:], "big")
-            if not (0 <= head_at <= key_at <= size - 16 and size - 16 - key_at <= MAX_KEY_BYTES):
-                return None
-            if key_at - head_at > MAX_HEAD_BYTES:
-                return None
-            stream.seek(key_at)
-            if _loads(stream.read(size - 16 - key_at)) != key:
-                return None
+    the report's size; ``None`` for a file that is no seal, or the seal of another key (its
+    key read before its head)."""
+    with _opened(path) as found:
+        if found is None or found[3] != key:
+            return None
+        stream, head_at, key_at, _ = found
+        try:
             stream.seek(head_at)
             head = _loads(stream.read(key_at - head_at))
-    except _UNREADABLE:
-        return None
+        except _UNREADABLE:
+            return None
     if not isinstance(head, dict) or head.get("format") != FORMAT:
         return None
     return head, head_at
