@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser
+from playwright.sync_api import Browser, Page
 
 from archiver.collection import default_collection
 from archiver.entry import Entry, Source, Video
@@ -179,6 +179,31 @@ def chromium(*extra_args: str) -> Iterator[Browser]:
             yield browser
         finally:
             browser.close()
+
+
+def offline_page(page: Page, url: str, *, dialogs: bool = False) -> tuple[Page, list[str]]:
+    """``page`` opened at ``url`` (a kit's ``file://`` page), recording every problem: a page
+    error, a console error, any request leaving ``file://``, and with ``dialogs`` every dialog
+    (dismissed)."""
+    problems: list[str] = []
+    page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+    if dialogs:
+        page.on(
+            "dialog",
+            lambda dialog: (problems.append(f"dialog: {dialog.message}"), dialog.dismiss()),
+        )
+    page.on(
+        "console",
+        lambda message: (
+            problems.append(f"console: {message.text}") if message.type == "error" else None
+        ),
+    )
+    page.on(
+        "request",
+        lambda request: None if request.url.startswith("file://") else problems.append(request.url),
+    )
+    page.goto(url)
+    return page, problems
 
 
 def kit_folder(kit: Path, item: str) -> Path:

@@ -23,7 +23,7 @@ from archiver.kit.ownership import kit_name
 from archiver.kit.site import CHECK_SCRIPT
 from archiver.manifest import Manifest
 
-from .conftest import chromium, make_entry
+from .conftest import chromium, make_entry, offline_page
 from .media import make_mp4
 from .peertube import FakeInstance
 from .server import FileServer
@@ -105,21 +105,7 @@ def open_page(
 ) -> tuple[Page, list[str]]:
     """A page that records every problem: errors and any request leaving file://."""
     context = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]})
-    page = context.new_page()
-    problems: list[str] = []
-    page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
-    page.on(
-        "console",
-        lambda message: (
-            problems.append(f"console: {message.text}") if message.type == "error" else None
-        ),
-    )
-    page.on(
-        "request",
-        lambda request: None if request.url.startswith("file://") else problems.append(request.url),
-    )
-    page.goto(url)
-    return page, problems
+    return offline_page(context.new_page(), url)
 
 
 def shown(page: Page) -> list[str]:

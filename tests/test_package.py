@@ -31,7 +31,7 @@ from archiver.kit.ownership import STAGING
 from archiver.manifest import Manifest, write_manifest
 from archiver.zim import package_zim
 
-from .conftest import chromium, content_of, make_entry
+from .conftest import chromium, content_of, make_entry, offline_page
 from .fuzz_support import run_bounded
 from .media import make_mp4
 from .server import FileServer
@@ -121,24 +121,7 @@ def run(*args: str | Path) -> tuple[int, str, str]:
 def open_page(browser: Browser, url: str, *, javascript: bool = True) -> tuple[Page, list[str]]:
     """A page that records every problem: errors, dialogs, any request leaving file://."""
     context = browser.new_context(java_script_enabled=javascript)
-    page = context.new_page()
-    problems: list[str] = []
-    page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
-    page.on(
-        "dialog", lambda dialog: (problems.append(f"dialog: {dialog.message}"), dialog.dismiss())
-    )
-    page.on(
-        "console",
-        lambda message: (
-            problems.append(f"console: {message.text}") if message.type == "error" else None
-        ),
-    )
-    page.on(
-        "request",
-        lambda request: None if request.url.startswith("file://") else problems.append(request.url),
-    )
-    page.goto(url)
-    return page, problems
+    return offline_page(context.new_page(), url, dialogs=True)
 
 
 # -- structure and integrity -------------------------------------------------------------------
