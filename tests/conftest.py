@@ -206,6 +206,21 @@ def offline_page(page: Page, url: str, *, dialogs: bool = False) -> tuple[Page, 
     return page, problems
 
 
+def one_held(server: FileServer, tmp_path: Path) -> tuple[Path, Path, Path]:
+    """An archive (``tmp_path/archive``) holding one video downloaded from ``server``, its
+    manifest, and a folder of its one fiche."""
+    from archiver.manifest import Manifest, write_manifest
+
+    server.add("/v.mp4", content_of(20_000))
+    manifest = tmp_path / "m.json"
+    write_manifest(Manifest(entries=(make_entry("item", server.url("/v.mp4")),)), manifest)
+    assert run_cli("download", manifest, "--archive", tmp_path / "archive", "-q")[0] == 0
+    fiches = tmp_path / "fiches"
+    fiches.mkdir()
+    (fiches / "a.md").write_text(fiche_text(download=server.url("/v.mp4")), encoding="utf-8")
+    return manifest, tmp_path / "archive", fiches
+
+
 def kit_folder(kit: Path, item: str) -> Path:
     """A video's folder in a kit (named from its title, not its id): where the kit's own
     ``data/provenance.json`` puts its video."""

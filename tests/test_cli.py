@@ -16,7 +16,7 @@ from archiver import __version__
 from archiver.cli import cli
 from archiver.manifest import Manifest, write_manifest
 
-from .conftest import SEED, SEED_UUID, WriteFiche, content_of, fiche_text, make_entry
+from .conftest import SEED, SEED_UUID, WriteFiche, content_of, fiche_text, one_held
 from .server import FileServer
 
 
@@ -335,13 +335,7 @@ def test_a_kit_folder_may_be_missing_or_empty_as_the_help_says(
 ) -> None:
     (param,) = [p for p in cli.commands[command].params if option in getattr(p, "opts", ())]
     assert "empty, missing, or a kit archiver made" in " ".join((param.help or "").split())
-    server.add("/v.mp4", content_of(20_000))
-    manifest = tmp_path / "m.json"
-    write_manifest(Manifest(entries=(make_entry("item", server.url("/v.mp4")),)), manifest)
-    assert run("download", manifest, "--archive", tmp_path / "archive", "-q")[0] == 0
-    fiches = tmp_path / "fiches"
-    fiches.mkdir()
-    (fiches / "a.md").write_text(fiche_text(download=server.url("/v.mp4")), encoding="utf-8")
+    manifest, _, fiches = one_held(server, tmp_path)
     for kit in (tmp_path / "missing" / "kit", tmp_path / "empty"):
         kit.parent.mkdir(parents=True, exist_ok=True)
         if kit.name == "empty":

@@ -21,7 +21,7 @@ from archiver.fetch import DownloadReport, Outcome, Status
 from archiver.fetch.plan import Job
 from archiver.manifest import Manifest, write_manifest
 
-from .conftest import content_of, fiche_text, make_entry
+from .conftest import make_entry, one_held
 from .server import FileServer
 
 
@@ -265,22 +265,10 @@ def read_only(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(folder)], check=False)
 
 
-def _held(server: FileServer, tmp_path: Path) -> tuple[Path, Path, Path]:
-    """An archive holding one video, its manifest, and a folder of its one fiche."""
-    server.add("/v.mp4", content_of(20_000))
-    manifest = tmp_path / "m.json"
-    write_manifest(Manifest(entries=(make_entry("item", server.url("/v.mp4")),)), manifest)
-    assert run("download", manifest, "--archive", tmp_path / "archive", "-q")[0] == 0
-    fiches = tmp_path / "fiches"
-    fiches.mkdir()
-    (fiches / "a.md").write_text(fiche_text(download=server.url("/v.mp4")), encoding="utf-8")
-    return manifest, tmp_path / "archive", fiches
-
-
 def test_a_kit_or_archive_folder_that_cannot_be_used_is_exit_2_not_1(
     server: FileServer, tmp_path: Path, read_only: Path
 ) -> None:
-    manifest, archive, fiches = _held(server, tmp_path)
+    manifest, archive, fiches = one_held(server, tmp_path)
     a_file = tmp_path / "a-file"
     a_file.write_text("not a folder", encoding="utf-8")
     for kit in (a_file / "kit", read_only / "kit"):
@@ -305,7 +293,7 @@ def test_a_kit_or_archive_folder_that_cannot_be_used_is_exit_2_not_1(
 
 
 def test_exit_1_only_when_items_failed(server: FileServer, tmp_path: Path) -> None:
-    manifest, archive, _ = _held(server, tmp_path)
+    manifest, archive, _ = one_held(server, tmp_path)
     assert run("package", manifest, "--archive", archive, "-o", tmp_path / "kit")[0] == 0
     gone = tmp_path / "m2.json"
     entries = (make_entry("item", server.url("/v.mp4")), make_entry("x", server.url("/gone")))
