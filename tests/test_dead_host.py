@@ -131,20 +131,23 @@ def served(clip: bytes, numbers: range) -> set[str]:
     return {sha256(tagged(clip, number.to_bytes(2, "big"))) for number in numbers}
 
 
-def test_ten_videos_on_a_refusing_host_fail_in_seconds_named_once_kit_from_the_archive(
-    server: FileServer, clip: bytes, tmp_path: Path
-) -> None:
-    # Two videos held from yesterday, when the line was up.
+def two_held_then_ten_on_a_dead_host(server: FileServer, clip: bytes, tmp_path: Path) -> str:
+    """Two videos held from yesterday, when the line was up; today ten fiches, and a host
+    that refuses every connection (its ``host:port``, returned)."""
     serve_videos(server, clip, range(1, 3))
     for number in (1, 2):
         fiche(tmp_path / "fiches", number)
-    alive = f"{UPSTREAM}={server.url('')}"
-    first = sync(tmp_path, "-q", "--mirror", alive)
+    first = sync(tmp_path, "-q", "--mirror", f"{UPSTREAM}={server.url('')}")
     assert first[:3] == (0, "", ""), first[2]
-    # Today: ten fiches, the host refuses every connection; the held two are due for a check.
     for number in range(3, 11):
         fiche(tmp_path / "fiches", number)
-    dead = f"127.0.0.1:{closed_port()}"
+    return f"127.0.0.1:{closed_port()}"
+
+
+def test_ten_videos_on_a_refusing_host_fail_in_seconds_named_once_kit_from_the_archive(
+    server: FileServer, clip: bytes, tmp_path: Path
+) -> None:
+    dead = two_held_then_ten_on_a_dead_host(server, clip, tmp_path)
     code, out, err, seconds = sync(
         tmp_path, "-q", "--mirror", f"{UPSTREAM}=http://{dead}", "--refresh-after", "0"
     )
@@ -166,13 +169,7 @@ def test_ten_videos_on_a_refusing_host_fail_in_seconds_named_once_kit_from_the_a
 def test_fit_on_a_dead_line_is_no_bad_input_the_kit_is_built_from_the_archive(
     server: FileServer, clip: bytes, tmp_path: Path
 ) -> None:
-    serve_videos(server, clip, range(1, 3))
-    for number in (1, 2):
-        fiche(tmp_path / "fiches", number)
-    assert sync(tmp_path, "-q", "--mirror", f"{UPSTREAM}={server.url('')}")[0] == 0
-    for number in range(3, 11):
-        fiche(tmp_path / "fiches", number)
-    dead = f"127.0.0.1:{closed_port()}"
+    dead = two_held_then_ten_on_a_dead_host(server, clip, tmp_path)
     # No size from anywhere for the eight new videos: their host is down, not the input bad.
     code, _, err, seconds = sync(
         tmp_path, "-q", "--mirror", f"{UPSTREAM}=http://{dead}", "--fit", "100M"
