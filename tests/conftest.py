@@ -21,7 +21,7 @@ from playwright.sync_api import Browser, Page
 from archiver.collection import default_collection
 from archiver.entry import Entry, Source, Video
 
-from .server import FileServer
+from .server import FileServer, make_certificate
 
 CHROMIUM = "/usr/bin/chromium"
 
@@ -94,6 +94,37 @@ def server(_file_server: FileServer) -> Iterator[FileServer]:
     _file_server.reset()
     yield _file_server
     assert _file_server.errors == [], "the test server's handlers raised"
+
+
+@pytest.fixture(scope="session")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate and its key, made by openssl for the HTTPS test servers."""
+    made = make_certificate(tmp_path_factory.mktemp("tls"))
+    if made is None:
+        pytest.skip("openssl is not installed: no certificate for an HTTPS test server")
+    return made
+
+
+@pytest.fixture(scope="session")
+def _tls_server(certificate: tuple[Path, Path]) -> Iterator[FileServer]:
+    server = FileServer(tls=certificate)
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def tls_server(_tls_server: FileServer) -> Iterator[FileServer]:
+    """An HTTPS server whose certificate no system trusts: clients refuse it."""
+    _tls_server.reset()
+    yield _tls_server
+    assert _tls_server.errors == [], "the test server's handlers raised"
+
+
+@pytest.fixture
+def trusted(certificate: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Clients trust the test's certificate, as a school trusts its own CA: SSL_CERT_FILE,
+    which httpx reads (with trust_env) like OpenSSL's own tools."""
+    monkeypatch.setenv("SSL_CERT_FILE", str(certificate[0]))
 
 
 def make_entry(item_id: str, url: str | None, **fields: object) -> Entry:

@@ -13,7 +13,7 @@ import os
 import sqlite3
 import time
 import tracemalloc
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -42,43 +42,13 @@ from archiver.manifest import Manifest, write_manifest
 from archiver.sync import sync
 
 from .conftest import content_of, fiche_text, make_entry
-from .server import Call, FileServer, Reply, make_certificate
+from .server import Call, FileServer, Reply
 
 T = TypeVar("T")
 UUID = "9c9de5e8-0a1e-484a-b099-e80766180a6d"
 SELF_SIGNED = "the server's certificate was refused: self-signed certificate"
 MiB = 1024 * 1024
 RETRYING = DownloadSettings(retries=3, backoff_base=1.0, backoff_max=2.0, timeout=5.0)
-
-
-@pytest.fixture(scope="module")
-def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    made = make_certificate(tmp_path_factory.mktemp("tls"))
-    if made is None:
-        pytest.skip("openssl is not installed: no certificate for an HTTPS test server")
-    return made
-
-
-@pytest.fixture(scope="module")
-def _tls_server(certificate: tuple[Path, Path]) -> Iterator[FileServer]:
-    server = FileServer(tls=certificate)
-    yield server
-    server.close()
-
-
-@pytest.fixture
-def tls_server(_tls_server: FileServer) -> Iterator[FileServer]:
-    """An HTTPS server whose certificate no system trusts: clients refuse it."""
-    _tls_server.reset()
-    yield _tls_server
-    assert _tls_server.errors == [], "the test server's handlers raised"
-
-
-@pytest.fixture
-def trusted(certificate: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
-    """Clients trust the test's certificate, as a school trusts its own CA: SSL_CERT_FILE,
-    which httpx reads (with trust_env) like OpenSSL's own tools."""
-    monkeypatch.setenv("SSL_CERT_FILE", str(certificate[0]))
 
 
 def run_client(

@@ -13,6 +13,7 @@ import httpcore
 import httpx
 
 from .. import urls
+from .net import use_sockets
 from .settings import (
     DEFAULT_CONNECTIONS,
     DEFAULT_SETTINGS,
@@ -213,7 +214,10 @@ def make_client(settings: DownloadSettings, **overrides: object) -> httpx.AsyncC
         },
     }
     options.update(overrides)
-    return httpx.AsyncClient(**options)  # type: ignore[arg-type]
+    client = httpx.AsyncClient(**options)  # type: ignore[arg-type]
+    for transport in (client._transport, *client._mounts.values()):
+        use_sockets(transport)
+    return client
 
 
 async def open_client(settings: DownloadSettings) -> httpx.AsyncClient:
