@@ -21,7 +21,7 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Protocol
@@ -172,12 +172,13 @@ class Sink:
         self._file.seek(self.size)
         self._file.truncate()
 
-    def write(self, data: bytes | bytearray) -> None:
-        """Hash and append a block, and hand it to the OS: a killed process keeps it."""
-        self._hash.update(data)
-        self._file.write(data)
-        self._file.flush()
-        self.size += len(data)
+    def write(self, blocks: Sequence[bytes | bytearray]) -> None:
+        """Hash and append blocks, and hand them to the OS: a killed process keeps them."""
+        for block in blocks:
+            self._hash.update(block)
+            self._file.write(block)
+            self._file.flush()  # no system call when the block went past the buffer
+            self.size += len(block)
 
     def close(self, *, durable: bool) -> None:
         if self.closed:
