@@ -13,6 +13,8 @@ import pytest
 from click.testing import CliRunner
 
 import archiver.catalog as catalog_module
+import archiver.catalog.at_once as at_once_module
+import archiver.catalog.schema as schema_module
 from archiver.archive import CATALOG_LOST_HINT, Archive, FetchedFile
 from archiver.catalog import SCHEMA_VERSION, Catalog, parse_time, utc_now
 from archiver.cli import cli
@@ -115,7 +117,7 @@ def test_a_failing_migration_leaves_the_catalog_at_the_version_before(
         db.execute("UPDATE files SET size = 0")  # done, then the migration fails
         raise sqlite3.OperationalError("disk I/O error")
 
-    monkeypatch.setattr(catalog_module, "MIGRATIONS", (*catalog_module.MIGRATIONS[:1], broken))
+    monkeypatch.setattr(schema_module, "MIGRATIONS", (*schema_module.MIGRATIONS[:1], broken))
     with pytest.raises(ArchiveError, match="cannot open the catalog: disk I/O error"):
         Archive(root)
     assert user_version(root / "catalog.sqlite") == 1  # the first migration held
@@ -447,7 +449,7 @@ def statements(catalog: Catalog) -> list[str]:
 def three_items(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Archive]:
     """A locked archive holding three items' videos, whose catalog reads every file at
     once after two questions (instead of 64)."""
-    monkeypatch.setattr(catalog_module, "READ_AT_ONCE_AFTER", 2)
+    monkeypatch.setattr(at_once_module, "READ_AT_ONCE_AFTER", 2)
     with Archive(tmp_path / "archive") as archive, archive.locked():
         for name in ("a", "b", "c"):
             archive.record_item(make_entry(name, f"https://x.org/{name}.mp4"))
@@ -527,7 +529,7 @@ def test_a_damaged_row_of_one_item_leaves_the_others_answered(three_items: Archi
 def test_without_the_lock_every_question_is_asked_of_the_catalog(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(catalog_module, "READ_AT_ONCE_AFTER", 2)
+    monkeypatch.setattr(at_once_module, "READ_AT_ONCE_AFTER", 2)
     with Archive(tmp_path / "archive") as archive:
         with archive.locked():
             archive.record_item(make_entry("a", "https://x.org/a.mp4"))
@@ -569,8 +571,8 @@ def test_a_version_4_catalog_gains_its_entry_notes(
     root = tmp_path / "archive"
     entry = make_entry("a", "https://x.org/a.mp4")
     with monkeypatch.context() as patched:
-        patched.setattr(catalog_module, "MIGRATIONS", catalog_module.MIGRATIONS[:4])
-        patched.setattr(catalog_module, "SCHEMA_VERSION", 4)
+        patched.setattr(schema_module, "MIGRATIONS", schema_module.MIGRATIONS[:4])
+        patched.setattr(schema_module, "SCHEMA_VERSION", 4)
         with Archive(root) as archive:
             archive.catalog.record_items([("a", entry.title)])
     assert user_version(root / "catalog.sqlite") == 4
@@ -590,8 +592,8 @@ def test_a_version_5_catalog_gains_its_count_of_changes(
     an older archiver refuses it, so none writes it without moving the count."""
     root = tmp_path / "archive"
     with monkeypatch.context() as patched:
-        patched.setattr(catalog_module, "MIGRATIONS", catalog_module.MIGRATIONS[:5])
-        patched.setattr(catalog_module, "SCHEMA_VERSION", 5)
+        patched.setattr(schema_module, "MIGRATIONS", schema_module.MIGRATIONS[:5])
+        patched.setattr(schema_module, "SCHEMA_VERSION", 5)
         with Archive(root) as archive:
             archive.catalog.record_items([("a", "A")])
     with Archive(root) as archive:
