@@ -32,8 +32,11 @@ LAYERS: list[set[str]] = [
     {"settled"},  # a sync that found nothing to do, sealed: the fiches, the archive, the kit
     {"survey"},  # what a sealed run found: the catalog's count, every path's lstat
     {"archive"},
+    {"archive_upgrade"},  # an earlier release's archive moved into the store, once
+    {"archive_store", "archive_versions"},  # the Archive class's parts, over its folder
+    {"archive_folder"},  # the folders, the catalog, the checked way to a file
     {"archive_status"},  # what status shows: the catalog, and who holds the lock
-    {"archive_paths", "archive_lock"},  # what the Archive class draws on
+    {"archive_paths", "archive_lock", "archive_records"},  # what the Archive class draws on
     {"catalog"},
     {"manifest", "collection"},
     {"fiche_cache"},  # parsed fiches kept by their bytes, for a sync to parse only the changed
