@@ -8,12 +8,16 @@ misbehave below HTTP."""
 from __future__ import annotations
 
 import asyncio
+import errno
+import gc
 import hashlib
 import socket
 import threading
+import warnings
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
+import httpcore
 import httpx
 import pytest
 
@@ -197,3 +201,141 @@ def test_a_tls_handshake_cut_is_a_connect_error() -> None:
     finally:
         listener.close()
         thread.join(timeout=5)
+
+
+@pytest.fixture
+def silent_listener() -> Iterator[int]:
+    """A port that accepts connections and never says a word (a TLS handshake hangs)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+
+    def accept() -> None:
+        while True:
+            try:
+                accepted.append(listener.accept()[0])
+            except OSError:
+                return
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield listener.getsockname()[1]
+    listener.close()
+    thread.join(timeout=5)
+    for conn in accepted:
+        conn.close()
+
+
+def test_a_cancelled_tls_handshake_closes_its_socket_at_once(silent_listener: int) -> None:
+    """A request cancelled mid-handshake (a run's deadline, a warm-up let go): its socket is
+    closed then, not left to the garbage collector (which warns of it, and meanwhile the
+    descriptor stays open)."""
+
+    async def cancelled(client: httpx.AsyncClient) -> None:
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.3):
+                await client.get(f"https://127.0.0.1:{silent_listener}/")
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run_client(cancelled, DownloadSettings(retries=0, timeout=10.0))
+        gc.collect()
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)], caught
+
+
+def test_a_host_of_two_addresses_is_reached_by_the_one_that_answers(
+    server: FileServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A name of two addresses, the first refusing (the server listens on the second only):
+    the other is tried at once and connects (Happy Eyeballs' race, one descriptor each)."""
+    server.add("/v.mp4", BODY[:1000])
+    port = int(server.url("/").rsplit(":", 1)[1].strip("/"))
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *_a, **_k: two_addresses(port))
+    body, _stream = run_client(lambda client: fetched(client, f"http://tube.example:{port}/v.mp4"))
+    assert body == BODY[:1000]
+
+
+def two_addresses(
+    port: int,
+) -> list[tuple[socket.AddressFamily, socket.SocketKind, int, str, tuple[str, int]]]:
+    """What a resolver answers for a name of two addresses: 127.0.0.2, then 127.0.0.1."""
+    return [
+        (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.2", port)),
+        (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port)),
+    ]
+
+
+def test_every_address_refused_is_one_refusal_not_a_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two addresses, both refused alike: the error is the refusal (its errno, the words a
+    person reads on the dead-host line), not asyncio's "Multiple exceptions: ..."."""
+    with socket.create_server(("127.0.0.1", 0)) as placeholder:
+        port = placeholder.getsockname()[1]
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *_a, **_k: two_addresses(port))
+    with pytest.raises(httpx.ConnectError) as caught:
+        run_client(lambda client: client.get(f"http://tube.example:{port}/"))
+    chain = []
+    seen: BaseException | None = caught.value
+    while seen is not None:
+        chain.append(seen)
+        seen = seen.__cause__ or seen.__context__
+    assert isinstance(chain[2], ConnectionRefusedError), chain
+    assert "Multiple exceptions" not in str(caught.value)
+
+
+class _Flowing:
+    """A socket whose kernel always holds bytes: every ``recv`` returns at once."""
+
+    def recv(self, size: int) -> bytes:
+        return bytes(size)
+
+
+def test_a_reader_that_never_waits_still_lets_the_event_loop_run() -> None:
+    """A line fast enough that the kernel always holds bytes: 8 MiB read in 256 KiB reads,
+    by a reader with no await of its own, lets another task run once a mebibyte."""
+
+    async def main() -> int:
+        stream = SocketStream(_Flowing())  # type: ignore[arg-type]
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0)
+
+        task = asyncio.create_task(ticker())
+        await asyncio.sleep(0)
+        ticks = 0
+        for _ in range(32):
+            await stream.read(256 * 1024)
+        task.cancel()
+        return ticks
+
+    assert asyncio.run(main()) >= 8
+
+
+class _GivenUp:
+    """A socket the kernel gave up on while a read waited (``ETIMEDOUT``)."""
+
+    def recv(self, size: int) -> bytes:
+        raise BlockingIOError
+
+    def fileno(self) -> int:
+        return -1
+
+
+class _KernelTimeOut:
+    async def sock_recv(self, sock: object, size: int) -> bytes:
+        raise TimeoutError(errno.ETIMEDOUT, "Connection timed out")
+
+
+def test_the_kernels_time_out_is_a_broken_connection_not_archivers_time_out() -> None:
+    """``--timeout`` words ("no answer within...") are for archiver's own deadline; the
+    kernel's ``ETIMEDOUT`` (a path dead for minutes) is a broken connection, as with anyio."""
+
+    async def main() -> None:
+        stream = SocketStream(_GivenUp())  # type: ignore[arg-type]
+        stream._loop = _KernelTimeOut()  # type: ignore[assignment]
+        await stream.read(1024, timeout=30.0)
+
+    with pytest.raises(httpcore.ReadError, match="timed out"):
+        asyncio.run(main())

@@ -10,11 +10,14 @@ CPU through anyio's streams, 1.08 s through these.
 
 What stays as it was: httpcore speaks HTTP over these streams (h11), its pool and its proxies
 (``HTTP_PROXY``: the CONNECT tunnel, SOCKS) open their connections through
-:class:`SocketBackend`; a connection is opened by asyncio's ``create_connection`` (both
-address families tried, IPv6 given 250 ms before IPv4 joins, as anyio and browsers do); its
-errors are httpcore's (``ConnectError``, ``ReadTimeout``...), each raised from the
-:class:`OSError` it comes from (a DNS answer that the name does not exist stays readable by
-:func:`.http.unknown_host`). TLS is the standard library's, over memory buffers
+:class:`SocketBackend`; a host's addresses are raced as anyio and browsers do (Happy
+Eyeballs, RFC 8305); errors are httpcore's (``ConnectError``, ``ReadTimeout``...), each raised
+from the :class:`OSError` it comes from (a DNS answer that the name does not exist stays
+readable by :func:`.http.unknown_host`), a time-out being httpcore's time-out only when its
+deadline passed (the kernel's ``ETIMEDOUT`` is a broken connection, as with anyio). A stream
+that reads without waiting lets the event loop run once a mebibyte, so that a reader with no
+await of its own never holds the loop (timers, other connections, cancellation) for a whole
+download. TLS is the standard library's, over memory buffers
 (:class:`ssl.SSLObject`), as anyio's ``TLSStream`` does it; an end of the connection without
 TLS's closing message ends the body like a plain close does (anyio's
 ``standard_compatible=False``, which httpcore asks for), and h11 then tells a short body.
@@ -24,10 +27,12 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
 import select
 import socket
 import ssl
-from collections.abc import Callable, Iterable
+from asyncio import staggered
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 import httpcore
@@ -38,38 +43,79 @@ T = TypeVar("T")
 TLS_READ_SIZE = 256 * 1024
 # How long IPv6 is tried alone before IPv4 joins (RFC 8305's recommendation).
 HAPPY_EYEBALLS_DELAY = 0.25
+# Bytes a stream reads without waiting before it lets the event loop run (1 MiB: 4 reads of
+# httpcore's 256 KiB; a fast line then holds the loop for a few ms at most).
+YIELD_EVERY = 1024 * 1024
 
+_AddrInfo = tuple[socket.AddressFamily, socket.SocketKind, int, str, Any]  # getaddrinfo's
 _SocketOption = (
     tuple[int, int, int] | tuple[int, int, bytes | bytearray] | tuple[int, int, None, int]
 )
 
 
-class _Silent(asyncio.Protocol):
-    """The protocol of the transport a connection is opened with: it reads nothing, the
-    socket is taken from it (:func:`_connect`)."""
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        if isinstance(transport, asyncio.ReadTransport):
-            transport.pause_reading()
+def _interleaved(infos: Sequence[_AddrInfo]) -> list[_AddrInfo]:
+    """The addresses in the order RFC 8305 tries them: the families alternating, in the
+    order the resolver gave (IPv6 first where it is preferred)."""
+    by_family: dict[int, list[_AddrInfo]] = {}
+    for info in infos:
+        by_family.setdefault(info[0], []).append(info)
+    rounds = itertools.zip_longest(*by_family.values())
+    return [info for one_round in rounds for info in one_round if info is not None]
 
 
 async def _connect(host: str, port: int, local_address: str | None) -> socket.socket:
-    """A connected, non-blocking TCP socket, opened as asyncio opens one (name resolution in
-    a thread, Happy Eyeballs, ``TCP_NODELAY``), then taken from its transport."""
+    """A connected, non-blocking TCP socket with ``TCP_NODELAY``: the name resolved in a
+    thread, its addresses raced as Happy Eyeballs does (RFC 8305: the next one tried after
+    250 ms or the previous one's failure; asyncio's own race, the one its
+    ``create_connection`` runs). One descriptor an attempt, closed when the attempt fails or
+    loses. When all fail, the error is the first attempt's if all failed alike (its errno:
+    "connection refused"), else one naming each, caused by the first."""
     loop = asyncio.get_running_loop()
-    transport, _ = await loop.create_connection(
-        _Silent,
-        host,
-        port,
-        local_addr=(local_address, 0) if local_address else None,
-        happy_eyeballs_delay=HAPPY_EYEBALLS_DELAY,
-    )
+    infos = _interleaved(await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+    if not infos:
+        raise OSError(f"no address for {host}")
+    made: list[socket.socket] = []
+    errors: list[OSError] = []
+
+    async def attempt(info: _AddrInfo) -> socket.socket:
+        family, kind, proto, _, address = info
+        sock = socket.socket(family, kind, proto)
+        made.append(sock)
+        try:
+            sock.setblocking(False)
+            if local_address:
+                sock.bind((local_address, 0))
+            await loop.sock_connect(sock, address)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except BaseException as exc:
+            sock.close()
+            if isinstance(exc, OSError):
+                errors.append(exc)
+            raise
+        return sock
+
+    winner: socket.socket | None = None
     try:
-        sock: socket.socket = transport.get_extra_info("socket").dup()
+        if len(infos) == 1:
+            winner = await attempt(infos[0])
+        else:
+            attempts = [functools.partial(attempt, info) for info in infos]
+            winner, _, _ = await staggered.staggered_race(attempts, HAPPY_EYEBALLS_DELAY)
     finally:
-        transport.abort()  # closes its descriptor; the duplicate keeps the connection
-    sock.setblocking(False)
-    return sock
+        for sock in made:  # a second attempt may have connected as the first won
+            if sock is not winner:
+                sock.close()
+    if winner is not None:
+        return winner
+    if len({error.errno for error in errors}) == 1:
+        raise errors[0]
+    raise OSError("; ".join(dict.fromkeys(str(error) for error in errors))) from errors[0]
+
+
+def _deadline_passed(exc: BaseException) -> bool:
+    """Whether ``exc`` is an ``asyncio.timeout`` that expired (no errno), not the kernel's
+    ``ETIMEDOUT`` (a :class:`TimeoutError` too, with its errno: a connection given up)."""
+    return isinstance(exc, TimeoutError) and exc.errno is None
 
 
 def _readable(sock: socket.socket) -> bool:
@@ -98,12 +144,13 @@ class _Stream(httpcore.AsyncNetworkStream):
         try:
             async with asyncio.timeout(timeout):
                 await stream.handshake()
-        except TimeoutError as exc:
+        except BaseException as exc:  # a cancelled handshake too: its socket closed now
             await self.aclose()
-            raise httpcore.ConnectTimeout(str(exc)) from exc
-        except (ssl.SSLError, OSError, httpcore.NetworkError) as exc:
-            await self.aclose()
-            raise httpcore.ConnectError(str(exc)) from exc
+            if _deadline_passed(exc):
+                raise httpcore.ConnectTimeout(str(exc)) from exc
+            if isinstance(exc, (ssl.SSLError, OSError, httpcore.NetworkError)):
+                raise httpcore.ConnectError(str(exc)) from exc
+            raise
         return stream
 
 
@@ -113,20 +160,28 @@ class SocketStream(_Stream):
     def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
         self._loop = asyncio.get_running_loop()
+        self._unwaited = 0  # bytes read since the event loop last ran
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         try:
-            return self._sock.recv(max_bytes)
+            data = self._sock.recv(max_bytes)
         except (BlockingIOError, InterruptedError):
             pass  # nothing held yet: wait for it below
         except OSError as exc:
             raise httpcore.ReadError(str(exc)) from exc
+        else:
+            self._unwaited += len(data)
+            if self._unwaited >= YIELD_EVERY:
+                self._unwaited = 0
+                await asyncio.sleep(0)
+            return data
+        self._unwaited = 0
         try:
             async with asyncio.timeout(timeout):
                 return await self._loop.sock_recv(self._sock, max_bytes)
-        except TimeoutError as exc:  # before OSError: it is one
-            raise httpcore.ReadTimeout(str(exc)) from exc
         except OSError as exc:
+            if _deadline_passed(exc):
+                raise httpcore.ReadTimeout(str(exc)) from exc
             raise httpcore.ReadError(str(exc)) from exc
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:
@@ -135,9 +190,9 @@ class SocketStream(_Stream):
         try:
             async with asyncio.timeout(timeout):
                 await self._loop.sock_sendall(self._sock, buffer)
-        except TimeoutError as exc:
-            raise httpcore.WriteTimeout(str(exc)) from exc
         except OSError as exc:
+            if _deadline_passed(exc):
+                raise httpcore.WriteTimeout(str(exc)) from exc
             raise httpcore.WriteError(str(exc)) from exc
 
     async def aclose(self) -> None:
@@ -244,9 +299,9 @@ class SocketBackend(httpcore.AsyncNetworkBackend):
         try:
             async with asyncio.timeout(timeout):
                 sock = await _connect(host, port, local_address)
-        except TimeoutError as exc:
-            raise httpcore.ConnectTimeout(str(exc)) from exc
         except OSError as exc:
+            if _deadline_passed(exc):
+                raise httpcore.ConnectTimeout(str(exc)) from exc
             raise httpcore.ConnectError(str(exc)) from exc
         try:
             for option in socket_options or ():
