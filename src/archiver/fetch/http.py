@@ -13,6 +13,7 @@ import httpcore
 import httpx
 
 from .. import urls
+from .bodies import hand_over_bodies
 from .net import use_sockets
 from .settings import (
     DEFAULT_CONNECTIONS,
@@ -194,6 +195,7 @@ def make_client(settings: DownloadSettings, **overrides: object) -> httpx.AsyncC
     certificates loaded before the first request that needs them (:mod:`.tls`)."""
     if httpcore.AsyncHTTP11Connection.READ_NUM_BYTES < SOCKET_READ_SIZE:
         httpcore.AsyncHTTP11Connection.READ_NUM_BYTES = SOCKET_READ_SIZE
+    hand_over_bodies()
     limits = httpx.Limits(
         max_connections=max(settings.jobs, 1) + 2,
         max_keepalive_connections=max(settings.jobs, 1),
