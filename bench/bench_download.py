@@ -244,9 +244,10 @@ def report_one(one: dict[str, Result], args: argparse.Namespace) -> None:
             f"peak RSS {t.peak_rss_mib:6.1f} MiB"
         )
     a, m = one["archiver"].seconds, one["archiver"].median
-    for peer, target in (("yt-dlp", 1.25), ("curl", 1.00)):
+    # curl's target counts its sha256 too (archiver's time includes hashing every byte).
+    for peer, target in (("yt-dlp", 1.25), ("curl + sha256sum", 1.00)):
         print(
-            f"  archiver / {peer:6s} = {a / one[peer].seconds:.2f} (target ≤ {target:.2f}; "
+            f"  archiver / {peer} = {a / one[peer].seconds:.2f} (target ≤ {target:.2f}; "
             f"medians: {m / one[peer].median:.2f})"
         )
     print(f"  archiver peak RSS = {one['archiver'].peak_rss_mib:.1f} MiB (target ≤ 100)")
