@@ -182,8 +182,9 @@ def dropping_line(work: Path, size_mib: int) -> dict[str, float | int | bool]:
         manifest = manifest_for([server.url("/drop.mp4")], work / "drop.json")
         archive = work / "drop-archive"
         timing = timed(archiver_command(manifest, archive, "--retries", "3"))
-        held = archive / "media" / "item-000" / "drop.mp4"
-        whole = hashlib.sha256(held.read_bytes()).hexdigest() == hashlib.sha256(content).hexdigest()
+        expected = hashlib.sha256(content).hexdigest()
+        held = archive / "store" / expected[:2] / expected  # kept by its sha256 (archive.md)
+        whole = held.is_file() and _digest(held) == expected
         sent = sum(r.sent for r in server.requests("/drop.mp4"))
         return {
             "seconds": timing.seconds,
