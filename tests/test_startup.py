@@ -34,11 +34,11 @@ from .test_segments import Counting
 NOT_FOR_A_DOWNLOAD = ("yaml", "frontmatter", "archiver.fiches", "jinja2", "markdown_it", "av")
 
 
-def _loaded_after(statement: str) -> list[str]:
-    """The modules of NOT_FOR_A_DOWNLOAD a fresh interpreter holds after ``statement``."""
+def _loaded_after(statement: str, modules: tuple[str, ...] = NOT_FOR_A_DOWNLOAD) -> list[str]:
+    """Which of ``modules`` a fresh interpreter holds after ``statement``."""
     code = (
         f"import json, sys\n{statement}\n"
-        f"print(json.dumps([m for m in {list(NOT_FOR_A_DOWNLOAD)!r} if m in sys.modules]))"
+        f"print(json.dumps([m for m in {list(modules)!r} if m in sys.modules]))"
     )
     done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
@@ -157,6 +157,39 @@ def test_the_command_line_and_the_kit_import_no_audit_and_no_manifest_builder() 
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert json.loads(done.stdout) == [False, False]
+
+
+def test_a_download_never_imports_the_kit_yaml_or_premis() -> None:
+    # 45-60 ms of the kit (its templates, the fiches' YAML) and 15-20 ms of PREMIS's XML
+    # writer: imported by the commands that use them.
+    unused = ("archiver.kit", "yaml", "archiver.fiches", "archiver.premis")
+    assert _loaded_after("import archiver.cli\nimport archiver.fetch.run", unused) == []
+
+
+def test_the_command_line_imports_no_archive_catalog_or_http_client() -> None:
+    # Each is imported by the commands that use it: `archiver --help`, `manifest` and the
+    # rest start without them, and a download imports them as it runs.
+    later = (
+        "archiver.archive",
+        "archiver.catalog",
+        "archiver.files",
+        "archiver.history",
+        "archiver.sniff",
+        "archiver.choose",
+        "tomllib",
+        "asyncio",
+        "httpx",
+    )
+    assert _loaded_after("import archiver.cli", later) == []
+
+
+def test_the_kit_options_default_title_is_the_kits() -> None:
+    # Said again in cli/options.py, so that the command line need not import the kit.
+    from archiver import kit
+    from archiver.cli import options
+
+    assert options.DEFAULT_TITLE == kit.DEFAULT_TITLE
+    assert kit.KitSettings().title == options.DEFAULT_TITLE
 
 
 def _certificates(client: httpx.AsyncClient) -> Certificates:

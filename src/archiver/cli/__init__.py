@@ -27,7 +27,6 @@ from typing import IO, TYPE_CHECKING, Any, ClassVar, TypeVar
 import click
 
 from .._version import __version__
-from ..archive import Archive, archive_status
 from ..collection import default_collection
 from ..errors import (
     EXIT_FAILED,
@@ -41,8 +40,6 @@ from ..errors import (
     describe_os_error,
 )
 from ..fetch import DownloadSettings
-from ..files import unsafe_target
-from ..kit import KitSettings
 from ..manifest_reader import load_manifest
 from ..progress import NullProgress, Progress
 from ..units import format_bytes
@@ -72,7 +69,9 @@ from .unreachable import failure_lines, reachable
 from .zim import is_zim_path, package_zim_run, verify_zim_run, zim_option, zim_summary
 
 if TYPE_CHECKING:  # a command's own, imported where it runs (issue 14's start-up)
+    from ..archive import Archive
     from ..audit import AuditReport
+    from ..kit import KitSettings
 
 __all__ = ["EXIT_INTERNAL", "EXIT_INTERRUPTED", "cli", "main"]
 
@@ -535,6 +534,8 @@ def verify_command(
     if sample is not None and archive is None:
         raise UsageError("--sample goes with --archive")
     if archive is not None:
+        from ..archive import Archive
+
         with Archive.existing(archive) as store, store.locked():
             report = _recorded_audit(store, sample, meter)
         problems = [(archive / p.path, p.reason) for p in report.problems]
@@ -734,6 +735,8 @@ def _refuse_inside(path: Path, folders: dict[str, Path]) -> None:
 def _open_log(path: Path) -> IO[str]:
     """``--log-file``, opened to append: never through a symbolic link (the link's target is
     not the user's log), never a device or a pipe (a FIFO with no reader would block)."""
+    from ..files import unsafe_target  # hashlib, tempfile: not at every start
+
     unsafe = unsafe_target(path)
     if unsafe:
         raise UsageError(f"{path}: not a log file archiver will write: {unsafe}")
@@ -764,6 +767,8 @@ def status_command(archive: Path, as_json: bool) -> None:
       archiver status --archive /srv/archive
       archiver status --archive /srv/archive --json | jq .failures
     """
+    from ..archive import Archive, archive_status
+
     with Archive.existing(archive, read_only=True) as store:
         status = archive_status(store)
     if as_json:
@@ -797,6 +802,8 @@ def prune_command(
     Examples:
       archiver prune --archive /srv/archive --retired-before 2026-01-01 --dry-run
     """
+    from ..archive import Archive
+
     state = _state(ctx)
     with Archive.existing(archive) as store, store.locked():
         pruned = store.prune(retired_before.strftime("%Y-%m-%d"), dry_run=dry_run)

@@ -18,7 +18,6 @@ the command line: it is handed to the option as the text a user would type (``jo
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,6 @@ from typing import Any
 import click
 
 from ..errors import ConfigError
-from ..files import open_regular
 
 __all__ = ["MAX_CONFIG_BYTES", "load_config"]
 
@@ -41,6 +39,10 @@ def load_config(
 
     ``commands`` maps each command name to its parameters by name.
     """
+    import tomllib  # with --config only: not at every start (issue 14's poor line)
+
+    from ..files import open_regular
+
     try:
         with open_regular(path) as stream:
             data = stream.read(MAX_CONFIG_BYTES + 1)

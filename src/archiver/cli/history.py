@@ -16,25 +16,21 @@ import re
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import click
 
-from ..archive import Archive
-from ..catalog import FileRecord
 from ..errors import ArchiveError, ArchiverError, UsageError
-from ..history import (
-    ItemHistory,
-    RoleHistory,
-    VersionHistory,
-    event_sentence,
-    item_history,
-    write_export,
-    write_jsonl,
-)
-from ..premis import write_premis
 from ..units import format_bytes
 from . import _echo, _refuse_inside, _state, common_options
+
+if TYPE_CHECKING:
+    from ..archive import Archive
+    from ..catalog import FileRecord
+    from ..history import ItemHistory, RoleHistory, VersionHistory
+
+# The archive and its history are imported by the commands that read them, not with the
+# command line: every other command starts without them (issue 14's start-up).
 
 __all__ = [
     "audit_lines",
@@ -95,6 +91,9 @@ def history_command(item: str, archive: Path, role: str | None, as_json: bool) -
     \b
     Exit codes: 0 shown; 2 no such item in the archive, or no archive.
     """
+    from ..archive import Archive
+    from ..history import item_history
+
     with Archive.existing(archive) as store:
         found = item_history(store, item, role=role)
     if as_json:
@@ -106,6 +105,8 @@ def history_command(item: str, archive: Path, role: str | None, as_json: bool) -
 
 def history_lines(history: ItemHistory) -> list[str]:
     """``archiver history`` for a person: per role, each version, then the item's events."""
+    from ..history import event_sentence
+
     lines = [f"{history.item_id}: {history.title or '(no title recorded)'}"]
     for role in history.roles:
         lines.append("")
@@ -245,6 +246,8 @@ def restore_command(
         raise UsageError("give one of --version N, --sha256 HEX or --latest")
     if sha256 is not None and not _SHA256.fullmatch(sha256):
         raise UsageError(f"--sha256 {sha256!r}: not a sha256 (64 hexadecimal digits)")
+    from ..archive import Archive
+
     with Archive.existing(archive) as store, store.locked(), _recorded(store, "restore"):
         if not store.versions(item, role):
             raise ArchiveError(
@@ -337,6 +340,12 @@ def export_command(ctx: click.Context, archive: Path, form: str, output: Path) -
     no archive.
     """
     state = _state(ctx)
+    # The archive, its history and PREMIS's XML writer (urllib and email, 15-20 ms): imported
+    # by the command that writes them, not at every start.
+    from ..archive import Archive
+    from ..history import write_export, write_jsonl
+    from ..premis import write_premis
+
     writer: Callable[[Archive, IO[str]], int] = write_premis if form == "premis" else write_jsonl
     with Archive.existing(archive) as store:
         if str(output) == "-":

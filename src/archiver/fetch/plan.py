@@ -18,10 +18,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
-from .. import sniff
-from ..archive import Archive, FileRecord
-from ..catalog import parse_time
-from ..choose import FitPlan, Rendition, best_under, kit_margin, kit_overhead, plan_fit
 from ..entry import Entry
 from ..errors import StorageError, UsageError
 from ..links import height_in_link
@@ -29,8 +25,16 @@ from ..manifest_reader import Manifest
 from ..names import slugify
 
 if TYPE_CHECKING:  # the API's client needs httpx: a plan read from a seal does not
+    from .. import sniff
+    from ..archive import Archive, FileRecord
+    from ..choose import FitPlan, Rendition
     from .hosts import Down
     from .peertube import Unavailable, VideoFile, VideoInfo
+
+# The archive, its catalog, the checks of a file's type and the choice among renditions are
+# imported where they are used, not with this module: every command imports it (through
+# archiver.fetch, for the settings its options show), and only a run uses them (20-25 ms of
+# every start, issue 14).
 
 log = logging.getLogger(__name__)
 
@@ -173,6 +177,7 @@ def choose(
     but for one whose host is given up on for the run (``unreachable``): it fails as the
     host's other files do, and the kit is made of what the archive holds.
     """
+    from ..choose import best_under, kit_margin, kit_overhead, plan_fit
     from .peertube import Unavailable, VideoInfo  # asked of the API: httpx is loaded
 
     link_sizes = link_sizes or {}
@@ -308,6 +313,8 @@ _LANGUAGE = re.compile(r"[A-Za-z]{2,3}(?:-[A-Za-z0-9]{2,8})?")
 
 def claim_for(role: str) -> sniff.Claim | None:
     """What a role's file must be (``None``: an MP4, checked by :mod:`archiver.media`)."""
+    from .. import sniff
+
     if role in ("video", "audio"):
         return None
     if role == "preview":
@@ -321,6 +328,8 @@ def size_cap(role: str, known: int | None) -> int:
     """The most bytes a role's file may have, given the size known beforehand, if any."""
     if known is not None:
         return known + max(int(known * SIZE_SLACK_RATIO), SIZE_SLACK_MIN)
+    from .. import sniff
+
     claim = claim_for(role)
     if claim is None:
         return VIDEO_CAP
@@ -445,6 +454,8 @@ def video_failure(entry: Entry, reason: str, *, unreachable: str | None = None) 
 
 
 def _due(checked_at: str, refresh_after: float, now: float) -> bool:
+    from ..catalog import parse_time
+
     checked = parse_time(checked_at)
     return checked is None or now - checked.timestamp() >= refresh_after
 
