@@ -30,7 +30,9 @@ reference, ``--connections 1``; the 40 files get archiver's default with ``--job
 Run: ``.venv/bin/python bench/bench_poorline.py`` (needs the Debian packages nginx-light, curl,
 wget, aria2: installed when root). Quick check: ``--runs 1 --size-mb 8 --count 8``. The
 dropping line (``--scenario drop``) resets every connection after ``--drop-after`` bytes and
-reports the bytes carried beyond the file's size.
+reports the bytes carried beyond the file's size. ``--against SRC...`` also runs archiver from
+each ``SRC`` folder (another version's ``src/``, put on ``PYTHONPATH``), in turns with the
+rest: a change and the code before it, measured in the same run.
 """
 
 from __future__ import annotations
@@ -118,8 +120,8 @@ def measure(
     tools: list[Tool], expected: list[str], out: Path, line: LinkEmulator, runs: int
 ) -> dict[str, list[Run]]:
     """Every tool ``runs`` times, in turns; each run's files checked against ``expected``."""
-    if ONLY:  # archiver's own run (the first), and the peers asked for
-        tools = tools[:1] + [tool for tool in tools[1:] if any(w in tool.name for w in ONLY)]
+    if ONLY:  # archiver's runs, and the peers asked for
+        tools = [t for t in tools if t.name.startswith("archiv") or any(w in t.name for w in ONLY)]
     results: dict[str, list[Run]] = {tool.name: [] for tool in tools}
     for turn in range(runs):
         for tool in tools:
@@ -238,6 +240,11 @@ def one_file(
         tools.append(Tool("archiver --connections 1 (reference)",
                           lambda: archiver_command(manifest, archive, "--connections", "1"),
                           held))  # fmt: skip
+        tools[1:1] = [Tool(f"archiver --connections {n} ({source})",
+                           lambda source=source: ["env", f"PYTHONPATH={source}",
+                                                  *archiver_command(manifest, archive,
+                                                                    "--connections", n)],
+                           held) for source in args.against]  # fmt: skip
     else:
         tools.append(
             Tool("archiver (one connection)", lambda: archiver_command(manifest, archive), held)
@@ -273,6 +280,11 @@ def many_files(
         Tool(f"archiver --jobs {jobs}",
              lambda: archiver_command(manifest, out / "archive", "--jobs", jobs),
              lambda: [held_video(out / "archive", f"item-{i:03d}") for i in range(args.count)],),
+        *[Tool(f"archiver --jobs {jobs} ({source})",
+               lambda source=source: ["env", f"PYTHONPATH={source}",
+                                      *archiver_command(manifest, out / "archive", "--jobs", jobs)],
+               lambda: [held_video(out / "archive", f"item-{i:03d}") for i in range(args.count)])
+          for source in args.against],
         Tool(f"aria2c -j{jobs}",
              lambda: ["aria2c", "-q", f"-j{jobs}", "--file-allocation=none", "-d", str(out),
                       "-i", str(listing)],
@@ -354,6 +366,9 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write every run here")
     parser.add_argument("--only", nargs="+", default=[], metavar="WORD",
                         help="archiver and only the tools named with a WORD")  # fmt: skip
+    parser.add_argument("--against", nargs="+", type=Path, default=[], metavar="SRC",
+                        help="also archiver from each SRC folder (another version's src/, on "
+                        "PYTHONPATH), in turns with the others")  # fmt: skip
     args = parser.parse_args()
     ONLY[:] = args.only
     ensure_tools()
