@@ -29,6 +29,7 @@ from archiver.fetch.bodies import hand_over_bodies
 from archiver.fetch.http import make_client, unknown_host
 from archiver.fetch.net import SocketBackend, SocketStream, TLSStream
 
+from . import test_network_manners as manners
 from .server import FileServer
 
 T = TypeVar("T")
@@ -41,11 +42,18 @@ def run_client(
     ask: Callable[[httpx.AsyncClient], Coroutine[Any, Any, T]],
     settings: DownloadSettings = QUICK,
 ) -> T:
-    async def main() -> T:
-        async with make_client(settings) as client:
-            return await ask(client)
+    """test_network_manners' client runner, quick by default: no retries, 0.5 s time-out."""
+    return manners.run_client(ask, settings)
 
-    return asyncio.run(main())
+
+def chain_of(exc: BaseException) -> list[BaseException]:
+    """``exc`` and what caused it, in turn, as :func:`.http.unknown_host` walks them."""
+    chain = []
+    seen: BaseException | None = exc
+    while seen is not None:
+        chain.append(seen)
+        seen = seen.__cause__ or seen.__context__
+    return chain
 
 
 async def fetched(client: httpx.AsyncClient, url: str) -> tuple[bytes, object]:
@@ -163,11 +171,7 @@ def test_a_refused_connection_is_a_connect_error_with_its_cause() -> None:
         port = placeholder.getsockname()[1]
     with pytest.raises(httpx.ConnectError) as caught:
         run_client(lambda client: client.get(f"http://127.0.0.1:{port}/"))
-    causes = []
-    seen: BaseException | None = caught.value
-    while seen is not None:
-        causes.append(seen)
-        seen = seen.__cause__ or seen.__context__
+    causes = chain_of(caught.value)
     assert any(isinstance(cause, ConnectionRefusedError) for cause in causes), causes
 
 
@@ -276,11 +280,7 @@ def test_every_address_refused_is_one_refusal_not_a_list(monkeypatch: pytest.Mon
     monkeypatch.setattr(socket, "getaddrinfo", lambda *_a, **_k: two_addresses(port))
     with pytest.raises(httpx.ConnectError) as caught:
         run_client(lambda client: client.get(f"http://tube.example:{port}/"))
-    chain = []
-    seen: BaseException | None = caught.value
-    while seen is not None:
-        chain.append(seen)
-        seen = seen.__cause__ or seen.__context__
+    chain = chain_of(caught.value)
     assert isinstance(chain[2], ConnectionRefusedError), chain
     assert "Multiple exceptions" not in str(caught.value)
 

@@ -2,12 +2,8 @@
 every statement takes, the mapping of ``sqlite3.Error``, and the check of every row that
 becomes a record.
 
-Every ``sqlite3.Error`` is mapped where it arises (:func:`archiver.errors.catalog_access`): one
-that keeps the catalog from opening is an :class:`~archiver.errors.ArchiveError` (exit 2),
-unless the disk refused a write; that one, like any while writing (a full disk), is a
-:class:`~archiver.errors.StorageError` naming the catalog (exit 1). A damaged catalog (a page
-SQLite finds malformed) is an :class:`~archiver.errors.ArchiveError` whenever it shows: no run
-can trust it, and no retry mends it.
+How each ``sqlite3.Error`` becomes archiver's error (exit 2 or 1, a damaged catalog never
+retried) is said in the package's docstring (:mod:`archiver.catalog`); it is done here.
 
 :class:`_Database` is the base of :class:`~archiver.catalog.catalog.Catalog` and of each of its
 parts (events, derived files, runs): they query through its :meth:`~_Database._one`,
