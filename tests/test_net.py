@@ -379,3 +379,14 @@ def test_extraction_hands_over_what_h11_would_copy(
     assert ours.maybe_extract_next_line() == theirs.maybe_extract_next_line()
     assert ours.maybe_extract_lines() == theirs.maybe_extract_lines()
     assert bytes(ours) == bytes(theirs)
+
+
+def test_addresses_that_fail_without_an_os_error_are_still_a_connection_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A resolver's answer no socket can use (an address of the wrong shape, twice): the
+    race keeps what each attempt raised; the run sees a connection error, not a crash."""
+    unusable = [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1",))] * 2
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *_a, **_k: unusable)
+    with pytest.raises(httpx.ConnectError, match=r"cannot connect to tube\.example port 80"):
+        run_client(lambda client: client.get("http://tube.example/"))

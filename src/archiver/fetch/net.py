@@ -106,6 +106,8 @@ async def _connect(host: str, port: int, local_address: str | None) -> socket.so
                 sock.close()
     if winner is not None:
         return winner
+    if not errors:  # every attempt failed otherwise (the race keeps those to itself)
+        raise OSError(f"cannot connect to {host} port {port}")
     if len({error.errno for error in errors}) == 1:
         raise errors[0]
     raise OSError("; ".join(dict.fromkeys(str(error) for error in errors))) from errors[0]
