@@ -137,7 +137,7 @@ def test_the_layout_test_sees_imports() -> None:
     modules = _modules()
     assert {"catalog", "entry", "errors", "files"} <= _imports("archive", modules["archive"])
     assert {"fetch.plan", "fetch.settings", "urls"} <= _imports("fetch", modules["fetch"])
-    assert "kit.bag" in _imports("cli", modules["cli"])
+    assert "kit.bag" in _imports("cli.upkeep", modules["cli.upkeep"])  # verify's, lazy
 
 
 _SQL = re.compile(
