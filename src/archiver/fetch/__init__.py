@@ -13,13 +13,16 @@ file not done fails with :data:`MAX_TIME_REACHED`.
     run.py        a run: one event loop, one client; download, fetch_into
     settings.py   a run's settings and the measurements behind their defaults
     plan.py       what to fetch: jobs, the held, the due; the choice among renditions
-    fetcher.py    one file: resume, checks, retries
+    fetcher.py    one file: resume, answers, retries
+    finish.py     a whole file checked (pins, sniffing, MP4, segment checksums), then committed
     warm.py       a far file's other connections opened while its first answer comes
     tls.py        the CA certificates, loaded only for https
     split.py      one file over several connections: ranged parts, checks, work stealing
     segments.py   the parts of such a file, its partial file and its sidecar
     transfer.py   what one transfer leans on: retry budget, sink, minimum rate, room, slots
     http.py       the client, validators, error words
+    net.py        the sockets under httpx: one recv a read, TLS over memory buffers
+    bodies.py     h11's body bytes handed on, not copied
     hosts.py      hosts given up on for the run: connection failures in a row, said once
     describe.py   the first phase: each instance asked, each video's file chosen
     sizes.py      sizes before any byte: HEAD, for what no API sizes

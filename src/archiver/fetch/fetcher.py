@@ -13,9 +13,9 @@ A large file whose one connection proves slow is fetched on over several connect
 ranged parts (:mod:`.split`); the rest, and any file whose server does not answer ranges
 with a validator ``If-Range`` accepts, over one, as here.
 
-Here are the attempts, the answers read and the checks of a whole file; what one transfer
-leans on (its retry budget, the sink, the minimum rate, the room on disk, the partial file)
-is in :mod:`.transfer`.
+Here are the attempts and the answers read; what one transfer leans on (its retry budget,
+the sink, the minimum rate, the room on disk, the partial file) is in :mod:`.transfer`, and
+the checks of a whole file and its commit in :mod:`.finish`.
 """
 
 from __future__ import annotations
@@ -24,25 +24,22 @@ import asyncio
 import contextlib
 import dataclasses
 import errno
-import functools
 import logging
 import random
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
-from .. import media, sniff
-from ..archive import Archive, FetchedFile, FileRecord, PartialState
+from ..archive import Archive, FileRecord, PartialState
 from ..errors import ArchiverError, ChecksumMismatch, DownloadError, describe_os_error
 from ..files import open_regular
 from ..progress import Progress
 from ..units import format_bytes
 from ..urls import redact
+from .finish import Answer, finish
 from .hosts import HostDown, Hosts, HostUnreachable
 from .http import (
     CONTENT_RANGE,
@@ -61,7 +58,6 @@ from .http import (
 from .http import (
     origin as _origin,
 )
-from .peertube import check_segments
 from .plan import Job, Outcome, Status
 from .segments import Gauge, Origin, Segments
 from .split import Changed, Line, NoRanges, Split
@@ -94,14 +90,6 @@ _DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
 # -- one attempt at one file -------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Answer:
-    """What the catalog keeps of the answers that brought a file: its type, its URL."""
-
-    content_type: str  # "": the server said none
-    final_url: str  # after redirects, as the catalog shows it
 
 
 class Fetcher:
@@ -352,9 +340,7 @@ class Fetcher:
                         )
                 else:  # 416: the partial already holds the whole file
                     sink = await asyncio.to_thread(Sink, part, have)
-                answer = _Answer(
-                    response.headers.get("Content-Type", ""), _final_url(job, response)
-                )
+                answer = Answer(response.headers.get("Content-Type", ""), _final_url(job, response))
             # The body is read and the answer closed: the next file may have the connection.
             await turn.give()
             await asyncio.to_thread(sink.close, durable=True)
@@ -463,7 +449,7 @@ class Fetcher:
         state = PartialState(
             url=job.url, etag=origin.etag, last_modified=origin.last_modified, length=origin.length
         )
-        answer = _Answer(fetched.content_type, fetched.final_url)
+        answer = Answer(fetched.content_type, fetched.final_url)
         return await self._finish(job, answer, state, origin.length, fetched.size, fetched.sha256)
 
     @staticmethod
@@ -592,110 +578,27 @@ class Fetcher:
                 await asyncio.to_thread(sink.write, blocks)
         return None
 
-    async def _check_media(self, job: Job, part: Path) -> tuple[media.MediaInfo, str]:
-        """A video must be a whole MP4 that FFmpeg reads (a video stream, a duration), a sound
-        file stored apart a whole MP4 with a sound stream, and both must match the checksums
-        their instance publishes for each byte range. Returns what FFmpeg read, and what the
-        segment checksums said (``verified``, or why nothing was verified)."""
-        try:
-            if job.role == "audio":
-                info = await asyncio.to_thread(media.confirm_audio, part)
-            else:  # with sound when the instance says it has some (hasAudio, PeerTube 6.2)
-                info = await asyncio.to_thread(
-                    functools.partial(media.confirm_playable, require_audio=job.has_sound), part
-                )
-        except media.MediaError as exc:
-            reason = f"not a playable MP4: {exc.reason}"
-            await self._reject(job, part, reason)
-            raise DownloadError(job.url, reason) from exc
-        segments = "not published"
-        if job.segments_url:
-            found = await check_segments(self.client, job.segments_url, part, job.name_upstream)
-            if isinstance(found, tuple):
-                mismatch = ChecksumMismatch(job.url, "segment sha256", found[0], found[1])
-                await self._reject(job, part, mismatch.reason)
-                raise mismatch
-            if found is None:
-                segments = "verified"
-            else:
-                segments = f"not verified: {found}"
-                log.warning("%s: segment checksums %s", job.label, segments)
-        return info, segments
-
-    async def _check_content(self, job: Job, part: Path, content_type: str | None) -> str:
-        """The extension a companion file is kept with, once its bytes are what its role says
-        (a PDF, WebVTT captions, an image); otherwise it is quarantined and fails."""
-        claim = job.claim
-        if claim is None:
-            return ".mp4"
-        try:
-            return await asyncio.to_thread(sniff.check, part, claim, content_type)
-        except sniff.Mismatch as exc:
-            await self._reject(job, part, exc.reason)
-            raise DownloadError(job.url, exc.reason) from exc
-
-    async def _reject(self, job: Job, part: Path, reason: str) -> None:
-        """Bad bytes go to quarantine, for a person to look at; the partial starts over."""
-        await asyncio.to_thread(self._quarantine, job, part, reason)
-
-    def _quarantine(self, job: Job, part: Path, reason: str) -> None:
-        self.archive.quarantine(job.entry.id, job.name, part, role=job.role, reason=reason)
-        discard_partial(self.archive, job)
-
     async def _finish(
         self,
         job: Job,
-        answer: _Answer,
+        answer: Answer,
         state: PartialState,
         expected: int | None,
         size: int,
         digest: str,
     ) -> FileRecord:
-        """Check a complete partial file against every expectation, in order, then commit it.
-
-        A length that differs from the announced one is retried from zero; bytes that are
-        whole but wrong (a pin, the MP4's structure, the source's segment checksums, a
-        companion file that is not what its role says) are quarantined.
-        """
-        part, side = self.archive.partial_paths(job.entry.id, job.role)
-        if expected is not None and size != expected:
-            raise Retry(f"received {size} bytes but the server announced {expected}", restart=True)
-        if job.size is not None and size != job.size:
-            mismatch = ChecksumMismatch(job.url, "size", str(job.size), str(size))
-            await self._reject(job, part, mismatch.reason)
-            raise mismatch
-        if job.sha256 is not None and digest != job.sha256:
-            mismatch = ChecksumMismatch(job.url, "sha256", job.sha256, digest)
-            await self._reject(job, part, mismatch.reason)
-            raise mismatch
-        content_type = answer.content_type
-        extension = await self._check_content(job, part, content_type)
-        info, segments = None, None
-        if job.role in ("video", "audio") and self.settings.check_media:
-            info, segments = await self._check_media(job, part)
-        fetched = FetchedFile(
-            url=job.url,
-            final_url=answer.final_url,
-            sha256=digest,
-            size=size,
-            etag=state.etag,
-            last_modified=state.last_modified,
-            content_type=content_type,
-            resolution=job.resolution,
-            media=(info.duration, info.width, info.height) if info else None,
-            segments=segments,
+        """Check a complete partial file, then commit it (:mod:`.finish`)."""
+        return await finish(
+            self.archive,
+            self.client,
+            job,
+            answer,
+            state,
+            expected,
+            size,
+            digest,
+            check_media=self.settings.check_media,
         )
-        # Renames, fsyncs and a catalog transaction: off the event loop.
-        name = job.named(extension)
-        return await asyncio.to_thread(self._commit, job, name, part, side, fetched)
-
-    def _commit(
-        self, job: Job, name: str, part: Path, side: Path, fetched: FetchedFile
-    ) -> FileRecord:
-        record = self.archive.commit(job.entry.id, job.role, name, part, fetched)
-        with contextlib.suppress(FileNotFoundError):
-            side.unlink()
-        return record
 
 
 def _final_url(job: Job, response: httpx.Response) -> str:
