@@ -88,12 +88,17 @@ def _file_server() -> Iterator[FileServer]:
     server.close()
 
 
+def _emptied(server: FileServer) -> Iterator[FileServer]:
+    """``server`` emptied for a test; the test fails if one of its handlers broke."""
+    server.reset()
+    yield server
+    assert server.errors == [], "the test server's handlers raised"
+
+
 @pytest.fixture
 def server(_file_server: FileServer) -> Iterator[FileServer]:
     """The loopback HTTP server, emptied for each test; a test fails if a handler broke."""
-    _file_server.reset()
-    yield _file_server
-    assert _file_server.errors == [], "the test server's handlers raised"
+    yield from _emptied(_file_server)
 
 
 @pytest.fixture(scope="session")
@@ -115,9 +120,7 @@ def _tls_server(certificate: tuple[Path, Path]) -> Iterator[FileServer]:
 @pytest.fixture
 def tls_server(_tls_server: FileServer) -> Iterator[FileServer]:
     """An HTTPS server whose certificate no system trusts: clients refuse it."""
-    _tls_server.reset()
-    yield _tls_server
-    assert _tls_server.errors == [], "the test server's handlers raised"
+    yield from _emptied(_tls_server)
 
 
 @pytest.fixture
