@@ -14,6 +14,7 @@ file not done fails with :data:`MAX_TIME_REACHED`.
     settings.py   a run's settings and the measurements behind their defaults
     plan.py       what to fetch: jobs, the held, the due; the choice among renditions
     fetcher.py    one file: resume, answers, retries
+    answers.py    where a request resumes; what its answer's status and headers decide
     finish.py     a whole file checked (pins, sniffing, MP4, segment checksums), then committed
     warm.py       a far file's other connections opened while its first answer comes
     tls.py        the CA certificates, loaded only for https

@@ -34,24 +34,24 @@ from urllib.parse import urlsplit
 import httpx
 
 from ..archive import Archive, FileRecord, PartialState
-from ..errors import ArchiverError, ChecksumMismatch, DownloadError, describe_os_error
-from ..files import open_regular
+from ..errors import ArchiverError, DownloadError, describe_os_error
 from ..progress import Progress
-from ..units import format_bytes
-from ..urls import redact
+from .answers import (
+    cap_words,
+    check_response,
+    described,
+    final_url_of,
+    resume_point,
+    within_cap,
+)
 from .finish import Answer, finish
 from .hosts import HostDown, Hosts, HostUnreachable
 from .http import (
-    CONTENT_RANGE,
-    NOT_RETRIED,
     PASSWORD_HEADER,
     PASSWORD_ORIGIN,
-    RETRIED,
-    UNSATISFIED_RANGE,
     DownloadSettings,
     describe,
     not_worth_retrying,
-    retry_after,
     strong_etag,
     unknown_host,
 )
@@ -59,7 +59,7 @@ from .http import (
     origin as _origin,
 )
 from .plan import Job, Outcome, Status
-from .segments import Gauge, Origin, Segments
+from .segments import Gauge, Segments
 from .split import Changed, Line, NoRanges, Split
 from .throttle import RateLimiter
 from .transfer import (
@@ -224,30 +224,6 @@ class Fetcher:
                 status = self._status(job, before, record)
                 return Outcome(job, status, record=record, bytes_fetched=total)
 
-    def _resume_point(
-        self, job: Job
-    ) -> tuple[int, PartialState | None, dict[str, str], Segments | None]:
-        """How many bytes of a partial file can be resumed, its state, the request headers;
-        or, for a file fetched in parts, the parts as its sidecar and the partial's size
-        prove them."""
-        part, side = self.archive.partial_paths(job.entry.id, job.role)
-        try:
-            with open_regular(side) as stream:  # a sidecar is a few hundred bytes
-                data = stream.read(64 * 1024)
-            have = part.stat().st_size
-        except OSError:
-            return 0, None, {}, None
-        segments = Segments.from_json(data, have)
-        if segments is not None:
-            if segments.origin.url != job.url or segments.origin.validator is None:
-                return 0, None, {}, None
-            return segments.size, None, {}, segments
-        state = PartialState.from_json(data)
-        validator = (strong_etag(state.etag) or state.last_modified) if state else None
-        if state is None or state.url != job.url or validator is None or have == 0:
-            return 0, None, {}, None
-        return have, state, {"Range": f"bytes={have}-", "If-Range": validator}, None
-
     def _password_for(self, job: Job, url: str) -> str | None:
         """``--video-password``, for a video its instance said is protected, to that instance
         only (a redirect elsewhere drops it: :func:`.http.make_client`)."""
@@ -263,7 +239,7 @@ class Fetcher:
         if host in self.unknown_hosts:
             raise DownloadError(job.url, self.unknown_hosts[host])
         # The sidecar's bytes and the partial's size: the disk's, so from a worker thread.
-        have, state, headers, segments = await asyncio.to_thread(self._resume_point, job)
+        have, state, headers, segments = await asyncio.to_thread(resume_point, self.archive, job)
         # The file's connection (its first, or again after a retry that had given it back),
         # before its room is claimed: files waiting for a slot claim none.
         await turn.take()
@@ -307,7 +283,9 @@ class Fetcher:
             ) as response:
                 answered.set()
                 latency = time.monotonic() - asked
-                offset, expected, state = self._check_response(job, response, have, state)
+                offset, expected, state = check_response(
+                    job, response, have, state, self.settings.retry_after_max
+                )
                 if offset is not None:
                     if offset == 0:
                         # Off the event loop: its fsyncs would hold up every other download.
@@ -332,15 +310,17 @@ class Fetcher:
                         # Slow, and a slot free: the rest goes over several connections.
                         assert expected is not None  # noqa: S101 - splittable: a known size
                         hashed = await asyncio.to_thread(sink.handover)
-                        described = self._described(job, response, state, expected)
-                        parts = Segments.fresh(described, sink.size)
+                        version = described(job, response, state, expected)
+                        parts = Segments.fresh(version, sink.size)
                         first = (response, rest)
                         return await self._split(
                             job, line, parts, first, counter, turn, hashed, latency
                         )
                 else:  # 416: the partial already holds the whole file
                     sink = await asyncio.to_thread(Sink, part, have)
-                answer = Answer(response.headers.get("Content-Type", ""), _final_url(job, response))
+                answer = Answer(
+                    response.headers.get("Content-Type", ""), final_url_of(job, response)
+                )
             # The body is read and the answer closed: the next file may have the connection.
             await turn.give()
             await asyncio.to_thread(sink.close, durable=True)
@@ -407,18 +387,6 @@ class Fetcher:
             return False
         return "none" not in response.headers.get("Accept-Ranges", "").lower()
 
-    @staticmethod
-    def _described(job: Job, response: httpx.Response, state: PartialState, length: int) -> Origin:
-        """The version a first answer brings, as its parts' answers must match it."""
-        return Origin(
-            url=job.url,
-            etag=state.etag,
-            last_modified=state.last_modified,
-            length=length,
-            content_type=response.headers.get("Content-Type", ""),
-            final_url=_final_url(job, response),
-        )
-
     async def _split(
         self,
         job: Job,
@@ -435,7 +403,7 @@ class Fetcher:
         the rest of its body (``hashed``: the sha256 of what it brought, and its size;
         ``latency``: how long it took to come)."""
         origin = segments.origin
-        self._within_cap(job, origin.length)
+        within_cap(job, origin.length)
         await self.room.claim(job, origin.length, segments.size)
         self.progress.started(job.key, job.label, origin.length, segments.size)
         self.room.writing(job, segments)
@@ -459,66 +427,6 @@ class Fetcher:
         reason = not_worth_retrying(exc)
         if reason is not None:
             raise DownloadError(job.url, reason) from exc
-
-    def _check_response(
-        self, job: Job, response: httpx.Response, have: int, state: PartialState | None
-    ) -> tuple[int | None, int | None, PartialState]:
-        """Decide from the status and headers where the bytes go: ``(offset, total, state)``."""
-        status = response.status_code
-        etag = response.headers.get("ETag")
-        modified = response.headers.get("Last-Modified")
-        if status == 304 and job.revalidate is not None:
-            raise NotModified
-        if status == 416 and state is not None:
-            match = UNSATISFIED_RANGE.match(response.headers.get("Content-Range", ""))
-            if match and int(match.group(1)) == have and state.length in (None, have):
-                return None, have, state
-            raise Retry(
-                "the partial file does not match the server's; starting again",
-                retry_after=0,
-                restart=True,
-            )
-        if status in RETRIED:
-            after = retry_after(response.headers.get("Retry-After"), self.settings.retry_after_max)
-            raise Retry(f"HTTP {status} {response.reason_phrase}".rstrip(), retry_after=after)
-        if status == 206 and state is not None:
-            match = CONTENT_RANGE.match(response.headers.get("Content-Range", ""))
-            total = int(match.group(3)) if match and match.group(3) != "*" else None
-            same_version = (
-                match is not None
-                and int(match.group(1)) == have
-                and (state.length is None or total == state.length)
-                and (etag is None or state.etag is None or etag == state.etag)
-            )
-            if not same_version:
-                raise Retry(
-                    "the resumed range does not match the partial file; starting again",
-                    retry_after=0,
-                    restart=True,
-                )
-            self._within_cap(job, total)
-            return have, total, state
-        if status == 200:
-            length = response.headers.get("Content-Length")
-            total = int(length) if length and length.isascii() and length.isdigit() else None
-            if job.size is not None and total is not None and total != job.size:
-                raise ChecksumMismatch(job.url, "size", str(job.size), str(total))
-            self._within_cap(job, total)
-            return (
-                0,
-                total,
-                PartialState(url=job.url, etag=etag, last_modified=modified, length=total),
-            )
-        if status in NOT_RETRIED:
-            raise DownloadError(job.url, f"HTTP {status} {response.reason_phrase}".rstrip())
-        raise DownloadError(job.url, f"unexpected HTTP {status} {response.reason_phrase}".rstrip())
-
-    @staticmethod
-    def _within_cap(job: Job, size: int | None) -> None:
-        """A length over the file's cap fails it before its body is read."""
-        if size is not None and size > job.cap:
-            reason = f"too large: {format_bytes(size)} announced, over {_cap_words(job)}"
-            raise Dropped(job.url, reason)
 
     async def _receive(
         self,
@@ -550,7 +458,7 @@ class Fetcher:
                 counter[0] += len(chunk)
                 watch.received += len(chunk)
                 if counter[0] > allowed:
-                    raise Dropped(job.url, f"too large: over {_cap_words(job)}")
+                    raise Dropped(job.url, f"too large: over {cap_words(job)}")
                 self.progress.advance(job.key, len(chunk))
                 if self.limiter:
                     waiting = time.monotonic()
@@ -599,19 +507,3 @@ class Fetcher:
             digest,
             check_media=self.settings.check_media,
         )
-
-
-def _final_url(job: Job, response: httpx.Response) -> str:
-    """The URL a file came from after redirects: the manifest's own URL as written; a
-    redirect's may carry credentials the user never gave, which provenance does not need."""
-    return job.url if str(response.url) == job.url else redact(str(response.url))
-
-
-def _cap_words(job: Job) -> str:
-    """The cap a file went over, and why it has that one: ``10.0 MiB, the most for WebVTT
-    captions``."""
-    cap = format_bytes(job.cap)
-    if job.known_size is not None:
-        return f"{cap}, its known size ({format_bytes(job.known_size)}) and a margin"
-    what = job.claim.label if job.claim is not None else "a video of unknown size"
-    return f"{cap}, the most for {what}"
