@@ -11,6 +11,8 @@ import os
 import random
 import sqlite3
 import stat
+import subprocess
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -86,6 +88,15 @@ def _file_server() -> Iterator[FileServer]:
     server = FileServer()
     yield server
     server.close()
+
+
+def fresh_python(code: str, *, timeout: float = 60) -> str:
+    """What ``code`` prints, run by a fresh interpreter (nothing imported before it, so
+    ``sys.modules`` after it says what it imported); the interpreter must exit 0."""
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, check=True
+    )
+    return done.stdout
 
 
 def _emptied(server: FileServer) -> Iterator[FileServer]:

@@ -35,7 +35,7 @@ from archiver.sync import sync
 from archiver.units import format_bytes
 
 from . import test_disk_errors, test_package
-from .conftest import make_entry, snapshot
+from .conftest import fresh_python, make_entry, snapshot
 from .fuzz_support import run_bounded
 from .server import FileServer
 from .test_disk_errors import fill, grow
@@ -843,11 +843,9 @@ def test_an_update_that_changes_nothing_makes_no_page_and_no_tag_file(
         f" Path({str(archive)!r}), Path({str(kit)!r}))\n"
         "print(report.written, report.removed, report.unchanged, 'jinja2' in sys.modules)\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
-    )
+    out = fresh_python(code, timeout=120)
     listed = len((kit / MANIFEST).read_text().splitlines())
-    assert done.stdout.split() == ["0", "0", str(listed), "False"]
+    assert out.split() == ["0", "0", str(listed), "False"]
     assert snapshot(kit) == before
 
 

@@ -30,8 +30,8 @@ from archiver.catalog import parse_time
 from archiver.fiche_cache import CACHE_FOLDER
 from archiver.kit.bag import verify_bag
 
+from .conftest import fresh_python, tagged
 from .conftest import run_cli as run
-from .conftest import tagged
 from .server import FileServer
 from .test_sync import clip, collection, fiche, in_kit, sync_args  # noqa: F401 - clip: fixture
 
@@ -517,10 +517,8 @@ def test_a_replayed_sync_imports_no_http_client_nor_zim(
         "heavy = ('httpx', 'asyncio', 'libzim', 'jinja2', 'archiver.fetch.run')\n"
         "print(json.dumps([m for m in heavy if m in sys.modules]))\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
-    )
-    assert json.loads(done.stdout.splitlines()[-1]) == []
+    out = fresh_python(code, timeout=120)
+    assert json.loads(out.splitlines()[-1]) == []
     assert settled.read(tmp_path / "archive", _seal_key(tmp_path)) is not None  # still sealed
 
 

@@ -25,7 +25,7 @@ from archiver.fetch.plan import Job
 from archiver.fetch.tls import Certificates
 from archiver.kit import ownership
 
-from .conftest import content_of, make_entry
+from .conftest import content_of, fresh_python, make_entry
 from .server import FileServer
 from .test_segments import Counting
 
@@ -40,10 +40,8 @@ def _loaded_after(statement: str, modules: tuple[str, ...] = NOT_FOR_A_DOWNLOAD)
         f"import json, sys\n{statement}\n"
         f"print(json.dumps([m for m in {list(modules)!r} if m in sys.modules]))"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
-    )
-    loaded: list[str] = json.loads(done.stdout)
+    out = fresh_python(code)
+    loaded: list[str] = json.loads(out)
     return loaded
 
 
@@ -153,10 +151,8 @@ def test_the_command_line_and_the_kit_import_no_audit_and_no_manifest_builder() 
         "import json, sys\nimport archiver.kit\nkit = 'archiver.manifest' in sys.modules\n"
         "import archiver.cli\nprint(json.dumps([kit, 'archiver.audit' in sys.modules]))"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
-    )
-    assert json.loads(done.stdout) == [False, False]
+    out = fresh_python(code)
+    assert json.loads(out) == [False, False]
 
 
 def test_a_download_never_imports_the_kit_yaml_or_premis() -> None:
@@ -302,9 +298,7 @@ def test_the_fetch_packages_names_are_what_they_say_whatever_was_imported_first(
         "print(json.dumps([[n, isinstance(getattr(fetch, n), types.ModuleType)]"
         " for n in fetch.__all__] + [sorted(set(fetch.__all__) - set(dir(fetch)))]))"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
-    )
-    *names, missing = json.loads(done.stdout)
+    out = fresh_python(code)
+    *names, missing = json.loads(out)
     assert [name for name, module in names if module] == []
     assert missing == []
