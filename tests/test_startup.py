@@ -175,6 +175,12 @@ def test_the_command_line_imports_no_archive_catalog_or_http_client() -> None:
         "tomllib",
         "asyncio",
         "httpx",
+        # FFmpeg's module (--transcode's names are the command line's own) and SQLite
+        # (errors.py reads its codes only when a catalog failed): a download's connections
+        # opened ahead (fetch/ahead.py) start once the command line is imported.
+        "archiver.media",
+        "subprocess",
+        "sqlite3",
     )
     assert _loaded_after("import archiver.cli", later) == []
 
@@ -186,6 +192,15 @@ def test_the_kit_options_default_title_is_the_kits() -> None:
 
     assert options.DEFAULT_TITLE == kit.DEFAULT_TITLE
     assert kit.KitSettings().title == options.DEFAULT_TITLE
+
+
+def test_the_command_line_offers_every_transcode_preset() -> None:
+    """--transcode's choices are written in the command line (FFmpeg's module is imported
+    by the commands that use it): the same as :data:`archiver.media.PRESETS`, in order."""
+    from archiver import media
+    from archiver.cli import options
+
+    assert tuple(sorted(media.PRESETS)) == options.PRESET_NAMES
 
 
 def _certificates(client: httpx.AsyncClient) -> Certificates:

@@ -32,9 +32,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import sqlite3
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # imported where a catalog is: not by every command line's start
+    import sqlite3
 
 __all__ = [
     "EXIT_FAILED",
@@ -320,12 +323,16 @@ def disk_refused(exc: sqlite3.Error) -> bool:
     """Whether SQLite failed because the disk refused a write: ``SQLITE_FULL`` ("database or
     disk is full"), or ``SQLITE_IOERR_SHMSIZE`` (the shared-memory index of a WAL catalog,
     ``catalog.sqlite-shm``, could not be written: a disk full to its last byte, mostly)."""
+    import sqlite3
+
     code = getattr(exc, "sqlite_errorcode", None)
     return code in (sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR_SHMSIZE) or "disk is full" in str(exc)
 
 
 def describe_sqlite_error(exc: sqlite3.Error) -> str:
     """The reason of a ``sqlite3.Error`` in a few plain words."""
+    import sqlite3
+
     code = getattr(exc, "sqlite_errorcode", None)
     if code == sqlite3.SQLITE_IOERR_SHMSIZE:
         return "cannot write its index, catalog.sqlite-shm (is the disk full?)"
@@ -341,6 +348,8 @@ def describe_sqlite_error(exc: sqlite3.Error) -> str:
 @contextlib.contextmanager
 def catalog_access(path: Path | str) -> Iterator[None]:
     """Map a ``sqlite3.Error`` raised inside to :class:`StorageError` naming the catalog."""
+    import sqlite3
+
     try:
         yield
     except sqlite3.Error as exc:

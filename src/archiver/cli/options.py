@@ -10,7 +10,6 @@ from typing import Any, TypeVar
 
 import click
 
-from .. import media
 from ..fetch import DEFAULT_SETTINGS, DownloadSettings
 from ..units import parse_duration, parse_size
 
@@ -18,6 +17,9 @@ from ..units import parse_duration, parse_size
 # this to): said here so that the command line does not import the kit, its templates and
 # YAML (45-60 ms) at every start, before a download's first request (issue 14).
 DEFAULT_TITLE = "Vidéos de formation"
+# The names of archiver.media.PRESETS, sorted (--transcode's choices), without importing
+# FFmpeg's module at every start: tests/test_startup.py ties the two.
+PRESET_NAMES = ("360p", "480p")
 
 __all__ = [
     "DurationType",
@@ -280,7 +282,9 @@ def kit_options(function: F) -> F:
         from ..kit import KitSettings  # the kit's commands only
 
         title, copy, transcode = (kwargs.pop(name) for name in _KIT_PARAMS)
-        preset = media.PRESETS[transcode] if transcode else None
+        from ..media import PRESETS
+
+        preset = PRESETS[transcode] if transcode else None
         settings = KitSettings(title=title, copy=copy, transcode=preset)
         return function(*args, kit_settings=settings, **kwargs)
 
@@ -299,7 +303,7 @@ def kit_options(function: F) -> F:
         ),
         click.option(
             "--transcode",
-            type=click.Choice(sorted(media.PRESETS)),
+            type=click.Choice(PRESET_NAMES),
             default=None,
             help="A last resort, for the kit (H.264, AAC, faststart; made once per video and "
             "kept in the archive): re-encode the videos no resolution held or offered brings "
