@@ -261,14 +261,17 @@ def test_the_probe_worker_is_let_go_at_the_exit_without_a_wait() -> None:
         process.stdout.close()
 
 
-def _main_with_markers(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """``python -m archiver ARGS`` with a ``sitecustomize`` that registers an exit handler."""
+def _main_with_markers(
+    tmp_path: Path, *args: str, hook: str = ""
+) -> subprocess.CompletedProcess[str]:
+    """``python -m archiver ARGS`` with a ``sitecustomize`` that registers an exit handler
+    (then runs ``hook``)."""
     hooks = tmp_path / "hooks"
     hooks.mkdir()
     (hooks / "sitecustomize.py").write_text(
         "import atexit, pathlib\n"
         f"OUT = pathlib.Path({str(tmp_path)!r})\n"
-        "atexit.register(lambda: (OUT / 'atexit').write_text('ran'))\n",
+        "atexit.register(lambda: (OUT / 'atexit').write_text('ran'))\n" + hook,
         encoding="utf-8",
     )
     source = Path(archiver.__file__).parent.parent
@@ -292,6 +295,28 @@ def test_python_m_archiver_runs_the_exit_handlers_before_it_ends(tmp_path: Path)
         f"archiver, version {archiver.__version__}",
     )
     assert (tmp_path / "atexit").read_text() == "ran"
+
+
+# A thread started before the command, and a mark of the interpreter's own shutdown, which
+# the quick exit skips (threading's exit handlers run there, before it joins the threads).
+_THREAD_AND_TEARDOWN = (
+    "import threading, time\n"
+    "threading.Thread(target=time.sleep, args=(1,), daemon={daemon}).start()\n"
+    "threading._register_atexit(lambda: (OUT / 'teardown').write_text('ran'))\n"
+)
+
+
+@pytest.mark.parametrize("daemon", [True, False])
+def test_python_m_archiver_exits_at_once_past_daemon_threads_only(
+    tmp_path: Path, daemon: bool
+) -> None:
+    """A daemon thread (a name still resolving for a connection opened ahead) is cut at any
+    exit: it does not keep the quick exit from happening. Any other thread does."""
+    hook = _THREAD_AND_TEARDOWN.format(daemon=daemon)
+    done = _main_with_markers(tmp_path, "--version", hook=hook)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "atexit").read_text() == "ran"
+    assert (tmp_path / "teardown").exists() is not daemon
 
 
 def test_python_m_archiver_keeps_its_exit_status_and_its_last_words(tmp_path: Path) -> None:

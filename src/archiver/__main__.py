@@ -5,7 +5,9 @@ run, standard output and error flushed), nothing is left for the interpreter's o
 to do but free every object of every module, one by one: 45 to 50 ms measured between a
 download's last byte and its exit (issue 14's poor line), that aria2c does not spend. So
 the process ends there with :func:`os._exit`. It does so only when no other thread is left
-(a thread's work must not be cut short); otherwise it exits as usual.
+but daemon threads (a thread's work must not be cut short; a daemon's is cut at any exit:
+a name still resolving for a connection opened ahead, :mod:`archiver.fetch.ahead`);
+otherwise it exits as usual.
 """
 
 from __future__ import annotations
@@ -30,13 +32,14 @@ def _code(exc: SystemExit) -> int:
 
 def run() -> None:
     """Run the command line, then end the process without the interpreter's teardown."""
+    main_thread = threading.main_thread()
     try:
         main()
     except SystemExit as exc:
         code = _code(exc)
     else:
         code = 0
-    if threading.active_count() > 1:
+    if any(not thread.daemon for thread in threading.enumerate() if thread is not main_thread):
         sys.exit(code)
     atexit._run_exitfuncs()  # logging's flush, the FFmpeg reader let go, coverage...
     for stream in (sys.stdout, sys.stderr):

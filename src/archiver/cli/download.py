@@ -17,6 +17,7 @@ import click
 
 from ..errors import EXIT_FAILED, EXIT_OK
 from ..fetch import DownloadSettings
+from ..fetch.ahead import AHEAD, open_ahead
 from ..manifest_reader import load_manifest
 from . import _draws_bars, _echo, _progress, _state, common_options
 from .dryrun import dry_run_lines
@@ -64,22 +65,29 @@ def download_command(
     Exit codes: 0 all held; 1 some failed; 2 bad manifest, or an archive folder that cannot
     be used; 3 archive locked by another run.
     """
-    from ..fetch.preview import preview
-    from ..fetch.run import download
-
     state = _state(ctx)
+    manifest = load_manifest(manifest_path)
     if dry_run:
-        found = preview(load_manifest(manifest_path), archive, settings=download_settings)
+        from ..fetch.preview import preview
+
+        found = preview(manifest, archive, settings=download_settings)
         for line in dry_run_lines(found):
             _echo(line)
         return
-    report = download(
-        load_manifest(manifest_path),
-        archive,
-        # With a bar drawn, each file's size is asked first (HEAD) so the bar's total holds.
-        settings=dataclasses.replace(download_settings, sizes_first=_draws_bars(state)),
-        progress=_progress(state),
-    )
+    try:
+        # The first connections' handshakes, during the imports and the planning below.
+        open_ahead(manifest.entries, archive, download_settings)
+        from ..fetch.run import download
+
+        report = download(
+            manifest,
+            archive,
+            # With a bar drawn, each file's size is asked first (HEAD) so the bar's total holds.
+            settings=dataclasses.replace(download_settings, sizes_first=_draws_bars(state)),
+            progress=_progress(state),
+        )
+    finally:
+        AHEAD.close()
     if state.verbose:
         for line in item_lines(report):
             _echo(line)

@@ -23,6 +23,7 @@ file not done fails with :data:`MAX_TIME_REACHED`.
     transfer.py   what one transfer leans on: retry budget, sink, minimum rate, room, slots
     http.py       the client, validators, error words
     net.py        the sockets under httpx: one recv a read, TLS over memory buffers
+    ahead.py      a download's first connections, opened while the command starts
     bodies.py     h11's body bytes handed on, not copied
     hosts.py      hosts given up on for the run: connection failures in a row, said once
     describe.py   the first phase: each instance asked, each video's file chosen

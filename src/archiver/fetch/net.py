@@ -28,13 +28,17 @@ from __future__ import annotations
 import asyncio
 import functools
 import itertools
+import os
 import socket
 import ssl
+import time
 from asyncio import staggered
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 import httpcore
+
+from .ahead import AHEAD, ALONE_FOR, FRESH_FOR, Ahead, Early
 
 T = TypeVar("T")
 
@@ -62,7 +66,88 @@ def _interleaved(infos: Sequence[_AddrInfo]) -> list[_AddrInfo]:
     return [info for one_round in rounds for info in one_round if info is not None]
 
 
-async def _connect(host: str, port: int, local_address: str | None) -> socket.socket:
+def _settle(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+async def _established(early: Early) -> socket.socket:
+    """``early``'s socket once its handshake is done (:mod:`.ahead`), with ``TCP_NODELAY``.
+
+    OSError if it failed, if the server closed it since, or if it is older than
+    :data:`.ahead.FRESH_FOR`; the socket is closed then, and when the wait is cancelled.
+    """
+    sock = early.sock
+    try:
+        if time.monotonic() - early.started > FRESH_FOR:
+            raise OSError(f"a connection opened ahead waited over {FRESH_FOR:g} s")
+        loop = asyncio.get_running_loop()
+        writable = loop.create_future()
+        loop.add_writer(sock, _settle, writable)
+        try:
+            await writable
+        finally:
+            loop.remove_writer(sock)
+        failed = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if failed:
+            raise OSError(failed, os.strerror(failed))
+        if _readable(sock):  # a server that closed it, or spoke first: not for us
+            raise OSError("a connection opened ahead was closed by the server")
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+async def _connect(
+    host: str, port: int, local_address: str | None, early: Early | None = None
+) -> socket.socket:
+    """A connected, non-blocking TCP socket with ``TCP_NODELAY``.
+
+    With ``early`` (a connection opened ahead to this host and port, :mod:`.ahead`): that
+    one, waited for alone until :data:`ALONE_FOR` after it started; the client's own
+    connection (:func:`_connect_fresh`) starts beside it then, or at once if it failed. The
+    first to connect wins, the other is closed; the client's own failing is the error,
+    at once: the one a run with no connection opened ahead would have met.
+    """
+    if early is None:
+        return await _connect_fresh(host, port, local_address)
+    adopted = asyncio.ensure_future(_established(early))
+    fresh: asyncio.Future[socket.socket] | None = None
+    winner: socket.socket | None = None
+    try:
+        alone = ALONE_FOR - (time.monotonic() - early.started)
+        await asyncio.wait([adopted], timeout=max(alone, 0.0))
+        while True:
+            if _connected(adopted):
+                winner = adopted.result()
+                return winner
+            if fresh is None:
+                fresh = asyncio.ensure_future(_connect_fresh(host, port, local_address))
+            elif fresh.done():
+                winner = fresh.result()  # or its error
+                return winner
+            running = [task for task in (adopted, fresh) if not task.done()]
+            await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        tasks = [task for task in (adopted, fresh) if task is not None]
+        for task in tasks:
+            task.cancel()
+        # Each closes its own socket when it fails or is cancelled, and takes it off the
+        # event loop first: waited for, so that no descriptor number is reused while the
+        # loop still watches it.
+        await asyncio.wait(tasks)
+        for task in tasks:
+            if _connected(task) and task.result() is not winner:
+                task.result().close()
+
+
+def _connected(task: asyncio.Future[socket.socket]) -> bool:
+    return task.done() and not task.cancelled() and task.exception() is None
+
+
+async def _connect_fresh(host: str, port: int, local_address: str | None) -> socket.socket:
     """A connected, non-blocking TCP socket with ``TCP_NODELAY``: the name resolved in a
     thread, its addresses raced as Happy Eyeballs does (RFC 8305: the next one tried after
     250 ms or the previous one's failure; asyncio's own race, the one its
@@ -288,7 +373,11 @@ class TLSStream(_Stream):
 
 
 class SocketBackend(httpcore.AsyncNetworkBackend):
-    """httpcore's network backend for :class:`SocketStream` connections."""
+    """httpcore's network backend for :class:`SocketStream` connections; a connection to a
+    host and port that one was opened ahead for (``ahead``, :mod:`.ahead`) starts from it."""
+
+    def __init__(self, ahead: Ahead = AHEAD) -> None:
+        self.ahead = ahead
 
     async def connect_tcp(
         self,
@@ -300,7 +389,8 @@ class SocketBackend(httpcore.AsyncNetworkBackend):
     ) -> httpcore.AsyncNetworkStream:
         try:
             async with asyncio.timeout(timeout):
-                sock = await _connect(host, port, local_address)
+                early = self.ahead.take(host, port) if local_address is None else None
+                sock = await _connect(host, port, local_address, early)
         except OSError as exc:
             if _deadline_passed(exc):
                 raise httpcore.ConnectTimeout(str(exc)) from exc
