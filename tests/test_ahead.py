@@ -31,17 +31,9 @@ from archiver.fetch.net import SocketBackend
 
 from .conftest import content_of, make_entry, run_cli
 from .server import FileServer
-from .test_download_cli import write
+from .test_download_cli import wait_for, write
 
 SETTINGS = DownloadSettings(jobs=4, per_host=2)
-
-
-def _wait(condition: object, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            pytest.fail("condition not reached in time")
-        time.sleep(0.01)
 
 
 @pytest.fixture(autouse=True)
@@ -152,6 +144,23 @@ def test_nothing_ahead_for_a_run_that_will_stop_before_asking(tmp_path: Path) ->
 # -- opened ahead, and taken -------------------------------------------------------------------
 
 
+def _held_resolving(monkeypatch: pytest.MonkeyPatch, host: str | None = None) -> threading.Event:
+    """Names resolved by the threads that open ahead (only ``host``, if given) wait until the
+    event returned is set; then ``host`` resolves as 127.0.0.1."""
+    released = threading.Event()
+    resolve = socket.getaddrinfo
+
+    def held(name: str, *args: object, **kwargs: object) -> object:
+        ahead_thread = threading.current_thread().name.startswith("ahead:")
+        if ahead_thread and (host is None or name == host):
+            released.wait(10)
+            name = "127.0.0.1"
+        return resolve(name, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ahead.socket, "getaddrinfo", held)
+    return released
+
+
 def _resolving_to(monkeypatch: pytest.MonkeyPatch, **names: tuple[str, int]) -> None:
     """Names resolved to the given addresses, for the threads that open ahead only (the
     client resolves as ever)."""
@@ -193,16 +202,8 @@ def test_a_slow_name_holds_no_other_host_back(
     listener: socket.socket, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     port = listener.getsockname()[1]
-    released = threading.Event()
-    resolve = socket.getaddrinfo
-
-    def slow_for_one(host: str, *args: object, **kwargs: object) -> object:
-        if host == "slow.example":
-            released.wait(10)
-            host = "127.0.0.1"  # then it would connect to the listener too
-        return resolve(host, *args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(ahead.socket, "getaddrinfo", slow_for_one)
+    # Then it resolves as 127.0.0.1: it would connect to the listener too.
+    released = _held_resolving(monkeypatch, "slow.example")
     early = Ahead()
     try:
         slow = early.open("slow.example", port, 2)
@@ -352,7 +353,7 @@ def test_a_download_opens_ahead_what_it_uses_and_nothing_when_up_to_date(
         probe,
     )
     assert wanted == {("127.0.0.1", server.port): 2}
-    _wait(lambda: server.connections == 2)  # opened before any request
+    wait_for(lambda: server.connections == 2)  # opened before any request
     probe.close()
     server.reset()
     for i in range(4):
@@ -375,15 +376,7 @@ def test_a_name_resolved_after_its_run_ended_opens_nothing_in_the_next(
     listener: socket.socket, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     port = listener.getsockname()[1]
-    released = threading.Event()
-    resolve = socket.getaddrinfo
-
-    def slow(host: str, *args: object, **kwargs: object) -> object:
-        if threading.current_thread().name.startswith("ahead:"):
-            released.wait(10)
-        return resolve(host, *args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(ahead.socket, "getaddrinfo", slow)
+    released = _held_resolving(monkeypatch)
     early = Ahead()
     thread = early.open("127.0.0.1", port, 1)
     early.close()  # the run ends while the name resolves
