@@ -18,7 +18,8 @@ file not done fails with :data:`MAX_TIME_REACHED`.
     finish.py     a whole file checked (pins, sniffing, MP4, segment checksums), then committed
     warm.py       a far file's other connections opened while its first answer comes
     tls.py        the CA certificates, loaded only for https
-    split.py      one file over several connections: ranged parts, checks, work stealing
+    split.py      one file over several connections: how many, which part each, work stealing
+    ranged.py     a part of such a file: its If-Range requests, their answers checked, retries
     segments.py   the parts of such a file, its partial file and its sidecar
     transfer.py   what one transfer leans on: retry budget, sink, minimum rate, room, slots
     http.py       the client, validators, error words
