@@ -31,6 +31,8 @@ Kit layout::
     pages.py      how the pages write sizes, counts and the catalogue's order; names from titles
     write.py      writing only what changed and only what is archiver's, staged, manifests
                   last; a file the kit holds under a name it drops is moved, not copied
+    staging.py    the file steps of an update: staged durably, journaled, undone, errors said
+    page_cache.py what the kit's pages were made from, noted in the archive's cache/
 
 A kit goes only where archiver may write it: an empty or missing folder, or a kit archiver
 made; never the archive, a folder inside it or one holding it (:mod:`.ownership`). One run at

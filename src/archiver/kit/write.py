@@ -27,6 +27,10 @@ Before a byte is written, the update checks that the key has room for it all: th
 writes, and the file system's share, :func:`archiver.choose.fs_margin` of the files and
 folders it makes and the cluster the file system says it allocates by (what --fit's plan
 keeps too, with FAT32's 32 KiB clusters).
+
+What the kit's generated files were made from (a note in the archive, not the kit's) is
+:mod:`.page_cache`; the steps an update takes on each file (staged, journaled, undone) are
+:mod:`.staging`. Their names are importable from here as they were.
 """
 
 from __future__ import annotations
@@ -34,19 +38,16 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
-import json
-import logging
 import os
 import shutil
 import stat
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 from ..choose import FAT32_CLUSTER, FS_RESERVE, fs_margin
-from ..errors import KitError, describe_os_error, writing
-from ..files import atomic_write_bytes, file_sha256, fsync_dir, unsafe_target
+from ..errors import KitError, writing
+from ..files import file_sha256, fsync_dir
 from ..progress import Progress
 from ..units import format_bytes
 from .bag import (
@@ -59,16 +60,23 @@ from .bag import (
 )
 from .derive import Source
 from .ownership import JOURNAL_HEADER, STAGING, Claim, kit_name, survey
+from .page_cache import pages_path, read_pages, write_pages
 from .site import Deferred
+from .staging import (
+    _kit_error,
+    _make_folders,
+    _note_journal,
+    _remove_emptied_folders,
+    _stage,
+    _unstage,
+    _write_new,
+)
 from .tree import Tree
 
 __all__ = ["FS_RESERVE", "Written", "pages_path", "read_pages", "write_kit", "write_pages"]
 
-log = logging.getLogger(__name__)
-
 # The cluster of a file system that does not say its own: the largest FAT32 formats by default.
 DEFAULT_CLUSTER = FAT32_CLUSTER
-COPY_BLOCK = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -296,88 +304,6 @@ def _made(source: Deferred) -> Source:
     return Source.of_bytes(source.make())
 
 
-# -- what the kit's generated files were made from -------------------------------------------
-
-# Kept in the archive (``cache/kit-<digest of the kit's path>.json``), not in the kit: a kit
-# holds no file a teacher did not ask for, and a kit copied elsewhere is whole without it (its
-# next update makes every page once, and writes none that did not change).
-PAGES_FORMAT = "archiver-pages/1"
-# An entry is a key, a sha256, a size and a path: a few hundred bytes for each file.
-PAGES_BYTES_PER_FILE = 512
-PAGES_SLACK = 64 * 1024
-_HEX = frozenset("0123456789abcdef")
-
-
-def pages_path(cache: Path, kit: Path) -> Path:
-    """Where an archive's cache folder keeps what ``kit``'s generated files were made from."""
-    try:
-        where = str(kit.resolve())
-    except (OSError, RuntimeError):
-        where = str(kit.absolute())
-    digest = hashlib.sha256(where.encode("utf-8", "surrogateescape")).hexdigest()
-    return cache / f"kit-{digest[:32]}.json"
-
-
-def read_pages(path: Path, *, recipe: str, files: int) -> dict[str, tuple[str, str, int]]:
-    """What a kit's generated files were made from: ``{name: (key, sha256, size)}``, names
-    relative to ``data/``. Empty when there is no such regular file (a link is not followed),
-    or it is larger than ``files`` files make, damaged, or made by another recipe (another
-    version of archiver, of its templates or of the libraries that render): it only spares
-    work, so a doubtful one is ignored whole, and written anew by the update."""
-    limit = PAGES_SLACK + PAGES_BYTES_PER_FILE * files
-    try:
-        if path.parent.is_symlink():
-            return {}
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
-        with open(fd, "rb") as stream:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                return {}
-            data = stream.read(limit + 1)
-        if len(data) > limit:
-            return {}
-        document = json.loads(data.decode("utf-8"))
-    except (OSError, ValueError, RecursionError):
-        return {}
-    if not isinstance(document, dict) or document.get("format") != PAGES_FORMAT:
-        return {}
-    if document.get("recipe") != recipe or not isinstance(document.get("files"), dict):
-        return {}
-    found: dict[str, tuple[str, str, int]] = {}
-    for name, held in document["files"].items():
-        if not (
-            isinstance(held, list)
-            and len(held) == 3
-            and all(isinstance(text, str) and _is_sha256(text) for text in held[:2])
-            and type(held[2]) is int
-            and held[2] >= 0
-        ):
-            return {}
-        found[name] = (held[0], held[1], held[2])
-    return found
-
-
-def write_pages(path: Path, files: Mapping[str, tuple[str, str, int]], *, recipe: str) -> None:
-    """Write what a kit's generated files were made from, once its update is in place
-    (atomically; never through a link: the caller holds the archive's lock and checked the
-    folder). Only a note that spares work: one that cannot be written is left, said in the
-    log (the next update makes the pages again and writes those that differ)."""
-    if unsafe_target(path) is not None:
-        return
-    document = {
-        "format": PAGES_FORMAT,
-        "recipe": recipe,
-        "files": {name: list(held) for name, held in sorted(files.items())},
-    }
-    try:
-        atomic_write_bytes(path, json.dumps(document, separators=(",", ":")).encode("ascii"))
-    except OSError as exc:
-        log.info("%s: not written: %s", path, exc.strerror or exc)
-
-
-def _is_sha256(text: str) -> bool:
-    return len(text) == 64 and _HEX.issuperset(text)
-
-
 def _folders_made(kit: Path, paths: Iterable[str]) -> set[str]:
     """The folders an update placing ``paths`` makes: all of them in its staging folder, and
     those the kit does not have yet."""
@@ -390,40 +316,6 @@ def _folders_made(kit: Path, paths: Iterable[str]) -> set[str]:
             if not (kit / folder).is_dir():
                 made.add(folder)
     return made
-
-
-def _make_folders(kit: Path, folder: Path) -> list[Path]:
-    """Make ``folder`` (in ``kit``) and the folders above it that are missing; those made,
-    the topmost first."""
-    missing: list[Path] = []
-    while folder != kit and not folder.is_dir():
-        missing.append(folder)
-        folder = folder.parent
-    for each in reversed(missing):
-        each.mkdir()
-    return list(reversed(missing))
-
-
-def _unstage(staging: Path, made: list[Path]) -> None:
-    """Remove the staging folder of an update that failed, and the kit's folders made for its
-    files: the kit is left exactly as it was."""
-    shutil.rmtree(staging, ignore_errors=True)
-    for folder in reversed(made):
-        with contextlib.suppress(OSError):
-            folder.rmdir()  # only when empty
-
-
-def _kit_error(exc: OSError, kit: Path, writing_to: Path) -> KitError:
-    """A failed update as one line: the file concerned (by its final name, not its temporary
-    one; a full disk's error names none) and the reason."""
-    named = Path(exc.filename) if isinstance(exc.filename, str) else None
-    if named is not None and not named.is_relative_to(kit):  # a file of the archive
-        reason = f"cannot read it ({describe_os_error(exc)}); the kit was left as it was"
-        return KitError(named, reason)
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return KitError(writing_to, "the key is full; the kit was left as it was")
-    reason = f"cannot write the kit ({describe_os_error(exc)}); it was left as it was"
-    return KitError(writing_to, reason)
 
 
 def _unchanged(held: os.stat_result | None, source: Source, recorded: str | None) -> bool:
@@ -487,78 +379,6 @@ def _cluster(kit: Path) -> int:
     ext4 block), as it tells it."""
     found = os.statvfs(kit)
     return found.f_frsize or found.f_bsize or DEFAULT_CLUSTER
-
-
-def _create(path: Path) -> BinaryIO:
-    """A new file at ``path``, open for writing: never an existing one, never through a link.
-    Its mode follows the umask (0644 under 022), as any file the user makes."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-    return os.fdopen(os.open(path, flags, 0o666), "wb")
-
-
-def _write_new(temp: Path, data: bytes) -> None:
-    """Write ``data`` durably to the new file ``temp`` (a staged name: none of it is seen)."""
-    with contextlib.suppress(FileNotFoundError):
-        temp.unlink()
-    with _create(temp) as writer:
-        writer.write(data)
-        writer.flush()
-        os.fsync(writer.fileno())
-
-
-def _stage(temp: Path, source: Source, *, link: bool, progress: Progress, key: str) -> bool:
-    """Put one file's bytes at ``temp``, durably; True when hard-linked."""
-    temp.parent.mkdir(parents=True, exist_ok=True)
-    if source.data is not None:
-        _write_new(temp, source.data)
-        progress.advance(key, source.size)
-        return False
-    assert source.path is not None  # noqa: S101 - one of the two is always set
-    with contextlib.suppress(FileNotFoundError):
-        temp.unlink()
-    if link:
-        try:
-            os.link(source.path, temp)
-            return True  # no bytes written: none counted
-        except OSError as exc:
-            if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
-                raise
-    with source.path.open("rb") as reader, _create(temp) as writer:
-        while block := reader.read(COPY_BLOCK):
-            writer.write(block)
-            progress.advance(key, len(block))
-        writer.flush()
-        os.fsync(writer.fileno())
-    return False
-
-
-def _note_journal(kit: Path, staging: Path, journal: bytes) -> None:
-    """Note, durably, the paths this update is about to put in place (``journal``): were it
-    interrupted before its manifests name them, they are still provably archiver's."""
-    temp = staging / JOURNAL
-    try:
-        staging.mkdir(exist_ok=True)
-        _write_new(temp, journal)
-        os.replace(temp, kit / JOURNAL)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            temp.unlink()
-        raise
-    fsync_dir(kit)
-
-
-def _remove_emptied_folders(kit: Path, removed: Iterable[Path]) -> None:
-    """Remove the folders that held only files this update removed, up to ``data/``: not
-    an empty folder someone else made."""
-    root = kit / PAYLOAD
-    for path in sorted(removed, key=lambda p: len(p.parts), reverse=True):
-        folder = path.parent
-        while folder != root and folder.is_relative_to(root):
-            try:
-                folder.rmdir()  # only when empty
-            except OSError:
-                break
-            folder = folder.parent
 
 
 def _bag_complete(kit: Path, manifest: bytes, tag_names: set[str]) -> bool:

@@ -1,0 +1,104 @@
+"""What a kit's generated files were made from, noted in the archive's cache folder: read
+before an update, so a page made from the same sources is not made again, and written once the
+update is in place.
+
+Kept apart from :mod:`.write` because it is not the kit's: a note in the archive
+(``cache/kit-<digest>.json``) that only spares work, with its own format, its own limits and
+its own rule (a doubtful note is ignored whole), read by the caller before the plan and written
+after the update, never by the update itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import stat
+from collections.abc import Mapping
+from pathlib import Path
+
+from ..files import atomic_write_bytes, unsafe_target
+
+__all__ = ["PAGES_FORMAT", "pages_path", "read_pages", "write_pages"]
+
+log = logging.getLogger(__name__)
+
+# Kept in the archive (``cache/kit-<digest of the kit's path>.json``), not in the kit: a kit
+# holds no file a teacher did not ask for, and a kit copied elsewhere is whole without it (its
+# next update makes every page once, and writes none that did not change).
+PAGES_FORMAT = "archiver-pages/1"
+# An entry is a key, a sha256, a size and a path: a few hundred bytes for each file.
+PAGES_BYTES_PER_FILE = 512
+PAGES_SLACK = 64 * 1024
+_HEX = frozenset("0123456789abcdef")
+
+
+def pages_path(cache: Path, kit: Path) -> Path:
+    """Where an archive's cache folder keeps what ``kit``'s generated files were made from."""
+    try:
+        where = str(kit.resolve())
+    except (OSError, RuntimeError):
+        where = str(kit.absolute())
+    digest = hashlib.sha256(where.encode("utf-8", "surrogateescape")).hexdigest()
+    return cache / f"kit-{digest[:32]}.json"
+
+
+def read_pages(path: Path, *, recipe: str, files: int) -> dict[str, tuple[str, str, int]]:
+    """What a kit's generated files were made from: ``{name: (key, sha256, size)}``, names
+    relative to ``data/``. Empty when there is no such regular file (a link is not followed),
+    or it is larger than ``files`` files make, damaged, or made by another recipe (another
+    version of archiver, of its templates or of the libraries that render): it only spares
+    work, so a doubtful one is ignored whole, and written anew by the update."""
+    limit = PAGES_SLACK + PAGES_BYTES_PER_FILE * files
+    try:
+        if path.parent.is_symlink():
+            return {}
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+        with open(fd, "rb") as stream:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return {}
+            data = stream.read(limit + 1)
+        if len(data) > limit:
+            return {}
+        document = json.loads(data.decode("utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return {}
+    if not isinstance(document, dict) or document.get("format") != PAGES_FORMAT:
+        return {}
+    if document.get("recipe") != recipe or not isinstance(document.get("files"), dict):
+        return {}
+    found: dict[str, tuple[str, str, int]] = {}
+    for name, held in document["files"].items():
+        if not (
+            isinstance(held, list)
+            and len(held) == 3
+            and all(isinstance(text, str) and _is_sha256(text) for text in held[:2])
+            and type(held[2]) is int
+            and held[2] >= 0
+        ):
+            return {}
+        found[name] = (held[0], held[1], held[2])
+    return found
+
+
+def write_pages(path: Path, files: Mapping[str, tuple[str, str, int]], *, recipe: str) -> None:
+    """Write what a kit's generated files were made from, once its update is in place
+    (atomically; never through a link: the caller holds the archive's lock and checked the
+    folder). Only a note that spares work: one that cannot be written is left, said in the
+    log (the next update makes the pages again and writes those that differ)."""
+    if unsafe_target(path) is not None:
+        return
+    document = {
+        "format": PAGES_FORMAT,
+        "recipe": recipe,
+        "files": {name: list(held) for name, held in sorted(files.items())},
+    }
+    try:
+        atomic_write_bytes(path, json.dumps(document, separators=(",", ":")).encode("ascii"))
+    except OSError as exc:
+        log.info("%s: not written: %s", path, exc.strerror or exc)
+
+
+def _is_sha256(text: str) -> bool:
+    return len(text) == 64 and _HEX.issuperset(text)
