@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import gc
 import os
 import socket
 import subprocess
@@ -83,7 +84,7 @@ def test_nothing_ahead_for_what_the_archive_began_or_holds(tmp_path: Path) -> No
     (tmp_path / "media" / "a0").mkdir(parents=True)
     (tmp_path / "media" / "a2").mkdir()
     assert first_hosts(entries, tmp_path, SETTINGS) == {("a.example", 80): 1}
-    (tmp_path / "media" / "a1").mkdir()
+    (tmp_path / "media" / "A1").mkdir()  # as a FAT key may spell it
     assert first_hosts(entries, tmp_path, SETTINGS) == {}
 
 
@@ -106,6 +107,7 @@ def test_nothing_ahead_for_a_name_or_scheme_not_surely_connected(tmp_path: Path)
         make_entry("idn", "https://vidéos.example/v.mp4"),
         make_entry("ftp", "ftp://files.example/v.mp4"),
         make_entry("bad", "http://[::1/v.mp4"),
+        make_entry("ipv6", "http://[::FFFF:127.0.0.1]:8080/v.mp4"),  # httpx keeps the case
         make_entry("none", None, video=Video(url=None, embed_url=None)),
     ]
     assert first_hosts(entries, tmp_path, SETTINGS) == {}
@@ -470,3 +472,80 @@ def test_a_time_out_leaves_nothing_on_the_event_loop(
     watched = asyncio.run(timed_out())
     assert watched == 1  # the loop's own self-pipe only
     assert _fds() == before - 1
+
+
+def test_a_short_connect_timeout_leaves_the_clients_own_its_time(
+    no_answer: tuple[str, int], listener: socket.socket, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With ``--timeout`` under twice :data:`ahead.ALONE_FOR`, a connection opened ahead that
+    gets no answer is waited for alone half the time-out: the client's own still connects."""
+    port = listener.getsockname()[1]
+    _resolving_to(monkeypatch, **{"127.0.0.1": no_answer})
+    early = Ahead()
+    early.open("127.0.0.1", port, 1).join(5)
+    timeout = 0.6
+
+    async def connect() -> None:
+        stream = await SocketBackend(early).connect_tcp("127.0.0.1", port, timeout=timeout)
+        await stream.write(b"over its own connection")
+        await stream.aclose()
+
+    asyncio.run(connect())
+    second, _ = listener.accept()
+    with second:
+        second.settimeout(5)
+        assert second.recv(100) == b"over its own connection"
+
+
+def test_out_of_descriptors_while_opening_ahead_is_no_error(
+    listener: socket.socket, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No room for a socket in the resolver's thread: nothing opened, nothing said (the
+    client's own connection says it, if it meets the same)."""
+    port = listener.getsockname()[1]
+    errors: list[BaseException | None] = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: errors.append(args.exc_value))
+
+    def no_room(*args: object, **kwargs: object) -> socket.socket:
+        raise OSError(errno.EMFILE, os.strerror(errno.EMFILE))
+
+    early = Ahead()
+    with monkeypatch.context() as patched:
+        patched.setattr(ahead.socket, "socket", no_room)
+        early.open("127.0.0.1", port, 2).join(5)
+    assert errors == []
+    assert early.take("127.0.0.1", port) is None
+
+
+def test_cancelled_again_while_winding_down_leaves_no_socket_open(
+    listener: socket.socket, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A second cancellation (Ctrl-C, a deadline) while the connection attempts are being
+    wound down: the connection that had won is closed, not left to the collector (a
+    ResourceWarning: an error in this suite)."""
+    port = listener.getsockname()[1]
+    early = Ahead()
+    early.open("127.0.0.1", port, 1).join(5)
+    wait = asyncio.wait
+
+    async def cancelled_in_wind_down(tasks: object, **kwargs: object) -> object:
+        if not kwargs:  # the wind-down's wait: for all, without a time-out
+            task = asyncio.current_task()
+            assert task is not None
+            task.cancel()
+        return await wait(tasks, **kwargs)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(net.asyncio, "wait", cancelled_in_wind_down)
+
+    async def connect() -> None:
+        with pytest.raises(asyncio.CancelledError):
+            await SocketBackend(early).connect_tcp("127.0.0.1", port, timeout=5)
+
+    before = _fds()
+    asyncio.run(connect())
+    gc.collect()
+    assert _fds() == before - 1
+    accepted, _ = listener.accept()
+    with accepted:
+        accepted.settimeout(5)
+        assert accepted.recv(10) == b""  # closed by the client

@@ -10,7 +10,10 @@ Only what the run's first wave asks for, as far as can be told before the catalo
 new entries (no folder in the archive's ``media/`` yet: nothing of them held, nothing to
 refresh), in the manifest's order, up to ``--jobs`` connections in all and ``--per-host`` a
 host, one an entry, to the host each entry is first asked (its PeerTube instance, whose API
-describes it, else its link's host, mirrors applied). None at all when a proxy is set in the
+describes it, else its link's host, mirrors applied). An instance whose answer is cached (a
+day) is not asked: the file's host is then the one used, mostly the instance itself (PeerTube
+serves its files there), but a connection to an instance that keeps its files elsewhere
+(object storage) goes unused. None at all when a proxy is set in the
 environment (the connections go through it, not to the hosts), for a name that is not ASCII
 (httpx spells it otherwise), when another run holds the archive's lock (this one will exit 3;
 read without touching the lock), or when ``--max-time`` is under :data:`FRESH_FOR`. An
@@ -20,12 +23,14 @@ catalog it cannot open, a disk it cannot write) closes them unused.
 Each host's name is resolved in a thread of its own (a slow resolver holds no other host
 back), then its connections are started, non-blocking, to its first IPv4 address if it has
 one: the kernel does the handshake. The client takes one when it connects to that host and
-port (:mod:`.net`) and waits for it alone until :data:`ALONE_FOR` after it started; then, or
-at once if it failed, the client's own connection starts beside it, and the first connected
-wins. When there is none (the name not yet resolved: no more are then opened for that
-host; or all taken), the client connects as it would have. A connection that failed, that
-the server closed, or that waited longer than :data:`FRESH_FOR`, is never used, and the
-client's own errors are the ones said. What is not taken is closed when the command ends.
+port (:mod:`.net`) and waits for it alone until :data:`ALONE_FOR` after it started (or half
+its connect time-out); then, or at once if it failed, the client's own connection starts
+beside it, and the first connected wins: a name whose first IPv4 address gets no answer while
+another works is reached after that second, not after Happy Eyeballs' 250 ms. When there
+is none (the name not yet resolved: no more are then opened for that host; or all taken),
+the client connects as it would have. A connection that failed, that the server closed, or
+that waited longer than :data:`FRESH_FOR`, is never used, and the client's own errors are
+the ones said. What is not taken is closed when the command ends.
 """
 
 from __future__ import annotations
@@ -112,9 +117,16 @@ class Ahead:
             if self._closed or generation != self._generation or (host, port) in self._asked:
                 return
             for _ in range(count):
-                sock = socket.socket(family, kind, proto)
-                sock.setblocking(False)
-                if sock.connect_ex(address) not in (0, errno.EINPROGRESS):
+                try:
+                    sock = socket.socket(family, kind, proto)
+                except OSError:  # out of descriptors: the client will say so, if it is
+                    return
+                try:
+                    sock.setblocking(False)
+                    started = sock.connect_ex(address) in (0, errno.EINPROGRESS)
+                except OSError:
+                    started = False
+                if not started:
                     sock.close()
                     return
                 self._waiting.setdefault((host, port), []).append(Early(sock))
@@ -155,13 +167,14 @@ def _proxied() -> bool:
 
 
 def _origin(url: str) -> Origin | None:
-    """The host and port httpcore connects to for ``url``, or None if not surely that."""
+    """The host and port httpcore connects to for ``url``, or None if not surely that (an
+    IPv6 literal: httpx keeps its case, urlsplit does not)."""
     try:
         parts = urlsplit(url)
         host, port = parts.hostname, parts.port
     except ValueError:
         return None
-    if parts.scheme not in _DEFAULT_PORTS or not host or not host.isascii():
+    if parts.scheme not in _DEFAULT_PORTS or not host or not host.isascii() or ":" in host:
         return None
     return host, port if port is not None else _DEFAULT_PORTS[parts.scheme]
 
@@ -180,18 +193,24 @@ def first_hosts(
         return {}
     if lock_holder(archive_root / LOCK_NAME) is not None:
         return {}  # the run will exit 3 (a glance: the lock itself is not touched)
+    # The item folders, read once (an up-to-date archive of 10,000 videos: 5 ms, against
+    # 95 ms for a stat and a URL each); their names compared without case, as on a FAT key
+    # (a name that only differs by case counts as begun: nothing opened for it).
+    try:
+        begun = {name.casefold() for name in os.listdir(archive_root / "media")}
+    except OSError:  # no archive yet, or no media: every entry is new
+        begun = set()
     counts: dict[Origin, int] = {}
     total = 0
-    media = archive_root / "media"
     for entry in entries:
         if total >= settings.jobs:
             break
+        if entry.id.casefold() in begun:
+            continue  # held, or begun: the plan decides, after the catalog
         url = _first_url(entry, settings)
         origin = _origin(url) if url else None
         if origin is None or counts.get(origin, 0) >= settings.per_host:
             continue
-        if os.path.lexists(media / entry.id):
-            continue  # held, or begun: the plan decides, after the catalog
         counts[origin] = counts.get(origin, 0) + 1
         total += 1
     return counts

@@ -101,12 +101,17 @@ async def _established(early: Early) -> socket.socket:
 
 
 async def _connect(
-    host: str, port: int, local_address: str | None, early: Early | None = None
+    host: str,
+    port: int,
+    local_address: str | None,
+    early: Early | None = None,
+    timeout: float | None = None,
 ) -> socket.socket:
     """A connected, non-blocking TCP socket with ``TCP_NODELAY``.
 
     With ``early`` (a connection opened ahead to this host and port, :mod:`.ahead`): that
-    one, waited for alone until :data:`ALONE_FOR` after it started; the client's own
+    one, waited for alone until :data:`ALONE_FOR` after it started (or half the connect
+    ``timeout``, if shorter: the client's own must have time to connect); the client's own
     connection (:func:`_connect_fresh`) starts beside it then, or at once if it failed. The
     first to connect wins, the other is closed; the client's own failing is the error,
     at once: the one a run with no connection opened ahead would have met.
@@ -118,6 +123,8 @@ async def _connect(
     winner: socket.socket | None = None
     try:
         alone = ALONE_FOR - (time.monotonic() - early.started)
+        if timeout is not None:
+            alone = min(alone, timeout / 2)
         await asyncio.wait([adopted], timeout=max(alone, 0.0))
         while True:
             if _connected(adopted):
@@ -137,10 +144,15 @@ async def _connect(
         # Each closes its own socket when it fails or is cancelled, and takes it off the
         # event loop first: waited for, so that no descriptor number is reused while the
         # loop still watches it.
-        await asyncio.wait(tasks)
-        for task in tasks:
-            if _connected(task) and task.result() is not winner:
-                task.result().close()
+        try:
+            await asyncio.wait(tasks)
+        except BaseException:  # cancelled again meanwhile: the winner is no one's now
+            winner = None
+            raise
+        finally:
+            for task in tasks:
+                if _connected(task) and task.result() is not winner:
+                    task.result().close()
 
 
 def _connected(task: asyncio.Future[socket.socket]) -> bool:
@@ -390,7 +402,7 @@ class SocketBackend(httpcore.AsyncNetworkBackend):
         try:
             async with asyncio.timeout(timeout):
                 early = self.ahead.take(host, port) if local_address is None else None
-                sock = await _connect(host, port, local_address, early)
+                sock = await _connect(host, port, local_address, early, timeout)
         except OSError as exc:
             if _deadline_passed(exc):
                 raise httpcore.ConnectTimeout(str(exc)) from exc
