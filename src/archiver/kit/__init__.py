@@ -18,8 +18,10 @@ Kit layout::
         captions-fr.vtt        its caption tracks, and captions.js that carries their cues
         fiche.pdf  transcription.pdf   its companion PDFs
 
-    plan.py       what goes in: each video's held version (joined with its sound when PeerTube
-                  stores that apart), re-encodes, posters, captions; names from item and role
+    plan.py       what goes in: each video's folder, its poster, captions and companion files
+                  checked and named from their role, and where each came from
+    videos.py     the video each item carries: its held version (--fit, --max-height, pinned,
+                  restored), joined with its sound when PeerTube stores that apart, re-encoded
     derive.py     what is made from a video once and kept in the archive by sha256
     site.py       the French pages and text (templates/, static/)
     provenance.py where each video and its files came from, for its page and provenance.json
