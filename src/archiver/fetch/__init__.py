@@ -12,7 +12,8 @@ file not done fails with :data:`MAX_TIME_REACHED`.
 
     run.py        a run: one event loop, one client; download, fetch_into
     settings.py   a run's settings and the measurements behind their defaults
-    plan.py       what to fetch: jobs, the held, the due; the choice among renditions
+    plan.py       what to fetch: jobs, the held, the due; the records of a run
+    renditions.py each video's file among those its instance offers: --max-height, --fit
     fetcher.py    one file: resume, answers, retries
     answers.py    where a request resumes; what its answer's status and headers decide
     finish.py     a whole file checked (pins, sniffing, MP4, segment checksums), then committed

@@ -1,7 +1,7 @@
 """A run's first phase: what each video's instance says of it, and the file chosen for it.
 
 Each PeerTube instance is asked about its videos (several at once, within its API rate limit),
-then each video's rendition is chosen (:func:`.plan.choose`: ``--max-height``, ``--fit``).
+then each video's rendition is chosen (:func:`.renditions.choose`: ``--max-height``, ``--fit``).
 For ``--fit``, a video its instance does not describe (a fiche with no PeerTube UUID, an API
 that cannot answer) is sized by its fiche's link: what its server answers to ``HEAD``
 (:mod:`.sizes`), else the version of that link the archive holds. A dry run asks the same
@@ -29,7 +29,8 @@ from .api import ApiBudget, Pace, cache_path
 from .hosts import Down, Hosts
 from .http import DownloadSettings
 from .peertube import Unavailable, VideoInfo, fetch_info
-from .plan import Choices, choose
+from .plan import Choices
+from .renditions import choose
 from .sizes import head_sizes
 
 __all__ = ["PEERTUBE_CACHE", "choose_for", "describe_all", "link_sizes"]

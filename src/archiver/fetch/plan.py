@@ -3,7 +3,11 @@
 For each entry of a manifest: which files (the video, in the rendition chosen among those its
 PeerTube instance offers; its companion PDFs; the instance's preview and captions), and, for
 each, whether the archive already holds it, holds it but is due to ask upstream whether it
-changed, or must fetch it.
+changed, or must fetch it. With them, the records a run is made of (:class:`Job`,
+:class:`Outcome`, :class:`Status`, :class:`Choices`), which every command imports.
+
+The choice of each video's rendition, made before this plan from what the instances said, is
+:mod:`.renditions`: only a run needs it, and imports it from there.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 from ..entry import Entry
-from ..errors import StorageError, UsageError
+from ..errors import StorageError
 from ..links import height_in_link
 from ..manifest_reader import Manifest
 from ..names import slugify
@@ -27,14 +31,12 @@ from ..names import slugify
 if TYPE_CHECKING:  # the API's client needs httpx: a plan read from a seal does not
     from .. import sniff
     from ..archive import Archive, FileRecord
-    from ..choose import FitPlan, Rendition
-    from .hosts import Down
-    from .peertube import Unavailable, VideoFile, VideoInfo
+    from ..choose import FitPlan
+    from .peertube import VideoFile, VideoInfo
 
-# The archive, its catalog, the checks of a file's type and the choice among renditions are
-# imported where they are used, not with this module: every command imports it (through
-# archiver.fetch, for the settings its options show), and only a run uses them (20-25 ms of
-# every start, issue 14).
+# The archive, its catalog and the checks of a file's type are imported where they are used,
+# not with this module: every command imports it (through archiver.fetch, for the settings
+# its options show), and only a run uses them (20-25 ms of every start, issue 14).
 
 log = logging.getLogger(__name__)
 
@@ -47,12 +49,10 @@ __all__ = [
     "Job",
     "Outcome",
     "Status",
-    "choose",
     "claim_for",
     "file_name",
     "jobs_for",
     "plan",
-    "planned_sizes",
     "size_cap",
     "video_failure",
 ]
@@ -150,131 +150,6 @@ class Choices:
     failed: dict[str, str] = dataclasses.field(default_factory=dict)
     # Videos among ``failed`` because their host is given up on for the run: the host.
     unreachable: dict[str, str] = dataclasses.field(default_factory=dict)
-
-
-def choose(
-    manifest: Manifest,
-    described: Mapping[str, VideoInfo | Unavailable],
-    *,
-    max_height: int | None,
-    budget: int | None,
-    reencode: str | None,
-    link_sizes: Mapping[str, Rendition] | None = None,
-    unreachable: Mapping[str, Down] | None = None,
-) -> Choices:
-    """Each video's file among those its instance ``described`` (``--max-height``, ``--fit``).
-
-    A video the instance refuses (private, password, unknown, a live, not published) is not
-    fetched: it fails with the instance's reason. One it could not describe (its API down or
-    rate limited past its retries) keeps its fiche's link, but under a cap only when the link's
-    file name says a height within it, and under a budget never: a run is never over the cap
-    nor over the key for want of an answer. A video whose sound is stored apart counts its
-    sound file's size with each of its renditions.
-
-    ``link_sizes``: for ``--fit``, the size of the fiche's own link of each video its instance
-    did not describe (a HEAD request's, else the archive's): that video keeps its link, at
-    that size, as its one rendition. A video with no size from anywhere is refused, named,
-    but for one whose host is given up on for the run (``unreachable``): it fails as the
-    host's other files do, and the kit is made of what the archive holds.
-    """
-    from ..choose import best_under, kit_margin, kit_overhead, plan_fit
-    from .peertube import Unavailable, VideoInfo  # asked of the API: httpx is loaded
-
-    link_sizes = link_sizes or {}
-    infos: dict[str, VideoInfo] = {}
-    failed: dict[str, str] = {}
-    hosts: dict[str, str] = {}
-    for entry in manifest.entries:
-        answer = described.get(entry.id)
-        down = (unreachable or {}).get(entry.id)
-        if down is not None and not isinstance(answer, VideoInfo):
-            failed[entry.id] = f"{down.reason}: not tried again this run"
-            hosts[entry.id] = down.host
-        elif isinstance(answer, VideoInfo):
-            if answer.problem:
-                failed[entry.id] = answer.problem
-            else:
-                infos[entry.id] = answer
-        elif isinstance(answer, Unavailable):
-            sized = not answer.refused and entry.id in link_sizes
-            problem = _without_answer(entry, answer, max_height, None if sized else budget)
-            if problem:
-                failed[entry.id] = problem
-    described_ok = dict(infos)
-    if budget is None and max_height is None:
-        return Choices(files={}, infos=described_ok, failed=failed, unreachable=hosts)
-    by_url = {f.url: f for info in infos.values() for f in info.files}
-    if budget is None:
-        files = {}
-        for item, info in infos.items():
-            best = best_under([f.rendition for f in info.files], max_height)
-            if best is not None:
-                files[item] = by_url[best.key]
-        return Choices(files=files, infos=described_ok, failed=failed, unreachable=hosts)
-    options: dict[str, list[Rendition]] = {
-        item: [
-            dataclasses.replace(f.rendition, size=f.size + _sound_size(info, f))
-            for f in info.files
-            if max_height is None or f.resolution <= max_height
-        ]
-        for item, info in infos.items()
-    }
-    for entry in manifest.entries:
-        if entry.id not in infos and entry.id not in failed and entry.id in link_sizes:
-            options[entry.id] = [link_sizes[entry.id]]
-    unknown = [e for e in manifest.entries if not options.get(e.id) and e.id not in failed]
-    if unknown:
-        names = ", ".join(f"{e.title} ({e.id})" for e in unknown)
-        raise UsageError(
-            "--fit needs each video's size (from its PeerTube instance, a HEAD request or"
-            f" the archive); none for: {names}",
-            hint="check the fiche's download link, or leave the video out of the collection",
-        )
-    overhead = kit_overhead(len(manifest.entries))
-    margin = kit_margin(len(manifest.entries))  # the same share the kit's final check keeps
-    fit = plan_fit(options, budget=budget, overhead=overhead, reencode=reencode, margin=margin)
-    files = {item: by_url[rendition.key] for item, rendition in fit.choices if item in infos}
-    return Choices(files=files, infos=described_ok, fit=fit, failed=failed, unreachable=hosts)
-
-
-def planned_sizes(choices: Choices) -> dict[str, int]:
-    """The size ``--fit`` planned each chosen file at, by URL (a fiche's link sized by HEAD
-    or the archive included); empty without a budget."""
-    fit = choices.fit
-    return {r.key: r.size for _, r in fit.choices} if fit is not None else {}
-
-
-def _sound_size(info: VideoInfo, chosen: VideoFile) -> int:
-    sound = info.sound_for(chosen)
-    return sound.size if sound is not None else 0
-
-
-def _without_answer(
-    entry: Entry, answer: Unavailable, max_height: int | None, budget: int | None
-) -> str | None:
-    """Why a video the instance did not describe is not fetched, or ``None`` to fetch its
-    fiche's link."""
-    if answer.refused:
-        return answer.reason
-    if budget is not None:
-        return f"{answer.reason}; --fit needs its size, so it is left out"
-    if max_height is None:
-        # A host that is no PeerTube instance (a mirror, a plain web server) is no news.
-        say = log.warning if answer.instance and not answer.unreachable else log.info
-        say("%s (%s): %s; using the fiche's link", entry.title, entry.id, answer.reason)
-        return None
-    height = height_in_link(urlsplit(entry.video.url).path) if entry.video.url else None
-    if height is not None and height <= max_height:
-        log.warning(
-            "%s (%s): %s; the fiche's link is %sp, within --max-height: using it",
-            entry.title,
-            entry.id,
-            answer.reason,
-            height,
-        )
-        return None
-    said = f"{height}p" if height is not None else "of unknown height"
-    return f"{answer.reason}; the fiche's link is {said}, not within --max-height {max_height}"
 
 
 # -- what each file is, its name, its cap ------------------------------------------------------

@@ -21,7 +21,8 @@ from ..manifest_reader import Manifest
 from .describe import PEERTUBE_CACHE, choose_for
 from .hosts import Down, Hosts, track
 from .http import DEFAULT_SETTINGS, DownloadSettings, open_client
-from .plan import Choices, Job, Outcome, Status, plan, planned_sizes
+from .plan import Choices, Job, Outcome, Status, plan
+from .renditions import planned_sizes
 from .sizes import head_sizes
 
 __all__ = ["NOT_HELD_OFFLINE", "Action", "PlannedFile", "Preview", "preview", "retiring"]

@@ -22,7 +22,8 @@ from .describe import PEERTUBE_CACHE, choose_for
 from .fetcher import Fetcher
 from .hosts import Hosts, track
 from .http import open_client
-from .plan import Choices, Job, Outcome, Status, plan, planned_sizes
+from .plan import Choices, Job, Outcome, Status, plan
+from .renditions import planned_sizes
 from .settings import DEFAULT_SETTINGS, DownloadSettings
 from .sizes import head_sizes
 
