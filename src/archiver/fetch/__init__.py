@@ -31,8 +31,9 @@ file not done fails with :data:`MAX_TIME_REACHED`.
     describe.py   the first phase: each instance asked, each video's file chosen
     sizes.py      sizes before any byte: HEAD, for what no API sizes
     preview.py    a dry run: what a run would fetch and check, asking only APIs and HEAD
-    peertube.py   the PeerTube API client: what an instance says of a video
+    peertube.py   the PeerTube API client: a video asked of its instance, its segment checksums
     api.py        asking the API: rate limit, pace, capped answers, the answers' cache
+    video_info.py what an instance says of a video, read: files, captions, states (no httpx)
     throttle.py   the bandwidth cap shared by every download
 """
 

@@ -11,7 +11,7 @@ within :data:`API_MAX_TIME` seconds and no slower than its :class:`Pace`, never 
 memory. A kept answer is named in the archive only by a plain UUID (:func:`cache_path`), and
 read back within :data:`MAX_CACHED` bytes, never through a symlink nor from a FIFO.
 
-What the answers say is read by :mod:`.peertube`.
+What the answers say is read by :mod:`.video_info`; :mod:`.peertube` asks.
 """
 
 from __future__ import annotations

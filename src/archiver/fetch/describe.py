@@ -28,10 +28,11 @@ from ..manifest_reader import Manifest
 from .api import ApiBudget, Pace, cache_path
 from .hosts import Down, Hosts
 from .http import DownloadSettings
-from .peertube import Unavailable, VideoInfo, fetch_info
+from .peertube import fetch_info
 from .plan import Choices
 from .renditions import choose
 from .sizes import head_sizes
+from .video_info import Unavailable, VideoInfo
 
 __all__ = ["PEERTUBE_CACHE", "choose_for", "describe_all", "link_sizes"]
 

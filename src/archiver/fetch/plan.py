@@ -32,7 +32,7 @@ if TYPE_CHECKING:  # the API's client needs httpx: a plan read from a seal does 
     from .. import sniff
     from ..archive import Archive, FileRecord
     from ..choose import FitPlan
-    from .peertube import VideoFile, VideoInfo
+    from .video_info import VideoFile, VideoInfo
 
 # The archive, its catalog and the checks of a file's type are imported where they are used,
 # not with this module: every command imports it (through archiver.fetch, for the settings

@@ -28,7 +28,7 @@ from .plan import Choices
 if TYPE_CHECKING:
     from ..choose import Rendition
     from .hosts import Down
-    from .peertube import Unavailable, VideoFile, VideoInfo
+    from .video_info import Unavailable, VideoFile, VideoInfo
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ def choose(
     host's other files do, and the kit is made of what the archive holds.
     """
     from ..choose import best_under, kit_margin, kit_overhead, plan_fit
-    from .peertube import Unavailable, VideoInfo  # asked of the API: httpx is loaded
+    from .video_info import Unavailable, VideoInfo  # what the API said: only a run reads it
 
     link_sizes = link_sizes or {}
     infos: dict[str, VideoInfo] = {}
