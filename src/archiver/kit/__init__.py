@@ -27,6 +27,8 @@ Kit layout::
     provenance.py where each video and its files came from, for its page and provenance.json
     bag.py        BagIt: manifests, bag-info, verification
     ownership.py  whose files a kit folder holds: archiver's mark and its list
+    survey.py     what an update may write, replace and remove there: every path it will hold
+                  checked before a byte is written, and the rest of the folder sorted
     tree.py       what a kit folder holds, listed once for all of an update's checks
     lock.py       one run at a time on a kit
     sealed.py     an update that found nothing to do, sealed; replayed while nothing moved

@@ -2,7 +2,7 @@
 under ``data/``, one :func:`os.scandir` a folder, never following a link.
 
 An update looks at each path three times: :func:`.site` asks whether the page it would make
-is there at its size, :func:`.ownership.survey` checks every path the kit will hold (and the
+is there at its size, :func:`.survey.survey` checks every path the kit will hold (and the
 folders on the way), finds the files archiver wrote and no longer plans, and names the files
 it did not write. A kit of 10,000 videos holds 40,000 files in 10,000 folders: read one
 ``lstat`` at a time, each question cost a system call and a path joined; read once, the

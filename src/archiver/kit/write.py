@@ -7,7 +7,7 @@ planned. Files no longer planned are removed only when archiver's list names the
 else is left, with a warning.
 
 An update then writes every new or changed file, and every tag file that changes, in its
-staging folder (:data:`~.ownership.STAGING`, at the kit's root, outside the payload: nothing
+staging folder (:data:`~.survey.STAGING`, at the kit's root, outside the payload: nothing
 there is a file of the bag); only when all of them are written does it note in a journal
 (:data:`~.bag.JOURNAL`) the paths it is about to place, and rename them into place, payload
 first, then the tag files, the bag's manifests last, and the journal goes. So a full key, a
