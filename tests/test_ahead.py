@@ -248,11 +248,13 @@ def test_the_client_uses_the_connection_opened_ahead(listener: socket.socket) ->
     assert early.take("127.0.0.1", port) is None
 
 
-def _own_connection_used(listener: socket.socket, early: Ahead, port: int) -> None:
+def _own_connection_used(
+    listener: socket.socket, early: Ahead, port: int, timeout: float = 5
+) -> None:
     """The client's connection is a new one, that works."""
 
     async def connect() -> None:
-        stream = await SocketBackend(early).connect_tcp("127.0.0.1", port, timeout=5)
+        stream = await SocketBackend(early).connect_tcp("127.0.0.1", port, timeout=timeout)
         await stream.write(b"over its own connection")
         await stream.aclose()
 
@@ -483,18 +485,7 @@ def test_a_short_connect_timeout_leaves_the_clients_own_its_time(
     _resolving_to(monkeypatch, **{"127.0.0.1": no_answer})
     early = Ahead()
     early.open("127.0.0.1", port, 1).join(5)
-    timeout = 0.6
-
-    async def connect() -> None:
-        stream = await SocketBackend(early).connect_tcp("127.0.0.1", port, timeout=timeout)
-        await stream.write(b"over its own connection")
-        await stream.aclose()
-
-    asyncio.run(connect())
-    second, _ = listener.accept()
-    with second:
-        second.settimeout(5)
-        assert second.recv(100) == b"over its own connection"
+    _own_connection_used(listener, early, port, timeout=0.6)
 
 
 def test_out_of_descriptors_while_opening_ahead_is_no_error(
