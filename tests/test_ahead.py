@@ -190,10 +190,16 @@ def no_answer() -> Iterator[tuple[str, int]]:
                 sock.connect_ex(address)
                 fillers.append(sock)
             time.sleep(0.2)
-            probe = socket.socket()
-            probe.settimeout(0.5)
-            with probe, pytest.raises(TimeoutError):
-                probe.connect(address)  # the backlog is full: no answer
+            with socket.socket() as probe:
+                probe.settimeout(0.5)
+                try:
+                    probe.connect(address)
+                except TimeoutError:
+                    pass  # the backlog is full: no answer
+                except OSError as exc:
+                    pytest.skip(f"this kernel refuses beyond a full backlog ({exc})")
+                else:
+                    pytest.skip("this kernel answers beyond a full backlog")
             yield address
         finally:
             for sock in fillers:
