@@ -7,8 +7,10 @@ Whether a run was replayed or done whole is told by counting calls of ``archiver
 
 from __future__ import annotations
 
+import builtins
 import dataclasses
 import hashlib
+import io
 import json
 import os
 import pickle
@@ -23,11 +25,13 @@ from pathlib import Path
 import pytest
 
 from archiver import kit as kit_module
+from archiver import manifest as manifest_module
 from archiver import settled
 from archiver import sync as sync_module
 from archiver.archive import Archive
 from archiver.catalog import parse_time
 from archiver.fiche_cache import CACHE_FOLDER
+from archiver.fiches import FicheFile
 from archiver.kit.bag import verify_bag
 
 from .conftest import fresh_python, tagged
@@ -238,6 +242,91 @@ def test_whatever_a_seal_depends_on_changed_makes_a_whole_run(
     the_seal(tmp_path)
     whole = sealing.whole
     assert sealing.sync() == 0 and sealing.whole == whole  # replayed
+
+
+def fiche_opens(monkeypatch: pytest.MonkeyPatch, folder: Path) -> dict[str, int]:
+    """How many times each fiche under ``folder`` is opened from now on, by name: by
+    ``os.open`` (what reads a fiche's bytes) or ``open``."""
+    opened: dict[str, int] = {}
+    inside = str(folder) + os.sep
+
+    def noted(path: object) -> None:
+        name = os.fsdecode(path) if isinstance(path, str | bytes | os.PathLike) else ""
+        if name.startswith(inside) and name.endswith(".md"):
+            opened[name.removeprefix(inside)] = opened.get(name.removeprefix(inside), 0) + 1
+
+    def counting(real: Callable[..., object]) -> Callable[..., object]:
+        def counted(path: object, *args: object, **kwargs: object) -> object:
+            noted(path)
+            return real(path, *args, **kwargs)
+
+        return counted
+
+    monkeypatch.setattr(os, "open", counting(os.open))
+    monkeypatch.setattr(io, "open", counting(io.open))
+    monkeypatch.setattr(builtins, "open", counting(builtins.open))
+    return opened
+
+
+def remove_seals(tmp_path: Path) -> None:
+    for seal in seals(tmp_path):
+        seal.unlink()
+
+
+@pytest.mark.parametrize(
+    ("change", "parsed"),
+    [(remove_seals, {}), (edit_keeping_time, {"fiche-2.md": 1})],
+    ids=["the seal removed", "a fiche edited, its size and time put back"],
+)
+def test_a_sync_that_meets_no_seal_reads_each_fiche_once(
+    sealing: Sealing,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    change: Callable[[Path], None],
+    parsed: dict[str, int],
+) -> None:
+    """The seal's check reads and hashes every fiche; the fiche cache finds their entries by
+    those sha256, not reading them again. Only a fiche the cache does not hold (edited) is read
+    once more, to be parsed; each entry is that of the bytes its sha256 is of."""
+    folder = collection(tmp_path, sealing.server, sealing.clip, count=3)
+    assert sealing.sync() == 0
+    assert sealing.sync() == 0
+    the_seal(tmp_path)
+    change(tmp_path)
+    opened = fiche_opens(monkeypatch, folder)
+    assert sealing.sync() == 0 and sealing.whole == 3  # not replayed
+    names = ("fiche-1.md", "fiche-2.md", "fiche-3.md")
+    assert opened == {name: 1 + parsed.get(name, 0) for name in names}
+    last = json.loads((tmp_path / "archive" / "manifest.json").read_text())
+    assert {entry["source"]["path"]: entry["source"]["sha256"] for entry in last["entries"]} == {
+        name: hashlib.sha256((folder / name).read_bytes()).hexdigest() for name in names
+    }
+    titles = [entry["title"] for entry in last["entries"]]
+    assert titles == ["Vidéo 1", "Vidéo 8" if parsed else "Vidéo 2", "Vidéo 3"]
+
+
+def test_a_fiche_that_cannot_be_read_is_named_while_the_cache_serves_the_others(
+    sealing: Sealing,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A pipe named like a fiche leaves no seal's key (no run is sealed over it); the build
+    names it, as without a seal, and the other fiches come from the cache."""
+    folder = sealing.seal()
+    os.mkfifo(folder / "pipe.md")
+    parsed: list[str] = []
+    real = manifest_module._parse_or_error
+
+    def noted(fiche: FicheFile) -> object:
+        parsed.append(fiche.relpath)
+        return real(fiche)
+
+    monkeypatch.setattr(manifest_module, "_parse_or_error", noted)
+    code, _, err = run(*sync_args(tmp_path, "-q"))
+    assert code == 2
+    assert err.count(f"{folder / 'pipe.md'}: not a regular file (a pipe or a device?)") == 1
+    assert sealing.whole == 3 and parsed == ["pipe.md"]
+    assert not (tmp_path / "kit" / "data" / "videos" / "pipe").exists()
 
 
 def test_what_the_whole_run_makes_right_is_right(

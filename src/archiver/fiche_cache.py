@@ -37,6 +37,7 @@ import os
 import re
 import stat
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -56,12 +57,23 @@ from .entry import (
     Video,
 )
 from .errors import FicheError
-from .fiches import ASSET_FIELDS, FicheFile, read_fiche, warn_fiche
+from .fiches import ASSET_FIELDS, FicheFile, find_fiches, read_fiche, warn_fiche
 from .files import atomic_write_bytes, unsafe_target
 from .names import is_safe_id
 from .urls import url_problem
 
-__all__ = ["CACHE_FOLDER", "CACHE_NAME", "FORMAT", "FicheCache", "bound", "cache_folder"]
+__all__ = [
+    "CACHE_FOLDER",
+    "CACHE_NAME",
+    "FORMAT",
+    "FicheCache",
+    "Found",
+    "Hashed",
+    "bound",
+    "cache_folder",
+    "hash_all",
+    "hashed",
+]
 
 log = logging.getLogger(__name__)
 
@@ -94,8 +106,45 @@ _PLAIN_URL = re.compile(
 )
 
 
+# A fiche's sha256 (hexadecimal) and size, from one read of its bytes.
+Hashed = tuple[str, int]
+
+
 class _Refused(Exception):
     """What makes the cache file unusable, as the debug log says it."""
+
+
+def hashed(fiche: FicheFile) -> Hashed:
+    """``fiche``'s sha256 and size, from one read of its bytes (:func:`read_fiche`, whose
+    :class:`FicheError` it raises): what keys its entry."""
+    data = read_fiche(fiche)
+    return hashlib.sha256(data).hexdigest(), len(data)
+
+
+@dataclass(frozen=True)
+class Found:
+    """The fiches under some paths, each read and hashed once: a sync's seal is keyed by their
+    sha256 (:mod:`archiver.settled`), and when no seal matches them, the build looks them up
+    in the cache (:meth:`FicheCache.lookup`) instead of reading every fiche again. Only their
+    sha256 are kept, not their bytes: a collection's fiches need not fit in memory."""
+
+    files: list[FicheFile]
+    hashed: list[Hashed | None]  # of each file; None: it cannot be read (its parse says why)
+
+
+def hash_all(paths: Iterable[Path]) -> Found:
+    """Every fiche under ``paths`` (:func:`find_fiches`, whose :class:`FicheError` it raises),
+    read and hashed."""
+    files = find_fiches(paths)
+    return Found(files, [_hashed_or_none(fiche) for fiche in files])
+
+
+def _hashed_or_none(fiche: FicheFile) -> Hashed | None:
+    """``fiche``'s sha256 and size; ``None`` when it cannot be read."""
+    try:
+        return hashed(fiche)
+    except FicheError:
+        return None
 
 
 def bound(fiche_bytes: int) -> int:
@@ -106,9 +155,10 @@ def bound(fiche_bytes: int) -> int:
 class FicheCache:
     """The parsed fiches of the last run, by (path in the collection, sha256 of the bytes).
 
-    :meth:`lookup` reads every fiche and gives the cached entry of each one unchanged;
-    :meth:`keep` notes the entries of this run; :meth:`save` writes them when they differ from
-    what was read. ``path`` is the cache file (``None``: nothing is read or written).
+    :meth:`lookup` reads every fiche (or takes its sha256 from a :class:`Found`) and gives the
+    cached entry of each one unchanged; :meth:`keep` notes the entries of this run;
+    :meth:`save` writes them when they differ from what was read. ``path`` is the cache file
+    (``None``: nothing is read or written).
     """
 
     def __init__(self, path: Path | None) -> None:
@@ -125,21 +175,26 @@ class FicheCache:
         self._manifest_read: tuple[int, int, int] | None = None
         self._manifest_noted = False  # by this run, for its entries
 
-    def lookup(self, files: Sequence[FicheFile]) -> list[Entry | None]:
+    def lookup(
+        self, files: Sequence[FicheFile], hashed_as: Sequence[Hashed | None] | None = None
+    ) -> list[Entry | None]:
         """The cached entry of each fiche whose bytes are unchanged, else ``None`` (to parse:
-        a new or changed fiche, one that cannot be read, all of them without a cache)."""
+        a new or changed fiche, one that cannot be read, all of them without a cache).
+        ``hashed_as``: each file's sha256 and size, when the run read them already
+        (:attr:`Found.hashed`): not read again, a fiche's entry is the one of the bytes hashed
+        then."""
         if self.path is None or not os.path.lexists(self.path):
             return [None] * len(files)  # nothing to find: no fiche read twice
+        if hashed_as is None:
+            hashed_as = [_hashed_or_none(fiche) for fiche in files]
         keys: list[tuple[str, str] | None] = []
         total = 0
-        for fiche in files:
-            try:
-                data = read_fiche(fiche)
-            except FicheError:
+        for fiche, seen in zip(files, hashed_as, strict=True):
+            if seen is None:
                 keys.append(None)  # parsing it says why, as without a cache
                 continue
-            total += len(data)
-            keys.append((fiche.relpath, hashlib.sha256(data).hexdigest()))
+            total += seen[1]
+            keys.append((fiche.relpath, seen[0]))
         wanted = {key for key in keys if key is not None}
         cached = self._load(wanted, bound(total))
         found: list[Entry | None] = []

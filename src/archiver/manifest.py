@@ -12,7 +12,7 @@ import errno
 import json
 import os
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import AnyStr, TypeVar, cast
@@ -27,7 +27,7 @@ from .errors import (
     StorageError,
     describe_os_error,
 )
-from .fiche_cache import FicheCache
+from .fiche_cache import FicheCache, Found, Hashed
 from .fiches import FicheFile, find_fiches, parse_fiche
 from .files import atomic_write_bytes, unsafe_target
 from .manifest_reader import MAX_MANIFEST_BYTES as MAX_MANIFEST_BYTES
@@ -77,28 +77,32 @@ class Built:
     invalid: frozenset[str]
 
 
-def build_valid(paths: Iterable[Path], *, cache: FicheCache | None = None) -> Built:
+def build_valid(
+    paths: Iterable[Path], *, cache: FicheCache | None = None, found: Found | None = None
+) -> Built:
     """The manifest of the valid fiches under ``paths``, and what is wrong with the others:
     for a nightly sync, one broken fiche must not hold back the collection. Raises
     :class:`FicheError` when no fiche is found at all.
 
     With a ``cache`` (:mod:`archiver.fiche_cache`), a fiche whose bytes it holds is not parsed
-    again, and the cache notes this build's entries (its caller saves it).
+    again, and the cache notes this build's entries (its caller saves it). ``found``: the
+    fiches under ``paths`` as the caller found them and hashed them (a sync, for its seal):
+    not looked for nor read again to be looked up.
     """
     with collector.paused():
-        return _build(list(paths), cache or FicheCache(None))
+        return _build(list(paths), cache or FicheCache(None), found)
 
 
-def _build(paths: list[Path], cache: FicheCache) -> Built:
+def _build(paths: list[Path], cache: FicheCache, found: Found | None) -> Built:
     invalid: set[str] = set()
     errors: list[InputError] = []
     entries: list[Entry] = []
-    files = find_fiches(paths)
+    files = find_fiches(paths) if found is None else found.files
     if not files:
         shown = ", ".join(shown_path(p) for p in paths) or "."
         raise FicheError(shown, None, "no fiche (*.md) found")
     seen: dict[str, Path] = {}
-    parsed_all = _parse_all(files, cache)
+    parsed_all = _parse_all(files, cache, None if found is None else found.hashed)
     cache.keep(parsed for parsed in parsed_all if not isinstance(parsed, FicheError))
     for fiche, parsed in zip(files, parsed_all, strict=True):
         if isinstance(parsed, FicheError):
@@ -160,10 +164,12 @@ def _parse_or_error(fiche: FicheFile) -> Entry | FicheError:
         return exc
 
 
-def _parse_all(files: list[FicheFile], cache: FicheCache) -> list[Entry | FicheError]:
-    """Every fiche's entry, from the cache when its bytes are there, else parsed: on every
-    core when many are, results in input order."""
-    found: list[Entry | FicheError | None] = list(cache.lookup(files))
+def _parse_all(
+    files: list[FicheFile], cache: FicheCache, hashed: Sequence[Hashed | None] | None
+) -> list[Entry | FicheError]:
+    """Every fiche's entry, from the cache when its bytes are there (``hashed``: their sha256
+    and size, when known), else parsed: on every core when many are, results in input order."""
+    found: list[Entry | FicheError | None] = list(cache.lookup(files, hashed))
     missing = [index for index, entry in enumerate(found) if entry is None]
     parsed = _map(_parse_or_error, [files[index] for index in missing])
     for index, result in zip(missing, parsed, strict=True):

@@ -14,9 +14,10 @@ A seal holds when all of these are as the sealed run found them, each checked by
   fiches' and folders' paths, the working folder, archiver's code (every file of the package,
   by size and time) and the recipe of the kit's pages (templates, the libraries that render),
   Python's version; and a verbosity that asks no more than the sealed run's;
-- the fiches: every ``*.md`` the run would read, found the same way, and a sha256 of their
-  bytes (read again: an edit that keeps a file's size and time is seen, as the fiche cache sees
-  it);
+- the fiches: every ``*.md`` the run would read, found the same way, and the sha256 of each
+  one's bytes (read again: an edit that keeps a file's size and time is seen, as the fiche
+  cache sees it). Each is read once: when no seal matches, the fiche cache finds their
+  entries by these sha256 (:func:`hash_fiches`);
 - the catalog: its count of changes and the random token each change draws (triggers, so any
   writer moves them: a ``restore``, a ``download``, another tool; not an audit's own notes);
 - every file and folder of the archive's own folders and of the kit (through the link, when
@@ -65,8 +66,7 @@ from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 from ._version import __version__
 from .errors import FicheError
-from .fiche_cache import CACHE_FOLDER, cache_folder
-from .fiches import find_fiches, read_fiche
+from .fiche_cache import CACHE_FOLDER, Found, cache_folder, hash_all
 from .survey import Survey, answers_saved, survey, walk
 
 if TYPE_CHECKING:
@@ -81,6 +81,8 @@ __all__ = [
     "capture_log",
     "fiches_digest",
     "forget",
+    "hash_fiches",
+    "inputs_of",
     "key_in",
     "key_of",
     "read",
@@ -136,7 +138,7 @@ class Key:
     cwd: str
     archive: str
     kit: str
-    inputs: str  # what the command reads: the fiches' paths and bytes, a manifest's bytes
+    inputs: str  # what the command reads: the fiches' paths and sha256, a manifest's sha256
 
     def digest(self) -> str:
         """What names this key's seal."""
@@ -180,20 +182,34 @@ def key_of(
     )
 
 
-def fiches_digest(paths: Sequence[Path]) -> str | None:
-    """A sha256 over every fiche under ``paths``, found as a sync finds them, by its path and
-    bytes (read again: an edit that keeps a file's size and time is seen); ``None`` when one
-    cannot be read."""
-    digest = hashlib.sha256()
+def hash_fiches(paths: Sequence[Path]) -> Found | None:
+    """Every fiche under ``paths``, found as a sync finds them, read and hashed once (read
+    again on each run: an edit that keeps a file's size and time is seen); ``None`` when a
+    path is missing (the run's build says so). A sync's build takes them as they are
+    (:func:`.manifest.build_valid`): its fiche cache finds their entries by these sha256."""
     try:
-        for fiche in find_fiches(paths):
-            data = read_fiche(fiche)
-            name = os.fsencode(fiche.path)
-            digest.update(b"%d:%s%d:" % (len(name), name, len(data)))
-            digest.update(data)
+        return hash_all(paths)
     except FicheError:
         return None
+
+
+def inputs_of(found: Found | None) -> str | None:
+    """The digest a sync's key holds of its fiches: a sha256 over each one's path and sha256;
+    ``None`` when one cannot be read (no run is sealed over it)."""
+    if found is None:
+        return None
+    digest = hashlib.sha256()
+    for fiche, seen in zip(found.files, found.hashed, strict=True):
+        if seen is None:
+            return None
+        name = os.fsencode(fiche.path)
+        digest.update(b"%d:%s%s" % (len(name), name, seen[0].encode("ascii")))
     return digest.hexdigest()
+
+
+def fiches_digest(paths: Sequence[Path]) -> str | None:
+    """The digest of the fiches under ``paths`` a sync's key holds (:func:`inputs_of`)."""
+    return inputs_of(hash_fiches(paths))
 
 
 def _code() -> str:
