@@ -40,6 +40,7 @@ LAYERS: list[set[str]] = [
     {"catalog"},
     {"manifest", "collection"},
     {"fiche_cache"},  # parsed fiches kept by their bytes, for a sync to parse only the changed
+    {"fiche_cache_reader"},  # the cache file read back: every record checked into an Entry
     {"fiches", "manifest_reader"},  # reading a manifest back needs no fiche
     {"front_matter"},
     {"entry"},
