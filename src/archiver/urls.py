@@ -5,9 +5,11 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit, urlunsplit
 
-__all__ = ["redact", "url_problem"]
+__all__ = ["DEFAULT_PORTS", "redact", "url_problem"]
 
 ALLOWED_SCHEMES = ("http", "https")
+# The port each scheme archiver fetches connects to when its URL names none.
+DEFAULT_PORTS = {"http": 80, "https": 443}
 # White space (str.isspace) and control characters (Unicode category Cc).
 _SPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f\x7f-\x9f]")
 

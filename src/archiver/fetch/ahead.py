@@ -47,6 +47,7 @@ from urllib.parse import urlsplit
 
 from ..archive_lock import LOCK_NAME, lock_holder
 from ..entry import Entry
+from ..urls import DEFAULT_PORTS
 from .settings import DownloadSettings
 
 __all__ = ["AHEAD", "ALONE_FOR", "FRESH_FOR", "Ahead", "Early", "first_hosts", "open_ahead"]
@@ -62,7 +63,6 @@ FRESH_FOR = 10.0
 # will not use), and win nothing.
 ALONE_FOR = 1.0
 _PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy")
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 Origin = tuple[str, int]  # (host, port), as httpcore asks the backend to connect
 
@@ -174,9 +174,9 @@ def _origin(url: str) -> Origin | None:
         host, port = parts.hostname, parts.port
     except ValueError:
         return None
-    if parts.scheme not in _DEFAULT_PORTS or not host or not host.isascii() or ":" in host:
+    if parts.scheme not in DEFAULT_PORTS or not host or not host.isascii() or ":" in host:
         return None
-    return host, port if port is not None else _DEFAULT_PORTS[parts.scheme]
+    return host, port if port is not None else DEFAULT_PORTS[parts.scheme]
 
 
 def _first_url(entry: Entry, settings: DownloadSettings) -> str | None:

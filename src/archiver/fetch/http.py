@@ -150,7 +150,6 @@ SOCKET_READ_SIZE = 256 * 1024
 PASSWORD_HEADER = "x-peertube-video-password"  # noqa: S105 - a header's name, no secret
 # A request's extension naming the one origin its password header may go to.
 PASSWORD_ORIGIN = "archiver.password_origin"  # noqa: S105 - an extension's name
-_PORTS = {"http": 80, "https": 443}
 
 
 def origin(url: str | httpx.URL) -> str:
@@ -160,7 +159,7 @@ def origin(url: str | httpx.URL) -> str:
     True
     """
     parts = httpx.URL(str(url))
-    return f"{parts.scheme}://{parts.host}:{parts.port or _PORTS.get(parts.scheme)}"
+    return f"{parts.scheme}://{parts.host}:{parts.port or urls.DEFAULT_PORTS.get(parts.scheme)}"
 
 
 async def _keep_password_home(request: httpx.Request) -> None:
