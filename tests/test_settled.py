@@ -542,7 +542,7 @@ def test_how_files_would_be_fetched_is_no_part_of_the_key(tmp_path: Path) -> Non
     keys = [
         settled.key_of(
             "sync",
-            settled.fiches_digest([folder]),
+            settled.inputs_of(settled.hash_fiches([folder])),
             [folder],
             tmp_path / "archive",
             tmp_path / "kit",

@@ -59,7 +59,6 @@ __all__ = [
     "bound",
     "cache_folder",
     "hash_all",
-    "hashed",
 ]
 
 log = logging.getLogger(__name__)
@@ -78,13 +77,6 @@ SLACK = 64 * 1024
 
 # A fiche's sha256 (hexadecimal) and size, from one read of its bytes.
 Hashed = tuple[str, int]
-
-
-def hashed(fiche: FicheFile) -> Hashed:
-    """``fiche``'s sha256 and size, from one read of its bytes (:func:`read_fiche`, whose
-    :class:`FicheError` it raises): what keys its entry."""
-    data = read_fiche(fiche)
-    return hashlib.sha256(data).hexdigest(), len(data)
 
 
 @dataclass(frozen=True)
@@ -106,11 +98,13 @@ def hash_all(paths: Iterable[Path]) -> Found:
 
 
 def _hashed_or_none(fiche: FicheFile) -> Hashed | None:
-    """``fiche``'s sha256 and size; ``None`` when it cannot be read."""
+    """``fiche``'s sha256 and size, from one read of its bytes (what keys its entry); ``None``
+    when it cannot be read (its parse says why)."""
     try:
-        return hashed(fiche)
+        data = read_fiche(fiche)
     except FicheError:
         return None
+    return hashlib.sha256(data).hexdigest(), len(data)
 
 
 def bound(fiche_bytes: int) -> int:

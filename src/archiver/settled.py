@@ -79,7 +79,6 @@ __all__ = [
     "Survey",
     "answers_saved",
     "capture_log",
-    "fiches_digest",
     "forget",
     "hash_fiches",
     "inputs_of",
@@ -154,7 +153,7 @@ def key_of(
     settings: object,
     recipe: str,
 ) -> Key | None:
-    """``command``'s key, over ``inputs`` (a digest of what it reads: :func:`fiches_digest`, a
+    """``command``'s key, over ``inputs`` (a digest of what it reads: :func:`inputs_of`, a
     manifest's sha256; ``None`` when they cannot be read, and the whole run says why) named
     by ``paths``; ``None`` too when the working folder is gone, or when the settings (a
     dataclass, as they matter to a seal) have no stable text: no seal could ever be matched
@@ -205,11 +204,6 @@ def inputs_of(found: Found | None) -> str | None:
         name = os.fsencode(fiche.path)
         digest.update(b"%d:%s%s" % (len(name), name, seen[0].encode("ascii")))
     return digest.hexdigest()
-
-
-def fiches_digest(paths: Sequence[Path]) -> str | None:
-    """The digest of the fiches under ``paths`` a sync's key holds (:func:`inputs_of`)."""
-    return inputs_of(hash_fiches(paths))
 
 
 def _code() -> str:
