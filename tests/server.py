@@ -57,6 +57,16 @@ class Served:
     ignore_range: bool = False
     ignore_if_range: bool = False  # honour Range even when the file changed (a broken server)
     bad_content_range_times: int = 0  # answer 206 with a range that starts elsewhere
+    # Answer 206 with a Content-Range that ends half-way through the range asked for, while
+    # its body (and Content-Length) runs on to the asked end with 0xAA filler: the two headers
+    # disagree, as RFC 9110 (8.6, 14.4) forbids and a broken server or proxy may still send.
+    long_range_times: int = 0
+    range_headers: dict[str, str] = field(default_factory=dict)  # more headers on a 206 only
+    # A 206 without ETag or Last-Modified (RFC 9110 15.3.7 has a server repeat the ETag its
+    # 200 would carry): with ``ignore_if_range``, a server or cache that cannot be caught.
+    range_without_validators: bool = False
+    # A 206 without Content-Length: its body ends when the server closes the connection.
+    close_delimited_ranges: bool = False
     extra_length: int = 0  # announce this many bytes more than sent, then close
     trickle: tuple[int, float] | None = None  # (bytes per write, seconds between writes)
     delay: float = 0.0  # seconds to think before answering
@@ -470,24 +480,39 @@ class _Handler(BaseHTTPRequestHandler):
             status = 206
         else:
             start, end, status = 0, size - 1, 200
-        body = memoryview(content)[start : end + 1]  # no copy of a large file per request
-        self.send_response(status)
-        for name, value in served.headers.items():
-            self.send_header(name, value)
-        self.send_header("Content-Type", served.content_type)
-        self.send_header("Content-Length", str(len(body) + served.extra_length))
-        self.send_header("Accept-Ranges", "bytes")
-        if served.etag:
-            self.send_header("ETag", served.etag)
-        if served.last_modified:
-            self.send_header("Last-Modified", served.last_modified)
+        body: bytes | memoryview = memoryview(content)[start : end + 1]  # no copy per request
+        shown, shown_end = start, end
         if status == 206:
-            shown = start
             with self.owner.lock:
                 if served.bad_content_range_times > 0:
                     served.bad_content_range_times -= 1
                     shown = max(start - 1000, 0)
-            self.send_header("Content-Range", f"bytes {shown}-{end}/{size}")
+                if served.long_range_times > 0 and end > start:
+                    served.long_range_times -= 1
+                    shown_end = start + (end - start) // 2
+                    filler = b"\xaa" * (end - shown_end)
+                    body = bytes(body[: shown_end - start + 1]) + filler
+        self.send_response(status)
+        for name, value in served.headers.items():
+            self.send_header(name, value)
+        if status == 206:
+            for name, value in served.range_headers.items():
+                self.send_header(name, value)
+        self.send_header("Content-Type", served.content_type)
+        close_delimited = status == 206 and served.close_delimited_ranges
+        if not close_delimited:
+            self.send_header("Content-Length", str(len(body) + served.extra_length))
+        else:
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        self.send_header("Accept-Ranges", "bytes")
+        validators = status != 206 or not served.range_without_validators
+        if served.etag and validators:
+            self.send_header("ETag", served.etag)
+        if served.last_modified and validators:
+            self.send_header("Last-Modified", served.last_modified)
+        if status == 206:
+            self.send_header("Content-Range", f"bytes {shown}-{shown_end}/{size}")
         self.end_headers()
         if self.command == "HEAD":
             self._record(status, 0)

@@ -188,6 +188,56 @@ def test_content_range_that_does_not_match_restarts(server: FileServer, tmp_path
     assert "Range" not in server.requests("/v/a.mp4")[-1].headers
 
 
+@pytest.mark.parametrize(
+    "lie",
+    [
+        # Content-Range ends half-way; the body and Content-Length run on with filler.
+        {"long_range_times": 1},
+        # The same, with no Content-Length: the body ends when the server closes.
+        {"long_range_times": 1, "close_delimited_ranges": True},
+        # A content coding that was not asked for: not the file's bytes as they are.
+        {"range_headers": {"Content-Encoding": "gzip"}},
+    ],
+    ids=["content-length-past-the-range", "close-delimited-past-the-range", "gzip"],
+)
+def test_a_resumed_range_that_is_not_the_files_bytes_as_asked_starts_again(
+    server: FileServer, tmp_path: Path, lie: dict[str, object]
+) -> None:
+    data = content_of(SIZE)
+    server.add("/v/a.mp4", data, drop_after=300_000, drop_times=1, **lie)
+    report = download(single(server), tmp_path, settings=FAST)
+
+    assert report.outcomes[0].status is Status.FETCHED
+    assert media(tmp_path).read_bytes() == data
+    assert catalog_rows(tmp_path)[0]["sha256"] == sha256(data)
+    requests = server.requests("/v/a.mp4")
+    assert requests[1].headers["Range"] == "bytes=300000-"
+    assert "Range" not in requests[-1].headers  # from zero, whole
+
+
+def test_a_resumed_range_without_the_etag_it_was_asked_to_match_starts_again(
+    server: FileServer, tmp_path: Path
+) -> None:
+    """A server that ignores If-Range and drops validators from its 206s, whose file changed
+    since the partial began: the range cannot be told to be of the partial's version."""
+    old, new = content_of(SIZE, 1), content_of(SIZE, 2)
+    server.add(
+        "/v/a.mp4",
+        old,
+        drop_after=300_000,
+        drop_times=1,
+        change_to=new,
+        change_after=1,
+        ignore_if_range=True,
+        range_without_validators=True,
+    )
+    report = download(single(server), tmp_path, settings=FAST)
+
+    assert report.outcomes[0].status is Status.FETCHED
+    assert media(tmp_path).read_bytes() == new
+    assert [r.status for r in server.requests("/v/a.mp4")] == [200, 206, 200]
+
+
 def test_range_ignored_restarts_from_zero(server: FileServer, tmp_path: Path) -> None:
     data = content_of(SIZE)
     server.add("/v/a.mp4", data, drop_after=200_000, drop_times=1, ignore_range=True)

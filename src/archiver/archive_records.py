@@ -18,6 +18,8 @@ from .catalog import MEDIA_FACTS, MEDIA_FACTS_VERSION, Derived
 
 __all__ = ["VIDEO", "FetchedFile", "PartialState", "media_facts_row"]
 
+# The largest length a sidecar may record: past any file (a record's number is not trusted).
+MAX_LENGTH = 10**18
 VIDEO = "video"  # the role whose files come in renditions, one per height
 
 
@@ -76,12 +78,15 @@ class PartialState:
                 last_modified=raw.get("last_modified"),
                 length=raw.get("length"),
             )
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):  # nested past the stack
             return None
         valid = (
             isinstance(state.url, str)
             and isinstance(state.etag, str | None)
             and isinstance(state.last_modified, str | None)
-            and (state.length is None or (isinstance(state.length, int) and state.length >= 0))
+            and (
+                state.length is None
+                or (isinstance(state.length, int) and 0 <= state.length < MAX_LENGTH)
+            )
         )
         return state if valid else None

@@ -49,7 +49,14 @@ def parse_duration(text: str) -> float:
 
 
 def format_bytes(count: float) -> str:
-    """``1536`` → ``"1.5 KiB"``."""
+    """``1536`` → ``"1.5 KiB"``; a number past any file (from an untrusted answer or
+    record, beyond what a float holds) is said as such.
+
+    >>> format_bytes(1536), format_bytes(10**400)
+    ('1.5 KiB', 'over 1 ZiB')
+    """
+    if abs(count) >= 1 << 70:
+        return "over 1 ZiB"
     for unit in ("B", "KiB", "MiB", "GiB"):
         if abs(count) < 1024 or unit == "GiB":
             return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"

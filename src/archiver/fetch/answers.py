@@ -17,11 +17,13 @@ from ..files import open_regular
 from ..units import format_bytes
 from ..urls import redact
 from .http import (
-    CONTENT_RANGE,
     NOT_RETRIED,
     RETRIED,
     UNSATISFIED_RANGE,
+    encoded,
+    repeats_etag,
     retry_after,
+    sent_range,
     strong_etag,
 )
 from .plan import Job
@@ -89,13 +91,15 @@ def check_response(
         after = retry_after(response.headers.get("Retry-After"), retry_after_max)
         raise Retry(f"HTTP {status} {response.reason_phrase}".rstrip(), retry_after=after)
     if status == 206 and state is not None:
-        match = CONTENT_RANGE.match(response.headers.get("Content-Range", ""))
-        total = int(match.group(3)) if match and match.group(3) != "*" else None
+        # Asked ``bytes=have-``: the rest of the file, of the partial's version, as it is.
+        sent = sent_range(response)
+        first, last, total = sent if not isinstance(sent, str) else (-1, -1, None)
         same_version = (
-            match is not None
-            and int(match.group(1)) == have
+            first == have
+            and last + 1 == total
             and (state.length is None or total == state.length)
             and (etag is None or state.etag is None or etag == state.etag)
+            and repeats_etag(state.etag, etag)
         )
         if not same_version:
             raise Retry(
@@ -106,6 +110,9 @@ def check_response(
         within_cap(job, total)
         return have, total, state
     if status == 200:
+        coding = encoded(response)
+        if coding is not None:
+            raise DownloadError(job.url, f"the server's answer is {coding}")
         length = response.headers.get("Content-Length")
         total = int(length) if length and length.isascii() and length.isdigit() else None
         if job.size is not None and total is not None and total != job.size:

@@ -184,13 +184,12 @@ class Fetcher:
                 if isinstance(exc, NoRanges):
                     self.unsplit.add(job.key)
                 if isinstance(exc, Changed):
-                    if changed:  # twice: upstream keeps changing; nothing is spliced
-                        await asyncio.to_thread(discard_partial, self.archive, job)
-                        reason = (
-                            "the file changed upstream twice while its parts were fetched"
-                            f" (the second time: {exc.what}); nothing kept"
-                        )
-                        return Outcome(job, Status.FAILED, reason=reason, bytes_fetched=fetched)
+                    # Started again from zero; the second time, over one connection, which
+                    # cannot splice: its parts' answers keep disagreeing with the first (a
+                    # file still changing, servers behind one name each with validators of
+                    # their own, a server whose ranges are broken).
+                    if changed:
+                        self.unsplit.add(job.key)
                     changed = True
                 held = await asyncio.to_thread(held_after, self.archive, job, restart=exc.restart)
                 if not budget.failed(held=held, stalled=exc.stalled):

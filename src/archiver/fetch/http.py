@@ -44,18 +44,79 @@ __all__ = [
     "DownloadSettings",
     "InsecureRedirect",
     "describe",
+    "encoded",
     "make_client",
     "not_worth_retrying",
     "open_client",
+    "repeats_etag",
     "retry_after",
+    "sent_range",
     "strong_etag",
     "unknown_host",
 ]
 
 NOT_RETRIED = frozenset({400, 401, 403, 404, 405, 410, 451})
 RETRIED = frozenset({408, 425, 429, 500, 502, 503, 504})
-CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", re.I)
-UNSATISFIED_RANGE = re.compile(r"^\s*bytes\s+\*/(\d+)\s*$", re.I)
+# At most 18 digits a number (past any file, short of int()'s digit limit): a longer one is
+# no range at all.
+CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d{1,18})-(\d{1,18})/(\d{1,18}|\*)\s*$", re.I)
+UNSATISFIED_RANGE = re.compile(r"^\s*bytes\s+\*/(\d{1,18})\s*$", re.I)
+
+
+def sent_range(response: httpx.Response) -> tuple[int, int, int] | str:
+    """The bytes a ``206`` answer carries, ``(first, last, total)``, or what is wrong with it.
+
+    One range of a known length, inside it, and a body that is that range as it is: a
+    ``Content-Length`` other than the range's would run the body past the range's end, into
+    bytes that are not the file's there (or stop it short), and a content coding (gzip,
+    though ``identity`` was asked for) makes bytes that are not the file's at all.
+
+    >>> def answer(**headers):
+    ...     return httpx.Response(206, headers={k.replace("_", "-"): v for k, v in headers.items()})
+    >>> sent_range(answer(Content_Range="bytes 2-5/10", Content_Length="4"))
+    (2, 5, 10)
+    >>> sent_range(answer(Content_Range="bytes 2-5/10", Content_Length="9"))
+    'a 206 of bytes 2-5 with a Content-Length of 9, not 4'
+    >>> sent_range(answer(Content_Range="bytes 6-5/10"))
+    'a 206 of bytes 6-5 of a file of 10'
+    >>> sent_range(answer(Content_Range="bytes 2-5/10", Content_Encoding="gzip"))
+    "a 206 encoded 'gzip' (identity was asked for)"
+    """
+    match = CONTENT_RANGE.match(response.headers.get("Content-Range", ""))
+    if match is None:
+        return "a 206 without a byte range"
+    if match.group(3) == "*":
+        return "a 206 without the file's length"
+    first, last, total = int(match.group(1)), int(match.group(2)), int(match.group(3))
+    if not first <= last < total:
+        return f"a 206 of bytes {first}-{last} of a file of {total}"
+    coding = encoded(response)
+    if coding is not None:
+        return f"a 206 {coding}"
+    length = response.headers.get("Content-Length")
+    if length is not None and length.strip() != str(last - first + 1):
+        return (
+            f"a 206 of bytes {first}-{last} with a Content-Length of {length.strip()[:20]},"
+            f" not {last - first + 1}"
+        )
+    return first, last, total
+
+
+def encoded(response: httpx.Response) -> str | None:
+    """What says an answer's body is not the file's bytes as they are (a content coding such
+    as gzip, which ``Accept-Encoding: identity`` did not ask for), or ``None``."""
+    coding = response.headers.get("Content-Encoding", "").strip().lower()
+    if coding in ("", "identity"):
+        return None
+    return f"encoded {coding[:40]!r} (identity was asked for)"
+
+
+def repeats_etag(sent: str | None, answered: str | None) -> bool:
+    """Whether a ``206`` to ``If-Range: sent`` repeats the ETag, as RFC 9110 (15.3.7) has a
+    server do when its ``200`` would carry one: a range without it cannot be told to be of
+    the version asked for (a server or cache that ignores If-Range and drops validators).
+    Only a strong ETag is sent in If-Range; a date (Last-Modified) need not be repeated."""
+    return strong_etag(sent) is None or answered is not None
 
 
 def strong_etag(etag: str | None) -> str | None:

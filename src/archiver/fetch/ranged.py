@@ -38,13 +38,15 @@ import httpx
 from ..errors import DownloadError
 from ..progress import Progress
 from .http import (
-    CONTENT_RANGE,
     NOT_RETRIED,
     RETRIED,
     DownloadSettings,
     describe,
+    encoded,
     not_worth_retrying,
+    repeats_etag,
     retry_after,
+    sent_range,
     unknown_host,
 )
 from .plan import Job
@@ -66,11 +68,12 @@ log = logging.getLogger("archiver.fetch.split")
 
 
 class Changed(Retry):
-    """The file changed upstream while its parts were fetched: its partial cannot be kept."""
+    """A part's answer is not of the version the file's first answer brought (the file
+    changed upstream), or not the range asked for as it is: its partial cannot be kept."""
 
     def __init__(self, what: str) -> None:
         super().__init__(
-            f"the file changed upstream while its parts were fetched ({what})",
+            f"a part's answer does not match the file's first answer ({what}); from zero again",
             retry_after=0,
             restart=True,
         )
@@ -253,13 +256,13 @@ class RangedFetch:
         etag = response.headers.get("ETag")
         modified = response.headers.get("Last-Modified")
         if status == 206:
-            match = CONTENT_RANGE.match(response.headers.get("Content-Range", ""))
-            if match is None:
-                raise Changed("a 206 without a byte range")
-            if match.group(3) == "*":
-                raise Changed("a 206 without the file's length")
-            difference = origin.difference(etag, modified, int(match.group(3)))
-            first, last = int(match.group(1)), int(match.group(2))
+            sent = sent_range(response)
+            if isinstance(sent, str):
+                raise Changed(sent)
+            first, last, total = sent
+            difference = origin.difference(etag, modified, total)
+            if difference is None and not repeats_etag(origin.validator, etag):
+                difference = f"a 206 without the ETag {origin.etag} it was asked to match"
             if difference is None and first != part.received:
                 difference = f"asked from byte {part.received}, sent from byte {first}"
             if difference is not None:
@@ -269,6 +272,9 @@ class RangedFetch:
                 self.wake.set()
             return last + 1
         if status == 200:
+            coding = encoded(response)
+            if coding is not None:
+                raise DownloadError(self.job.url, f"the server's answer is {coding}")
             length = response.headers.get("Content-Length")
             size = int(length) if length and length.isascii() and length.isdigit() else None
             difference = origin.difference(etag, modified, size)
@@ -321,7 +327,8 @@ class RangedFetch:
                     part.rate = (position - began) / elapsed
                 if part.dropped:
                     return False
-                room = part.end - part.received
+                # Up to the part's end, and never past the range the answer said it sends.
+                room = min(part.end, body_end) - part.received
                 used = chunk if len(chunk) <= room else chunk[: max(room, 0)]
                 if used:
                     buffer += used
@@ -331,6 +338,8 @@ class RangedFetch:
                     waiting = time.monotonic()
                     await limiter.consume(len(chunk))
                     watch.waited += time.monotonic() - waiting
+                if position > body_end:  # more than the range announced: not the file's
+                    raise _Again("the server sent more than the range it announced")
                 now = time.monotonic()
                 done = part.received >= part.end
                 if buffer and (

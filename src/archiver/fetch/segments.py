@@ -276,15 +276,19 @@ class Segments:
                 pos = max(start, min(pos, on_disk))
                 parts.append(Part(start, end, pos, pos))
                 expected = end
-        except (ValueError, KeyError, TypeError, AttributeError):
-            return None
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
+            return None  # RecursionError: JSON nested deeper than the parser's stack
         if expected != origin.length:
             return None
         return cls(origin, parts)
 
 
+# A count of bytes a sidecar may claim: past any file (a record's number is not trusted).
+MAX_COUNT = 10**18
+
+
 def _count(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < MAX_COUNT
 
 
 @dataclass
