@@ -65,6 +65,10 @@ class Served:
     # A 206 without ETag or Last-Modified (RFC 9110 15.3.7 has a server repeat the ETag its
     # 200 would carry): with ``ignore_if_range``, a server or cache that cannot be caught.
     range_without_validators: bool = False
+    # Answer at most this many bytes of any range, after ``range_delay`` seconds (honestly:
+    # the Content-Range says so): a server whose every answer is short and slow in coming.
+    range_cap: int | None = None
+    range_delay: float = 0.0
     # A 206 without Content-Length: its body ends when the server closes the connection.
     close_delimited_ranges: bool = False
     extra_length: int = 0  # announce this many bytes more than sent, then close
@@ -478,6 +482,9 @@ class _Handler(BaseHTTPRequestHandler):
         if isinstance(byte_range, tuple):
             start, end = byte_range
             status = 206
+            if served.range_cap is not None:
+                end = min(end, start + served.range_cap - 1)
+            time.sleep(served.range_delay)
         else:
             start, end, status = 0, size - 1, 200
         body: bytes | memoryview = memoryview(content)[start : end + 1]  # no copy per request

@@ -67,6 +67,8 @@ def test_a_trickling_download_stops_at_the_deadline_and_resumes_next_run(
     assert (outcome.status, outcome.reason) == (Status.FAILED, MAX_TIME_REACHED)
     kept = partial(tmp_path).stat().st_size
     assert 20_000 < kept < SIZE
+    # What came is counted (the summary's bytes, the run's record), not 0.
+    assert outcome.bytes_fetched == kept == report.bytes_fetched
     with Archive(tmp_path) as archive, archive.locked():
         pass  # the lock was released
 

@@ -487,6 +487,20 @@ def test_a_line_that_keeps_dropping_still_finishes(server: FileServer, tmp_path:
     assert report.bytes_fetched == SIZE
 
 
+def test_a_line_that_drops_every_hundred_kilobytes_finishes_by_default(
+    server: FileServer, tmp_path: Path
+) -> None:
+    """A school's slow line that drops every 30 s brings a few hundred KiB a connection:
+    with the default settings, each such attempt is progress (it was not under 1 MiB)."""
+    data = content_of(1_500_000)
+    server.add("/v/a.mp4", data, drop_after=100_000, drop_times=100)
+    settings = dataclasses.replace(DownloadSettings(), backoff_base=0.001, backoff_max=0.001)
+    report = download(single(server), tmp_path, settings=settings)
+    assert report.outcomes[0].status is Status.FETCHED, report.outcomes[0].reason
+    assert media(tmp_path).read_bytes() == data
+    assert settings.retries < len(server.requests("/v/a.mp4"))
+
+
 def test_restarting_from_zero_is_not_progress(server: FileServer, tmp_path: Path) -> None:
     server.add("/v/a.mp4", content_of(SIZE), drop_after=50_000, drop_times=100, ignore_range=True)
     settings = DownloadSettings(

@@ -8,6 +8,8 @@ import io
 import re
 from pathlib import Path
 
+import pytest
+
 from archiver.cli.progress import MAX_FILE_BARS, TqdmProgress, write_above_bars
 from archiver.fetch import DownloadSettings, download
 from archiver.manifest import Manifest
@@ -82,7 +84,8 @@ def test_a_file_restarted_from_zero_takes_its_bytes_back(
 
 def test_a_failed_file_is_counted_as_failed_not_done(server: FileServer, tmp_path: Path) -> None:
     server.add("/v/a.mp4", content_of(MIB))
-    server.add("/v/b.mp4", content_of(MIB, seed=1), drop_after=MIB // 16, drop_times=99)
+    # Cut every 32 KiB: under the 64 KiB an attempt must bring to count as progress.
+    server.add("/v/b.mp4", content_of(MIB, seed=1), drop_after=MIB // 32, drop_times=99)
     progress, shown, totals = run(server, tmp_path, "/v/a.mp4", "/v/b.mp4")
     assert (progress.done, progress.failed) == (1, 1)
     assert set(totals) == {2 * MIB}
@@ -162,3 +165,30 @@ def test_a_log_line_goes_above_the_bars_not_at_the_end_of_one() -> None:
     # tqdm.write clears the bars' lines, writes the line, then draws the bars again.
     assert "\rWarning: a line\n" in shown or "\nWarning: a line\n" in shown, repr(shown)
     assert not write_above_bars("after", stream)
+
+
+def test_a_file_started_again_keeps_its_time_and_its_true_rate(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A file split after 3 s at 2 MiB/s (``started`` again with its bytes so far, as a split
+    and every retry do): its bar goes on at 2 MiB/s, 3 s old, drawn as its bytes come."""
+    import tqdm.std
+
+    clock = [1000.0]
+    monkeypatch.setattr(tqdm.std, "time", lambda: clock[0])
+    progress = TqdmProgress(stream=io.StringIO())
+    progress.begin(1, 100 * MIB)
+    progress.started("a", "a", 100 * MIB, 0)
+
+    def stream(seconds: float) -> None:
+        for _ in range(round(seconds / 0.1)):
+            clock[0] += 0.1
+            progress.advance("a", 200 * 1024)  # 2 MiB/s
+
+    stream(3.0)
+    progress.started("a", "a", 100 * MIB, progress.counted["a"])
+    stream(1.0)
+    shown = progress.bars["a"].format_dict
+    assert shown["elapsed"] == pytest.approx(4.0)
+    assert shown["rate"] == pytest.approx(2 * MIB * 1000 / 1024, rel=0.05)
+    assert progress.bars["a"].last_print_n == progress.bars["a"].n  # drawn up to its last bytes

@@ -8,6 +8,7 @@ are split without waiting for a rate to be measured.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import signal
@@ -507,13 +508,14 @@ def test_sigkill_while_parts_are_in_flight_then_the_rerun_continues_each_part(
     server: FileServer, tmp_path: Path
 ) -> None:
     data = content_of(16 * MiB, 13)
-    served = server.add("/v/a.mp4", data)
+    # About 1.2 MiB/s a connection (a far server): split, and some seconds to be killed in.
+    served = server.add("/v/a.mp4", data, trickle=(64 * 1024, 0.05))
     manifest = tmp_path / "m.json"
     write_manifest(single(server), manifest)
     archive = tmp_path / "arch"
     part, side = partial(archive)
     command = [sys.executable, "-m", "archiver", "download", str(manifest), "--archive",
-               str(archive), "--connections", "4", "--rate-limit", "2M", "-q"]  # fmt: skip
+               str(archive), "--connections", "4", "-q"]  # fmt: skip
     first = subprocess.Popen(command, stderr=subprocess.DEVNULL)
     try:
         # Several parts under way, each with bytes the sidecar claims.
@@ -550,9 +552,11 @@ def test_sigkill_while_parts_are_in_flight_then_the_rerun_continues_each_part(
 def test_a_deadline_keeps_every_part_for_the_next_run(server: FileServer, tmp_path: Path) -> None:
     """A run stopped by ``--max-time`` records each part as far as its bytes are written."""
     data = content_of(SIZE, 20)
-    served = server.add("/v/a.mp4", data)
-    settings = DownloadSettings(far_latency=0.0, rate_limit=4 * MiB, max_time=1.5)
+    # About 1.2 MiB/s a connection: several parts under way when the deadline comes.
+    served = server.add("/v/a.mp4", data, trickle=(64 * 1024, 0.05))
+    settings = DownloadSettings(far_latency=0.0, max_time=1.5)
     first = download(single(server), tmp_path, settings=settings)
+    served.trickle = None
     assert first.outcomes[0].reason == "not fetched: the run's --max-time was reached"
     _, side = partial(tmp_path)
     parts = json.loads(side.read_bytes())["segments"]["parts"]
@@ -577,7 +581,9 @@ def test_rate_limit_holds_within_ten_percent_with_several_connections_a_file(
 ) -> None:
     rate = 2 * MiB
     data = content_of(20 * MiB, 14)  # 10 s at 2 MiB/s
-    server.add("/v/a.mp4", data)
+    # Each connection carries about 0.8 MiB/s (a far server, or its nginx's limit_rate): one
+    # is under the cap, and the file is split to reach it.
+    server.add("/v/a.mp4", data, trickle=(64 * 1024, 0.08))
     settings = DownloadSettings(far_latency=0.0, rate_limit=rate)
     start = time.monotonic()
     report = download(single(server), tmp_path, settings=settings)
@@ -587,6 +593,21 @@ def test_rate_limit_holds_within_ten_percent_with_several_connections_a_file(
     assert connections(report) == 4
     achieved = len(data) / elapsed
     assert 0.9 * rate <= achieved <= 1.1 * rate, f"{achieved / MiB:.2f} MiB/s over 2 MiB/s"
+
+
+def test_a_file_whose_one_connection_already_meets_the_cap_is_not_split(
+    server: FileServer, tmp_path: Path
+) -> None:
+    """Under --rate-limit lower than what one connection brings, more connections cannot
+    gain: they would share the same cap, and each cut throws away what the kernel holds."""
+    data = content_of(8 * MiB, 15)
+    server.add("/v/a.mp4", data)
+    settings = dataclasses.replace(SPLIT, rate_limit=8 * MiB)
+    report = download(single(server), tmp_path, settings=settings)
+
+    assert held(tmp_path).read_bytes() == data
+    assert connections(report) == 1
+    assert report.bytes_fetched == len(data)  # nothing read past a part's end
 
 
 def fetching(rate: float) -> tuple[Segments, Part]:
@@ -754,6 +775,24 @@ class _Closing(httpx.AsyncByteStream):
         await self.stream.aclose()
 
 
+def test_a_part_answered_a_few_bytes_at_a_time_is_a_stall(
+    server: FileServer, tmp_path: Path
+) -> None:
+    """Every range answered honestly, with 100 bytes, after 0.2 s: no answer stalls, but
+    each part averages 500 B/s, under --min-rate. The parts' retries are spent on stalls and
+    the file fails, named, long before the run's deadline."""
+    data = content_of(SIZE, 13)
+    server.add("/v/a.mp4", data, range_cap=100, range_delay=0.2, trickle=(64 * 1024, 0.05))
+    settings = dataclasses.replace(SPLIT, min_rate=1024, timeout=1.0, retries=2, max_time=30)
+    started = time.monotonic()
+    report = download(single(server), tmp_path, settings=settings)
+
+    (outcome,) = report.outcomes
+    assert outcome.status is Status.FAILED
+    assert outcome.reason is not None and "stalled: under 1.0 KiB/s for 1 s" in outcome.reason
+    assert time.monotonic() - started < 20
+
+
 @pytest.mark.parametrize(("jobs", "per_host"), [(8, 3), (3, 8), (1, 8)])
 def test_connections_count_within_jobs_and_per_host(
     server: FileServer, tmp_path: Path, jobs: int, per_host: int
@@ -827,17 +866,18 @@ def test_progress_shows_the_file_not_its_parts(server: FileServer, tmp_path: Pat
 
 def test_the_connections_option_and_config_key(server: FileServer, tmp_path: Path) -> None:
     data = content_of(12 * MiB, 19)
-    server.add("/v/a.mp4", data)
+    # About 5 MiB/s a connection: the first connection's rate says it is slow, so the file
+    # is split.
+    server.add("/v/a.mp4", data, trickle=(256 * 1024, 0.05))
     manifest = tmp_path / "m.json"
     write_manifest(single(server), manifest)
     config = tmp_path / "archiver.toml"
     config.write_text("connections = 2\n", encoding="utf-8")
-    # 8 MiB/s: the first connection's rate says it is slow, so the file is split.
     for archive, options in (
         (tmp_path / "one", ["--connections", "1"]),
         (tmp_path / "two", ["--config", str(config)]),
     ):
-        args = ["download", str(manifest), "--archive", str(archive), "--rate-limit", "8M"]
+        args = ["download", str(manifest), "--archive", str(archive)]
         result = CliRunner().invoke(cli, [*args, *options, "-q"])
         assert (result.exit_code, result.stderr) == (0, "")
         assert held(archive).read_bytes() == data

@@ -139,9 +139,13 @@ class TqdmProgress:
             self.bars[key] = self._bar(
                 total=total, initial=done, desc=name, leave=False, position=line
             )
-        else:  # the same file again: its bar resumes where the bytes are
-            bar.reset(total=total)
-            bar.update(done)
+        else:  # the same file again (split, or retried): its bar stands where its bytes are
+            # Set, not counted: a jump counted as bytes would show a rate of tens of MiB/s
+            # and make tqdm wait for as many more bytes before it draws again; the bar's
+            # time goes on from the file's start.
+            bar.total = total
+            bar.n = bar.last_print_n = done
+            bar.refresh()
 
     def _free_line(self) -> int | None:
         """The lowest line under the overall bar that no file's bar uses: a file that ends

@@ -120,6 +120,9 @@ class Fetcher:
         self.connections: dict[tuple[str, str], int] = {}
         # Files whose server answered a range with the whole file: one connection from now.
         self.unsplit: set[tuple[str, str]] = set()
+        # Each file's attempts' byte counters: what a file the run's deadline cancelled had
+        # received (its outcome is made outside it).
+        self.counters: dict[tuple[str, str], list[list[int]]] = {}
         # Per host, the files preparing for a slot (Turn): as many as the host may fetch.
         self.ahead: dict[str, asyncio.Semaphore] = {}
         self.pending = 0  # files of the run not yet done: one alone may warm connections
@@ -150,6 +153,10 @@ class Fetcher:
         self.progress.finished(job.key, failed=outcome.status is Status.FAILED)
         return outcome
 
+    def received(self, job: Job) -> int:
+        """The bytes ``job``'s attempts received so far, cut short or not."""
+        return sum(counter[0] for counter in self.counters.get(job.key, ()))
+
     def _status(self, job: Job, before: FileRecord | None, after: FileRecord) -> Status:
         if before is not None and after.version != before.version:
             return Status.CHANGED
@@ -177,6 +184,7 @@ class Fetcher:
         changed = False  # the file changed once while its parts were fetched
         while True:
             counter = [0]
+            self.counters.setdefault(job.key, []).append(counter)
             try:
                 record = await self._attempt(job, counter, turn)
             except Retry as exc:
@@ -303,6 +311,7 @@ class Fetcher:
                             far=self.settings.far_latency,
                             left=expected - offset,
                             at_least=max(self.settings.split_at, 1),
+                            capped=self.limiter is not None,
                         )
                     rest = await self._receive(job, response, sink, counter, split, url)
                     if rest is not None:
@@ -449,6 +458,7 @@ class Fetcher:
         flushed_at = time.monotonic()
         watch = StallWatch(self.settings.min_rate, self.settings.timeout, flushed_at)
         allowed = job.cap - sink.size  # the bytes the partial may still take
+        limited = 0.0  # the seconds waited on the bandwidth cap, for the split's gauge
         chunks = response.aiter_raw()
         try:
             async for chunk in chunks:
@@ -463,6 +473,7 @@ class Fetcher:
                     waiting = time.monotonic()
                     await self.limiter.consume(len(chunk))
                     watch.waited += time.monotonic() - waiting
+                    limited += time.monotonic() - waiting
                 now = time.monotonic()
                 if held >= WRITE_BLOCK or now - flushed_at >= FLUSH_INTERVAL:
                     if pending:
@@ -475,7 +486,11 @@ class Fetcher:
                 stall = watch.stalled(now)
                 if stall is not None:
                     raise Retry(stall, stalled=True)
-                if split and split.slow(len(chunk), now=now) and self.slots.free(url):
+                if (
+                    split
+                    and split.slow(len(chunk), now=now, waited=limited)
+                    and self.slots.free(url)
+                ):
                     return chunks
         finally:
             # Bytes already received are good bytes of this version: keep them for the resume.

@@ -169,17 +169,27 @@ class RangedFetch:
             backoff_base=settings.backoff_base,
             backoff_max=settings.backoff_max,
         )
+        # The part's rate, judged over its answers together (a server may answer each range
+        # honestly with a few bytes, quickly, and never stall one answer), from its first
+        # request after the last retry.
+        watch: StallWatch | None = None
         while part.received < part.end and not part.dropped:
             try:
                 if response is not None:
                     kept = await self._first(part, *response)
                 else:
                     asked = time.monotonic()
+                    if watch is None:
+                        watch = StallWatch(settings.min_rate, settings.timeout, asked)
                     async with self._ranged(part) as (answer, body_end):
                         chunks = answer.aiter_raw()
-                        kept = await self._receive(part, chunks, body_end, (asked, kept))
+                        kept = await self._receive(part, chunks, body_end, (asked, kept), watch)
+                    stall = watch.stalled(time.monotonic())
+                    if stall is not None and part.received < part.end and not part.dropped:
+                        raise _Again(stall, stalled=True)
             except _Again as exc:
                 kept = False
+                watch = None
                 if not budget.failed(held=part.pos - part.start, stalled=exc.stalled):
                     reason = f"{exc.reason} (gave up after {budget.attempt} attempts)"
                     raise DownloadError(self.job.url, reason) from None
@@ -297,6 +307,7 @@ class RangedFetch:
         chunks: AsyncIterator[bytes],
         body_end: int,
         asked: tuple[float, bool] | None = None,
+        watch: StallWatch | None = None,
     ) -> bool:
         """Stream an answer into ``part`` until the part's end, within the bandwidth cap and
         the minimum rate; the bytes past the end (another connection's now) are let go.
@@ -304,7 +315,8 @@ class RangedFetch:
         An answer read to its last byte (``body_end``) is read to its end, so that its
         connection serves the next request; one cut short is closed: returns which.
         ``asked``: when its request was sent, and whether on a kept connection, to learn
-        how long a request waits for its first byte.
+        how long a request waits for its first byte. ``watch``: the part's minimum rate, kept
+        across its answers (one of this answer's own by default).
         """
         began = part.received
         since: float | None = None  # the first byte's arrival: the part's rate from then on
@@ -312,7 +324,8 @@ class RangedFetch:
         buffer = bytearray()
         pending: asyncio.Task[None] | None = None
         flushed = time.monotonic()
-        watch = StallWatch(self.settings.min_rate, self.settings.timeout, flushed)
+        if watch is None:
+            watch = StallWatch(self.settings.min_rate, self.settings.timeout, flushed)
         limiter = self.line.limiter
         try:
             async for chunk in chunks:

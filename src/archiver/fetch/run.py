@@ -32,10 +32,11 @@ __all__ = ["download", "download_all", "fetch_into"]
 T = TypeVar("T")
 
 
-def _out_of_time(job: Job, progress: Progress) -> Outcome:
-    """A job the run's deadline stopped, or never let start."""
+def _out_of_time(job: Job, progress: Progress, received: int = 0) -> Outcome:
+    """A job the run's deadline stopped (``received``: the bytes it had received, kept in its
+    partial for the next run), or never let start."""
     progress.finished(job.key, failed=True)
-    return Outcome(job, Status.FAILED, reason=MAX_TIME_REACHED)
+    return Outcome(job, Status.FAILED, reason=MAX_TIME_REACHED, bytes_fetched=received)
 
 
 def _run(coroutine: Coroutine[Any, Any, T]) -> T:
@@ -109,7 +110,7 @@ async def download_all(
     outcomes = []
     for job, task in zip(jobs, tasks, strict=True):
         if task.cancelled():
-            outcomes.append(_out_of_time(job, progress))
+            outcomes.append(_out_of_time(job, progress, fetcher.received(job)))
         else:
             outcomes.append(task.result())
     return outcomes

@@ -52,6 +52,9 @@ HASH_BLOCK = 4 * 1024 * 1024
 # not a window's rate: a busy machine holds a process back for tens of milliseconds at a
 # time. (A first answer that took ``DownloadSettings.far_latency`` to come is split at once.)
 RATE_WINDOW = 0.25
+# A connection that waited on --rate-limit more than this share of its time is held back by
+# the cap, not by the line: more connections would not gain.
+CAPPED_SHARE = 0.2
 
 
 @dataclass(frozen=True)
@@ -307,6 +310,19 @@ class Gauge:
     True
     >>> Gauge(floor=1000, latency=0.6, left=1500, at_least=1000).slow(600, now=0.0)  # small
     False
+
+    Under ``--rate-limit`` (``capped``) the connection is measured, afar too, and one that
+    spent more than :data:`CAPPED_SHARE` of its time waiting on the cap is not slow: the cap
+    sets its pace, and more connections would share the same cap (each cut only throws away
+    what the kernel holds for it).
+
+    >>> capped = Gauge(floor=1000, latency=0.6, left=10**6, at_least=1000, capped=True)
+    >>> capped.slow(10, now=0.0, waited=0.0), capped.slow(100, now=1.0, waited=0.5)
+    (False, False)
+    >>> capped.slow(100, now=2.0, waited=0.5)  # 200 bytes in 2 s, a quarter of it waiting
+    False
+    >>> capped.slow(100, now=4.0, waited=0.5)  # 300 bytes in 4 s, an eighth of it waiting
+    True
     """
 
     floor: float
@@ -314,22 +330,27 @@ class Gauge:
     left: int
     at_least: int
     far: float = 0.25
+    capped: bool = False
     since: float | None = None
+    waited_before: float = 0.0  # the seconds waited on the cap before ``since``
     seen: int = 0
 
-    def slow(self, count: int, *, now: float) -> bool:
-        """``count`` more bytes arrived at ``now``: would more connections gain?"""
+    def slow(self, count: int, *, now: float, waited: float = 0.0) -> bool:
+        """``count`` more bytes arrived at ``now``: would more connections gain? ``waited``:
+        the seconds this connection has waited on the bandwidth cap so far."""
         self.left -= count
         if self.left < self.at_least:
             return False
-        if self.latency >= self.far:
+        if self.latency >= self.far and not self.capped:
             return True
         if self.since is None:  # these waited in the socket's buffer: not counted
-            self.since = now
+            self.since, self.waited_before = now, waited
             return False
         self.seen += count
         elapsed = now - self.since
-        return elapsed >= RATE_WINDOW and self.seen < self.floor * elapsed
+        if elapsed < RATE_WINDOW or waited - self.waited_before > CAPPED_SHARE * elapsed:
+            return False
+        return self.seen < self.floor * elapsed
 
 
 # -- the partial file (blocking: called in worker threads) -------------------------------------

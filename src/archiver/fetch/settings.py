@@ -71,7 +71,10 @@ class DownloadSettings:
     retry_after_max: float = 300.0
     # A failed attempt that grew the partial file past its best by this much made progress:
     # the retry budget starts again, so a line that drops every few minutes still finishes.
-    progress_resets_after: int = 1024 * 1024
+    # 64 KiB: a school's line of 24 KiB/s that drops every 30 s brings ~700 KiB a connection
+    # (1 MiB made such a file fail); a server that restarts from zero still runs out of retries,
+    # and one that cuts each answer short ends the file in at most its size / 64 KiB attempts.
+    progress_resets_after: int = 64 * 1024
     # Check that each video is a whole MP4 (its boxes tile the file) before keeping it.
     check_media: bool = True
     # The tallest video wanted (--max-height): the largest resolution the instance offers
