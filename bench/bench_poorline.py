@@ -128,7 +128,14 @@ def measure(
             fresh(out)
             line.reset()
             started = time.monotonic()  # the emulator's clock
-            timing = timed(tool.command())
+            try:
+                timing = timed(tool.command())
+            except RuntimeError as exc:  # a peer that gives up (aria2c on a dropping line)
+                if tool.name.startswith("archiv"):
+                    raise
+                line.reset()
+                print(f"  run {turn + 1}  {tool.name:38s} failed: {exc}".splitlines()[0])
+                continue
             ended = started + timing.seconds
             carried = line.reset()
             got = tool.outputs()
@@ -155,7 +162,7 @@ def measure(
                 flush=True,
             )
     shutil.rmtree(out, ignore_errors=True)
-    return results
+    return {name: runs for name, runs in results.items() if runs}  # peers that never finished
 
 
 def best(runs: list[Run]) -> Run:
