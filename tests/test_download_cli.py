@@ -112,6 +112,26 @@ def test_bad_rate_limit_is_a_usage_error(tmp_path: Path) -> None:
     assert "'fast' is not a size (examples: 500k, 2M, 1.5G, 4Go, 65536)" in stderr
 
 
+def test_zero_is_no_cap_and_no_floor_as_the_help_says(server: FileServer, tmp_path: Path) -> None:
+    """``--rate-limit 0`` (no cap: how wget and aria2c read it, to undo a config file's) and
+    ``--min-rate 0`` (no floor, as its help says) are values, not sizes under one byte."""
+    data = content_of(2_000_000)
+    server.add("/a.mp4", data)
+    manifest = write(tmp_path, make_entry("item-a", server.url("/a.mp4")))
+    config = tmp_path / "archiver.toml"
+    config.write_text('rate_limit = "1k"\n', encoding="utf-8")
+    started = time.monotonic()
+    code, _, stderr = run(
+        "download", manifest, "--archive", tmp_path / "arch", "--config", config,
+        "--rate-limit", "0", "--min-rate", "0",
+    )  # fmt: skip
+    assert (code, stderr.startswith("Download: 1 video, 1 file: 1 downloaded")) == (0, True)
+    assert time.monotonic() - started < 20  # not 2 MB at the config's 1 KiB/s
+    with Archive(tmp_path / "arch") as archive:
+        record = archive.current("item-a", "video")
+    assert record is not None and record.sha256 == sha256(data)
+
+
 def test_second_run_on_a_locked_archive_exits_3_naming_the_holder(
     server: FileServer, tmp_path: Path
 ) -> None:

@@ -14,19 +14,24 @@ _MULTIPLIERS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 _SIZE = re.compile(r"^\s*(\d+(?:[.,]\d+)?)\s*([kmgt]?)(?:i?[bo])?(?:/s)?\s*$", re.I)
 
 
-def parse_size(text: str) -> int:
+def parse_size(text: str, *, zero: bool = False) -> int:
     """``"500k"`` → 512000, like curl's ``--limit-rate``; ``ValueError`` on anything else.
+    ``zero``: 0 is a value (none: no cap, no floor), not a size of less than one byte.
 
     >>> parse_size("2M"), parse_size("2MB"), parse_size("2Mo"), parse_size("2 MiB")
     (2097152, 2097152, 2097152, 2097152)
     >>> parse_size("1,5 Go") == parse_size("1.5G") == 1610612736
     True
+    >>> parse_size("0", zero=True)
+    0
     """
     match = _SIZE.match(text)
     if not match:
         raise ValueError(f"{text!r} is not a size (examples: 500k, 2M, 1.5G, 4Go, 65536)")
     number = float(match.group(1).replace(",", "."))
     value = number * _MULTIPLIERS[match.group(2).lower()]
+    if value == 0 and zero:
+        return 0
     if value < 1:
         raise ValueError(f"{text!r} is less than one byte")
     return int(value)

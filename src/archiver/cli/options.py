@@ -37,15 +37,20 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 class SizeType(click.ParamType[int, Any]):
-    """A byte size or rate as curl writes it: ``500k``, ``2M`` (1k = 1024)."""
+    """A byte size or rate as curl writes it: ``500k``, ``2M`` (1k = 1024). ``zero``: 0 is
+    accepted, meaning none (``--rate-limit 0``: no cap, as wget and aria2c read it, to undo a
+    config file's; ``--min-rate 0``: no floor)."""
 
     name = "RATE"
+
+    def __init__(self, *, zero: bool = False) -> None:
+        self.zero = zero
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
         if isinstance(value, int):
             return value
         try:
-            return parse_size(str(value))
+            return parse_size(str(value), zero=self.zero)
         except ValueError as exc:
             self.fail(str(exc), param, ctx)
 
@@ -177,9 +182,10 @@ def download_options(function: F) -> F:
         ),
         click.option(
             "--rate-limit",
-            type=SizeType(),
+            type=SizeType(zero=True),
             default=None,
-            help="Bandwidth cap for the whole process, in bytes per second: 500k, 2M (1k = 1024).",
+            help="Bandwidth cap for the whole process, in bytes per second: 500k, 2M (1k = 1024); "
+            "0: none.",
         ),
         click.option(
             "--retries",
@@ -198,7 +204,7 @@ def download_options(function: F) -> F:
         ),
         click.option(
             "--min-rate",
-            type=SizeType(),
+            type=SizeType(zero=True),
             default=DEFAULT_SETTINGS.min_rate,
             show_default=True,
             help="A transfer slower than this, in bytes per second over --timeout seconds, "
