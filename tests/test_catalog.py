@@ -582,7 +582,12 @@ def test_a_version_4_catalog_gains_its_entry_notes(
         archive.record_items([entry])
         (note,) = archive.catalog.entry_notes().values()
         found = (archive.item_dir("a") / "entry.json").stat()
-        assert note.split(" ")[1:] == [str(found.st_size), str(found.st_mtime_ns)]
+        assert note.split(" ")[1:] == [
+            str(found.st_size),
+            str(found.st_mtime_ns),
+            str(found.st_ctime_ns),
+            str(found.st_ino),
+        ]
 
 
 def test_a_version_5_catalog_gains_its_count_of_changes(

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import pytest
 
+from archiver import code_key, settled
 from archiver import kit as kit_module
 from archiver import manifest as manifest_module
-from archiver import settled
 from archiver import sync as sync_module
 from archiver.archive import Archive
 from archiver.catalog import parse_time
@@ -652,10 +652,10 @@ def test_another_build_of_archiver_is_another_key(
     monkeypatch.setattr(sync_module, "recipe", lambda: real() + "+markdown-it 4.1")
     assert sealing.sync() == 0 and sealing.whole == 3
     template = Path(settled.__file__).parent / "kit" / "templates" / "video.html"
-    before = settled._code()
+    before = code_key.package()
     found = template.stat()
     os.utime(template, ns=(found.st_atime_ns, found.st_mtime_ns))  # its change time moves
-    assert settled._code() != before
+    assert code_key.package() != before
 
 
 def test_an_audit_between_syncs_does_not_break_the_seal(
@@ -729,18 +729,23 @@ def test_a_catalog_whose_count_of_changes_was_removed_is_never_sealed(
 
 
 def test_a_seal_leaves_no_temporaries_and_the_last_seals_only(tmp_path: Path) -> None:
-    """What a killed run left half written goes, and the seals past the most recent ones."""
+    """What a killed run left half written goes (as this build names it, and as earlier ones
+    did), and the seals past the most recent ones; a file named otherwise stays."""
     folder = tmp_path / "archive" / CACHE_FOLDER
     folder.mkdir(parents=True)
-    (folder / f".{settled.SEAL_PREFIX}abc.tmp").write_bytes(b"half")
+    (folder / f".{settled.SEAL_PREFIX}{'a' * 32}.pickle.x1_y2z3w.tmp").write_bytes(b"half")
+    (folder / f".{settled.SEAL_PREFIX}abcd_123.tmp").write_bytes(b"half")
     (folder / "fiches.json").write_text("{}")
+    (folder / f".{settled.SEAL_PREFIX}mine.tmp").write_text("a person's")
     names = [f"{settled.SEAL_PREFIX}{n}.pickle" for n in range(6)]
     for number, name in enumerate(names):
         (folder / name).write_bytes(b"x")
         os.utime(folder / name, ns=(number * 10**9, number * 10**9))
     settled._tidy(folder)
     kept = sorted(p.name for p in folder.iterdir())
-    assert kept == sorted(["fiches.json", *names[-(settled.MAX_SEALS - 1) :]])
+    assert kept == sorted(
+        ["fiches.json", f".{settled.SEAL_PREFIX}mine.tmp", *names[-(settled.MAX_SEALS - 1) :]]
+    )
 
 
 @pytest.fixture
@@ -818,3 +823,66 @@ def test_a_package_reads_its_manifest_once_from_a_pipe_too(
     finally:
         assert writer.wait(timeout=60) == 0  # it wrote all: the reader did not let it go
     assert done.returncode == 0, done.stderr
+
+
+def test_a_seal_head_larger_than_a_large_archive_makes_is_not_unpickled(
+    sealing: Sealing, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A head is what the survey found (7 MB at 10,000 videos); unpickled, a hostile one takes
+    up to 80 bytes of memory for each of its bytes: one over :data:`settled.MAX_HEAD_BYTES`
+    is no seal, refused before it is unpickled (a head of 64 MiB once took 5.3 GB)."""
+    sealing.seal()
+    path = the_seal(tmp_path)
+    key = _seal_key(tmp_path)
+    good = path.read_bytes()
+    head_at = int.from_bytes(good[-16:-8], "big")
+    key_at = int.from_bytes(good[-8:], "big")
+    assert key_at - head_at < settled.MAX_HEAD_BYTES // 2
+    size = 17 << 20  # over the bound, and under the one before it
+    assert size > settled.MAX_HEAD_BYTES
+    head = b"\x80\x05" + b"N" * (size - 4) + b"0."  # cheap to unpickle, if it were
+    trailer = head_at.to_bytes(8, "big") + (head_at + len(head)).to_bytes(8, "big")
+    path.write_bytes(good[:head_at] + head + good[key_at:-16] + trailer)
+    unpickled: list[int] = []
+    real = settled._loads
+
+    def counted(data: bytes) -> object:
+        unpickled.append(len(data))
+        return real(data)
+
+    monkeypatch.setattr(settled, "_loads", counted)
+    assert settled.read(tmp_path / "archive", key) is None
+    assert all(length < settled.MAX_HEAD_BYTES for length in unpickled)
+
+
+@pytest.mark.parametrize("maker", [b"]", b"}", b"\x8f", b"(l"])
+def test_a_seal_head_that_makes_an_object_a_byte_is_not_unpickled(
+    sealing: Sealing, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, maker: bytes
+) -> None:
+    """Within the bound on bytes, a pickle of empty lists, dicts or sets takes 80 to 230 bytes
+    of memory for each of its bytes (16 MiB: up to 4 GB): what archiver's own heads and keys
+    hold of such opcodes is counted first, and one with more is no seal, never unpickled."""
+    sealing.seal()
+    path = the_seal(tmp_path)
+    key = _seal_key(tmp_path)
+    good = path.read_bytes()
+    head_at = int.from_bytes(good[-16:-8], "big")
+    key_at = int.from_bytes(good[-8:], "big")
+    assert settled._loads_bounded(good[head_at:key_at])  # archiver's own passes
+    head = b"\x80\x05(" + maker * ((1 << 20) // len(maker)) + b"l."
+    trailer = head_at.to_bytes(8, "big") + (head_at + len(head)).to_bytes(8, "big")
+    path.write_bytes(good[:head_at] + head + good[key_at:-16] + trailer)
+    unpickled: list[int] = []
+    real = settled._loads
+
+    def counted(data: bytes) -> object:
+        unpickled.append(len(data))
+        return real(data)
+
+    monkeypatch.setattr(settled, "_loads", counted)
+    assert settled.read(tmp_path / "archive", key) is None
+    assert len(head) not in unpickled
+    assert unpickled  # the key was
+    assert sealing.sync() == 0 and sealing.whole == 3  # a whole run, which forgets it
+    assert sealing.sync() == 0 and sealing.whole == 4  # and the next seals again
+    assert settled.read(tmp_path / "archive", key) is not None

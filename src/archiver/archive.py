@@ -201,10 +201,10 @@ class Archive(ArchiveUpgrade, ArchiveVersions):
         together.
 
         The catalog notes what was written as each ``entry.json`` (:func:`_entry_note`: a
-        digest of the entry, the file's size and time); an entry whose note is unchanged, its
-        file still there as it was left, is neither encoded for people (``indent=2`` takes
-        Python's slow encoder) nor read again. A file a person edited or removed has another
-        time, or none: it is written again.
+        digest of the entry, the file's size, times and inode); an entry whose note is
+        unchanged, its file still there as it was left, is neither encoded for people
+        (``indent=2`` takes Python's slow encoder) nor read again. A file a person edited or
+        removed has another change time, or none: it is written again.
         """
         known = self.catalog.entry_notes()
         changed: list[tuple[str, str, Path, bytes]] = []  # item, digest, file, its bytes
@@ -374,8 +374,12 @@ class Archive(ArchiveUpgrade, ArchiveVersions):
 
 
 def _entry_note(digest: str, found: os.stat_result) -> str:
-    """What the catalog notes of an ``entry.json`` written from an entry of ``digest``."""
-    return f"{digest} {found.st_size} {found.st_mtime_ns}"
+    """What the catalog notes of an ``entry.json`` written from an entry of ``digest``: its
+    size, modification and change times, inode. The change time and inode because an edit can
+    keep the rest: written in place to the same size with its modification time put back
+    (``touch -r``, ``os.utime``), or copied over with them (``cp -p``), the file would never be
+    written again. No one can set a change time: any write, ``utime`` or rename moves it."""
+    return f"{digest} {found.st_size} {found.st_mtime_ns} {found.st_ctime_ns} {found.st_ino}"
 
 
 def _counted(item: Pruned, sizes: Iterable[int]) -> Pruned:

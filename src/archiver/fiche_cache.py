@@ -14,7 +14,10 @@ two writes within one tick of the file system's clock share a time; the ctime an
 catch the first but not a file system without a real ctime (FAT, some network shares), nor an
 edit in the same tick as the run's read of it (git's "racy clean" entries). The sha256 is also
 the one the manifest records (``source.sha256``): a cached entry is one parsed from exactly
-those bytes, or none.
+those bytes, or none. And parsed by this very code: the file names the build of archiver and
+the parsing libraries that wrote it (:func:`.code_key.parser`, which keys a sync's seal too),
+not only archiver's version, which another build of the same code (a fix applied by hand, a
+checkout between releases) keeps.
 
 **Never trusted blindly.** The file is the archive's, as trusted as its catalog, but what it
 holds is checked before any of it is used, and a file that fails a check is ignored whole (and
@@ -36,18 +39,20 @@ import hashlib
 import json
 import logging
 import os
+import re
 import stat
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import code_key
 from ._version import __version__
 from .entry import Entry
 from .errors import FicheError
 from .fiche_cache_reader import _PLAIN_URL as _PLAIN_URL
-from .fiche_cache_reader import FORMAT, _read_bounded, _records, _Refused
+from .fiche_cache_reader import FORMAT, _check_containers, _read_bounded, _records, _Refused
 from .fiches import FicheFile, find_fiches, read_fiche, warn_fiche
-from .files import atomic_write_bytes, unsafe_target
+from .files import atomic_write_bytes, remove_temporaries, temporaries_of, unsafe_target
 
 __all__ = [
     "CACHE_FOLDER",
@@ -58,7 +63,9 @@ __all__ = [
     "Hashed",
     "bound",
     "cache_folder",
+    "containers",
     "hash_all",
+    "tidy_temporaries",
 ]
 
 log = logging.getLogger(__name__)
@@ -68,11 +75,31 @@ log = logging.getLogger(__name__)
 CACHE_FOLDER = "cache"
 CACHE_NAME = "fiches.json"  # in CACHE_FOLDER
 # A record is a fiche's text with its field names: at most a few times the fiche's bytes
-# (JSON escapes a tab as two bytes, a control character as six). A larger file is no cache
-# archiver wrote for these fiches, and is not read: parsed, JSON takes up to twenty times its
-# size in memory.
+# (JSON escapes a tab as two bytes, a control character as six), and its path, which is not in
+# those bytes (six bytes a character at most, escaped). A larger file is no cache archiver
+# wrote for these fiches, and is not read: parsed, JSON takes up to twenty times its size in
+# memory.
 GROWTH = 8
+PATH_GROWTH = 6
+# What a record holds whatever its fiche: its field names, the fiche's sha256, its id (at most
+# names.MAX_NAME_LENGTH characters, or a UUID). 350 bytes for a one-line fiche.
+RECORD_BYTES = 512
+# The objects and lists ({ and [) a record holds whatever its fiche: the entry, its source,
+# video, PeerTube video, licence, assets, credits, credit notes and unknown fields (9), each
+# companion file and credit (each a few bytes of the fiche at least).
+RECORD_CONTAINERS = 16
 SLACK = 64 * 1024
+# What a run writes through a temporary file (files.temporary_file) at the top of an archive
+# and in its cache folder, other than the seals (settled tidies its own): the last manifest
+# (sync.LAST_MANIFEST), this cache, the notes of a kit's files (kit.page_cache.pages_path,
+# ``kit-<digest>.json``, and any ``kit-<digest>.<part>.json`` beside it).
+# A run killed while writing one leaves its temporary, the size of the file (tens of MB at
+# 10,000 videos): the next run under the lock removes it, and nothing else.
+_MANIFEST_NAME = "manifest.json"
+_TOP_TEMPORARIES = temporaries_of(re.escape(_MANIFEST_NAME))
+_CACHE_TEMPORARIES = temporaries_of(
+    rf"{re.escape(CACHE_NAME)}|kit-[0-9a-f]{{32}}(?:\.[a-z]+)?\.json"
+)
 
 
 # A fiche's sha256 (hexadecimal) and size, from one read of its bytes.
@@ -107,9 +134,21 @@ def _hashed_or_none(fiche: FicheFile) -> Hashed | None:
     return hashlib.sha256(data).hexdigest(), len(data)
 
 
-def bound(fiche_bytes: int) -> int:
-    """The most bytes a cache of fiches holding ``fiche_bytes`` in all may take."""
-    return GROWTH * fiche_bytes + SLACK
+def containers(fiche_bytes: int, count: int) -> int:
+    """The most objects and lists (``{`` and ``[``) a cache of ``count`` fiches holding
+    ``fiche_bytes`` in all may hold: what its records hold whatever their fiches, and one for
+    every two bytes of the fiches (a container in a fiche's YAML takes two at least; a
+    fiche whose texts are half brackets has its cache ignored, and is parsed on each run).
+    Parsed, each costs 80 bytes or more: the bound on bytes alone let a file of ``[],[],…``
+    take 4 GB at 10,000 fiches, this one 0.8 GB."""
+    return RECORD_CONTAINERS * count + fiche_bytes // 2 + 16
+
+
+def bound(fiche_bytes: int, path_chars: int = 0, count: int = 0) -> int:
+    """The most bytes a cache of ``count`` fiches holding ``fiche_bytes`` in all, whose paths
+    in the collection have ``path_chars`` characters in all, may take. The paths count: 2,000
+    one-line fiches under a folder of 400 characters hold 1 MB, their records 1.5 MB."""
+    return GROWTH * fiche_bytes + PATH_GROWTH * path_chars + RECORD_BYTES * count + SLACK
 
 
 class FicheCache:
@@ -130,10 +169,19 @@ class FicheCache:
         self._stale = False
         self.hits = 0
         # The file the manifest of exactly these entries was last written to, as it was then
-        # (size, mtime, inode): while it is still so, it need not be made again (40 µs an entry).
-        self._manifest: tuple[int, int, int] | None = None
-        self._manifest_read: tuple[int, int, int] | None = None
+        # (:func:`_identity`): while it is still so, it need not be made again (40 µs an entry).
+        self._manifest: tuple[int, ...] | None = None
+        self._manifest_read: tuple[int, ...] | None = None
         self._manifest_noted = False  # by this run, for its entries
+        self._code: str | None = None  # code_key.parser(), asked once
+
+    @property
+    def code(self) -> str:
+        """This build's :func:`.code_key.parser`: what the file must name to be read, and
+        names when written."""
+        if self._code is None:
+            self._code = code_key.parser()
+        return self._code
 
     def lookup(
         self, files: Sequence[FicheFile], hashed_as: Sequence[Hashed | None] | None = None
@@ -148,15 +196,17 @@ class FicheCache:
         if hashed_as is None:
             hashed_as = [_hashed_or_none(fiche) for fiche in files]
         keys: list[tuple[str, str] | None] = []
-        total = 0
+        total = chars = 0
         for fiche, seen in zip(files, hashed_as, strict=True):
             if seen is None:
                 keys.append(None)  # parsing it says why, as without a cache
                 continue
             total += seen[1]
+            chars += len(fiche.relpath)
             keys.append((fiche.relpath, seen[0]))
         wanted = {key for key in keys if key is not None}
-        cached = self._load(wanted, bound(total))
+        limits = bound(total, chars, len(wanted)), containers(total, len(wanted))
+        cached = self._load(wanted, *limits)
         found: list[Entry | None] = []
         for fiche, key in zip(files, keys, strict=True):
             entry = cached.get(key) if key is not None else None
@@ -178,7 +228,7 @@ class FicheCache:
         return self.path is not None and (self._stale or set(self._kept) != self._read)
 
     def holds_manifest(self, path: Path) -> bool:
-        """Whether ``path`` is, as far as its size, time and inode tell, the manifest that
+        """Whether ``path`` is, as far as its size, times and inode tell, the manifest that
         this run's entries make: the same entries as when it was last written (noted by
         :meth:`wrote_manifest`), and the file untouched since."""
         if self.path is None or self.changed or self._manifest is None:
@@ -195,6 +245,9 @@ class FicheCache:
         """Write the entries kept, when they changed; whether the file was written. The caller
         holds the archive's lock. A cache that cannot be written is a note in the log: the
         next run parses the fiches again, nothing worse."""
+        path = self.path
+        if path is not None and (path.parent.name, path.name) == (CACHE_FOLDER, CACHE_NAME):
+            tidy_temporaries(path.parent.parent)  # an archive's cache, as a sync has it
         changed = self.changed
         # A note made for other entries says nothing of these.
         manifest = self._manifest if self._manifest_noted or not changed else None
@@ -209,6 +262,7 @@ class FicheCache:
         document = {
             "format": FORMAT,
             "archiver": __version__,
+            "code": self.code,
             "manifest": list(manifest) if manifest is not None else None,
             "entries": [self._kept[key].to_json() for key in sorted(self._kept)],
         }
@@ -222,15 +276,19 @@ class FicheCache:
         self._manifest = self._manifest_read = manifest
         return True
 
-    def _load(self, wanted: set[tuple[str, str]], limit: int) -> dict[tuple[str, str], Entry]:
+    def _load(
+        self, wanted: set[tuple[str, str]], limit: int, most_containers: int
+    ) -> dict[tuple[str, str], Entry]:
         """The usable records of the cache file for the fiches ``wanted``; none when the file
-        is missing or fails any check (said in the debug log)."""
+        is missing, larger than ``limit`` bytes, holds more than ``most_containers`` objects
+        and lists, or fails any other check (said in the debug log)."""
         assert self.path is not None  # noqa: S101 - lookup() checked it
         try:
             if self.path.parent.is_symlink():
                 raise _Refused(f"{self.path.parent} is a symbolic link")
             data = _read_bounded(self.path, limit)
-            found, held, manifest = _records(data, wanted)
+            _check_containers(data, most_containers)
+            found, held, manifest = _records(data, wanted, self.code)
         except FileNotFoundError:
             return {}
         except (OSError, _Refused, ValueError, RecursionError) as exc:
@@ -262,12 +320,31 @@ def cache_folder(folder: Path) -> Path | None:
     return folder
 
 
-def _identity(path: Path) -> tuple[int, int, int] | None:
-    """A file's size, modification time and inode (``None``: no regular file there)."""
+def tidy_temporaries(archive_root: Path) -> int:
+    """Remove what runs killed while writing left of the archive's last manifest, its fiche
+    cache and its notes of kits' pages (the temporary files they are written through, by their
+    exact names: a person's ``notes.tmp`` stays, a link is unlinked, never followed); how many.
+    The caller holds the archive's lock: no run is writing them now. Nothing is removed from
+    a cache folder that is a link (:func:`cache_folder`, which makes none)."""
+    removed = remove_temporaries(archive_root, _TOP_TEMPORARIES)
+    folder = archive_root / CACHE_FOLDER
+    with contextlib.suppress(OSError):
+        if stat.S_ISDIR(folder.lstat().st_mode):
+            removed += remove_temporaries(folder, _CACHE_TEMPORARIES)
+    return removed
+
+
+def _identity(path: Path) -> tuple[int, int, int, int] | None:
+    """A file's size, modification time, change time and inode (``None``: no regular file
+    there). The change time because the others can all be kept by an edit: written in place
+    (the same inode) to the same size, its modification time put back (``touch -r``,
+    ``os.utime``), a manifest would otherwise never be made again, and what a fiche that stops
+    validating falls back on would be what someone wrote there. No one can set a change time:
+    any write, ``utime`` or rename moves it."""
     try:
         found = os.lstat(path)
     except OSError:
         return None
     if not stat.S_ISREG(found.st_mode):
         return None
-    return found.st_size, found.st_mtime_ns, found.st_ino
+    return found.st_size, found.st_mtime_ns, found.st_ctime_ns, found.st_ino

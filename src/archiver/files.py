@@ -6,6 +6,7 @@ import contextlib
 import errno
 import hashlib
 import os
+import re
 import stat
 import tempfile
 from collections.abc import Callable, Sequence
@@ -20,6 +21,9 @@ __all__ = [
     "file_sha256",
     "fsync_dir",
     "open_regular",
+    "remove_temporaries",
+    "temporaries_of",
+    "temporary_file",
     "unsafe_target",
 ]
 
@@ -41,6 +45,48 @@ def _umask() -> int:
 # The mode a file made with open() gets (0644 under umask 022): a temporary file from mkstemp
 # is 0600, and a kit on a LAN share would be unreadable by the server's account.
 FILE_MODE = 0o666 & ~_umask()
+
+
+# What a file is written as before it is renamed to its name: ``.NAME.XXXXXXXX.tmp`` beside
+# it, XXXXXXXX from :func:`tempfile.mkstemp` (eight of ``[a-z0-9_]``). A run killed meanwhile
+# leaves it: :func:`remove_temporaries` finds exactly these names, and no other.
+_TEMPORARY_RANDOM = r"[a-z0-9_]{8}"
+
+
+def temporary_file(path: Path) -> tuple[int, str]:
+    """A new temporary file beside ``path`` to write it through (its descriptor, its name):
+    named as :func:`temporaries_of` finds it."""
+    return tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+
+
+def temporaries_of(names: str) -> re.Pattern[str]:
+    """The names of the temporary files :func:`temporary_file` makes for files whose names
+    match the regular expression ``names``.
+
+    >>> bool(temporaries_of("fiches[.]json").fullmatch(".fiches.json.k2_9xqa1.tmp"))
+    True
+    >>> bool(temporaries_of("fiches[.]json").fullmatch(".fiches.json.old.tmp"))
+    False
+    """
+    return re.compile(rf"\.(?:{names})\.{_TEMPORARY_RANDOM}\.tmp")
+
+
+def remove_temporaries(folder: Path, names: re.Pattern[str]) -> int:
+    """Remove the files of ``folder`` whose names ``names`` matches whole (a run's
+    temporaries, left by a kill): regular files, and links unlinked, never followed; nothing
+    else, and nowhere else. How many were removed. The caller holds the lock under which they
+    were written: none is being written now."""
+    removed = 0
+    with contextlib.suppress(OSError), os.scandir(folder) as entries:
+        for entry in entries:
+            if names.fullmatch(entry.name) is None:
+                continue
+            with contextlib.suppress(OSError):
+                mode = entry.stat(follow_symlinks=False).st_mode
+                if stat.S_ISREG(mode) or stat.S_ISLNK(mode):
+                    os.unlink(entry.path)
+                    removed += 1
+    return removed
 
 
 def unsafe_target(path: Path) -> str | None:
@@ -132,9 +178,7 @@ def atomic_write_many(files: Sequence[tuple[Path, bytes]]) -> None:
     try:
         for current, data in files:
             current.parent.mkdir(parents=True, exist_ok=True)
-            fd, temp = tempfile.mkstemp(
-                dir=current.parent, prefix=f".{current.name}.", suffix=".tmp"
-            )
+            fd, temp = temporary_file(current)
             temps.append(temp)
             os.fchmod(fd, FILE_MODE)
             with os.fdopen(fd, "wb") as stream:

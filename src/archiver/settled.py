@@ -12,8 +12,9 @@ A seal holds when all of these are as the sealed run found them, each checked by
 
 - the command (:class:`Key`): the settings that matter to a run with nothing to fetch, the
   fiches' and folders' paths, the working folder, archiver's code (every file of the package,
-  by size and time) and the recipe of the kit's pages (templates, the libraries that render),
-  Python's version; and a verbosity that asks no more than the sealed run's;
+  by size and time of change, and the libraries that parse fiches: :func:`.code_key.parser`,
+  which keys the fiche cache too) and the recipe of the kit's pages (templates, the libraries
+  that render), Python's version; and a verbosity that asks no more than the sealed run's;
 - the fiches: every ``*.md`` the run would read, found the same way, and the sha256 of each
   one's bytes (read again: an edit that keeps a file's size and time is seen, as the fiche
   cache sees it). Each is read once: when no seal matches, the fiche cache finds their
@@ -54,9 +55,9 @@ import io
 import logging
 import os
 import pickle
+import re
 import stat
 import sys
-import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -64,10 +65,12 @@ from dataclasses import dataclass
 from pathlib import Path, PosixPath
 from typing import IO, TYPE_CHECKING, Any, TypeVar
 
+from . import code_key
 from ._version import __version__
 from .errors import FicheError
 from .fiche_cache import CACHE_FOLDER, Found, cache_folder, hash_all
-from .survey import Survey, answers_saved, survey, walk
+from .files import remove_temporaries, temporaries_of, temporary_file
+from .survey import Survey, answers_saved, survey
 
 if TYPE_CHECKING:
     pass
@@ -100,9 +103,27 @@ SEAL_PREFIX = "sync-seal-"  # in the archive's cache folder: sync-seal-<key dige
 # kits fed from one archive, a daytime and a nightly sync), without gathering those of
 # commands no longer run (10,000 videos seal in about 33 MB).
 MAX_SEALS = 4
+# A seal is written beside (files.temporary_file) and renamed: what a killed run leaves. The
+# second form is what earlier builds wrote (``.sync-seal-XXXXXXXX.tmp``).
+_SEAL_NAMES = rf"{SEAL_PREFIX}[0-9a-f]{{32}}\.pickle"
+_TEMPORARIES = re.compile(
+    rf"{temporaries_of(_SEAL_NAMES).pattern}|\.{SEAL_PREFIX}[a-z0-9_]{{8}}\.tmp"
+)
 # A seal larger than this is no seal; its key is read first, and alone.
 MAX_SEAL_BYTES = 1 << 30
-MAX_HEAD_BYTES = 64 << 20  # 10,000 videos: 7 MB
+# The head holds every path the survey found (90,000 at 10,000 videos: 7.1 MB). Unpickled, a
+# hostile pickle costs up to 230 bytes of memory a byte (an empty set a byte; a list, 80): a
+# head of 64 MiB took 5.3 GB as lists. An archive of more than 20,000 videos or so is not
+# sealed: each of its syncs is a whole one.
+MAX_HEAD_BYTES = 16 << 20
+# The opcodes that make a new object of one or two bytes (MARK, before a list, dict or set of
+# the items after it; an empty list, dict, set), as bytes: a seal's head and key hold a few
+# (11 in a 10,000-video head), and such bytes in its paths, which are tens of bytes each. More
+# than one in every _MAKERS_SPAN bytes is no seal of archiver's, refused before it is
+# unpickled (counted in 5 ms for 7 MB): a head of 16 MiB of them would take 1.4 to 4 GB;
+# with this, the worst within the bound (a tuple of one item every two bytes) takes 0.6 GB.
+_MAKERS = b"(]}\x8f"
+_MAKERS_SPAN = 16
 MAX_KEY_BYTES = 1 << 20
 # What reading a seal that is not one (damaged, truncated, hostile) may raise.
 _UNREADABLE = (
@@ -130,7 +151,7 @@ class Key:
     command: str  # sync, package
     version: str
     python: tuple[int, int]
-    code: str  # every file of the package, by name, size and time
+    code: str  # every file of the package, by name, size and time; the parser's libraries
     recipe: str  # how the kit's pages are made (the caller's: templates, libraries)
     settings: str
     paths: tuple[str, ...]
@@ -170,7 +191,7 @@ def key_of(
         command=command,
         version=__version__,
         python=(sys.version_info[0], sys.version_info[1]),
-        code=_code(),
+        code=code_key.parser(),
         recipe=recipe,
         settings=shown,
         paths=tuple(str(path) for path in paths),
@@ -203,17 +224,6 @@ def inputs_of(found: Found | None) -> str | None:
             return None
         name = os.fsencode(fiche.path)
         digest.update(b"%d:%s%s" % (len(name), name, seen[0].encode("ascii")))
-    return digest.hexdigest()
-
-
-def _code() -> str:
-    """Every file of archiver's package (code, templates, static files), by name, size and
-    time of change: another build of the same version is another key (1-2 ms)."""
-    digest = hashlib.sha256()
-    root = str(Path(__file__).parent)
-    for path, found in walk(root):
-        if found is not None and stat.S_ISREG(found.st_mode) and "__pycache__" not in path:
-            digest.update(b"%s %d %d\n" % (os.fsencode(path), found.st_size, found.st_ctime_ns))
     return digest.hexdigest()
 
 
@@ -343,7 +353,8 @@ def _opened(path: Path) -> Iterator[tuple[IO[bytes], int, int, object] | None]:
                     and key_at - head_at <= MAX_HEAD_BYTES
                 ):
                     stream.seek(key_at)
-                    opened = (stream, head_at, key_at, _loads(stream.read(size - 16 - key_at)))
+                    key = _loads_bounded(stream.read(size - 16 - key_at))
+                    opened = (stream, head_at, key_at, key)
         except _UNREADABLE:
             opened = None
         yield opened
@@ -365,7 +376,7 @@ def read_head(path: Path, key: Key) -> tuple[dict[str, Any], int] | None:
         stream, head_at, key_at, _ = found
         try:
             stream.seek(head_at)
-            head = _loads(stream.read(key_at - head_at))
+            head = _loads_bounded(stream.read(key_at - head_at))
         except _UNREADABLE:
             return None
     if not isinstance(head, dict) or head.get("format") != FORMAT:
@@ -394,7 +405,7 @@ def write(
     path = seal_path(archive_root, key)
     temporary: Path | None = None
     try:
-        fd, name = tempfile.mkstemp(dir=folder, prefix=f".{SEAL_PREFIX}", suffix=".tmp")
+        fd, name = temporary_file(path)
         temporary = Path(name)
         with open(fd, "wb") as stream:
             # The report first, through a hash (its bytes are never held whole), then the
@@ -431,15 +442,13 @@ def write(
 def _tidy(folder: Path) -> None:
     """Remove what a killed run's seal left half written, and the seals past the
     :data:`MAX_SEALS` - 1 most recent (the one about to be written makes the last)."""
+    remove_temporaries(folder, _TEMPORARIES)
     seals: list[tuple[int, Path]] = []
     with suppress(OSError), os.scandir(folder) as entries:
         for entry in entries:
             if not entry.is_file(follow_symlinks=False):
                 continue
-            if entry.name.startswith(f".{SEAL_PREFIX}") and entry.name.endswith(".tmp"):
-                with suppress(OSError):
-                    os.unlink(entry.path)
-            elif entry.name.startswith(SEAL_PREFIX) and entry.name.endswith(".pickle"):
+            if entry.name.startswith(SEAL_PREFIX) and entry.name.endswith(".pickle"):
                 with suppress(OSError):
                     seals.append((entry.stat(follow_symlinks=False).st_mtime_ns, Path(entry.path)))
     for _, old in sorted(seals, reverse=True)[MAX_SEALS - 1 :]:
@@ -513,3 +522,12 @@ class _Hashing(io.RawIOBase):
 
 def _loads(data: bytes) -> object:
     return _Unpickler(io.BytesIO(data)).load()
+
+
+def _loads_bounded(data: bytes) -> object:
+    """:func:`_loads`, for a pickle whose size says little of the memory it takes: refused
+    (``ValueError``) when it holds more of :data:`_MAKERS` than archiver's own would."""
+    makers = len(data) - len(data.translate(None, _MAKERS))
+    if makers > len(data) // _MAKERS_SPAN + 64:
+        raise ValueError(f"{makers} objects made in {len(data)} bytes: not a seal")
+    return _loads(data)

@@ -194,7 +194,7 @@ def _migrate_4(db: sqlite3.Connection) -> None:
 
 def _migrate_5(db: sqlite3.Connection) -> None:
     """``entry_note``: what the archive last wrote as an item's ``entry.json`` (a digest of
-    its entry, the file's size and time), so that a run whose entry is unchanged, and whose
+    its entry, the file's size, times and inode), so that a run whose entry is unchanged, and whose
     file is as it was left, neither encodes nor reads it again. NULL until the next run
     writes or confirms it."""
     db.execute("ALTER TABLE items ADD COLUMN entry_note TEXT")
