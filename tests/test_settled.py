@@ -832,15 +832,23 @@ def test_a_seal_head_larger_than_a_large_archive_makes_is_not_unpickled(
     up to 80 bytes of memory for each of its bytes: one over :data:`settled.MAX_HEAD_BYTES`
     is no seal, refused before it is unpickled (a head of 64 MiB once took 5.3 GB)."""
     sealing.seal()
-    path = the_seal(tmp_path)
-    key = _seal_key(tmp_path)
-    good = path.read_bytes()
-    head_at = int.from_bytes(good[-16:-8], "big")
-    key_at = int.from_bytes(good[-8:], "big")
+    good = the_seal(tmp_path).read_bytes()
+    head_at, key_at = int.from_bytes(good[-16:-8], "big"), int.from_bytes(good[-8:], "big")
     assert key_at - head_at < settled.MAX_HEAD_BYTES // 2
     size = 17 << 20  # over the bound, and under the one before it
     assert size > settled.MAX_HEAD_BYTES
-    head = b"\x80\x05" + b"N" * (size - 4) + b"0."  # cheap to unpickle, if it were
+    key = _seal_key(tmp_path)
+    unpickled = _with_head(tmp_path, b"\x80\x05" + b"N" * (size - 4) + b"0.", monkeypatch)
+    assert settled.read(tmp_path / "archive", key) is None
+    assert all(length < settled.MAX_HEAD_BYTES for length in unpickled)
+
+
+def _with_head(tmp_path: Path, head: bytes, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Put ``head`` in place of the seal's head; the lengths of what is unpickled from now
+    on, as it is."""
+    path = the_seal(tmp_path)
+    good = path.read_bytes()
+    head_at, key_at = int.from_bytes(good[-16:-8], "big"), int.from_bytes(good[-8:], "big")
     trailer = head_at.to_bytes(8, "big") + (head_at + len(head)).to_bytes(8, "big")
     path.write_bytes(good[:head_at] + head + good[key_at:-16] + trailer)
     unpickled: list[int] = []
@@ -851,8 +859,7 @@ def test_a_seal_head_larger_than_a_large_archive_makes_is_not_unpickled(
         return real(data)
 
     monkeypatch.setattr(settled, "_loads", counted)
-    assert settled.read(tmp_path / "archive", key) is None
-    assert all(length < settled.MAX_HEAD_BYTES for length in unpickled)
+    return unpickled
 
 
 @pytest.mark.parametrize("maker", [b"]", b"}", b"\x8f", b"(l"])
@@ -863,23 +870,12 @@ def test_a_seal_head_that_makes_an_object_a_byte_is_not_unpickled(
     of memory for each of its bytes (16 MiB: up to 4 GB): what archiver's own heads and keys
     hold of such opcodes is counted first, and one with more is no seal, never unpickled."""
     sealing.seal()
-    path = the_seal(tmp_path)
-    key = _seal_key(tmp_path)
-    good = path.read_bytes()
-    head_at = int.from_bytes(good[-16:-8], "big")
-    key_at = int.from_bytes(good[-8:], "big")
+    good = the_seal(tmp_path).read_bytes()
+    head_at, key_at = int.from_bytes(good[-16:-8], "big"), int.from_bytes(good[-8:], "big")
     assert settled._loads_bounded(good[head_at:key_at])  # archiver's own passes
+    key = _seal_key(tmp_path)
     head = b"\x80\x05(" + maker * ((1 << 20) // len(maker)) + b"l."
-    trailer = head_at.to_bytes(8, "big") + (head_at + len(head)).to_bytes(8, "big")
-    path.write_bytes(good[:head_at] + head + good[key_at:-16] + trailer)
-    unpickled: list[int] = []
-    real = settled._loads
-
-    def counted(data: bytes) -> object:
-        unpickled.append(len(data))
-        return real(data)
-
-    monkeypatch.setattr(settled, "_loads", counted)
+    unpickled = _with_head(tmp_path, head, monkeypatch)
     assert settled.read(tmp_path / "archive", key) is None
     assert len(head) not in unpickled
     assert unpickled  # the key was
