@@ -37,6 +37,8 @@ Kit layout::
                   last; a file the kit holds under a name it drops is moved, not copied
     staging.py    the file steps of an update: staged durably, journaled, undone, errors said
     page_cache.py what the kit's pages were made from, noted in the archive's cache/
+    identity.py   what each payload file was on disk after the last update (inode, size,
+                  times), noted there too: a file moved since is read again, not trusted
 
 A kit goes only where archiver may write it: an empty or missing folder, or a kit archiver
 made; never the archive, a folder inside it or one holding it (:mod:`.ownership`). One run at
@@ -73,6 +75,7 @@ from ..units import format_bytes
 from .bag import BAG_INFO, BAGIT_DECLARATION, BAGIT_TXT, PAYLOAD, bag_info
 from .lock import locked
 from .ownership import MARK_AGENT, SUBFOLDER_HINT, Claim, claim, refuse_overlap
+from .page_cache import Note, pages_path, read_note, write_note
 from .plan import DEFAULT_SETTINGS, DEFAULT_TITLE, KitPlan, KitSettings, plan_kit
 from .provenance import PROVENANCE_NAME, provenance_json
 from .sealed import Sealing, quiet, replayed
@@ -86,7 +89,7 @@ from .site import (
     site_sources,
 )
 from .tree import Tree
-from .write import Written, pages_path, read_pages, write_kit, write_pages
+from .write import Written, write_kit
 
 __all__ = [
     "DEFAULT_TITLE",
@@ -234,20 +237,22 @@ def _build_kit(
             owned = claim(kit)
             plan = plan_kit(manifest, archive, settings, chosen)
             tree = Tree(kit)  # what the kit holds, read once for all the update's checks
-            pages = _add_site(
-                tree, plan, owned, settings.title, cache_folder(archive.root / CACHE_FOLDER)
-            )
+            cache = cache_folder(archive.root / CACHE_FOLDER)
+            pages = _add_site(tree, plan, owned, settings.title, cache)
+            tags = _tag_files(plan, settings.title)
             written = write_kit(
                 kit,
                 plan.payload,
-                _tag_files(plan, settings.title),
+                tags,
+                known_tags=tags.known(pages.note.tags),
                 claim=owned,
                 archive_root=archive.root,
                 copy=settings.copy,
                 progress=progress or NullProgress(),
                 tree=tree,
+                noted=pages.note.files if pages.path is not None else None,
             )
-            _note_pages(pages, plan, written)
+            _note_pages(pages, plan, written, tags)
     except BaseException:
         if made:  # a folder made for a kit that was never written: not left behind
             with contextlib.suppress(OSError):
@@ -279,7 +284,7 @@ class _Pages:
     ``None`` for no cache), and their keys in this update."""
 
     path: Path | None
-    held: Mapping[str, tuple[str, str, int]]
+    note: Note  # as read: the pages, the tag files, each payload file on disk
     keys: Mapping[str, str]
 
 
@@ -288,9 +293,10 @@ def _add_site(tree: Tree, plan: KitPlan, owned: Claim, title: str, cache: Path |
     what they are made from changed since the kit's last update (as the archive's cache
     says), else known by the sha256 the kit's manifest lists (:func:`.site.site_sources`)."""
     path = pages_path(cache, tree.kit) if cache is not None else None
-    held: Mapping[str, tuple[str, str, int]] = {}
+    note = Note()
     if path is not None and not owned.new:
-        held = read_pages(path, recipe=recipe(), files=2 * len(plan.items) + 8)
+        note = read_note(path, recipe=recipe(), files=2 * len(plan.items) + 8, paths=owned.recorded)
+    held = note.pages
 
     def known(name: str, key: str) -> tuple[str, int] | None:
         found = held.get(name)
@@ -312,12 +318,12 @@ def _add_site(tree: Tree, plan: KitPlan, owned: Claim, title: str, cache: Path |
     )
     for name, source in sources.items():
         plan.payload[f"{PAYLOAD}/{name}"] = source
-    return _Pages(path, held, keys)
+    return _Pages(path, note, keys)
 
 
-def _note_pages(pages: _Pages, plan: KitPlan, written: Written) -> None:
-    """Note what each generated file of the kit, as it now is, was made from (written only
-    when that changed)."""
+def _note_pages(pages: _Pages, plan: KitPlan, written: Written, tags: _Tags) -> None:
+    """Note what each generated file of the kit, as it now is, was made from, its tag files
+    too, and what each payload file is on disk (written only when any of it changed)."""
     if pages.path is None:
         return
     made = {path: (sha256, size) for path, sha256, size in written.made}
@@ -327,8 +333,9 @@ def _note_pages(pages: _Pages, plan: KitPlan, written: Written) -> None:
         source = plan.payload[path]
         sha256, size = made.get(path, (source.sha256, source.size))
         files[name] = (key, sha256, size)
-    if files != pages.held:
-        write_pages(pages.path, files, recipe=recipe())
+    note = Note(pages=files, tags=tags.noted(pages.note.tags), files=written.identities)
+    if note != pages.note:
+        write_note(pages.path, note, recipe=recipe())
 
 
 def _make_folder(kit: Path) -> bool:
@@ -346,13 +353,34 @@ def _make_folder(kit: Path) -> bool:
 
 class _Tags(Mapping[str, bytes]):
     """Tag files by name, each made when first read: an update that changes nothing reads
-    none of them (it compares the kit's tag files with its tag manifest), and the root page
-    and LISEZMOI.txt are rendered with jinja2, whose import and templates cost a no-op run
-    40 to 80 ms."""
+    none of them (it compares the kit's tag manifest with what the archive's note says this
+    recipe makes from the same key, then the kit's tag files with its tag manifest), and the
+    root page and LISEZMOI.txt are rendered with jinja2, whose import and templates cost a
+    no-op run 40 to 80 ms. ``keys``: what each tag file but ``bag-info.txt`` (which dates the
+    bag) is made from, besides the recipe."""
 
-    def __init__(self, makers: Mapping[str, Callable[[], bytes]]) -> None:
+    def __init__(self, makers: Mapping[str, Callable[[], bytes]], keys: Mapping[str, str]) -> None:
         self._makers = makers
+        self._keys = keys
         self._made: dict[str, bytes] = {}
+
+    def known(self, noted: Mapping[str, tuple[str, str]]) -> dict[str, str]:
+        """The sha256 of the tag files ``noted`` (name → key, sha256) says this recipe makes
+        from their key: known without making them."""
+        return {
+            name: held[1]
+            for name, held in noted.items()
+            if name in self._keys and self._keys[name] == held[0]
+        }
+
+    def noted(self, noted: Mapping[str, tuple[str, str]]) -> dict[str, tuple[str, str]]:
+        """What to note of each tag file: its key and the sha256 of what it is made into,
+        known from ``noted`` or made now."""
+        known = self.known(noted)
+        return {
+            name: (key, known.get(name) or hashlib.sha256(self[name]).hexdigest())
+            for name, key in self._keys.items()
+        }
 
     def __getitem__(self, name: str) -> bytes:
         if name not in self._made:
@@ -366,7 +394,7 @@ class _Tags(Mapping[str, bytes]):
         return len(self._makers)
 
 
-def _tag_files(plan: KitPlan, title: str) -> Mapping[str, bytes]:
+def _tag_files(plan: KitPlan, title: str) -> _Tags:
     """The bag's tag files but its manifests: the declaration, bag-info, the root page,
     LISEZMOI.txt and the PowerShell script that checks a copy from Windows (made when read:
     see :class:`_Tags`)."""
@@ -386,12 +414,17 @@ def _tag_files(plan: KitPlan, title: str) -> Mapping[str, bytes]:
         ]
     )
     count = len(plan.items)
-    return _Tags(
-        {
-            BAGIT_TXT: lambda: BAGIT_DECLARATION,
-            BAG_INFO: lambda: info,
-            "index.html": lambda: render_root(collection_title=title, count=count),
-            "LISEZMOI.txt": lambda: render_readme(collection_title=title, count=count),
-            CHECK_SCRIPT: render_check_script,
-        }
-    )
+    makers: dict[str, Callable[[], bytes]] = {
+        BAGIT_TXT: lambda: BAGIT_DECLARATION,
+        BAG_INFO: lambda: info,
+        "index.html": lambda: render_root(collection_title=title, count=count),
+        "LISEZMOI.txt": lambda: render_readme(collection_title=title, count=count),
+        CHECK_SCRIPT: render_check_script,
+    }
+    made_from = f"{title}\0{count}".encode("utf-8", "surrogatepass")
+    keys = {
+        name: hashlib.sha256(name.encode("ascii") + b"\0" + made_from).hexdigest()
+        for name in makers
+        if name != BAG_INFO
+    }
+    return _Tags(makers, keys)

@@ -6,6 +6,13 @@ so is a file archiver did not write (:mod:`.ownership`) unless it already holds 
 planned. Files no longer planned are removed only when archiver's list names them; anything
 else is left, with a warning.
 
+A payload file the kit's manifest lists with the planned sha256, at its size, is not read:
+unless the archive's note (:mod:`.identity`) says it moved on disk since the last update, then
+it is hashed and written again if its bytes differ. With ``--copy``, a file that is the
+archive's own (hard-linked by an update without it) is written again as a copy. A tag file is
+written when the kit's tag manifest lists other bytes than this release makes (but
+``bag-info.txt``, which dates the bag's last change).
+
 An update then writes every new or changed file, and every tag file that changes, in its
 staging folder (:data:`~.survey.STAGING`, at the kit's root, outside the payload: nothing
 there is a file of the bag); only when all of them are written does it note in a journal
@@ -42,7 +49,7 @@ import os
 import shutil
 import stat
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..choose import FAT32_CLUSTER, FS_RESERVE, fs_margin
@@ -51,6 +58,7 @@ from ..files import file_sha256, fsync_dir
 from ..progress import Progress
 from ..units import format_bytes
 from .bag import (
+    BAG_INFO,
     JOURNAL,
     MANIFEST,
     PAYLOAD,
@@ -59,6 +67,7 @@ from .bag import (
     salvage_manifest,
 )
 from .derive import Source
+from .identity import Identity, Record, identity
 from .ownership import JOURNAL_HEADER, STAGING, Claim, kit_name, survey
 from .page_cache import pages_path, read_pages, write_pages
 from .site import Deferred
@@ -97,6 +106,9 @@ class Written:
     # (a renamed video's folder and name): moved within the kit, not written (not counted
     # in ``written``).
     moved: int = 0
+    # What each payload file is on disk now (:mod:`.identity`), for the archive's note; empty
+    # when the caller keeps no note.
+    identities: Record = field(default_factory=Record)
 
 
 def write_kit(
@@ -109,13 +121,22 @@ def write_kit(
     copy: bool,
     progress: Progress,
     tree: Tree | None = None,
+    noted: Record | None = None,
+    known_tags: Mapping[str, str] | None = None,
 ) -> Written:
     """Make ``kit`` hold ``payload`` (bag paths → sources) and the tag files ``tags`` (beside
     the bag's manifests, which this writes), removing what archiver wrote there before and no
     longer plans. ``claim`` says what in ``kit`` is archiver's. Raises :class:`KitRefused`
     (nothing written) for a path archiver must not write, :class:`KitError`, the previous kit
     intact, when a file cannot be written. ``tree``: the kit as read under its lock by the
-    caller (:class:`.tree.Tree`), which asked it already whether its pages are there."""
+    caller (:class:`.tree.Tree`), which asked it already whether its pages are there.
+
+    ``noted``: what each payload file was on disk after the last update (:mod:`.identity`),
+    ``None`` when the caller keeps no note (then :attr:`Written.identities` is left empty). A
+    file the manifest lists at its size is trusted unless its identity moved since: then it is
+    read, and written again when its bytes differ. With ``copy``, a file hard-linked to the
+    archive's is written again as a copy of its own. ``known_tags``: the sha256 of tag files
+    known without making them (``tags`` may make each when first read)."""
     # In order once: each later sort of its paths (the survey's, the manifest's) is then a
     # pass over a sorted list, not a sort of 40,000 names.
     payload = dict(sorted(payload.items(), key=lambda pair: pair[0]))
@@ -128,12 +149,20 @@ def write_kit(
     found = survey(kit, claim, payload, tags, [MANIFEST, TAGMANIFEST], tree)
     adopted, stale, temps = found.adopted, found.stale, found.temps
     old = claim.recorded
+    held_at = found.found
+    # What each payload file the kit holds is on disk now, before this update: compared with
+    # what was noted (the kit as the last update left it: two byte strings equal, no file to
+    # compare), and noted again for those this update leaves as they are.
+    paths = tuple(payload)
+    infos = list(map(held_at.get, paths))
+    current = Record() if noted is None else Record.of_stats(paths, infos)
+    known = {} if noted is None or noted == current else noted.identities()
     todo = [
         (path, source)
         for path, source in payload.items()
         if path not in adopted
-        and not _unchanged(found.found.get(path), source, old.get(path))
-        and not _placed(kit / path, found.found.get(path), source, _journaled(path, claim))
+        and not _kept(kit, path, held_at.get(path), source, old.get(path), known, copy)
+        and not _placed(kit / path, held_at.get(path), source, _journaled(path, claim))
     ]
     remade = [(path, _made(source)) for path, source in todo if isinstance(source, Deferred)]
     if remade:  # a file removed from the kit since it was listed: made again, listed as made
@@ -147,7 +176,7 @@ def write_kit(
 
     manifest = format_manifest({path: s.sha256 for path, s in payload.items()})
     tag_files: dict[str, bytes] = {}
-    if todo or stale or not _bag_complete(kit, manifest, {*tags, MANIFEST}):
+    if todo or stale or not _bag_complete(kit, manifest, tags, known_tags or {}):
         tag_files = {**tags, MANIFEST: manifest}
         checksums = {name: hashlib.sha256(data).hexdigest() for name, data in tag_files.items()}
         tag_files[TAGMANIFEST] = format_manifest(checksums)
@@ -232,6 +261,9 @@ def write_kit(
         shutil.rmtree(staging, ignore_errors=True)  # empty folders by now
         fsync_dir(kit)
     changed = sorted({path for path, _ in todo} | {p for p in stale if p.startswith(f"{PAYLOAD}/")})
+    identities = Record()
+    if noted is not None:
+        identities = Record.of(_identities(kit, paths, infos, todo)) if todo else current
     return Written(
         written=len(todo) - len(moves),
         bytes_written=bytes_written,
@@ -242,6 +274,7 @@ def write_kit(
         warnings=found.warnings,
         made=tuple((path, source.sha256, source.size) for path, source in remade),
         moved=len(moves),
+        identities=identities,
     )
 
 
@@ -325,6 +358,68 @@ def _unchanged(held: os.stat_result | None, source: Source, recorded: str | None
     return recorded == source.sha256 and held is not None and held.st_size == source.size
 
 
+def _kept(
+    kit: Path,
+    path: str,
+    held: os.stat_result | None,
+    source: Source,
+    recorded: str | None,
+    noted: Mapping[str, Identity],
+    copy: bool,
+) -> bool:
+    """Whether the kit's file at ``path`` stays as it is: :func:`_unchanged`, and
+
+    - its identity is the one noted after the last update (``noted``; none noted: trusted,
+      as before there were notes), or else its bytes hash to ``source``'s sha256: a file
+      changed by hand at the same size, its time put back, moved its change time, and is
+      written again;
+    - with ``copy``, it is not the archive's file itself (a hard link made by an update
+      without ``--copy``): ``--copy`` promises files of the kit's own. A link count of 1 says
+      so without a system call; a file linked elsewhere too (a backup of the key made with
+      hard links) is compared with the archive's file, not rewritten for that alone."""
+    if held is None or not _unchanged(held, source, recorded):
+        return False
+    if copy and held.st_nlink > 1 and source.path is not None and _same_file(held, source.path):
+        return False
+    before = noted.get(path)
+    if before is None or before == identity(held):
+        return True
+    try:
+        return file_sha256(kit / path) == source.sha256
+    except OSError:
+        return False
+
+
+def _same_file(held: os.stat_result, path: Path) -> bool:
+    """Whether the kit's file (``held``) is ``path``'s very inode."""
+    try:
+        other = os.stat(path)
+    except OSError:
+        return False
+    return (other.st_dev, other.st_ino) == (held.st_dev, held.st_ino)
+
+
+def _identities(
+    kit: Path,
+    paths: Iterable[str],
+    found: Iterable[os.stat_result | None],
+    todo: Iterable[tuple[str, Source]],
+) -> dict[str, Identity]:
+    """What each payload file (``paths``) is on disk once the update is in place: as the
+    survey found it (``found``), or read again for those this update placed (a rename moves
+    a file's change time). A file that cannot be read is not noted, and the record, no longer
+    one of the manifest's paths, is not used: the next update trusts the manifest, as without
+    one. A file the kit no longer plans is not noted."""
+    held = zip(paths, found, strict=True)
+    identities = {path: identity(info) for path, info in held if info is not None}
+    for path, _ in todo:
+        try:
+            identities[path] = identity(os.lstat(kit / path))
+        except OSError:
+            identities.pop(path, None)
+    return identities
+
+
 def _journaled(path: str, claim: Claim) -> bool:
     """Whether ``path`` is archiver's only by the journal of an interrupted update."""
     return path in claim.owned and path not in claim.recorded
@@ -381,14 +476,29 @@ def _cluster(kit: Path) -> int:
     return found.f_frsize or found.f_bsize or DEFAULT_CLUSTER
 
 
-def _bag_complete(kit: Path, manifest: bytes, tag_names: set[str]) -> bool:
-    """Whether the kit's manifests are the ones this update would write and its tag manifest
-    vouches for every tag file: a damaged tag file or manifest makes the update rewrite them."""
+def _bag_complete(
+    kit: Path, manifest: bytes, tags: Mapping[str, bytes], known: Mapping[str, str]
+) -> bool:
+    """Whether the kit's manifests are the ones this update would write, its tag manifest
+    lists the tag files this update would write (a new release's LISEZMOI.txt, root page or
+    PowerShell script reaches a kit whose videos did not change) and vouches for every tag
+    file on disk: a damaged tag file or manifest makes the update rewrite them.
+
+    ``bag-info.txt`` is the exception: it dates the bag (``Bagging-Date``) and names the
+    release that last changed it, so a new one is written with the next change, not every day
+    or at every release for itself. ``known``: the sha256 of tag files known without making
+    them."""
     if _differs(kit / MANIFEST, manifest):
         return False
     read = salvage_manifest(kit / TAGMANIFEST)
-    if read is None or read.damage or set(read.checksums) != tag_names:
+    if read is None or read.damage or set(read.checksums) != {*tags, MANIFEST}:
         return False
+    for name in tags:
+        if name == BAG_INFO:
+            continue
+        planned = known.get(name) or hashlib.sha256(tags[name]).hexdigest()
+        if planned != read.checksums[name]:
+            return False
     # The payload manifest holds ``manifest``, just compared: hashed here, not read again.
     known = {MANIFEST: hashlib.sha256(manifest).hexdigest()}
     try:
