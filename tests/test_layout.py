@@ -41,6 +41,7 @@ LAYERS: list[set[str]] = [
     {"manifest", "collection"},
     {"fiche_cache"},  # parsed fiches kept by their bytes, for a sync to parse only the changed
     {"fiche_cache_reader"},  # the cache file read back: every record checked into an Entry
+    {"code_key"},  # what archiver's code and its fiche parsers are: keys the cache and seals
     {"fiches", "manifest_reader"},  # reading a manifest back needs no fiche
     {"front_matter"},
     {"entry"},

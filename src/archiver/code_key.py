@@ -10,8 +10,8 @@ its version. Both the seal of a sync (:mod:`archiver.settled`) and the fiche cac
 one of them stale makes the other stale too.
 
 Kept apart from both: the seal's module imports the fiche cache's, which cannot import it
-back. This imports nothing of archiver, and only the libraries that parse fiches, which the
-fiche cache has loaded already (through :mod:`archiver.fiches`).
+back. What the libraries that parse fiches are is :mod:`archiver.front_matter`'s to say (the
+one module that loads them, loaded already by the fiche cache through :mod:`archiver.fiches`).
 """
 
 from __future__ import annotations
@@ -23,9 +23,7 @@ import sys
 import unicodedata
 from pathlib import Path
 
-import frontmatter
-import frontmatter.default_handlers
-import yaml
+from .front_matter import parsing_libraries
 
 __all__ = ["package", "parser"]
 
@@ -71,16 +69,6 @@ def parser() -> str:
     and a half at 10,000 fiches, once). Asked anew each time (about 1 ms): a run asks it
     twice, for its seal and for its fiche cache."""
     digest = hashlib.sha256(package().encode("ascii"))
-    libyaml = yaml._yaml.get_version_string() if yaml.__with_libyaml__ else "-"
-    digest.update(
-        f"\0{sys.version}\0{unicodedata.unidata_version}\0{yaml.__version__}\0{libyaml}".encode()
-    )
-    for module in (frontmatter, frontmatter.default_handlers):
-        where = module.__file__ or ""
-        try:
-            found = os.stat(where)
-        except OSError:
-            digest.update(b"\0? %s" % os.fsencode(where))
-            continue
-        digest.update(b"\0%s %d %d" % (os.fsencode(where), found.st_size, found.st_ctime_ns))
+    digest.update(f"\0{sys.version}\0{unicodedata.unidata_version}\0".encode())
+    digest.update(parsing_libraries())
     return digest.hexdigest()

@@ -12,12 +12,15 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import math
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import frontmatter
+import frontmatter.default_handlers
 import yaml
 from frontmatter.default_handlers import YAMLHandler
 
@@ -25,7 +28,7 @@ from .entry import MAX_NESTING, JSONValue
 from .errors import FicheError
 from .names import shown_name
 
-__all__ = ["as_json", "load_front_matter", "value_kind"]
+__all__ = ["as_json", "load_front_matter", "parsing_libraries", "value_kind"]
 
 # Integers a fiche may hold: what SQLite and every JSON reader in the chain store exactly.
 _INT_RANGE = range(-(2**63), 2**63)
@@ -404,3 +407,21 @@ def as_json(value: object) -> JSONValue:
     if isinstance(value, list | tuple):
         return [as_json(v) for v in value]
     return str(value)
+
+
+def parsing_libraries() -> bytes:
+    """What the libraries that read a front matter are, for :mod:`archiver.code_key`: PyYAML's
+    version and whether libyaml's C loader is there, and which (a scalar resolved otherwise is
+    another value), python-frontmatter's files (the boundary of a front matter) by size and
+    time of change: its version is only in its metadata, which takes 16 ms to read."""
+    libyaml = yaml._yaml.get_version_string() if yaml.__with_libyaml__ else "-"
+    found = [f"{yaml.__version__}\0{libyaml}".encode()]
+    for module in (frontmatter, frontmatter.default_handlers):
+        where = module.__file__ or ""
+        try:
+            info = os.stat(where)
+        except OSError:
+            found.append(b"? %s" % os.fsencode(where))
+            continue
+        found.append(b"%s %d %d" % (os.fsencode(where), info.st_size, info.st_ctime_ns))
+    return b"\0".join(found)
