@@ -16,6 +16,7 @@ import bagit
 import pytest
 
 import archiver.kit as kit_module
+import archiver.kit.page_cache as page_cache_module
 import archiver.kit.survey as kit_survey
 import archiver.kit.write as kit_writer
 from archiver.fiche_cache import CACHE_FOLDER
@@ -259,6 +260,33 @@ def test_a_note_larger_than_its_kit_needs_is_not_read(
     assert disk(note, kit) != {}
     note.write_bytes(note.read_bytes() + b" " * (1 << 20))
     assert disk(note, kit) == {}
+
+
+def test_a_note_of_empty_lists_within_its_bound_is_refused_before_it_is_parsed(
+    three: tuple[Manifest, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``[],[],…`` within the note's bound on bytes took 458 MB to parse at 10,000 videos:
+    its lists and objects are counted first, and the note is no note, never parsed."""
+    manifest, archive = three
+    kit = tmp_path / "kit"
+    package(manifest, archive, kit, settings=COPY)
+    note = pages_path(archive / CACHE_FOLDER, kit)
+    size = len(note.read_bytes())
+    note.write_bytes(b"[" + b"[]," * (size // 3 - 1) + b"[]]")
+    parsed: list[int] = []
+    real = json.loads
+
+    def counted(text: str | bytes) -> object:
+        parsed.append(len(text))
+        return real(text)
+
+    monkeypatch.setattr(page_cache_module.json, "loads", counted)
+    assert disk(note, kit) == {}
+    assert parsed == []
+    report = package(manifest, archive, kit, settings=COPY)  # the note made anew
+    assert report.written == 0
+    monkeypatch.undo()
+    assert disk(note, kit) != {}
 
 
 def test_the_record_outlives_a_new_recipe(

@@ -43,6 +43,8 @@ PAGES_FORMAT = "archiver-pages/1"
 # An entry is a key, a sha256, a size and a path: a few hundred bytes for each file.
 PAGES_BYTES_PER_FILE = 512
 PAGES_SLACK = 64 * 1024
+# Lists and objects a note may hold beyond two a file: its own, the tag files', a few more.
+CONTAINERS_SLACK = 64
 _HEX = frozenset("0123456789abcdef")
 
 
@@ -95,6 +97,10 @@ def read_note(path: Path, *, recipe: str, files: int, paths: Iterable[str] = ())
                 return Note()
             data = stream.read(limit + 1)
         if len(data) > limit:
+            return Note()
+        # A list or an object a page, a tag file, and a few: counted before the bytes are
+        # parsed, since a note of ``[],[],…`` within the bound on bytes took 458 MB.
+        if data.count(b"[") + data.count(b"{") > CONTAINERS_SLACK + 2 * files:
             return Note()
         document = json.loads(data.decode("utf-8"))
     except (OSError, ValueError, RecursionError):
