@@ -263,6 +263,23 @@ def test_a_server_that_ignores_ranges_gets_one_connection(
     assert last_summary(tmp_path)["split"] == 0
 
 
+def test_a_file_with_a_last_modified_and_no_etag_is_split_and_each_range_taken(
+    server: FileServer, tmp_path: Path
+) -> None:
+    """nginx with ``etag off``, Apache with ``FileETag None``: If-Range carries the date, and
+    a 206 need not repeat it (RFC 9110 has a 206 repeat an ETag, not a date)."""
+    data = content_of(SIZE, 16)
+    server.add("/v/a.mp4", data, etag="")
+    report = download(single(server), tmp_path, settings=dataclasses.replace(SPLIT, retries=1))
+
+    assert report.outcomes[0].status is Status.FETCHED, report.outcomes[0].reason
+    assert held(tmp_path).read_bytes() == data
+    assert connections(report) == 4
+    requests = answered(server)
+    assert len([r for r in requests if "Range" not in r.headers]) == 1  # never from zero again
+    assert report.bytes_fetched < SIZE + MiB
+
+
 @pytest.mark.parametrize(
     "headers",
     [

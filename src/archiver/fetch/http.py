@@ -111,12 +111,19 @@ def encoded(response: httpx.Response) -> str | None:
     return f"encoded {coding[:40]!r} (identity was asked for)"
 
 
-def repeats_etag(sent: str | None, answered: str | None) -> bool:
-    """Whether a ``206`` to ``If-Range: sent`` repeats the ETag, as RFC 9110 (15.3.7) has a
-    server do when its ``200`` would carry one: a range without it cannot be told to be of
-    the version asked for (a server or cache that ignores If-Range and drops validators).
-    Only a strong ETag is sent in If-Range; a date (Last-Modified) need not be repeated."""
-    return strong_etag(sent) is None or answered is not None
+def repeats_etag(etag: str | None, answered: str | None) -> bool:
+    """Whether a ``206`` repeats an ETag, as RFC 9110 (15.3.7) has a server do when its ``200``
+    would carry one: a range without it cannot be told to be of the version asked for (a
+    server or cache that ignores If-Range and drops validators). ``etag``: the first answer's
+    ETag, never the If-Range value (which may be a date: a Last-Modified need not be repeated).
+    A weak ETag is not asked for: If-Range then carried the date.
+
+    >>> repeats_etag('"a"', None), repeats_etag('"a"', '"a"'), repeats_etag(None, None)
+    (False, True, True)
+    >>> repeats_etag('W/"a"', None)
+    True
+    """
+    return strong_etag(etag) is None or answered is not None
 
 
 def strong_etag(etag: str | None) -> str | None:

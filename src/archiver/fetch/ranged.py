@@ -271,7 +271,7 @@ class RangedFetch:
                 raise Changed(sent)
             first, last, total = sent
             difference = origin.difference(etag, modified, total)
-            if difference is None and not repeats_etag(origin.validator, etag):
+            if difference is None and not repeats_etag(origin.etag, etag):
                 difference = f"a 206 without the ETag {origin.etag} it was asked to match"
             if difference is None and first != part.received:
                 difference = f"asked from byte {part.received}, sent from byte {first}"

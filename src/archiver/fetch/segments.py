@@ -316,12 +316,15 @@ class Gauge:
     sets its pace, and more connections would share the same cap (each cut only throws away
     what the kernel holds for it).
 
+    Held back, it is measured afresh from then on: once the cap no longer binds (the other
+    files done), its own rate decides.
+
     >>> capped = Gauge(floor=1000, latency=0.6, left=10**6, at_least=1000, capped=True)
-    >>> capped.slow(10, now=0.0, waited=0.0), capped.slow(100, now=1.0, waited=0.5)
-    (False, False)
-    >>> capped.slow(100, now=2.0, waited=0.5)  # 200 bytes in 2 s, a quarter of it waiting
+    >>> capped.slow(10, now=0.0, waited=0.0)
     False
-    >>> capped.slow(100, now=4.0, waited=0.5)  # 300 bytes in 4 s, an eighth of it waiting
+    >>> capped.slow(100, now=1.0, waited=0.5)  # half of its time waiting on the cap
+    False
+    >>> capped.slow(100, now=2.0, waited=0.5)  # from 1.0 on: 100 bytes in 1 s, no wait
     True
     """
 
@@ -348,7 +351,10 @@ class Gauge:
             return False
         self.seen += count
         elapsed = now - self.since
-        if elapsed < RATE_WINDOW or waited - self.waited_before > CAPPED_SHARE * elapsed:
+        if elapsed < RATE_WINDOW:
+            return False
+        if waited - self.waited_before > CAPPED_SHARE * elapsed:
+            self.since, self.seen, self.waited_before = now, 0, waited  # measured afresh
             return False
         return self.seen < self.floor * elapsed
 
