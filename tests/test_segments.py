@@ -827,9 +827,10 @@ def test_connections_count_within_jobs_and_per_host(
 
     asyncio.run(run())
     most = min(jobs, per_host)
-    # Never more than the limits; and a file takes the slot the other one leaves free.
+    # Never more than the limits; and a file takes the slot the other one leaves free (all of
+    # them, if the other is done while it still has parts worth a connection).
     assert transport.peak == most
-    assert max(used.values(), default=1) == max(most - 1, 1)
+    assert max(most - 1, 1) <= max(used.values(), default=1) <= most
 
 
 class Recorder:
