@@ -145,8 +145,10 @@ def test_each_file_takes_the_lowest_free_line_and_no_more_than_there_is_room_for
     progress.started("b", "b", 10, 0)
     assert progress.lines == {"a": 1, "b": 2}
     progress.finished("a", failed=False)
+    assert progress.lines == {"b": 1}  # moved up into a's line: no gap
+    assert progress.bars["b"].pos in (1, -1)  # drawn there (tqdm keeps a fixed one negative)
     progress.started("c", "c", 10, 0)
-    assert progress.lines == {"b": 2, "c": 1}  # a's line again: no gap, no overlap
+    assert progress.lines == {"b": 1, "c": 2}  # the lowest free line: no gap, no overlap
     for n in range(MAX_FILE_BARS + 2):
         progress.started(n, str(n), 10, 0)
     assert sorted(progress.lines.values()) == list(range(1, MAX_FILE_BARS + 1))

@@ -4,6 +4,7 @@ applied), against the loopback HTTP server and a real archive."""
 
 from __future__ import annotations
 
+import io
 import re
 import sys
 import termios
@@ -180,6 +181,38 @@ def test_a_dropped_connection_and_a_failed_file_end_in_a_bar_and_summary_that_ad
     assert [line.split(":")[0] for line in retries] == ["Vidéo b (b, video)", "Vidéo c (c, video)"]
     assert_one_unit_family(shown)
     assert all(SIZE.search(line) for line in (bar, summary))
+
+
+def test_a_bar_that_ends_leaves_no_blank_line_under_the_others(
+    server: FileServer, tmp_path: Path
+) -> None:
+    """A file that ends above others still under way: the lowest bar moves up into its line,
+    with its bytes; no line is left blank between the bars while the run goes on."""
+    entries = [make_entry("a", server.url("/v/a.mp4"))]
+    server.add("/v/a.mp4", content_of(192 * KIB, seed=0), trickle=(16 * KIB, 0.1))  # ~1.2 s
+    for seed, name in enumerate(("b", "c"), start=1):
+        # Asked after a (each of their answers waits), so a's bar takes the first line; and
+        # under way when a ends.
+        server.add(
+            f"/v/{name}.mp4", content_of(768 * KIB, seed=seed), delay=0.3, trickle=(16 * KIB, 0.1)
+        )
+        entries.append(make_entry(name, server.url(f"/v/{name}.mp4")))
+    manifest = tmp_path / "m.json"
+    write_manifest(Manifest(entries=tuple(entries)), manifest)
+    child = spawn(tmp_path, "download", manifest, "--archive", "archive")
+    shown = io.StringIO()
+    child.logfile_read = shown
+    child.expect(r"Vidéo [bc] \([bc], video\): +\d+%")  # b's or c's bar is drawn
+    child.expect(r"1/3 files")  # a is done
+    child.expect(r"Vidéo [bc] \([bc], video\): +\d+%")  # and the bars drawn after it
+    child.expect(r"Vidéo [bc] \([bc], video\): +\d+%")
+    rows = ["".join(row).rstrip() for row in Screen().feed(shown.getvalue()).rows]
+    code, _, _ = finish(child)
+    assert code == 0
+    bars = [n for n, row in enumerate(rows) if re.match(r"Vidéo [bc] ", row)]
+    assert len(bars) == 2, rows
+    assert re.match(r"1/3 files", rows[bars[0] - 1]), rows  # right under the overall bar
+    assert bars[1] == bars[0] + 1, rows  # and under each other
 
 
 def test_ctrl_c_leaves_one_bar_and_one_line_on_a_fresh_line(

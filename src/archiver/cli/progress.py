@@ -15,7 +15,8 @@ What a person can trust in them:
   failure ends short of 100%;
 - sizes and rates in the unit family of every other line archiver prints (KiB, MiB, GiB:
   :func:`archiver.units.format_bytes`), never tqdm's own "MB/s";
-- one line per bar, no blank line between bars (each file takes the lowest free line), and
+- one line per bar, no blank line between bars (each file takes the lowest free line; when a
+  file ends, the bar on the lowest line moves up into its line), and
   each bar narrower than the terminal by the width of a ``^C`` echo, so an interrupt never
   wraps a line and shifts the bars under the cursor; :meth:`TqdmProgress.end` leaves the
   overall bar on a clean line and the cursor at the start of the next one.
@@ -147,6 +148,26 @@ class TqdmProgress:
             bar.n = bar.last_print_n = done
             bar.refresh()
 
+    def _close_up(self, line: int) -> None:
+        """Move the bar on the lowest line up into ``line``, which a file that ended freed: no
+        blank line stays between bars while others go on. The bar is drawn anew there with its
+        bytes, its clock and its rate as they were; its old line is cleared."""
+        below = [(used, key) for key, used in self.lines.items() if used > line]
+        if not below:
+            return
+        _, key = max(below)
+        old = self.bars[key]
+        total = None if old.total is None else int(old.total)
+        moved = self._bar(
+            total=total, initial=int(old.n), desc=old.desc, leave=False, position=line
+        )
+        # Its clock, its last drawing and its smoothed rate (tqdm's own state) go with it.
+        for name in ("start_t", "last_print_t", "last_print_n", "_ema_dn", "_ema_dt", "miniters"):
+            setattr(moved, name, getattr(old, name))
+        old.close()  # leave=False: its line is cleared
+        self.bars[key], self.lines[key] = moved, line
+        moved.refresh()
+
     def _free_line(self) -> int | None:
         """The lowest line under the overall bar that no file's bar uses: a file that ends
         frees its line for the next, so bars neither overlap nor leave a blank line."""
@@ -172,10 +193,12 @@ class TqdmProgress:
             self.failed += 1
         else:
             self.done += 1
-        self.lines.pop(key, None)
+        line = self.lines.pop(key, None)
         bar = self.bars.pop(key, None)
         if bar is not None:
             bar.close()
+        if line is not None:
+            self._close_up(line)
         if self.overall is not None:
             self.overall.set_description_str(self._desc(), refresh=False)
             self.overall.refresh()
