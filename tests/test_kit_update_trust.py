@@ -62,15 +62,22 @@ def edit_in_place(path: Path) -> bytes:
     return data
 
 
+def packaged(three: tuple[Manifest, Path], tmp_path: Path) -> tuple[Manifest, Path, Path, Path]:
+    """The three videos packaged with ``--copy``: the manifest, the archive, the kit, and the
+    archive's note about the kit."""
+    manifest, archive = three
+    kit = tmp_path / "kit"
+    package(manifest, archive, kit, settings=COPY)
+    return manifest, archive, kit, pages_path(archive / CACHE_FOLDER, kit)
+
+
 # -- tag files ---------------------------------------------------------------------------------
 
 
 def test_a_new_release_s_tag_files_reach_a_kit_whose_payload_did_not_change(
     three: tuple[Manifest, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    manifest, archive = three
-    kit = tmp_path / "kit"
-    package(manifest, archive, kit, settings=COPY)
+    manifest, archive, kit, _ = packaged(three, tmp_path)
     old = {name: (kit / name).read_bytes() for name in ("index.html", "LISEZMOI.txt")}
     old_script = (kit / "verifier-cle.ps1").read_bytes()
     old_info = (kit / BAG_INFO).read_bytes()
@@ -99,9 +106,7 @@ def test_a_new_release_s_tag_files_reach_a_kit_whose_payload_did_not_change(
 def test_a_kit_left_alone_keeps_its_bag_info_on_another_day(
     three: tuple[Manifest, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    manifest, archive = three
-    kit = tmp_path / "kit"
-    package(manifest, archive, kit, settings=COPY)
+    manifest, archive, kit, _ = packaged(three, tmp_path)
     info, tags = (kit / BAG_INFO).read_bytes(), (kit / TAGMANIFEST).read_bytes()
 
     class Tomorrow(dt.date):
@@ -184,10 +189,7 @@ def test_a_payload_file_changed_in_place_at_its_size_is_mended_by_the_next_packa
 def test_an_update_that_finds_nothing_to_do_reads_no_payload_file(
     three: tuple[Manifest, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    manifest, archive = three
-    kit = tmp_path / "kit"
-    package(manifest, archive, kit, settings=COPY)
-    note = pages_path(archive / CACHE_FOLDER, kit)
+    manifest, archive, kit, note = packaged(three, tmp_path)
     assert note.is_file()
     written = note.stat().st_mtime_ns
     hashed: list[Path] = []
@@ -225,10 +227,7 @@ def disk(note: Path, kit: Path) -> dict[str, object]:
 def test_a_damaged_or_missing_record_is_trusted_as_before_and_written_anew(
     three: tuple[Manifest, Path], tmp_path: Path
 ) -> None:
-    manifest, archive = three
-    kit = tmp_path / "kit"
-    package(manifest, archive, kit, settings=COPY)
-    note = pages_path(archive / CACHE_FOLDER, kit)
+    manifest, archive, kit, note = packaged(three, tmp_path)
     listed = len((kit / "manifest-sha256.txt").read_bytes().splitlines())
     assert len(disk(note, kit)) == listed
     whole = json.loads(note.read_bytes())
@@ -253,10 +252,7 @@ def test_a_damaged_or_missing_record_is_trusted_as_before_and_written_anew(
 def test_a_note_larger_than_its_kit_needs_is_not_read(
     three: tuple[Manifest, Path], tmp_path: Path
 ) -> None:
-    manifest, archive = three
-    kit = tmp_path / "kit"
-    package(manifest, archive, kit, settings=COPY)
-    note = pages_path(archive / CACHE_FOLDER, kit)
+    _, _, kit, note = packaged(three, tmp_path)
     assert disk(note, kit) != {}
     note.write_bytes(note.read_bytes() + b" " * (1 << 20))
     assert disk(note, kit) == {}
@@ -267,10 +263,7 @@ def test_a_note_of_empty_lists_within_its_bound_is_refused_before_it_is_parsed(
 ) -> None:
     """``[],[],…`` within the note's bound on bytes took 458 MB to parse at 10,000 videos:
     its lists and objects are counted first, and the note is no note, never parsed."""
-    manifest, archive = three
-    kit = tmp_path / "kit"
-    package(manifest, archive, kit, settings=COPY)
-    note = pages_path(archive / CACHE_FOLDER, kit)
+    manifest, archive, kit, note = packaged(three, tmp_path)
     size = len(note.read_bytes())
     note.write_bytes(b"[" + b"[]," * (size // 3 - 1) + b"[]]")
     parsed: list[int] = []
@@ -294,9 +287,7 @@ def test_the_record_outlives_a_new_recipe(
 ) -> None:
     """What the kit held on disk is not how its pages were made: a new release (another
     recipe) makes its pages again, and still finds a video changed by hand."""
-    manifest, archive = three
-    kit = tmp_path / "kit"
-    package(manifest, archive, kit, settings=COPY)
+    manifest, archive, kit, _ = packaged(three, tmp_path)
     target = videos(kit)[2]
     original = edit_in_place(target)
     recipe = kit_module.recipe()
@@ -312,9 +303,7 @@ def test_a_tag_file_an_older_release_wrote_is_replaced_though_its_tag_manifest_a
     """The kit as an older release left it (a key restored from a copy): its tag manifest
     vouches for its LISEZMOI.txt, but this release makes another; the archive's note says
     which, and the update writes it."""
-    manifest, archive = three
-    kit = tmp_path / "kit"
-    package(manifest, archive, kit, settings=COPY)
+    manifest, archive, kit, _ = packaged(three, tmp_path)
     readme = (kit / "LISEZMOI.txt").read_bytes()
     older = b"Ancien mode d'emploi.\n"
     (kit / "LISEZMOI.txt").write_bytes(older)
