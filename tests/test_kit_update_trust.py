@@ -5,6 +5,7 @@ mended, while an update that finds nothing to do reads no payload file."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -19,6 +20,7 @@ import archiver.kit as kit_module
 import archiver.kit.page_cache as page_cache_module
 import archiver.kit.survey as kit_survey
 import archiver.kit.write as kit_writer
+from archiver.errors import KitError
 from archiver.fiche_cache import CACHE_FOLDER
 from archiver.kit import KitSettings, package
 from archiver.kit.bag import BAG_INFO, TAGMANIFEST, verify_bag
@@ -317,3 +319,65 @@ def test_a_tag_file_an_older_release_wrote_is_replaced_though_its_tag_manifest_a
     package(manifest, archive, kit, settings=COPY)
     assert (kit / "LISEZMOI.txt").read_bytes() == readme
     assert verify_bag(kit)[2] == []
+
+
+# -- what a second review found ----------------------------------------------------------------
+
+
+def test_a_file_edited_by_hand_is_not_moved_when_its_title_changes(
+    three: tuple[Manifest, Path], tmp_path: Path
+) -> None:
+    """A title change moves a video's files to their new names without copying them: not one
+    edited by hand since the last update (its identity moved, its bytes differ), whose new
+    path is written anew."""
+    manifest, archive, kit, _ = packaged(three, tmp_path)
+    package(manifest, archive, kit, settings=COPY)  # noted as this update leaves them
+    for video in videos(kit):
+        edit_in_place(video)
+    renamed = Manifest(
+        entries=tuple(
+            dataclasses.replace(entry, title=f"Renommé {entry.title}") for entry in manifest.entries
+        )
+    )
+    package(renamed, archive, kit, settings=COPY)
+    assert verify_bag(kit)[2] == []
+    bagit.Bag(str(kit)).validate()
+
+
+def test_the_recipe_of_tag_files_follows_the_bagit_declaration() -> None:
+    """``bagit.txt`` is made by :mod:`archiver.kit.bag`: a release that changes it changes the
+    recipe, so that an existing kit's note no longer vouches for the old declaration."""
+    from archiver.kit import site
+
+    made = site.recipe.__wrapped__  # not the process's cached one
+    before = made()
+    real = Path.read_bytes
+
+    def changed(path: Path) -> bytes:
+        data = real(path)
+        return data + b"\n# another release\n" if path.name == "bag.py" else data
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Path, "read_bytes", changed)
+        assert made() != before
+
+
+def test_a_linked_kit_file_edited_by_hand_is_the_archives_damage_said_not_linked_again(
+    three: tuple[Manifest, Path], tmp_path: Path
+) -> None:
+    """Without --copy a kit's video is the archive's own file: edited in place, the archive's
+    copy is damaged too. The update says so, naming it, and writes nothing (it would link the
+    same bad bytes back and call the kit mended)."""
+    manifest, archive = three
+    kit = tmp_path / "kit"
+    package(manifest, archive, kit, settings=KitSettings())
+    package(manifest, archive, kit, settings=KitSettings())  # noted
+    target = videos(kit)[0]
+    assert os.stat(target).st_nlink > 1
+    edit_in_place(target)
+    manifests = (kit / "manifest-sha256.txt").read_bytes()
+    with pytest.raises(KitError) as raised:
+        package(manifest, archive, kit, settings=KitSettings())
+    assert str(target) in raised.value.message
+    assert "the archive's copy is damaged" in raised.value.message
+    assert (kit / "manifest-sha256.txt").read_bytes() == manifests

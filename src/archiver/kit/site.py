@@ -289,7 +289,8 @@ def site_sources(
 @functools.cache
 def recipe() -> str:
     """A digest of how files are made here: archiver's version, Python's, the templates, the
-    static files, this module's and :mod:`.provenance`'s code, the libraries that render. A
+    static files, this module's, :mod:`.provenance`'s, :mod:`.pages`' and :mod:`.bag`'s code
+    (the BagIt declaration), the libraries that render. A
     new one makes every file again (a fixed escaping bug in an upgraded markdown-it included)."""
     from importlib.metadata import PackageNotFoundError, version
 
@@ -305,7 +306,7 @@ def recipe() -> str:
             if item.is_file():
                 digest.update(f"\0{folder}/{item.name}\0".encode())
                 digest.update(item.read_bytes())
-    for module in ("site.py", "provenance.py", "pages.py"):
+    for module in ("site.py", "provenance.py", "pages.py", "bag.py"):  # bag.py: bagit.txt
         digest.update(Path(__file__).with_name(module).read_bytes())
     return digest.hexdigest()
 

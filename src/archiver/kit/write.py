@@ -168,7 +168,8 @@ def write_kit(
     if remade:  # a file removed from the kit since it was listed: made again, listed as made
         payload = {**payload, **dict(remade)}
         todo = [(path, payload[path]) for path, _ in todo]
-    moves = _moves(kit, todo, found.stale, old)
+    _refuse_damaged_links(kit, todo, held_at, known)
+    moves = _moves(kit, todo, found.stale, old, known)
     link = not copy and _same_filesystem(archive_root, kit)
     copied = sum(
         s.size for path, s in todo if path not in moves and not (link and s.path is not None)
@@ -283,6 +284,7 @@ def _moves(
     todo: Iterable[tuple[str, Source]],
     stale: Iterable[str],
     recorded: Mapping[str, str],
+    noted: Mapping[str, Identity],
 ) -> dict[str, str]:
     """The files to move rather than write: ``{new path: old path}`` for each path to write
     whose bytes the kit holds at a path it no longer plans (its manifest lists them there, at
@@ -292,7 +294,10 @@ def _moves(
     Only a file archiver wrote and is about to remove (``stale``: listed, a regular file in
     real folders) is ever moved, and each once: the same bytes wanted at two paths are moved
     to the first and written at the other. The manifest is trusted as :func:`_unchanged`
-    trusts it (``archiver verify`` is what reads every byte)."""
+    trusts it (``archiver verify`` is what reads every byte), and as :func:`_kept` does: a
+    file whose identity moved since the last update (``noted``: an edit by hand, or only a
+    link an interrupted move made) is read, and moved only if its bytes are still those
+    listed (else its new path is written anew)."""
     held: dict[tuple[str, int], list[str]] = {}
     for path in sorted(stale, reverse=True):  # popped from the end: the first path first
         digest = recorded.get(path)
@@ -302,7 +307,7 @@ def _moves(
             info = os.lstat(kit / path)
         except OSError:
             continue
-        if stat.S_ISREG(info.st_mode):
+        if stat.S_ISREG(info.st_mode) and _as_noted(kit / path, info, digest, noted.get(path)):
             held.setdefault((digest, info.st_size), []).append(path)
     moves: dict[str, str] = {}
     for path, source in todo:
@@ -388,6 +393,50 @@ def _kept(
         return file_sha256(kit / path) == source.sha256
     except OSError:
         return False
+
+
+def _as_noted(path: Path, info: os.stat_result, digest: str, before: Identity | None) -> bool:
+    """Whether the kit's file at ``path`` (``info``: its lstat) is still what the manifest
+    lists (``digest``): trusted when its identity is the one noted after the last update (or
+    none was noted), else read."""
+    if before is None or before == identity(info):
+        return True
+    try:
+        return file_sha256(path) == digest
+    except OSError:
+        return False
+
+
+def _refuse_damaged_links(
+    kit: Path,
+    todo: Iterable[tuple[str, Source]],
+    held_at: Mapping[str, os.stat_result | None],
+    noted: Mapping[str, Identity],
+) -> None:
+    """A file to write again that is the archive's own file (hard-linked), moved since the
+    last update (``noted``) and no longer of its sha256, is the archive's copy damaged, not
+    the kit's: linking it again would put the same bad bytes back and call the kit mended.
+    Refused, before anything is written, naming the file. (One unmoved, or without a note, is
+    trusted as everywhere: ``--copy`` makes it a copy of its own.)"""
+    for path, source in todo:
+        held = held_at.get(path)
+        if held is None or source.path is None or not _same_file(held, source.path):
+            continue
+        before = noted.get(path)
+        if before is None or before == identity(held):
+            continue
+        try:
+            damaged = file_sha256(kit / path) != source.sha256
+        except OSError:
+            continue
+        if damaged:
+            raise KitError(
+                kit / path,
+                "it is the archive's own file (hard-linked), and its bytes are no longer those"
+                " the archive recorded: the archive's copy is damaged",
+                hint="run 'archiver verify --archive ARCHIVE', delete what it names, then sync"
+                " or download again",
+            )
 
 
 def _same_file(held: os.stat_result, path: Path) -> bool:
