@@ -120,8 +120,8 @@ class Fetcher:
         self.connections: dict[tuple[str, str], int] = {}
         # Files whose server answered a range with the whole file: one connection from now.
         self.unsplit: set[tuple[str, str]] = set()
-        # Each file's attempts' byte counters: what a file the run's deadline cancelled had
-        # received (its outcome is made outside it).
+        # Each file's attempts' byte counters: what a file received over all its attempts,
+        # for its outcome (one the run's deadline cancelled too: that one is made outside).
         self.counters: dict[tuple[str, str], list[list[int]]] = {}
         # Per host, the files preparing for a slot (Turn): as many as the host may fetch.
         self.ahead: dict[str, asyncio.Semaphore] = {}
@@ -174,7 +174,6 @@ class Fetcher:
             before = await asyncio.to_thread(self._before, job)
         except ArchiverError as exc:  # a catalog that cannot say (a damaged page): this file
             return Outcome(job, Status.FAILED, reason=exc.message)
-        fetched = 0
         budget = RetryBudget(
             retries=self.settings.retries,
             resets_after=self.settings.progress_resets_after,
@@ -188,7 +187,6 @@ class Fetcher:
             try:
                 record = await self._attempt(job, counter, turn)
             except Retry as exc:
-                fetched += counter[0]
                 if isinstance(exc, NoRanges):
                     self.unsplit.add(job.key)
                 if isinstance(exc, Changed):
@@ -202,7 +200,9 @@ class Fetcher:
                 held = await asyncio.to_thread(held_after, self.archive, job, restart=exc.restart)
                 if not budget.failed(held=held, stalled=exc.stalled):
                     reason = f"{exc.reason} (gave up after {budget.attempt} attempts)"
-                    return Outcome(job, Status.FAILED, reason=reason, bytes_fetched=fetched)
+                    return Outcome(
+                        job, Status.FAILED, reason=reason, bytes_fetched=self.received(job)
+                    )
                 delay = budget.delay(exc.retry_after, random.uniform(0.5, 1.0))  # noqa: S311 - jitter
                 log.info("%s: %s; retry %d in %.1f s", job.label, exc.reason, budget.attempt, delay)
                 self.progress.retrying(job.key, job.label, budget.attempt, delay, exc.reason)
@@ -216,20 +216,23 @@ class Fetcher:
                     return Outcome(job, Status.FAILED, reason=exc.message)
                 return Outcome(job, Status.HELD, record=job.revalidate)
             except DownloadError as exc:
-                fetched += counter[0]
                 if isinstance(exc, Dropped):
                     await asyncio.to_thread(discard_partial, self.archive, job)
                 host = exc.down.host if isinstance(exc, HostUnreachable) else None
                 return Outcome(
-                    job, Status.FAILED, reason=exc.reason, bytes_fetched=fetched, unreachable=host
+                    job,
+                    Status.FAILED,
+                    reason=exc.reason,
+                    bytes_fetched=self.received(job),
+                    unreachable=host,
                 )
             except ArchiverError as exc:
-                fetched += counter[0]
-                return Outcome(job, Status.FAILED, reason=exc.message, bytes_fetched=fetched)
+                return Outcome(
+                    job, Status.FAILED, reason=exc.message, bytes_fetched=self.received(job)
+                )
             else:
-                total = fetched + counter[0]
                 status = self._status(job, before, record)
-                return Outcome(job, status, record=record, bytes_fetched=total)
+                return Outcome(job, status, record=record, bytes_fetched=self.received(job))
 
     def _password_for(self, job: Job, url: str) -> str | None:
         """``--video-password``, for a video its instance said is protected, to that instance
@@ -472,8 +475,9 @@ class Fetcher:
                 if self.limiter:
                     waiting = time.monotonic()
                     await self.limiter.consume(len(chunk))
-                    watch.waited += time.monotonic() - waiting
-                    limited += time.monotonic() - waiting
+                    waited = time.monotonic() - waiting
+                    watch.waited += waited
+                    limited += waited
                 now = time.monotonic()
                 if held >= WRITE_BLOCK or now - flushed_at >= FLUSH_INTERVAL:
                     if pending:
