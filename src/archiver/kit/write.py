@@ -386,13 +386,7 @@ def _kept(
         return False
     if copy and held.st_nlink > 1 and source.path is not None and _same_file(held, source.path):
         return False
-    before = noted.get(path)
-    if before is None or before == identity(held):
-        return True
-    try:
-        return file_sha256(kit / path) == source.sha256
-    except OSError:
-        return False
+    return _as_noted(kit / path, held, source.sha256, noted.get(path))
 
 
 def _as_noted(path: Path, info: os.stat_result, digest: str, before: Identity | None) -> bool:
