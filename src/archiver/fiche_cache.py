@@ -245,9 +245,6 @@ class FicheCache:
         """Write the entries kept, when they changed; whether the file was written. The caller
         holds the archive's lock. A cache that cannot be written is a note in the log: the
         next run parses the fiches again, nothing worse."""
-        path = self.path
-        if path is not None and (path.parent.name, path.name) == (CACHE_FOLDER, CACHE_NAME):
-            tidy_temporaries(path.parent.parent)  # an archive's cache, as a sync has it
         changed = self.changed
         # A note made for other entries says nothing of these.
         manifest = self._manifest if self._manifest_noted or not changed else None

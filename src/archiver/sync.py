@@ -44,7 +44,7 @@ from .fetch import (
     record_report,
     video_failure,
 )
-from .fiche_cache import CACHE_FOLDER, CACHE_NAME, FicheCache
+from .fiche_cache import CACHE_FOLDER, CACHE_NAME, FicheCache, tidy_temporaries
 from .kit import KitReport, KitSettings, build_kit, check_kit_folder
 from .kit.sealed import Sealing, quiet, replayed
 from .kit.site import recipe
@@ -238,6 +238,7 @@ def _run(
     """The whole run, under the archive's lock: its report, failures and recorded summary."""
     from .fetch.run import fetch_into  # the HTTP client: a sealed run does without
 
+    tidy_temporaries(archive.root)  # what a killed run left half written
     manifest = _with_last_good(built, archive.root / LAST_MANIFEST)
     run_id = archive.start_run("sync")
     retired = archive.retire_missing({entry.id for entry in manifest.entries})
