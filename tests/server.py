@@ -66,8 +66,9 @@ class Served:
     # 200 would carry): with ``ignore_if_range``, a server or cache that cannot be caught.
     range_without_validators: bool = False
     # Answer at most this many bytes of any range, after ``range_delay`` seconds (honestly:
-    # the Content-Range says so, as RFC 9110 14.4 lets a server send less than asked): a
-    # server whose every answer is short and slow in coming.
+    # the Content-Range says so; RFC 9110 15.3.7: a server "will usually attempt to satisfy
+    # all of the requested ranges", not always): a server whose every answer is short and
+    # slow in coming.
     range_cap: int | None = None
     range_delay: float = 0.0
     # A 206 without Content-Length: its body ends when the server closes the connection (a
